@@ -1,0 +1,51 @@
+"""Types shared by every dataset: the scoring batch and a dataset's splits."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+
+@dataclass
+class Batch:
+    """A scoring batch for training-free metrics.
+
+    x: (m, C, H, W) float32, normalised with the dataset's mean/std.
+    y: (m,) int64 class labels in [0, num_classes).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.x.to(device), self.y.to(device), self.num_classes)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the batch contents (for caches and provenance)."""
+        import hashlib
+
+        h = hashlib.sha1()
+        h.update(self.x.detach().cpu().contiguous().numpy().tobytes())
+        h.update(self.y.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:12]
+
+
+@dataclass
+class DatasetSplits:
+    """A dataset's splits as map-style datasets yielding ``(x (C,H,W) float32 normalised, y int)``.
+
+    ``valid`` is None where the dataset has no validation split. ``input_shape`` is (C, H, W).
+    ``augment`` says whether the benchmark's crop+flip augmentation suits the training split
+    (true for natural images, false for tiny inputs like 8x8 digits).
+    """
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    train: Dataset
+    test: Dataset
+    valid: Dataset | None = None
+    augment: bool = True
+    info: dict = field(default_factory=dict)

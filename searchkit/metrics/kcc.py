@@ -1,0 +1,102 @@
+"""KCC: the regularised kernel canonical correlation between the NTK and the labels.
+
+Seed 000 (Singh 2025), section 3.2, eq. (9): with centred Gram matrices
+K = H Theta(X) H (NTK) and L = H Y Y^T H (linear kernel on the labels), H = I - 11^T/m,
+
+    [ 0   K L ] u = lambda [ K^2 + m eps K        0       ] u
+    [ L K  0  ]            [      0        L^2 + m eps L  ]
+
+and the score is gamma = lambda_max.
+
+Why not solve (9) literally: its right-hand matrix B is singular. K is centred (H 1 = 0, so
+rank K <= m - 1) and, for one-hot labels, rank L <= c - 1 << m; every direction in the null
+space of B makes (9) ill-posed (infinite or arbitrary eigenvalues in a generalised eigensolver).
+Only coefficients in range(K) + range(L) change f = K alpha and g = L beta, so we restrict to
+those ranges. With K = U diag(k) U^T (k > 0) and L = Q diag(s^2) Q^T (Q from the thin SVD of
+H Y), substituting a = (K + m eps I)^(1/2) K^(1/2) alpha and likewise b reduces (9) to an
+ordinary singular value problem (Bach & Jordan 2002, regularised KCCA):
+
+    gamma = sigma_max( diag(sqrt(k / (k + m eps))) U^T Q diag(sqrt(s^2 / (s^2 + m eps))) ).
+
+The matrix is (rank K) x (rank L), at most m x (c - 1), so after one eigendecomposition of K
+the score costs almost nothing. ``tests/test_kcc.py`` checks it against (9) solved on the
+restricted ranges.
+
+Choices the paper leaves open, as options:
+  * ``normalize`` (default True): scale K and L to mean eigenvalue 1 (trace / m = 1) before
+    regularising. Without it, gamma depends on the arbitrary output scale of the network at
+    initialisation through m eps / k, and eps would mean something different per architecture.
+    With it, gamma is invariant to rescaling Theta.
+  * ``eps``: the regulariser epsilon of eq. (9). eps -> 0 drives gamma to 1 for any full-rank
+    kernel (the paper's remark after eq. 8); larger eps weighs the leading NTK eigendirections.
+  * labels: integer class labels use the linear kernel on one-hot vectors (section 4 notes this
+    choice is open for classification); float targets (m,) or (m, d) use the linear kernel on
+    the targets themselves (the regression case of section 3).
+gamma lies in [0, 1]; it is invariant to a joint permutation of the samples, to relabelling
+classes, and (with ``normalize``) to the scale of Theta.
+"""
+from __future__ import annotations
+
+import torch
+
+#: The score of a degenerate network (constant or non-finite NTK): the lower end of [0, 1].
+KCC_WORST = 0.0
+
+
+def centre(kernel: torch.Tensor) -> torch.Tensor:
+    """H K H for K: (m, m), H = I - 11^T / m (double-centring)."""
+    return kernel - kernel.mean(0, keepdim=True) - kernel.mean(1, keepdim=True) + kernel.mean()
+
+
+def label_features(y: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """Centred label features H Y: (m, c) from class labels (m,) int, or targets (m,)/(m, d) float.
+
+    L = (H Y)(H Y)^T is the centred linear label kernel of eq. (9).
+    """
+    if y.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        n = num_classes if num_classes is not None else int(y.max()) + 1
+        features = torch.nn.functional.one_hot(y.long(), n).double()
+    else:
+        features = y.double().reshape(y.shape[0], -1)
+    return features - features.mean(0, keepdim=True)
+
+
+def _spectrum(kernel: torch.Tensor, rel_tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive eigenpairs of a symmetric PSD kernel: values (r,), vectors (m, r)."""
+    values, vectors = torch.linalg.eigh((kernel + kernel.T) / 2)
+    keep = values > rel_tol * values.abs().max().clamp_min(torch.finfo(values.dtype).tiny)
+    return values[keep], vectors[:, keep]
+
+
+def kcc(
+    theta: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int | None = None,
+    eps: float = 0.1,
+    normalize: bool = True,
+) -> float:
+    """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,).
+
+    Returns :data:`KCC_WORST` when the centred kernel is zero or not finite (a network whose
+    output does not depend on its input, or overflowed).
+    """
+    m = theta.shape[0]
+    k_centred = centre(theta.double())
+    if not torch.isfinite(k_centred).all():
+        return KCC_WORST
+    k, u = _spectrum(k_centred)
+    hy = label_features(y.to(theta.device), num_classes)
+    q, s, _ = torch.linalg.svd(hy, full_matrices=False)
+    label_eig = s**2
+    keep = label_eig > 1e-10 * label_eig.max().clamp_min(1e-300)
+    q, label_eig = q[:, keep], label_eig[keep]
+    if k.numel() == 0 or label_eig.numel() == 0:
+        return KCC_WORST
+    if normalize:
+        k = k / (k.sum() / m)
+        label_eig = label_eig / (label_eig.sum() / m)
+    ridge = m * eps
+    left = torch.sqrt(k / (k + ridge))
+    right = torch.sqrt(label_eig / (label_eig + ridge))
+    core = left[:, None] * (u.T @ q) * right[None, :]
+    return float(torch.linalg.matrix_norm(core, ord=2))
