@@ -1,0 +1,17 @@
+"""searchkit: neural architecture search with training-free fitness (KCC and the NTK family).
+
+``from searchkit import run_search`` runs a search (see :func:`searchkit.engine.run_search`).
+"""
+from searchkit.errors import SearchkitError
+
+__all__ = ["run_search", "SearchResult", "SearchkitError"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Import the engine (and torch) only when the API is used, so ``searchkit --help`` is fast."""
+    if name in ("run_search", "SearchResult"):
+        from searchkit import engine
+
+        return getattr(engine, name)
+    raise AttributeError(f"module 'searchkit' has no attribute {name!r}")

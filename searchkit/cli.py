@@ -1,0 +1,137 @@
+"""The ``searchkit`` command: search | evaluate | score.
+
+A thin layer over the Python API. Errors a user can cause print one line on stderr and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from searchkit.errors import SearchkitError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SearchkitError(f"{message} (see '{self.prog} --help')")
+
+
+def _search(args: argparse.Namespace) -> None:
+    from searchkit.engine import run_search
+
+    if args.resume and (args.config or args.overrides):
+        raise SearchkitError("--resume continues an earlier run with its own config; drop --config and overrides")
+    result = run_search(args.config, args.overrides, out=args.out, resume=args.resume, progress=not args.quiet)
+    index = "" if result.index is None else f" (NAS-Bench-201 index {result.index})"
+    print(f"selected architecture: {result.arch}{index}")
+    print(f"{result.metric} score: {result.score:.6f}  "
+          f"({result.archs_scored} architectures scored, {result.unique_archs} unique, {result.search_seconds:.1f} s)")
+    if result.evaluation is not None:
+        print(f"final accuracy: {result.evaluation.describe()}")
+    print(f"run directory: {result.out}")
+
+
+def _single_arch_config(args: argparse.Namespace, extra: dict):
+    """A RunConfig for commands about one architecture, from the shared flags."""
+    from searchkit.config import load_config
+
+    overrides = [f"space.name={args.space}", f"data.name={args.dataset}", f"device={args.device}"]
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    for key, value in extra.items():
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.config, overrides + list(args.overrides))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from searchkit.data import get_dataset
+    from searchkit.evaluation import evaluate_arch, open_table
+    from searchkit.runtime import resolve_device
+    from searchkit.spaces import get_space
+
+    cfg = _single_arch_config(args, {"table": args.table, "evaluate.method": args.method,
+                                     "evaluate.epochs": args.epochs, "evaluate.protocol": args.protocol})
+    space = get_space(cfg.space.name)
+    arch = space.decode(args.arch)
+    splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
+    evaluation = evaluate_arch(space, arch, cfg, splits, open_table(cfg), resolve_device(cfg.device), not args.quiet)
+    print(f"architecture: {space.encode(arch)}")
+    print(f"final accuracy: {evaluation.describe()}" if evaluation else "no evaluation (evaluate.method=none)")
+
+
+def _score(args: argparse.Namespace) -> None:
+    from searchkit.data import get_dataset, scoring_batch
+    from searchkit.engine import score_arch
+    from searchkit.metrics import get_metric
+    from searchkit.runtime import resolve_device
+    from searchkit.spaces import get_space
+
+    cfg = _single_arch_config(args, {"metric.name": args.metric, "data.batch_size": args.batch_size, "seed": args.seed})
+    device = resolve_device(cfg.device)
+    space = get_space(cfg.space.name)
+    arch = space.decode(args.arch)
+    splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
+    batch = scoring_batch(splits, cfg.data.batch_size, cfg.data.seed, cfg.data.split).to(device)
+    metric = get_metric(cfg.metric.name, **cfg.metric.options)
+    value = score_arch(space, arch, metric, batch, splits, cfg.seed, cfg.space.build, device)
+    print(f"{cfg.metric.name}: {value:.6f}  ({space.encode(arch)}, {cfg.data.name}, batch {cfg.data.batch_size}, seed {cfg.seed})")
+
+
+def _add_single_arch_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
+    parser.add_argument("--arch", required=True, help="architecture string, e.g. an NB201 '|op~0|+|...|' string")
+    parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    parser.add_argument("--data-root", help="where the dataset's files are (default: built in or ../shared/data)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--config", type=Path, help="a YAML config supplying further defaults")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. space.build.C=8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="searchkit", description="Neural architecture search with training-free fitness.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    search = commands.add_parser("search", help="run a search, evaluate the selected architecture")
+    search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
+    search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")
+    search.add_argument("--resume", type=Path, help="continue an interrupted run from its directory")
+    search.add_argument("--quiet", action="store_true", help="no progress bars")
+    search.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1")
+    search.set_defaults(func=_search)
+
+    evaluate = commands.add_parser("evaluate", help="final accuracy of one architecture (table lookup or training)")
+    _add_single_arch_flags(evaluate)
+    evaluate.add_argument("--method", choices=("auto", "table", "train"), help="default: auto")
+    evaluate.add_argument("--epochs", type=int, help="training epochs (overrides the protocol's)")
+    evaluate.add_argument("--protocol", help="training protocol preset (default: nb201)")
+    evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
+    evaluate.set_defaults(func=_evaluate)
+
+    score = commands.add_parser("score", help="training-free score of one architecture")
+    _add_single_arch_flags(score)
+    score.add_argument("--metric", default="kcc", help="metric name (default: kcc)")
+    score.add_argument("--batch-size", type=int, help="scoring batch size (default: 64)")
+    score.add_argument("--seed", type=int, help="network initialisation seed (default: 0)")
+    score.set_defaults(func=_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except SearchkitError as err:
+        print(f"searchkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("searchkit: interrupted; a search continues with 'searchkit search --resume RUN_DIR'", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

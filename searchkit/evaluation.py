@@ -1,0 +1,91 @@
+"""Final accuracy of a selected architecture: NAS-Bench-201 table lookup or real training."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from searchkit.config import RunConfig
+from searchkit.data.base import DatasetSplits
+from searchkit.errors import SearchkitError
+from searchkit.runtime import build_network
+from searchkit.spaces.base import SearchSpace
+from searchkit.tabular import NB201Table
+from searchkit.train.trainer import get_protocol, train
+
+#: Our dataset names -> the NAS-Bench-201 table's dataset for the 200-epoch lookup.
+TABLE_DATASETS = {"cifar10": "cifar10", "cifar10-valid": "cifar10", "cifar100": "cifar100",
+                  "ImageNet16-120": "ImageNet16-120"}
+METHODS = ("auto", "table", "train", "none")
+
+
+@dataclass
+class Evaluation:
+    """Final accuracy (%) of an architecture and how it was obtained (``source``: table or trained)."""
+
+    test_accuracy: float
+    valid_accuracy: float | None
+    source: str
+    dataset: str
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        how = (f"NAS-Bench-201 table, {self.details['epochs']} epochs" if self.source == "table"
+               else f"trained {self.details['epochs']} epochs, protocol {self.details['protocol']}")
+        return f"{self.test_accuracy:.2f}% test accuracy on {self.dataset} ({how})"
+
+
+def open_table(cfg: RunConfig) -> NB201Table | None:
+    """The NB201 table when the run can use it (NB201 space), else None.
+
+    A table the user named (``table:``) or one that ``evaluate.method: table`` needs must load;
+    at the default location (``../shared/data``, ``SEARCHKIT_DATA``) it is optional.
+    """
+    if cfg.evaluate.method not in METHODS:
+        raise SearchkitError(f"unknown evaluate.method {cfg.evaluate.method!r}; choose one of {', '.join(METHODS)}")
+    if cfg.space.name != "nb201":
+        return None
+    try:
+        return NB201Table.load(cfg.table)
+    except SearchkitError:
+        if cfg.table is not None or cfg.evaluate.method == "table":
+            raise
+        return None
+
+
+def evaluate_arch(
+    space: SearchSpace, arch: Any, cfg: RunConfig, splits: DatasetSplits,
+    table: NB201Table | None, device: torch.device, progress: bool = True,
+) -> Evaluation | None:
+    """Look the architecture up (``table``/``auto`` on a benchmark dataset) or train it (``train``/``auto``)."""
+    method = cfg.evaluate.method
+    if method == "none":
+        return None
+    dataset = TABLE_DATASETS.get(splits.name)
+    if method == "table" or (method == "auto" and table is not None and dataset is not None):
+        if table is None or dataset is None:
+            raise SearchkitError(
+                f"evaluate.method=table needs the NB201 space, the NB201 table and one of its datasets "
+                f"({', '.join(TABLE_DATASETS)}); got space {cfg.space.name!r}, dataset {splits.name!r}")
+        index = table.index_of(space.encode(arch))
+        return Evaluation(
+            test_accuracy=table.accuracy(index, dataset, "test", 200),
+            valid_accuracy=table.accuracy(index, dataset, "valid", 200),
+            source="table", dataset=dataset,
+            details={"table": table.source, "index": index, "epochs": 200,
+                     "params_m": table.params(index, dataset)},
+        )
+    overrides = {} if cfg.evaluate.epochs is None else {"epochs": cfg.evaluate.epochs}
+    protocol = get_protocol(cfg.evaluate.protocol, **overrides)
+    net = build_network(space, arch, splits, cfg.evaluate.seed, cfg.space.build)
+    result = train(net, splits, protocol, device=device, seed=cfg.evaluate.seed, progress=progress)
+    return Evaluation(
+        test_accuracy=result.test_acc, valid_accuracy=result.valid_acc, source="trained", dataset=splits.name,
+        details={"protocol": cfg.evaluate.protocol, "epochs": result.epochs, "seconds": round(result.seconds, 2),
+                 "params": result.params, "train_loss": result.train_loss, "seed": cfg.evaluate.seed},
+    )

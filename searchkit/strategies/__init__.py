@@ -1,0 +1,27 @@
+"""Search strategies behind one ask/tell interface; ``get_strategy(name, space, rng, **options)``."""
+from __future__ import annotations
+
+import numpy as np
+
+from searchkit.errors import SearchkitError
+from searchkit.registry import Registry
+from searchkit.spaces.base import SearchSpace
+from searchkit.strategies.base import Strategy
+from searchkit.strategies.evolution import RegularizedEvolution
+from searchkit.strategies.random import RandomSearch
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+STRATEGIES.register("random")(RandomSearch)
+STRATEGIES.register("evolution")(RegularizedEvolution)
+
+
+def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **options) -> Strategy:
+    """The registered strategy ``name`` over ``space``, seeded by ``rng``, configured by ``options``."""
+    factory = STRATEGIES.get(name)
+    try:
+        return factory(space, rng, **options)
+    except TypeError as err:
+        raise SearchkitError(f"bad options for strategy {name!r}: {err}") from None
+
+
+__all__ = ["STRATEGIES", "Strategy", "RandomSearch", "RegularizedEvolution", "get_strategy"]

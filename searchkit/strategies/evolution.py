@@ -1,0 +1,56 @@
+"""Regularized evolution (Real et al. 2019, "Regularized Evolution for Image Classifier
+Architecture Search", Algorithm 1): tournament selection with aging.
+
+The first ``population`` architectures are uniform samples. Then each cycle draws
+``sample_size`` members of the population uniformly (with replacement, as in the paper),
+mutates the best of them (one edge in NB201) into a child, appends the child and removes
+the OLDEST member (aging, not the worst). The answer is the best architecture in the history.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from searchkit.errors import SearchkitError
+from searchkit.spaces.base import SearchSpace
+from searchkit.strategies.base import Strategy
+
+
+class RegularizedEvolution(Strategy):
+    """Aging evolution with population P and tournament sample size S (S <= P)."""
+
+    name = "evolution"
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, population: int = 20, sample_size: int = 5) -> None:
+        if population < 2 or not 1 <= sample_size <= population:
+            raise SearchkitError(
+                f"evolution needs population >= 2 and 1 <= sample_size <= population, got {population} and {sample_size}"
+            )
+        super().__init__(space, rng)
+        self.population_size = population
+        self.sample_size = sample_size
+        self.population: deque[tuple[Any, float]] = deque()
+
+    def ask(self) -> list[Any]:
+        if len(self.population) < self.population_size:
+            return [self.space.sample(self.rng)]
+        picks = self.rng.integers(len(self.population), size=self.sample_size)
+        parent = max((self.population[i] for i in picks), key=lambda member: member[1])[0]
+        return [self.space.mutate(parent, self.rng)]
+
+    def tell(self, arch: Any, score: float) -> None:
+        super().tell(arch, score)
+        self.population.append((arch, score))
+        if len(self.population) > self.population_size:
+            self.population.popleft()
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["population"] = [(self.space.encode(a), s) for a, s in self.population]
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.population = deque((self.space.decode(a), s) for a, s in state["population"])
