@@ -53,7 +53,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     from searchkit.spaces import get_space
 
     cfg = _single_arch_config(args, {"table": args.table, "evaluate.method": args.method,
-                                     "evaluate.epochs": args.epochs, "evaluate.protocol": args.protocol})
+                                     "evaluate.epochs": args.epochs, "evaluate.protocol": args.preset})
     space = get_space(cfg.space.name)
     arch = space.decode(args.arch)
     splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_single_arch_flags(evaluate)
     evaluate.add_argument("--method", choices=("auto", "table", "train"), help="default: auto")
     evaluate.add_argument("--epochs", type=int, help="training epochs (overrides the protocol's)")
-    evaluate.add_argument("--protocol", help="training protocol preset (default: nb201)")
+    evaluate.add_argument("--preset", help="training protocol preset, e.g. nb201 or nb201-short (default: nb201)")
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
 

@@ -82,7 +82,7 @@ def evaluate_arch(
         )
     overrides = {} if cfg.evaluate.epochs is None else {"epochs": cfg.evaluate.epochs}
     protocol = get_protocol(cfg.evaluate.protocol, **overrides)
-    net = build_network(space, arch, splits, cfg.evaluate.seed, cfg.space.build)
+    net = build_network(space, arch, splits, cfg.evaluate.seed, {**cfg.space.build, **protocol.network})
     result = train(net, splits, protocol, device=device, seed=cfg.evaluate.seed, progress=progress)
     return Evaluation(
         test_accuracy=result.test_acc, valid_accuracy=result.valid_acc, source="trained", dataset=splits.name,

@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 from torch import nn
 
 from searchkit.data.base import Batch
+from searchkit.errors import SearchkitError
+from searchkit.registry import Registry
 
 
 @runtime_checkable
@@ -30,3 +32,15 @@ def guarded(metric: Metric, value: float) -> float:
         return value
     warnings.warn(f"{metric.name} gave {value}; using its worst score {metric.worst}", DegenerateNetworkWarning)
     return metric.worst
+
+
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def get_metric(name: str, **options) -> Metric:
+    """The registered metric ``name`` configured with ``options`` (unknown options -> SearchkitError)."""
+    factory = METRICS.get(name)
+    try:
+        return factory(**options)
+    except TypeError as err:
+        raise SearchkitError(f"bad options for metric {name!r}: {err}") from None

@@ -37,7 +37,14 @@ classes, and (with ``normalize``) to the scale of Theta.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+from torch import nn
+
+from searchkit.data.base import Batch
+from searchkit.metrics.base import METRICS, guarded
+from searchkit.metrics.ntk import BNMode, OutputMode, empirical_ntk
 
 #: The score of a degenerate network (constant or non-finite NTK): the lower end of [0, 1].
 KCC_WORST = 0.0
@@ -100,3 +107,27 @@ def kcc(
     right = torch.sqrt(label_eig / (label_eig + ridge))
     core = left[:, None] * (u.T @ q) * right[None, :]
     return float(torch.linalg.matrix_norm(core, ord=2))
+
+
+@METRICS.register("kcc")
+@dataclass
+class KCC:
+    """Kernel canonical correlation of the empirical NTK and the labels (seed 000, eq. 9).
+
+    Options: ``eps`` (regulariser), ``bn`` and ``output`` (how the NTK is taken, see
+    :mod:`searchkit.metrics.ntk`), ``normalize`` (trace-normalise both kernels, see above),
+    ``chunk_size`` (vector-Jacobian products at once; memory only). Range [0, 1]; degenerate
+    networks score :data:`KCC_WORST`.
+    """
+
+    eps: float = 0.1
+    bn: BNMode = "batchstats"
+    output: OutputMode = "sum"
+    normalize: bool = True
+    chunk_size: int | None = None
+    name: str = "kcc"
+    worst: float = KCC_WORST
+
+    def __call__(self, net: nn.Module, batch: Batch) -> float:
+        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size)
+        return guarded(self, kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -32,6 +32,8 @@ SCHEDULES = ("cosine", "constant")
 class Protocol:
     """Training hyper-parameters. ``schedule``: "cosine" (per-iteration decay to 0) or "constant".
 
+    ``network`` holds build options of the evaluated network that override the search space's
+    (e.g. a DARTS preset's cells and channels); NB201 presets leave the network as searched.
     ``augment`` turns on random crop (pad 4) + horizontal flip; it applies only where the
     dataset's ``DatasetSplits.augment`` allows it. ``grad_clip``: max global gradient L2 norm.
     """
@@ -46,6 +48,7 @@ class Protocol:
     augment: bool = True
     label_smoothing: float = 0.0
     grad_clip: float | None = None
+    network: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []
