@@ -47,7 +47,6 @@ def _single_arch_config(args: argparse.Namespace, extra: dict):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from searchkit.data import get_dataset
     from searchkit.evaluation import evaluate_arch, open_table
     from searchkit.runtime import resolve_device
     from searchkit.spaces import get_space
@@ -56,8 +55,7 @@ def _evaluate(args: argparse.Namespace) -> None:
                                      "evaluate.epochs": args.epochs, "evaluate.protocol": args.preset})
     space = get_space(cfg.space.name)
     arch = space.decode(args.arch)
-    splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
-    evaluation = evaluate_arch(space, arch, cfg, splits, open_table(cfg), resolve_device(cfg.device), not args.quiet)
+    evaluation = evaluate_arch(space, arch, cfg, open_table(cfg), resolve_device(cfg.device), progress=not args.quiet)
     print(f"architecture: {space.encode(arch)}")
     print(f"final accuracy: {evaluation.describe()}" if evaluation else "no evaluation (evaluate.method=none)")
 

@@ -35,7 +35,7 @@ class SpaceConfig:
     """The search space; ``build`` holds network options (e.g. NB201's C and N)."""
 
     name: str = "nb201"
-    build: dict = field(default_factory=dict)
+    build: dict = field(default_factory=lambda: {"C": 16, "N": 5})
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
 
 def _build(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise SearchkitError(f"config section {prefix or 'top level'!r} must be a mapping, got {data!r}")
+        raise SearchkitError(f"config section {prefix.rstrip('.') or 'top level'!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}

@@ -138,7 +138,7 @@ def run_search(
         writer.close()
 
     best_text = space.encode(strategy.best_arch)
-    evaluation = evaluate_arch(space, strategy.best_arch, cfg, splits, table, device, progress)
+    evaluation = evaluate_arch(space, strategy.best_arch, cfg, table, device, splits, progress)
     result = SearchResult(
         arch=best_text, index=table.index_of(best_text) if table else None, score=float(strategy.best_score),
         metric=cfg.metric.name, evaluation=evaluation, archs_scored=len(history),

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from searchkit.config import RunConfig
+from searchkit.data import get_dataset
 from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.runtime import build_network
@@ -59,19 +60,23 @@ def open_table(cfg: RunConfig) -> NB201Table | None:
 
 
 def evaluate_arch(
-    space: SearchSpace, arch: Any, cfg: RunConfig, splits: DatasetSplits,
-    table: NB201Table | None, device: torch.device, progress: bool = True,
+    space: SearchSpace, arch: Any, cfg: RunConfig, table: NB201Table | None, device: torch.device,
+    splits: DatasetSplits | None = None, progress: bool = True,
 ) -> Evaluation | None:
-    """Look the architecture up (``table``/``auto`` on a benchmark dataset) or train it (``train``/``auto``)."""
+    """Look the architecture up (``table``/``auto`` on a benchmark dataset) or train it (``train``/``auto``).
+
+    ``splits``: the run's dataset if already loaded; training loads ``cfg.data`` otherwise, and a
+    table lookup never needs the images.
+    """
     method = cfg.evaluate.method
     if method == "none":
         return None
-    dataset = TABLE_DATASETS.get(splits.name)
+    dataset = TABLE_DATASETS.get(cfg.data.name)
     if method == "table" or (method == "auto" and table is not None and dataset is not None):
         if table is None or dataset is None:
             raise SearchkitError(
                 f"evaluate.method=table needs the NB201 space, the NB201 table and one of its datasets "
-                f"({', '.join(TABLE_DATASETS)}); got space {cfg.space.name!r}, dataset {splits.name!r}")
+                f"({', '.join(TABLE_DATASETS)}); got space {cfg.space.name!r}, dataset {cfg.data.name!r}")
         index = table.index_of(space.encode(arch))
         return Evaluation(
             test_accuracy=table.accuracy(index, dataset, "test", 200),
@@ -82,6 +87,8 @@ def evaluate_arch(
         )
     overrides = {} if cfg.evaluate.epochs is None else {"epochs": cfg.evaluate.epochs}
     protocol = get_protocol(cfg.evaluate.protocol, **overrides)
+    if splits is None:
+        splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
     net = build_network(space, arch, splits, cfg.evaluate.seed, {**cfg.space.build, **protocol.network})
     result = train(net, splits, protocol, device=device, seed=cfg.evaluate.seed, progress=progress)
     return Evaluation(

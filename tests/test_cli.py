@@ -1,0 +1,70 @@
+"""The searchkit command: outputs, and one-line errors with exit code 2 for bad input."""
+import subprocess
+import sys
+
+import pytest
+
+from searchkit.cli import main
+from searchkit.paths import find_data
+from searchkit.tabular import NB201Table
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+SMALL = ["data.name=synthetic", "data.batch_size=8", "data.options={shape: [3, 8, 8], n_train: 32}",
+         "space.build={C: 4, N: 1}"]
+
+
+def one_line_error(capsys, argv, fragment):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("searchkit: error: ")
+    assert fragment in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["score", "--arch", "|nor_conv_3x3~0|+|nor_conv_3x3~0|"], "has 2 node groups, expected 3"),
+    (["score", "--arch", ARCH.replace("avg_pool_3x3", "max_pool_3x3")], "unknown op 'max_pool_3x3'"),
+    (["score", "--arch", "|nor_conv_3x3~1|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"], "~1"),
+    (["search", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
+    (["search", "budget.archz=3"], "unknown config key 'budget.archz'"),
+    (["search", "metric.name=accuracy"], "unknown metric 'accuracy'"),
+    (["score", "--arch", ARCH, "--dataset", "cifar10", "--data-root", "/no/such/dir"], "/no/such/dir"),
+    (["evaluate", "--arch", ARCH, "--method", "table", "--table", "/no/table.csv"], "/no/table.csv"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["score"], "the following arguments are required: --arch"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, argv, fragment):
+    one_line_error(capsys, argv, fragment)
+
+
+def test_console_script_exit_code_and_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "searchkit.cli", "score", "--arch", "|bad|"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("searchkit: error: ") and "Traceback" not in proc.stderr
+
+
+def test_score_prints_the_metric(capsys):
+    assert main(["score", "--arch", ARCH, "--dataset", "synthetic", "--quiet", *SMALL[1:]]) == 0
+    out = capsys.readouterr().out
+    value = float(out.split()[1])
+    assert out.startswith("kcc: ") and 0 < value < 1
+
+
+def test_search_prints_selection_and_accuracy(capsys, tmp_path):
+    argv = ["search", "--quiet", "--out", str(tmp_path / "r"), *SMALL, "budget.archs=3",
+            "evaluate.method=train", "evaluate.epochs=1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "selected architecture: |" in out and "final accuracy: " in out and "test accuracy on synthetic" in out
+    assert (tmp_path / "r" / "best.json").is_file()
+    assert main(["search", "--resume", str(tmp_path / "r"), "budget.archs=4"]) == 2
+    assert "drop --config and overrides" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs ../shared/data/nb201")
+def test_evaluate_looks_up_the_table(capsys):
+    assert main(["evaluate", "--arch", ARCH, "--dataset", "cifar10", "--method", "table"]) == 0
+    out = capsys.readouterr().out
+    expected = NB201Table.load().accuracy(NB201Table.load().index_of(ARCH), "cifar10")
+    assert f"{expected:.2f}% test accuracy on cifar10 (NAS-Bench-201 table, 200 epochs)" in out
