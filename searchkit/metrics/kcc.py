@@ -40,11 +40,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import METRICS, guarded
-from searchkit.metrics.ntk import BNMode, OutputMode, empirical_ntk
+from searchkit.metrics.base import METRICS
+from searchkit.metrics.ntk import NTKMetric
 
 #: The score of a degenerate network (constant or non-finite NTK): the lower end of [0, 1].
 KCC_WORST = 0.0
@@ -111,23 +110,19 @@ def kcc(
 
 @METRICS.register("kcc")
 @dataclass
-class KCC:
+class KCC(NTKMetric):
     """Kernel canonical correlation of the empirical NTK and the labels (seed 000, eq. 9).
 
-    Options: ``eps`` (regulariser), ``bn`` and ``output`` (how the NTK is taken, see
-    :mod:`searchkit.metrics.ntk`), ``normalize`` (trace-normalise both kernels, see above),
-    ``chunk_size`` (vector-Jacobian products at once; memory only). Range [0, 1]; degenerate
-    networks score :data:`KCC_WORST`.
+    Options: ``eps`` (regulariser), ``normalize`` (trace-normalise both kernels, see above), and
+    the NTK's ``bn`` / ``output`` / ``chunk_size`` (:mod:`searchkit.metrics.ntk`). Range [0, 1];
+    degenerate networks score :data:`KCC_WORST`.
     """
 
     eps: float = 0.1
-    bn: BNMode = "batchstats"
-    output: OutputMode = "sum"
     normalize: bool = True
-    chunk_size: int | None = None
-    name: str = "kcc"
-    worst: float = KCC_WORST
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size)
-        return guarded(self, kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize))
+    name = "kcc"
+    worst = KCC_WORST
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize)

@@ -27,11 +27,15 @@ Two choices the papers leave open are options here:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Literal
 
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
+
+if TYPE_CHECKING:
+    from searchkit.data.base import Batch
 
 BNMode = Literal["train", "batchstats", "eval"]
 OutputMode = Literal["sum", "trace"]
@@ -42,7 +46,8 @@ _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 @contextmanager
-def _mode(net: nn.Module, training: bool) -> Iterator[None]:
+def train_mode(net: nn.Module, training: bool) -> Iterator[None]:
+    """Set every module's training flag to ``training``; restore each module's own flag on exit."""
     previous = [(m, m.training) for m in net.modules()]
     net.train(training)
     try:
@@ -73,7 +78,7 @@ def _batch_statistics(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor
             hooks.append(module.register_forward_pre_hook(capture))
     buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
     try:
-        with torch.no_grad(), _mode(net, True):
+        with torch.no_grad(), train_mode(net, True):
             functional_call(net, buffers, (x,))  # clones absorb the running-stat update
     finally:
         for hook in hooks:
@@ -110,7 +115,7 @@ def jacobian(
         def batch_out(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
             return _reduce(functional_call(net, (p, b), (x,)), output)
 
-        with _mode(net, True):  # buffers go in as an argument: BN updates its running stats in place
+        with train_mode(net, True):  # buffers go in as an argument: BN updates its running stats in place
             return jacrev(batch_out, chunk_size=chunk_size)(params, buffers)
 
     buffers = _batch_statistics(net, x) if bn == "batchstats" else dict(net.named_buffers())
@@ -118,7 +123,7 @@ def jacobian(
     def sample_out(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
         return _reduce(functional_call(net, (p, buffers), (xi.unsqueeze(0),)), output)[0]
 
-    with _mode(net, False):
+    with train_mode(net, False):
         return vmap(jacrev(sample_out), in_dims=(None, 0), chunk_size=chunk_size)(params, x)
 
 
@@ -149,3 +154,62 @@ def empirical_ntk(
     Theta_ij = sum_k <d f_k(x_i), d f_k(x_j)>.
     """
     return gram(jacobian(net, x, bn=bn, output=output, chunk_size=chunk_size), x.shape[0])
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA and CPU allocator failures (the CPU one is a plain RuntimeError)."""
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def robust_ntk(
+    net: nn.Module, x: torch.Tensor, bn: BNMode, output: OutputMode, chunk_size: int | None = None
+) -> torch.Tensor:
+    """:func:`empirical_ntk`, retrying with half as many simultaneous vector-Jacobian products
+    whenever memory runs out (``chunk_size`` changes memory only, never the result)."""
+    chunk = chunk_size or x.shape[0]
+    while True:
+        try:
+            return empirical_ntk(net, x, bn=bn, output=output, chunk_size=chunk)
+        except (RuntimeError, torch.OutOfMemoryError) as err:
+            if not is_out_of_memory(err) or chunk == 1:
+                raise
+            chunk = max(1, chunk // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+@dataclass
+class NTKMetric:
+    """Base of the metrics computed from the empirical NTK Gram matrix Theta: (m, m).
+
+    Subclasses implement :meth:`from_ntk`. Metrics with the same :attr:`ntk_key` on the same
+    network and batch can share one Theta (see :func:`searchkit.metrics.scoring.score_metrics`).
+    """
+
+    bn: BNMode = "batchstats"
+    output: OutputMode = "sum"
+    chunk_size: int | None = None
+
+    name = ""
+    worst = float("-inf")
+
+    @property
+    def ntk_key(self) -> tuple[str, str]:
+        return (self.bn, self.output)
+
+    def ntk(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return robust_ntk(net, x, self.bn, self.output, self.chunk_size)
+
+    def from_ntk(self, theta: torch.Tensor, batch: "Batch") -> float:
+        raise NotImplementedError
+
+    def score_with(self, theta: torch.Tensor, net: nn.Module, batch: "Batch") -> float:
+        """The score given this network's Theta (most metrics need only Theta)."""
+        return self.from_ntk(theta, batch)
+
+    def __call__(self, net: nn.Module, batch: "Batch") -> float:
+        from searchkit.metrics.base import guarded
+
+        batch = batch.to(next(net.parameters()).device)
+        return guarded(self, self.score_with(self.ntk(net, batch.x), net, batch))

@@ -1,0 +1,229 @@
+"""NTK-based training-free metrics and NASI's gradient approximation of the NTK trace.
+
+All are "higher is better". The NTK metrics (everything deriving :class:`NTKMetric`) read one
+empirical Gram matrix Theta: (m, m) (:mod:`searchkit.metrics.ntk`; BN mode and output reduction
+are their ``bn`` / ``output`` options), so several of them on the same network and batch share
+one NTK computation (:func:`searchkit.metrics.scoring.score_metrics`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from searchkit.data.base import Batch
+from searchkit.metrics.base import METRICS, guarded
+from searchkit.metrics.kcc import centre, label_features
+from searchkit.metrics.ntk import NTKMetric, _batch_statistics, train_mode
+
+#: Largest condition number reported; a rank-deficient Theta (lambda_min <= lambda_max / COND_CAP) gets it.
+COND_CAP = 1e15
+
+
+def _eigenvalues(theta: torch.Tensor) -> torch.Tensor:
+    """Ascending eigenvalues of the symmetric Theta: (m,) float64."""
+    return torch.linalg.eigvalsh((theta + theta.T).double() / 2)
+
+
+def condition_number(theta: torch.Tensor) -> float:
+    """kappa = lambda_max / lambda_min of Theta, capped at :data:`COND_CAP` (rank-deficient Theta)."""
+    eig = _eigenvalues(theta)
+    top = float(eig[-1])
+    if not math.isfinite(top) or top <= 0:
+        return math.nan
+    return top / max(float(eig[0]), top / COND_CAP)
+
+
+@METRICS.register("ntk_trace")
+@dataclass
+class NTKTrace(NTKMetric):
+    """M_Trace = sqrt(||Theta_0||_tr / m) (HNAS, seed 003, eq. 4; NASI's objective, seed 002)."""
+
+    name = "ntk_trace"
+    worst = 0.0
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        return math.sqrt(float(torch.trace(theta)) / theta.shape[0])
+
+
+@METRICS.register("ntk_cond")
+@dataclass
+class NTKCond(NTKMetric):
+    """-kappa, kappa = lambda_max(Theta_0) / lambda_min(Theta_0) (TE-NAS, Chen et al. 2021; seed 003
+    Theorem 2). Negated: a smaller condition number trains better. Range [-COND_CAP, -1]."""
+
+    name = "ntk_cond"
+    worst = -COND_CAP
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        return -condition_number(theta)
+
+
+@METRICS.register("ntk_eig_min")
+@dataclass
+class NTKEigMin(NTKMetric):
+    """lambda_min(Theta_0) / m, the smallest NTK eigenvalue (EigenNAS, seed 004: a larger minimum
+    eigenvalue bounds the generalisation error better). Divided by m so batches of different size
+    compare; clamped at 0 (round-off can make it slightly negative)."""
+
+    name = "ntk_eig_min"
+    worst = 0.0
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        return max(float(_eigenvalues(theta)[0]), 0.0) / theta.shape[0]
+
+
+def _centred_pair(theta: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred NTK and label kernels (K, L), each scaled to mean eigenvalue 1 (trace / m = 1)."""
+    m = theta.shape[0]
+    k = centre(theta.double())
+    hy = label_features(batch.y.to(theta.device), batch.num_classes)
+    ell = hy @ hy.T
+    return k / (torch.trace(k) / m), ell / (torch.trace(ell) / m)
+
+
+@METRICS.register("hsic")
+@dataclass
+class HSIC(NTKMetric):
+    """HSIC(K, L) = tr(K L) / (m - 1)^2 with K, L the centred NTK and linear label kernels
+    (Gretton et al. 2005; seed 000 section 4), both trace-normalised so it is scale invariant."""
+
+    name = "hsic"
+    worst = 0.0
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        k, ell = _centred_pair(theta, batch)
+        return float((k * ell).sum()) / (theta.shape[0] - 1) ** 2
+
+
+@METRICS.register("kta")
+@dataclass
+class KTA(NTKMetric):
+    """Centred kernel-target alignment <K, L>_F / (||K||_F ||L||_F) (Cortes et al. 2012; seed 000
+    section 4). In [-1, 1]; invariant to the scale of Theta."""
+
+    name = "kta"
+    worst = -1.0
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        k, ell = _centred_pair(theta, batch)
+        return float((k * ell).sum() / (torch.linalg.norm(k) * torch.linalg.norm(ell)))
+
+
+@METRICS.register("linear_regions")
+@dataclass
+class LinearRegions:
+    """log(1 + number of linear-region boundaries crossed) along straight segments between pairs of
+    scoring images: TE-NAS's expressivity measure (Chen et al. 2021), counted along lines as in
+    Hanin & Rolnick 2019 ("Complexity of Linear Regions in Deep Networks").
+
+    Each of ``n_pairs`` segments x_2k -> x_2k+1 is sampled at ``n_points`` points; every ReLU unit
+    whose sign differs between consecutive points is one boundary crossed. TE-NAS instead counts
+    the distinct activation patterns among 1000 random inputs, but on NAS-Bench-201 networks at
+    C=16 that count saturates (1000 of 1000 for every architecture we tried, 4x4 and 8x8 inputs),
+    so it cannot rank them; crossings do not saturate. BN normalises with the scoring batch's
+    statistics, frozen (as ``bn="batchstats"``), so the network is one fixed function on the segment.
+    """
+
+    n_pairs: int = 4
+    n_points: int = 100
+
+    name = "linear_regions"
+    worst = 0.0
+
+    def crossings(self, net: nn.Module, batch: Batch) -> int:
+        x = batch.x.to(next(net.parameters()).device)
+        if x.shape[0] < 2 * self.n_pairs:
+            raise ValueError(f"linear_regions needs a batch of >= {2 * self.n_pairs} images")
+        buffers = _batch_statistics(net, x)
+        t = torch.linspace(0, 1, self.n_points, device=x.device).view(-1, 1, 1, 1)
+        total = 0
+
+        def count(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            nonlocal total
+            signs = (out > 0).flatten(1)
+            total += int((signs[1:] != signs[:-1]).sum())
+
+        hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, nn.ReLU)]
+        try:
+            with torch.no_grad(), train_mode(net, False):
+                for k in range(self.n_pairs):
+                    segment = (1 - t) * x[2 * k] + t * x[2 * k + 1]
+                    functional_call(net, buffers, (segment,))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return total
+
+    def __call__(self, net: nn.Module, batch: Batch) -> float:
+        return guarded(self, math.log1p(self.crossings(net, batch)))
+
+
+@METRICS.register("tenas")
+@dataclass
+class TENAS(NTKMetric):
+    """log(1 + #region boundaries) - log(kappa): TE-NAS's trade-off of expressivity against trainability
+    (Chen et al. 2021) as one per-architecture number. TE-NAS itself ranks a population by the
+    sum of the two ranks; that needs the population, so ``searchkit correlate`` also reports that
+    rank combination of ``linear_regions`` and ``ntk_cond``. Here both enter in log scale, with
+    equal weight."""
+
+    name = "tenas"
+    worst = -math.log(COND_CAP)
+
+    def score_with(self, theta: torch.Tensor, net: nn.Module, batch: Batch) -> float:
+        return LinearRegions()(net, batch) - math.log(condition_number(theta))
+
+
+def _loss_gradient_sq_norm(net: nn.Module, batch: Batch, frozen_stats: bool) -> float:
+    """||d L / d theta||_2^2 over all parameters, L = mean cross-entropy on the batch.
+
+    ``frozen_stats``: BN normalises with the batch statistics held constant (samples independent,
+    so the batch gradient is the mean of per-sample gradients); otherwise train-mode BN.
+    """
+    params = {k: v.detach().requires_grad_(True) for k, v in net.named_parameters()}
+    if frozen_stats:
+        buffers = _batch_statistics(net, batch.x)
+        with train_mode(net, False):
+            logits = functional_call(net, (params, buffers), (batch.x,))
+    else:
+        buffers = {k: v.clone() for k, v in net.named_buffers()}
+        with train_mode(net, True):
+            logits = functional_call(net, (params, buffers), (batch.x,))
+    grads = torch.autograd.grad(F.cross_entropy(logits, batch.y), list(params.values()), allow_unused=True)
+    return float(sum((g.double() ** 2).sum() for g in grads if g is not None))
+
+
+@METRICS.register("ntk_trace_approx")
+@dataclass
+class NTKTraceApprox:
+    """NASI's approximation of the NTK trace, ||b^-1 sum_{x in X_j} grad_theta L_x||_2^2 (seed 002,
+    eq. 11-12; the constant m / gamma of eq. 12 is dropped, it does not change rankings). One
+    backward of the mean loss with train-mode BN, as NASI computes it on a mini-batch."""
+
+    name = "ntk_trace_approx"
+    worst = 0.0
+
+    def __call__(self, net: nn.Module, batch: Batch) -> float:
+        batch = batch.to(next(net.parameters()).device)
+        return guarded(self, _loss_gradient_sq_norm(net, batch, frozen_stats=False))
+
+
+@METRICS.register("knas")
+@dataclass
+class KNAS:
+    """KNAS's mean of the Gram matrix of per-sample loss gradients (Xu et al. 2021, "MGM"):
+    (1/m^2) sum_ij <g_i, g_j> = ||(1/m) sum_i g_i||^2, so it is computed exactly by one backward
+    of the mean loss with the batch statistics frozen (per-sample gradients are independent).
+    It equals ``ntk_trace_approx`` except for the gradient through the BN statistics."""
+
+    name = "knas"
+    worst = 0.0
+
+    def __call__(self, net: nn.Module, batch: Batch) -> float:
+        batch = batch.to(next(net.parameters()).device)
+        return guarded(self, _loss_gradient_sq_norm(net, batch, frozen_stats=True))
