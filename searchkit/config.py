@@ -35,7 +35,7 @@ class SpaceConfig:
     """The search space; ``build`` holds network options (e.g. NB201's C and N)."""
 
     name: str = "nb201"
-    build: dict = field(default_factory=lambda: {"C": 16, "N": 5})
+    build: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -28,8 +28,8 @@ def test_overrides_are_typed_and_nested():
 
 
 def test_override_merges_into_a_preset_mapping():
-    cfg = load_config(CONFIGS / "default.yaml", ["space.build.C=8"])
-    assert cfg.space.build == {"C": 8, "N": 5}  # the preset's other build options survive
+    cfg = load_config(CONFIGS / "darts-cifar10.yaml", ["space.build.C=4"])
+    assert cfg.space.build == {"C": 4, "layers": 5}  # the preset's other build options survive
 
 
 @pytest.mark.parametrize("override,message", [

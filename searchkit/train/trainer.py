@@ -8,15 +8,30 @@ scheduler, the cosine lr is updated every iteration, not once per epoch.
 Choices the benchmark leaves to its image pipeline: inputs arrive already normalised, so the crop
 pads with 0, i.e. with the dataset's mean colour rather than black; the last, smaller batch of an
 epoch is kept.
+
+DARTS CIFAR protocol (Liu et al., ICLR 2019, Sec. 3.3 / 4; NASI appendix B.4): SGD momentum 0.9
+(no nesterov), lr 0.025 cosine to 0, weight decay 3e-4, batch 96, 600 epochs, gradient norm
+clipped at 5, crop + flip + Cutout 16 (DeVries & Taylor 2017), drop path rising linearly from 0
+to 0.2 (epoch e of E uses 0.2 * e / E), auxiliary head loss weight 0.4, network C=36, 20 cells.
+Our cosine is per iteration (DARTS steps it per epoch; the difference is negligible).
+
+Networks opt into the DARTS extras through two attributes, set here and restored afterwards:
+``drop_path_prob`` (float, drop-path probability in training mode) and ``return_aux`` (bool:
+training-mode forward returns ``(logits, aux_logits)``). On CUDA, training runs in float16
+autocast with loss scaling (``Protocol.amp``); the CPU path is plain float32.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -36,6 +51,13 @@ class Protocol:
     (e.g. a DARTS preset's cells and channels); NB201 presets leave the network as searched.
     ``augment`` turns on random crop (pad 4) + horizontal flip; it applies only where the
     dataset's ``DatasetSplits.augment`` allows it. ``grad_clip``: max global gradient L2 norm.
+
+    DARTS extras (0 = off): ``cutout``: side of the square zeroed per image after crop + flip
+    (only where augmentation applies); ``drop_path``: the final drop-path probability, raised
+    linearly per epoch on networks with a ``drop_path_prob`` attribute; ``auxiliary_weight``:
+    weight of the auxiliary-head loss for networks with a ``return_aux`` attribute.
+    ``max_train``: train on a seeded random subset of this many training examples (None: all).
+    ``amp``: float16 autocast + loss scaling when training on CUDA (ignored on CPU).
     """
 
     epochs: int
@@ -49,6 +71,11 @@ class Protocol:
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     network: dict = field(default_factory=dict)
+    cutout: int = 0
+    drop_path: float = 0.0
+    auxiliary_weight: float = 0.0
+    max_train: int | None = None
+    amp: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -68,13 +95,32 @@ class Protocol:
             problems.append(f"label_smoothing must be in [0, 1) (got {self.label_smoothing!r})")
         if self.grad_clip is not None and self.grad_clip <= 0:
             problems.append(f"grad_clip must be > 0 or None (got {self.grad_clip!r})")
+        if not (isinstance(self.cutout, int) and self.cutout >= 0):
+            problems.append(f"cutout must be an integer >= 0 (got {self.cutout!r})")
+        if not 0 <= self.drop_path <= 1:
+            problems.append(f"drop_path must be in [0, 1] (got {self.drop_path!r})")
+        if self.auxiliary_weight < 0:
+            problems.append(f"auxiliary_weight must be >= 0 (got {self.auxiliary_weight!r})")
+        if self.max_train is not None and not (isinstance(self.max_train, int) and self.max_train >= 1):
+            problems.append(f"max_train must be a positive integer or None (got {self.max_train!r})")
         if problems:
             raise SearchkitError("invalid training protocol: " + "; ".join(problems))
 
 
+_DARTS = Protocol(
+    epochs=600, batch_size=96, lr=0.025, nesterov=False, weight_decay=3e-4, grad_clip=5.0,
+    cutout=16, drop_path=0.2, auxiliary_weight=0.4, network={"C": 36, "layers": 20, "auxiliary": True},
+)
 PROTOCOLS: dict[str, Protocol] = {
     "nb201": Protocol(epochs=200),
     "nb201-short": Protocol(epochs=12),
+    "darts": _DARTS,
+    # The DARTS recipe scaled down to finish on a CPU: DARTS' search-network size (8 cells,
+    # C=16) for 10 epochs on 5k images, and a 2-epoch smoke test on 2k images.
+    "darts-small": dataclasses.replace(_DARTS, epochs=10, max_train=5_000,
+                                       network={"C": 16, "layers": 8, "auxiliary": True}),
+    "darts-tiny": dataclasses.replace(_DARTS, epochs=2, max_train=2_000,
+                                      network={"C": 8, "layers": 5, "auxiliary": True}),
 }
 
 
@@ -82,7 +128,7 @@ def get_protocol(name: str, **overrides) -> Protocol:
     """A :data:`PROTOCOLS` preset with fields replaced, e.g. ``get_protocol("nb201", epochs=4)``."""
     if name not in PROTOCOLS:
         raise SearchkitError(
-            f"unknown training protocol {name!r}; choose one of: {', '.join(sorted(PROTOCOLS))}"
+            f"unknown training protocol {name!r}; choose one of: {', '.join(PROTOCOLS)}"
         )
     fields = {f.name for f in dataclasses.fields(Protocol)}
     unknown = sorted(set(overrides) - fields)
@@ -98,8 +144,9 @@ def get_protocol(name: str, **overrides) -> Protocol:
 class TrainResult:
     """Outcome of :func:`train`.
 
-    Accuracies in %; ``seconds``: training wall time (evaluation excluded); ``train_loss``: mean
-    loss over the last epoch; ``params``: number of trainable parameters.
+    Accuracies in %; ``seconds``: training wall time (evaluation and checkpoint writes excluded,
+    summed over resumed sessions); ``train_loss``: mean loss over the last epoch (auxiliary term
+    included); ``params``: number of trainable parameters.
     """
 
     test_acc: float
@@ -149,6 +196,23 @@ def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """The benchmark's training augmentation: random crop (pad 4) then horizontal flip."""
     return random_flip(random_crop(x, pad, generator), generator)
+
+
+def cutout(x: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017, as in DARTS): zero one ``length`` x ``length`` square per
+    image of x (B, C, H, W), all channels, centred at a pixel drawn uniformly on the CPU
+    ``generator``; rows cy - length // 2 .. cy - length // 2 + length - 1 (likewise columns),
+    clipped at the borders. Inputs are normalised, so 0 is the mean colour (as in DARTS, which
+    cuts after normalising). One mask over the batch, no per-image loop.
+    """
+    b, _, h, w = x.shape
+    top = torch.randint(0, h, (b,), generator=generator).to(x.device)[:, None] - length // 2
+    left = torch.randint(0, w, (b,), generator=generator).to(x.device)[:, None] - length // 2
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    in_rows = (rows >= top) & (rows < top + length)  # (B, H)
+    in_cols = (cols >= left) & (cols < left + length)  # (B, W)
+    return x.masked_fill((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
 
 
 class _Batches:
@@ -219,6 +283,30 @@ def evaluate(
     return _accuracy(net.to(device), _Batches(dataset), device, batch_size)
 
 
+def _loss(criterion: nn.Module, out: torch.Tensor | tuple[torch.Tensor, torch.Tensor], y: torch.Tensor,
+          auxiliary_weight: float) -> torch.Tensor:
+    """Cross-entropy of the logits, plus ``auxiliary_weight`` x that of the auxiliary logits when the
+    network returns ``(logits, aux_logits)``."""
+    if isinstance(out, tuple):
+        logits, aux = out
+        return criterion(logits, y) + auxiliary_weight * criterion(aux, y)
+    return criterion(out, y)
+
+
+def _network_seed(seed: int) -> int:
+    """Seed of the global torch RNG during training (network-internal randomness such as drop
+    path), a stream independent of the data generator seeded with ``seed``."""
+    return int(np.random.SeedSequence(seed).spawn(1)[0].generate_state(1)[0])
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    """Write ``state`` atomically: to a temporary file beside ``path``, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
 def train(
     net: nn.Module,
     splits: DatasetSplits,
@@ -227,18 +315,27 @@ def train(
     seed: int = 0,
     progress: bool = True,
     max_train: int | None = None,
+    checkpoint: str | Path | None = None,
 ) -> TrainResult:
     """Train ``net`` ((B,C,H,W) -> (B, num_classes) logits) in place and evaluate it.
 
     ``protocol`` is a :class:`Protocol` or a :data:`PROTOCOLS` name. ``seed`` drives the shuffle,
-    the augmentation and the ``max_train`` subset (a seeded random subset of the training split,
-    since folder-backed splits are ordered by class); weight initialisation is the caller's.
-    The same net, seed and machine give the same result (CUDA kernels may add nondeterminism).
-    Reports test accuracy, and validation accuracy when ``splits.valid`` exists.
+    the augmentation, the ``max_train`` subset (a seeded random subset of the training split,
+    since folder-backed splits are ordered by class; the argument overrides ``protocol.max_train``)
+    and, through a forked global torch RNG, randomness inside the network (drop path); weight
+    initialisation is the caller's. The same net, seed and machine give the same result (CUDA
+    kernels may add nondeterminism). Reports test accuracy, and validation accuracy when
+    ``splits.valid`` exists.
+
+    ``checkpoint``: a file written atomically after every epoch (model, optimizer, scheduler, loss
+    scaler, epoch, RNG states). If it exists, training resumes from it, and the result equals that
+    of an uninterrupted run (``seconds`` adds up the sessions); a finished checkpoint only
+    re-evaluates. A checkpoint from a different protocol, seed or training set is refused.
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
     device = torch.device(device) if device is not None else default_device()
+    max_train = protocol.max_train if max_train is None else max_train
     generator = torch.Generator().manual_seed(seed)
     indices = None
     if max_train is not None:
@@ -248,7 +345,13 @@ def train(
     train_batches = _Batches(splits.train, indices)
     if len(train_batches) == 0:
         raise SearchkitError(f"the training split of {splits.name} is empty")
+    if protocol.drop_path > 0 and not hasattr(net, "drop_path_prob"):
+        raise SearchkitError(
+            f"protocol drop_path={protocol.drop_path} needs a network with a drop_path_prob attribute "
+            "(DARTS networks have one); use a protocol with drop_path=0"
+        )
     augment = protocol.augment and splits.augment
+    amp = protocol.amp and device.type == "cuda"
 
     net.to(device).train()
     optimizer = torch.optim.SGD(
@@ -259,36 +362,86 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(protocol, step, total_steps)
     )
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = nn.CrossEntropyLoss(label_smoothing=protocol.label_smoothing)
+    run = {"protocol": dataclasses.asdict(protocol), "seed": seed, "max_train": max_train,
+           "dataset": splits.name, "train_size": len(train_batches)}
+    parts = {"model": net, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    path = Path(checkpoint).expanduser() if checkpoint is not None else None
+    saved = {name: getattr(net, name) for name in ("drop_path_prob", "return_aux") if hasattr(net, name)}
+    if protocol.auxiliary_weight > 0 and "return_aux" in saved:
+        net.return_aux = True
 
-    start = time.perf_counter()
-    loss_sum = torch.zeros((), device=device)
-    bar = tqdm(range(protocol.epochs), desc=f"train {splits.name}", disable=not progress,
-               unit="epoch")
-    for _ in bar:
-        loss_sum = torch.zeros((), device=device)
-        for x, y in train_batches(protocol.batch_size, generator):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if augment:
-                x = augment_batch(x, generator)
-            loss = criterion(net(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if protocol.grad_clip is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), protocol.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(y)
-        bar.set_postfix(loss=f"{loss_sum.item() / len(train_batches):.4f}",
-                        lr=f"{optimizer.param_groups[0]['lr']:.4g}")
-    seconds = time.perf_counter() - start
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(_network_seed(seed))
+        start_epoch, seconds, train_loss = 0, 0.0, float("nan")
+        if path is not None and path.exists():
+            try:
+                state = torch.load(path, map_location="cpu")
+            except Exception as err:  # torch raises many types for a damaged or foreign file
+                raise SearchkitError(
+                    f"cannot read checkpoint {path} ({type(err).__name__}); delete it to start over"
+                ) from None
+            if not isinstance(state, dict) or state.get("run") != run:
+                raise SearchkitError(
+                    f"checkpoint {path} belongs to another training run (protocol, seed or training data differ); "
+                    "delete it or pass another checkpoint path"
+                )
+            for key, part in parts.items():
+                part.load_state_dict(state[key])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["rng"])
+            if cuda_devices:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
+            start_epoch, seconds, train_loss = state["epoch"], state["seconds"], state["train_loss"]
+
+        bar = tqdm(range(start_epoch, protocol.epochs), desc=f"train {splits.name}", disable=not progress,
+                   unit="epoch", initial=start_epoch, total=protocol.epochs)
+        try:
+            for epoch in bar:
+                start = time.perf_counter()
+                if protocol.drop_path > 0:
+                    net.drop_path_prob = protocol.drop_path * epoch / protocol.epochs
+                loss_sum = torch.zeros((), device=device)
+                for x, y in train_batches(protocol.batch_size, generator):
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    if augment:
+                        x = augment_batch(x, generator)
+                        if protocol.cutout:
+                            x = cutout(x, protocol.cutout, generator)
+                    with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
+                        loss = _loss(criterion, net(x), y, protocol.auxiliary_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if protocol.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(net.parameters(), protocol.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    loss_sum += loss.detach() * len(y)
+                train_loss = loss_sum.item() / len(train_batches)
+                seconds += time.perf_counter() - start
+                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.4g}")
+                if path is not None:
+                    _save_checkpoint(path, {
+                        "run": run, "epoch": epoch + 1, "seconds": seconds, "train_loss": train_loss,
+                        **{key: part.state_dict() for key, part in parts.items()},
+                        "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state(device) if cuda_devices else None,
+                    })
+        finally:
+            bar.close()
+            for name, value in saved.items():
+                setattr(net, name, value)
 
     bs = protocol.batch_size
     valid = _accuracy(net, _Batches(splits.valid), device, bs) if splits.valid is not None else None
     return TrainResult(
         test_acc=_accuracy(net, _Batches(splits.test), device, bs),
         valid_acc=valid,
-        train_loss=loss_sum.item() / len(train_batches),
+        train_loss=train_loss,
         seconds=seconds,
         epochs=protocol.epochs,
         params=sum(p.numel() for p in net.parameters() if p.requires_grad),
