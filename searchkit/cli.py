@@ -1,4 +1,4 @@
-"""The ``searchkit`` command: search | evaluate | score.
+"""The ``searchkit`` command: search | evaluate | score | correlate.
 
 A thin layer over the Python API. Errors a user can cause print one line on stderr and exit 2.
 """
@@ -75,7 +75,28 @@ def _score(args: argparse.Namespace) -> None:
     batch = scoring_batch(splits, cfg.data.batch_size, cfg.data.seed, cfg.data.split).to(device)
     metric = get_metric(cfg.metric.name, **cfg.metric.options)
     value = score_arch(space, arch, metric, batch, splits, cfg.seed, cfg.space.build, device)
-    print(f"{cfg.metric.name}: {value:.6f}  ({space.encode(arch)}, {cfg.data.name}, batch {cfg.data.batch_size}, seed {cfg.seed})")
+    print(f"{cfg.metric.name}: {value:.6g}  ({space.encode(arch)}, {cfg.data.name}, batch {cfg.data.batch_size}, seed {cfg.seed})")
+
+
+def _correlate(args: argparse.Namespace) -> None:
+    from searchkit.config import parse_override
+    from searchkit.correlate import read_indices, run_correlate, sample_indices
+    from searchkit.spaces.nb201 import NUM_ARCHS
+
+    if args.space != "nb201":
+        raise SearchkitError("correlate needs a space with ground truth; only nb201 has one")
+    if (args.n is None) == (args.archs is None):
+        raise SearchkitError("give exactly one of --n N (a seeded sample) or --archs FILE (NB201 indices)")
+    indices = sample_indices(args.n, args.seed, NUM_ARCHS) if args.n else read_indices(args.archs, NUM_ARCHS)
+    build = {}
+    for text in args.build or []:
+        build.update(parse_override(text))
+    out = run_correlate(
+        [m for m in args.metrics.split(",") if m], indices, args.out, dataset=args.dataset,
+        data_root=args.data_root, batch_size=args.batch_size, data_seed=args.data_seed,
+        init_seed=args.init_seed, build={"C": 16, "N": 5, **build}, table_path=args.table,
+        device=args.device, progress=not args.quiet)
+    print((out / "correlation.md").read_text())
 
 
 def _add_single_arch_flags(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +136,25 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--batch-size", type=int, help="scoring batch size (default: 64)")
     score.add_argument("--seed", type=int, help="network initialisation seed (default: 0)")
     score.set_defaults(func=_score)
+
+    correlate = commands.add_parser("correlate", help="score NB201 architectures and correlate metrics with accuracy")
+    correlate.add_argument("--space", default="nb201", help="search space (only nb201 has ground truth)")
+    correlate.add_argument("--dataset", default="cifar10", help="scoring dataset (default: cifar10)")
+    correlate.add_argument("--metrics", required=True,
+                           help="comma-separated metric specs, e.g. kcc,synflow,kcc:eps=0.05:bn=eval")
+    correlate.add_argument("--n", type=int, help="score a seeded uniform sample of N architectures")
+    correlate.add_argument("--seed", type=int, default=0, help="seed of that sample (default: 0)")
+    correlate.add_argument("--archs", type=Path, help="file with one NB201 index per line")
+    correlate.add_argument("--batch-size", type=int, default=64, help="scoring batch size (default: 64)")
+    correlate.add_argument("--data-seed", type=int, default=0, help="which images form the batch (default: 0)")
+    correlate.add_argument("--init-seed", type=int, default=0, help="network initialisation seed (default: 0)")
+    correlate.add_argument("--build", action="append", help="network option, e.g. --build C=8 (default C=16, N=5)")
+    correlate.add_argument("--data-root", help="where the dataset's files are")
+    correlate.add_argument("--table", help="NAS-Bench-201 table (default: ../shared/data/nb201/nb201_table.csv)")
+    correlate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    correlate.add_argument("--out", type=Path, required=True, help="output directory (rerun it to resume)")
+    correlate.add_argument("--quiet", action="store_true", help="no progress bar")
+    correlate.set_defaults(func=_correlate)
     return parser
 
 
