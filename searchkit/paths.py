@@ -28,3 +28,18 @@ def find_data(relative: str) -> Path | None:
         if candidate.exists():
             return candidate.resolve()
     return None
+
+
+def require_data(path: str | Path | None, relative: str, needed_for: str, how: str) -> Path:
+    """``path`` if given, else the default ``relative`` file over :func:`data_roots`.
+
+    Missing -> SearchkitError: "<needed_for> <relative>, not found [at PATH]; <how> or set
+    SEARCHKIT_DATA to the folder containing <relative>".
+    """
+    from searchkit.errors import SearchkitError
+
+    found = Path(path) if path is not None else find_data(relative)
+    if found is None or not found.is_file():
+        where = f"not found at {found}" if found is not None else "not found"
+        raise SearchkitError(f"{needed_for} {relative}, {where}; {how} or set SEARCHKIT_DATA to the folder containing {relative}")
+    return found

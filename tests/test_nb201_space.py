@@ -149,7 +149,7 @@ def test_missing_table_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     arch = NB201Space().decode(ARCH_1)
     with pytest.raises(SearchkitError, match="needs the benchmark table.*table=.*SEARCHKIT_DATA"):
         NB201Space(table=tmp_path / "missing.csv").index(arch)
-    monkeypatch.setattr("searchkit.spaces.nb201.find_data", lambda relative: None)
+    monkeypatch.setattr("searchkit.paths.find_data", lambda relative: None)
     with pytest.raises(SearchkitError, match="needs the benchmark table.*table=.*SEARCHKIT_DATA"):
         NB201Space().from_index(0)
 

@@ -12,23 +12,13 @@ import searchkit.train.trainer as trainer
 from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.train import PROTOCOLS, Protocol, evaluate, get_protocol, train
+from fakes import PlainData
 from searchkit.train.trainer import augment_batch, lr_factor, random_crop, random_flip
 
 SHAPE = (3, 8, 8)
 CLASSES = 4
 
 
-class PlainData(Dataset):
-    """Map-style dataset yielding (x (C,H,W) float32, y int); no ``.tensors()`` fast path."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.x[i], int(self.y[i])
 
 
 class TensorData(PlainData):

@@ -9,27 +9,20 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 import searchkit.train.trainer as trainer
 from searchkit.data.base import DatasetSplits
 from searchkit.engine import run_search
 from searchkit.errors import SearchkitError
+from fakes import PlainData
 from searchkit.spaces import get_space
 from searchkit.train.trainer import PROTOCOLS, _loss, cutout, get_protocol, train
 
 CLASSES = 3
 
 
-class Tensors(Dataset):
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.x[i], int(self.y[i])
+class Tensors(PlainData):
+    """PlainData with the trainer's ``.tensors()`` fast path."""
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x, self.y

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from searchkit.errors import SearchkitError
-from searchkit.paths import find_data
+from searchkit.paths import require_data
 from searchkit.spaces.darts_ops import OP_FACTORIES, FactorizedReduce, drop_path
 from searchkit.spaces.ops import ReLUConvBN
 
@@ -393,14 +393,8 @@ class DartsSpace:
         """Name -> genotype from the published-genotypes JSON, in file order."""
         if self._published is not None:
             return self._published
-        if self.genotypes is None:
-            self.genotypes = find_data(GENOTYPES_RELATIVE)
-        if self.genotypes is None or not self.genotypes.is_file():
-            where = f"not found at {self.genotypes}" if self.genotypes is not None else "not found"
-            raise SearchkitError(
-                f"DARTS genotype names need {GENOTYPES_RELATIVE}, {where}; set SEARCHKIT_DATA to the folder "
-                f"containing it, pass DartsSpace(genotypes=PATH), or give the Genotype(...) text instead"
-            )
+        self.genotypes = require_data(self.genotypes, GENOTYPES_RELATIVE, "DARTS genotype names need",
+                                      "give the Genotype(...) text instead, pass DartsSpace(genotypes=PATH),")
         try:
             entries = json.loads(self.genotypes.read_text())
         except (OSError, json.JSONDecodeError) as err:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from searchkit.errors import SearchkitError
-from searchkit.paths import find_data
+from searchkit.paths import require_data
 from searchkit.spaces.ops import OP_FACTORIES, ResNetBasicBlock
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -207,14 +207,8 @@ class NB201Space:
         """Read (and cache) the ``index`` and ``arch_str`` columns of the benchmark table."""
         if self._index_of is not None and self._arch_at is not None:
             return self._index_of, self._arch_at
-        if self.table is None:
-            self.table = find_data(TABLE_RELATIVE)
-        if self.table is None or not self.table.is_file():
-            where = f"not found at {self.table}" if self.table is not None else "not found"
-            raise SearchkitError(
-                f"the official NAS-Bench-201 index needs the benchmark table ({TABLE_RELATIVE}), {where}; "
-                f"pass NB201Space(table=PATH) or set SEARCHKIT_DATA to the folder containing {TABLE_RELATIVE}"
-            )
+        self.table = require_data(self.table, TABLE_RELATIVE, "the official NAS-Bench-201 index needs the benchmark table",
+                                  "pass NB201Space(table=PATH)")
         with open(self.table, newline="") as f:
             reader = csv.reader(f)
             header = next(reader, [])
