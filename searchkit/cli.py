@@ -1,4 +1,4 @@
-"""The ``searchkit`` command: search | evaluate | score | correlate.
+"""The ``searchkit`` command: search | evaluate | score | correlate | benchmark.
 
 A thin layer over the Python API. Errors a user can cause print one line on stderr and exit 2.
 """
@@ -99,6 +99,15 @@ def _correlate(args: argparse.Namespace) -> None:
     print((out / "correlation.md").read_text())
 
 
+def _benchmark(args: argparse.Namespace) -> None:
+    from searchkit.benchmark import run_benchmark
+
+    if args.seeds is not None and args.seeds < 1:
+        raise SearchkitError(f"--seeds must be at least 1, got {args.seeds}")
+    out = run_benchmark(args.config, args.out, seeds=args.seeds, progress=not args.quiet)
+    print((out / "summary.md").read_text())
+
+
 def _add_single_arch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
     parser.add_argument("--arch", required=True, help="architecture string, e.g. an NB201 '|op~0|+|...|' string")
@@ -155,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     correlate.add_argument("--out", type=Path, required=True, help="output directory (rerun it to resume)")
     correlate.add_argument("--quiet", action="store_true", help="no progress bar")
     correlate.set_defaults(func=_correlate)
+
+    benchmark = commands.add_parser("benchmark", help="strategies x metrics x seeds on NAS-Bench-201 (summary, anytime plot)")
+    benchmark.add_argument("--config", type=Path, required=True, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
+    benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
+    benchmark.add_argument("--out", type=Path, required=True, help="output directory (rerun it to resume)")
+    benchmark.add_argument("--quiet", action="store_true", help="no progress bar")
+    benchmark.set_defaults(func=_benchmark)
     return parser
 
 

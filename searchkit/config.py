@@ -56,10 +56,16 @@ class StrategyConfig:
 
 @dataclass
 class BudgetConfig:
-    """Stop after ``archs`` architectures scored or ``seconds`` of scoring wall time, whichever first."""
+    """When the search stops, whichever limit comes first (null: no limit of that kind).
+
+    ``archs``: oracle queries answered (training-free scores and validations, repeats included);
+    ``seconds``: measured wall time of the training-free work; ``simulated_seconds``: training
+    time charged for validations (the table's recorded time, or the measured training time).
+    """
 
     archs: int | None = 100
     seconds: float | None = None
+    simulated_seconds: float | None = None
 
 
 @dataclass
@@ -78,11 +84,30 @@ class EvaluateConfig:
 
 
 @dataclass
+class ValidateConfig:
+    """The expensive oracle hybrid strategies query (docs/design.md, "validate(arch)").
+
+    ``method``: ``auto`` (the NB201 table when the dataset is one of its own and the table is
+    found, else training), ``table`` (``epochs``-epoch validation accuracy, charged the table's
+    training time) or ``train`` (real training under ``evaluate.protocol`` for ``epochs``
+    epochs, charged its measured time; the dataset needs a validation split).
+    """
+
+    method: str = "auto"
+    epochs: int = 12
+
+
+@dataclass
 class RunConfig:
-    """One search run (see configs/default.yaml for a commented example)."""
+    """One search run (see configs/default.yaml for a commented example).
+
+    ``benchmark`` is read only by ``searchkit benchmark`` (:mod:`searchkit.benchmark`): a
+    benchmark file is a run config whose settings every run shares, plus that section.
+    """
 
     name: str = "default"
     seed: int = 0
+    init_seed: int | None = None
     device: str = "auto"
     table: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
@@ -90,7 +115,14 @@ class RunConfig:
     metric: MetricConfig = field(default_factory=MetricConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    benchmark: dict = field(default_factory=dict)
+
+    @property
+    def network_seed(self) -> int:
+        """The seed networks are initialised from for scoring: ``init_seed``, else ``seed``."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -107,13 +139,15 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
             return float(value)
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if kind in (str, bool, dict) and isinstance(value, kind):
+        if kind in (str, bool, dict, list) and isinstance(value, kind):
             return value
     names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
     raise SearchkitError(f"config key {key!r} must be {names}, got {value!r}")
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def build_section(cls: type, data: Any, prefix: str) -> Any:
+    """An instance of the config dataclass ``cls`` from a mapping, every key and type checked
+    (``prefix`` names the section in error messages, e.g. ``"budget."``)."""
     if not isinstance(data, dict):
         raise SearchkitError(f"config section {prefix.rstrip('.') or 'top level'!r} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -125,7 +159,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             raise SearchkitError(f"unknown config key {path!r}; valid keys here: {', '.join(fields)}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, path + ".")
+            kwargs[key] = build_section(hint, value, path + ".")
         else:
             kwargs[key] = _check_type(path, value, hint)
     return cls(**kwargs)
@@ -183,4 +217,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def config_from_dict(data: dict) -> RunConfig:
     """A validated RunConfig from a (possibly partial) nested dict."""
-    return _build(RunConfig, data, "")
+    return build_section(RunConfig, data, "")

@@ -1,29 +1,58 @@
 """One search run end to end: data -> space -> fitness -> strategy -> evaluation -> run directory.
 
 ``run_search(config)`` is the Python API the ``searchkit search`` command wraps.
+
+The engine owns both oracles a strategy sees (docs/design.md; protocol in
+:mod:`searchkit.strategies.base`) and charges every answer to the budget:
+
+* score: the run's metric (and the strategy's ``extra_metrics``) on the network at
+  initialisation, charged the measured wall seconds of that training-free work. With a shared
+  :class:`~searchkit.store.ScoreCache`, a score computed earlier is charged the seconds it took
+  then, so costs stay honest whichever run paid for it first.
+* validate: :class:`TableValidator` (NB201 ``epochs``-epoch validation accuracy, charged the
+  table's training time as simulated seconds) or :class:`TrainValidator` (real training,
+  charged its measured seconds).
+
+A repeat of a query within a run is answered from its earlier row and charged nothing
+(:data:`MAX_REPEATS` in a row end the search).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from searchkit.config import RunConfig, config_from_dict, load_config
+from searchkit.correlate import parse_metric_spec
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
-from searchkit.evaluation import Evaluation, evaluate_arch, open_table
+from searchkit.evaluation import TABLE_DATASETS, Evaluation, evaluate_arch, open_table
 from searchkit.metrics import Metric, get_metric
+from searchkit.metrics.ntk import NTKMetric
+from searchkit.metrics.scoring import score_metrics
 from searchkit.runtime import build_network, resolve_device
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
-from searchkit.store import HistoryRow, RunDir
+from searchkit.store import HistoryRow, RunDir, ScoreCache
 from searchkit.strategies import get_strategy
+from searchkit.strategies.base import OneShotStrategy, SearchContext, Validate
+from searchkit.tabular import NB201Table
+
+#: ``metric.name`` that answers every plain ask with the validate oracle: a training-based search
+#: (e.g. regularized evolution on 12-epoch validation accuracy, the benchmark's REA baseline).
+VALIDATION = "validation"
+VALIDATE_METHODS = ("auto", "table", "train")
+#: A search stops after this many consecutive repeated queries: they are free, so a strategy
+#: cycling over architectures it has already queried (a small space, a budget in seconds only)
+#: would otherwise never end.
+MAX_REPEATS = 1000
 
 
 def score_arch(
@@ -35,9 +64,134 @@ def score_arch(
     return metric(net, batch)
 
 
+def metric_key(metric: Metric) -> str:
+    """A metric's cache key: its dataclass repr, which names the class and every option."""
+    return repr(metric)
+
+
+def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]) -> float:
+    """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
+
+    NTK metrics with the same ``ntk_key`` share one kernel (:func:`score_metrics`), so a group
+    of them is charged its largest time; every other metric its own.
+    """
+    total, kernels = 0.0, {}
+    for label, metric in metrics.items():
+        if isinstance(metric, NTKMetric):
+            kernels[metric.ntk_key] = max(kernels.get(metric.ntk_key, 0.0), seconds[label])
+        else:
+            total += seconds[label]
+    return total + sum(kernels.values())
+
+
+@dataclass
+class Scorer:
+    """The score oracle: ``metrics`` (label -> metric) on ``arch``'s seeded network at initialisation.
+
+    Returns (label -> value, seconds charged). All metrics are scored on one network, sharing
+    the NTK, and charged the measured time; with a ``cache`` holding all of them nothing is
+    computed and the cached seconds are charged (:func:`combined_seconds`). Scores are
+    deterministic, so a cache entry is never replaced.
+    """
+
+    metrics: dict[str, Metric]
+    space: SearchSpace
+    batch: Batch
+    splits: DatasetSplits
+    seed: int
+    build: dict
+    device: torch.device
+    cache: ScoreCache | None = None
+
+    def __call__(self, arch: Any, text: str) -> tuple[dict[str, float], float]:
+        keys = {label: metric_key(metric) for label, metric in self.metrics.items()}
+        if self.cache is not None:
+            hits = {label: self.cache.get(key, text) for label, key in keys.items()}
+            if all(hit is not None for hit in hits.values()):
+                return ({label: hit[0] for label, hit in hits.items()},
+                        combined_seconds(self.metrics, {label: hit[1] for label, hit in hits.items()}))
+        start = time.perf_counter()
+        net = build_network(self.space, arch, self.splits, self.seed, self.build).to(self.device)
+        result = score_metrics(net, self.batch, self.metrics)
+        seconds = time.perf_counter() - start
+        if self.cache is not None:
+            for label, (value, alone) in result.items():
+                if self.cache.get(keys[label], text) is None:
+                    self.cache.put(keys[label], text, value, alone)
+        return {label: value for label, (value, _) in result.items()}, seconds
+
+
+@dataclass
+class TableValidator:
+    """validate(arch) from the NAS-Bench-201 table: the ``epochs``-epoch validation accuracy (%) on
+    ``dataset`` (CIFAR-10: the ``cifar10-valid`` protocol), charged ``NB201Table.train_time``
+    (12 epochs: 12/200 of the recorded 200-epoch time) as simulated seconds."""
+
+    table: NB201Table
+    dataset: str
+    epochs: int = 12
+
+    def cost(self, text: str) -> float:
+        """The simulated seconds a validation of ``text`` will be charged (known in advance)."""
+        return self.table.train_time(self.table.index_of(text), self.dataset, self.epochs)
+
+    def __call__(self, arch: Any, text: str) -> tuple[float, float]:
+        index = self.table.index_of(text)
+        return self.table.accuracy(index, self.dataset, "valid", self.epochs), self.cost(text)
+
+
+@dataclass
+class TrainValidator:
+    """validate(arch) by training: ``evaluate.protocol`` for ``validate.epochs`` epochs from
+    ``evaluate.seed``; the validation accuracy (%), charged the measured training seconds."""
+
+    space: SearchSpace
+    cfg: RunConfig
+    device: torch.device
+    splits: DatasetSplits
+
+    def cost(self, text: str) -> None:
+        """Unknown until trained."""
+        return None
+
+    def __call__(self, arch: Any, text: str) -> tuple[float, float]:
+        cfg = dataclasses.replace(self.cfg, evaluate=dataclasses.replace(
+            self.cfg.evaluate, method="train", epochs=self.cfg.validate.epochs))
+        evaluation = evaluate_arch(self.space, arch, cfg, None, self.device, self.splits, progress=False)
+        return float(evaluation.valid_accuracy), float(evaluation.details["seconds"])
+
+
+def open_validator(
+    cfg: RunConfig, space: SearchSpace, table: NB201Table | None, device: torch.device, splits: DatasetSplits,
+) -> TableValidator | TrainValidator:
+    """The run's validate oracle (``validate.method``; see :class:`searchkit.config.ValidateConfig`)."""
+    method = cfg.validate.method
+    if method not in VALIDATE_METHODS:
+        raise SearchkitError(f"unknown validate.method {method!r}; choose one of {', '.join(VALIDATE_METHODS)}")
+    dataset = TABLE_DATASETS.get(cfg.data.name)
+    if method == "table" or (method == "auto" and table is not None and dataset is not None):
+        if table is None or dataset is None:
+            raise SearchkitError(
+                f"validate.method=table needs the NB201 space, the NB201 table and one of its datasets "
+                f"({', '.join(TABLE_DATASETS)}); got space {cfg.space.name!r}, dataset {cfg.data.name!r}")
+        return TableValidator(table, dataset, cfg.validate.epochs)
+    if splits.valid is None:
+        raise SearchkitError(
+            f"validate.method=train needs a dataset with a validation split; {splits.name!r} has none "
+            "(use e.g. cifar10-valid, or validate.method=table on NAS-Bench-201)")
+    return TrainValidator(space, cfg, device, splits)
+
+
 @dataclass
 class SearchResult:
-    """What a search returns: the selected architecture, its score and final evaluation."""
+    """What a search returns: the selected architecture, its score and final evaluation.
+
+    ``score`` is the value the answer was selected by (``selected_by``: the training-free
+    score, or the validation accuracy for hybrid and training-based searches). Costs:
+    ``search_seconds`` is the measured wall time of the training-free work, ``simulated_seconds``
+    the training time charged for validations, ``strategy_seconds`` the strategy's own
+    bookkeeping (e.g. fitting a GP), reported but not budgeted.
+    """
 
     arch: str
     index: int | None
@@ -49,15 +203,38 @@ class SearchResult:
     search_seconds: float
     out: Path
     history: list[HistoryRow] = field(default_factory=list)
+    validations: int = 0
+    simulated_seconds: float = 0.0
+    strategy_seconds: float = 0.0
+    selected_by: str = "score"
 
     def to_dict(self) -> dict:
         return {
             "arch": self.arch, "index": self.index, "metric": self.metric, "score": self.score,
+            "selected_by": self.selected_by,
             "final": None if self.evaluation is None else self.evaluation.to_dict(),
-            "search_cost": {"archs_scored": self.archs_scored, "unique_archs": self.unique_archs,
-                            "wall_seconds": round(self.search_seconds, 3)},
+            "search_cost": {"archs_scored": self.archs_scored, "validations": self.validations,
+                            "unique_archs": self.unique_archs,
+                            "wall_seconds": round(self.search_seconds, 3),
+                            "simulated_seconds": round(self.simulated_seconds, 3),
+                            "strategy_seconds": round(self.strategy_seconds, 3)},
             "out": str(self.out),
         }
+
+
+def _resolve_config(config: RunConfig | dict | str | Path | None, overrides) -> RunConfig:
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, dict):
+        return config_from_dict(config)
+    return load_config(config, overrides)
+
+
+def scoring_settings(cfg: RunConfig, batch: Batch) -> dict:
+    """What a training-free score depends on besides the architecture and metric (a
+    :class:`ScoreCache`'s key); the keys match ``searchkit correlate``'s settings.yaml."""
+    return {"dataset": cfg.data.name, "batch_size": cfg.data.batch_size, "data_seed": cfg.data.seed,
+            "init_seed": cfg.network_seed, "build": dict(cfg.space.build), "batch_fingerprint": batch.fingerprint()}
 
 
 def run_search(
@@ -66,25 +243,24 @@ def run_search(
     out: str | Path | None = None,
     resume: str | Path | None = None,
     progress: bool = True,
+    space: SearchSpace | None = None,
+    score_cache: ScoreCache | None = None,
 ) -> SearchResult:
     """Search, evaluate the selected architecture and write the run directory.
 
     ``config``: a RunConfig, a nested dict, or a YAML path (None: the defaults). ``resume``: an
-    earlier run's directory; its config is reused and its history replayed without re-scoring
-    (strategies are deterministic given their seed and scores), so the result equals an
-    uninterrupted run's.
+    earlier run's directory; its config is reused and its history replayed without re-querying
+    either oracle (strategies are deterministic given their seed and answers), so the result
+    equals an uninterrupted run's. ``space``: a search space object to use instead of
+    ``cfg.space.name``'s (e.g. the benchmark's pool of scored architectures). ``score_cache``:
+    scores shared with other runs; its settings must equal this run's (:func:`scoring_settings`).
     """
     if resume is not None:
         run = RunDir.existing(resume)
         cfg = config_from_dict(run.read_config())
         replay = run.read_history()
     else:
-        if isinstance(config, RunConfig):
-            cfg = config
-        elif isinstance(config, dict):
-            cfg = config_from_dict(config)
-        else:
-            cfg = load_config(config, overrides)
+        cfg = _resolve_config(config, overrides)
         run = RunDir(out) if out is not None else RunDir.new(cfg.name)
         replay = []
     run.write_config(cfg.to_dict())
@@ -92,57 +268,133 @@ def run_search(
     device = resolve_device(cfg.device)
     splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
     batch = scoring_batch(splits, cfg.data.batch_size, cfg.data.seed, cfg.data.split).to(device)
-    space = get_space(cfg.space.name)
-    metric = get_metric(cfg.metric.name, **cfg.metric.options)
+    space = space if space is not None else get_space(cfg.space.name)
     strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     table = open_table(cfg)
-    if cfg.budget.archs is None and cfg.budget.seconds is None:
-        raise SearchkitError("the budget is unlimited; set budget.archs and/or budget.seconds")
+    budget = cfg.budget
+    if budget.archs is None and budget.seconds is None and budget.simulated_seconds is None:
+        raise SearchkitError("the budget is unlimited; set budget.archs, budget.seconds and/or budget.simulated_seconds")
+    if score_cache is not None and score_cache.settings != scoring_settings(cfg, batch):
+        raise SearchkitError(f"the score cache was made for other scoring settings ({score_cache.settings}); "
+                             f"this run scores with {scoring_settings(cfg, batch)}")
+    train_based = cfg.metric.name == VALIDATION
+    if train_based and (strategy.extra_metrics or isinstance(strategy, OneShotStrategy)):
+        raise SearchkitError(f"strategy {cfg.strategy.name!r} needs a training-free metric, not metric.name={VALIDATION}")
 
-    cache = {row.arch: row.score for row in replay}
-    writer = run.history_writer(replay)
+    scorer = None
+    if not train_based:
+        metrics = {cfg.metric.name: get_metric(cfg.metric.name, **cfg.metric.options)}
+        metrics.update(parse_metric_spec(spec) for spec in strategy.extra_metrics)
+        scorer = Scorer(metrics, space, batch, splits, cfg.network_seed, cfg.space.build, device, score_cache)
+    validator = open_validator(cfg, space, table, device, splits) if train_based or strategy.validates else None
+
     history: list[HistoryRow] = []
-    spent = 0.0
+    scored: dict[str, tuple[float, dict[str, float]]] = {}  # this run's scores: arch -> (score, extras)
+    validated: dict[str, float] = {}
+    spent = {"seconds": 0.0, "simulated_seconds": 0.0, "strategy": 0.0, "repeats": 0}
 
     def exhausted() -> bool:
-        return (cfg.budget.archs is not None and len(history) >= cfg.budget.archs) or (
-            cfg.budget.seconds is not None and spent >= cfg.budget.seconds)
+        return (spent["repeats"] >= MAX_REPEATS or (budget.archs is not None and len(history) >= budget.archs)
+                or (budget.seconds is not None and spent["seconds"] >= budget.seconds)
+                or (budget.simulated_seconds is not None and spent["simulated_seconds"] >= budget.simulated_seconds))
 
-    bar = tqdm(total=cfg.budget.archs, disable=not progress, desc="search", unit="arch")
+    def answer(arch: Any, text: str, kind: str) -> HistoryRow | None:
+        """A new row for this query, or None when a validation would overrun the simulated budget."""
+        index = table.index_of(text) if table else None
+        if kind == "validate":
+            if text in validated:
+                return HistoryRow(len(history), text, index, validated[text], 0.0, True, kind)
+            if validator is None:
+                raise RuntimeError(f"strategy {cfg.strategy.name!r} asked for a validation but does not set validates")
+            cost = validator.cost(text)
+            if budget.simulated_seconds is not None and cost is not None and \
+                    spent["simulated_seconds"] + cost > budget.simulated_seconds:
+                return None
+            accuracy, charged = validator(arch, text)
+            return HistoryRow(len(history), text, index, accuracy, 0.0, False, kind, charged)
+        if text in scored:
+            value, extras = scored[text]
+            return HistoryRow(len(history), text, index, value, 0.0, True, kind, extras=extras)
+        values, seconds = scorer(arch, text)
+        value = values.pop(cfg.metric.name)
+        return HistoryRow(len(history), text, index, value, seconds, False, kind, extras=values)
+
+    def deliver(arch: Any, row: HistoryRow, asked_validation: bool) -> None:
+        if row.kind == "validate":
+            validated[row.arch] = row.score
+        else:
+            scored[row.arch] = (row.score, row.extras)
+        history.append(row)
+        spent["repeats"] = spent["repeats"] + 1 if row.cached else 0
+        spent["seconds"] += row.seconds
+        spent["simulated_seconds"] += row.simulated_seconds
+        start = time.perf_counter()
+        if asked_validation:
+            strategy.tell_validation(arch, row.score)
+        else:
+            if row.extras:
+                strategy.tell_extras(arch, row.extras)
+            strategy.tell(arch, row.score)
+        spent["strategy"] += time.perf_counter() - start
+
+    writer = run.history_writer(replay)
+    one_shot = isinstance(strategy, OneShotStrategy)
+    bar = tqdm(total=budget.archs, disable=not progress or one_shot, desc="search", unit="query")
     try:
-        while not exhausted():
-            for arch in strategy.ask():
+        if one_shot:
+            if replay:
+                row = replay[0]
+                arch = space.decode(row.arch)
+            else:
+                context = SearchContext(splits, batch, device, cfg.metric.name, dict(cfg.metric.options))
+                start = time.perf_counter()
+                arch, value = strategy.search(context)
+                text = space.encode(arch)
+                row = HistoryRow(0, text, table.index_of(text) if table else None, float(value),
+                                 time.perf_counter() - start, False, "oneshot")
+                writer.append(row)
+            deliver(arch, row, False)
+        stopped = one_shot
+        while not stopped and not exhausted():
+            start = time.perf_counter()
+            asks = strategy.ask()
+            spent["strategy"] += time.perf_counter() - start
+            if not asks:
+                break
+            for item in asks:
                 if exhausted():
                     break
+                asked_validation = isinstance(item, Validate)
+                arch = item.arch if asked_validation else item
+                kind = "validate" if asked_validation or train_based else "score"
                 text, step = space.encode(arch), len(history)
-                if step < len(replay):  # resuming: the same proposals come back; reuse their rows
+                if step < len(replay):  # resuming: the same queries come back; reuse their rows
                     row = replay[step]
-                    if row.arch != text:
+                    if (row.arch, row.kind) != (text, kind):
                         raise SearchkitError(f"cannot resume {run.path}: its history diverges from this search at step {step}")
                 else:
-                    cached = text in cache
-                    start = time.perf_counter()
-                    value = cache[text] if cached else score_arch(
-                        space, arch, metric, batch, splits, cfg.seed, cfg.space.build, device)
-                    row = HistoryRow(step, text, table.index_of(text) if table else None, value,
-                                     time.perf_counter() - start, cached)
-                    cache[text] = value
+                    row = answer(arch, text, kind)
+                    if row is None:
+                        stopped = True
+                        break
                     writer.append(row)
-                strategy.tell(arch, row.score)
-                history.append(row)
-                spent += row.seconds
+                deliver(arch, row, asked_validation)
                 bar.update(1)
                 bar.set_postfix(best=f"{strategy.best_score:.4f}")
     finally:
         bar.close()
         writer.close()
 
+    if strategy.best_arch is None:
+        raise SearchkitError("the budget ran out before the strategy selected an architecture; raise the budget")
     best_text = space.encode(strategy.best_arch)
     evaluation = evaluate_arch(space, strategy.best_arch, cfg, table, device, splits, progress)
     result = SearchResult(
         arch=best_text, index=table.index_of(best_text) if table else None, score=float(strategy.best_score),
-        metric=cfg.metric.name, evaluation=evaluation, archs_scored=len(history),
-        unique_archs=len(cache), search_seconds=spent, out=run.path, history=history,
+        metric=cfg.metric.name, evaluation=evaluation, archs_scored=sum(r.kind == "score" for r in history),
+        unique_archs=len(scored.keys() | validated.keys()), search_seconds=spent["seconds"], out=run.path, history=history,
+        validations=sum(r.kind == "validate" for r in history), simulated_seconds=spent["simulated_seconds"],
+        strategy_seconds=spent["strategy"], selected_by="validation" if train_based else strategy.selected_by,
     )
     run.write_json("best.json", result.to_dict())
     return result

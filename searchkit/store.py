@@ -1,26 +1,34 @@
-"""The run directory: resolved config, streamed ``history.csv`` and ``best.json``.
+"""The run directory (resolved config, streamed ``history.csv``, ``best.json``) and the score cache.
 
-``history.csv`` gets one row per architecture scored, flushed as it is written, so an
-interrupted run loses at most the architecture being scored and ``--resume DIR`` can replay it.
+``history.csv`` gets one row per oracle query answered, flushed as it is written, so an
+interrupted run loses at most the query in progress and ``--resume DIR`` can replay it.
 """
 from __future__ import annotations
 
 import csv
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from searchkit.errors import SearchkitError
 
-HISTORY_FIELDS = ("step", "arch", "index", "score", "seconds", "cached")
+HISTORY_FIELDS = ("step", "arch", "index", "score", "seconds", "cached", "kind", "simulated_seconds", "extras")
+KINDS = ("score", "validate", "oneshot")
 
 
 @dataclass
 class HistoryRow:
-    """One architecture scored: its step, canonical string, official index (or None), score, seconds."""
+    """One oracle query answered: step, canonical arch string, official index (or None), value, cost.
+
+    ``kind``: ``score`` (training-free fitness; ``extras`` holds the strategy's extra metrics),
+    ``validate`` (``score`` is the validation accuracy, %) or ``oneshot`` (a one-shot strategy's
+    whole search; ``score`` is its objective at the selected architecture). ``seconds``: wall
+    time of training-free work charged; ``simulated_seconds``: training time charged. ``cached``:
+    a repeat within the run, answered from its earlier row and charged nothing.
+    """
 
     step: int
     arch: str
@@ -28,6 +36,22 @@ class HistoryRow:
     score: float
     seconds: float
     cached: bool
+    kind: str = "score"
+    simulated_seconds: float = 0.0
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def _new_columns(raw: dict) -> dict:
+    """``kind``, ``simulated_seconds``, ``extras`` of a history line (absent in older files).
+
+    A line torn inside these columns raises ValueError/TypeError, like one torn earlier."""
+    if "kind" not in raw:
+        return {}
+    if raw["kind"] not in KINDS:
+        raise ValueError(raw["kind"])
+    extras = json.loads(raw["extras"])
+    return {"kind": raw["kind"], "simulated_seconds": float(raw["simulated_seconds"]),
+            "extras": {str(k): float(v) for k, v in extras.items()}}
 
 
 class RunDir:
@@ -65,7 +89,8 @@ class RunDir:
         return yaml.safe_load(self.config_path.read_text()) or {}
 
     def read_history(self) -> list[HistoryRow]:
-        """Rows of ``history.csv``; a torn last line (from a kill mid-write) is dropped."""
+        """Rows of ``history.csv``; a torn last line (from a kill mid-write) is dropped. Files
+        written before the ``kind``/``simulated_seconds``/``extras`` columns read as score rows."""
         path = self.path / "history.csv"
         if not path.exists():
             return []
@@ -78,6 +103,7 @@ class RunDir:
                         index=int(raw["index"]) if raw["index"] else None,
                         score=float(raw["score"]), seconds=float(raw["seconds"]),
                         cached=raw["cached"] == "1",
+                        **_new_columns(raw),
                     ))
                 except (TypeError, ValueError, KeyError):
                     break
@@ -108,8 +134,58 @@ class HistoryWriter:
 
     def append(self, row: HistoryRow) -> None:
         self._writer.writerow([row.step, row.arch, "" if row.index is None else row.index,
-                               repr(row.score), f"{row.seconds:.4f}", int(row.cached)])
+                               repr(row.score), f"{row.seconds:.4f}", int(row.cached), row.kind,
+                               f"{row.simulated_seconds:.4f}", json.dumps(row.extras, sort_keys=True)])
         self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()
+
+
+class ScoreCache:
+    """Training-free scores shared by runs with one scoring setting: (metric key, arch) -> (value, seconds).
+
+    ``settings`` names that setting (dataset, batch size, data seed, init seed, build, batch
+    fingerprint); a run with other settings must not use the cache (the engine checks). Each
+    entry keeps the seconds it took to compute, which is what a run served from the cache is
+    charged. With ``path`` the cache is a CSV (metric key, arch, value, seconds) read on opening
+    and appended to, one flushed line per entry, so an interrupted benchmark keeps its scores.
+    """
+
+    FIELDS = ("metric", "arch", "value", "seconds")
+
+    def __init__(self, settings: dict, path: str | Path | None = None) -> None:
+        self.settings = settings
+        self.path = None if path is None else Path(path)
+        self._entries: dict[tuple[str, str], tuple[float, float]] = {}
+        if self.path is not None and self.path.exists():
+            torn = False
+            with self.path.open(newline="") as handle:
+                for raw in csv.DictReader(handle):
+                    try:
+                        self._entries[raw["metric"], raw["arch"]] = (float(raw["value"]), float(raw["seconds"]))
+                    except (TypeError, ValueError, KeyError):
+                        torn = True
+                        break
+            if torn:  # rewrite without the torn last line, so appends start on a clean line
+                self.path.unlink()
+                for (key, arch), (value, seconds) in list(self._entries.items()):
+                    self.put(key, arch, value, seconds)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, arch: str) -> tuple[float, float] | None:
+        """(value, seconds) of ``arch`` under the metric ``key``, or None."""
+        return self._entries.get((key, arch))
+
+    def put(self, key: str, arch: str, value: float, seconds: float, persist: bool = True) -> None:
+        """Record an entry (``persist``: also append it to the CSV, if any)."""
+        self._entries[key, arch] = (value, seconds)
+        if persist and self.path is not None:
+            new = not self.path.exists()
+            with self.path.open("a", newline="") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(self.FIELDS)
+                writer.writerow([key, arch, repr(value), f"{seconds:.4f}"])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -79,18 +78,6 @@ def test_aliases(table: NB201Table) -> None:
 def test_index_arch_round_trip(table: NB201Table) -> None:
     for i in range(len(table)):
         assert table.index_of(table.arch_str(i)) == i
-
-
-@needs_csv
-def test_load_time() -> None:
-    best = min(_timed_load() for _ in range(2))
-    assert best < 1.0, f"loading the CSV took {best:.2f}s"
-
-
-def _timed_load() -> float:
-    start = time.perf_counter()
-    NB201Table.load(CSV)
-    return time.perf_counter() - start
 
 
 @needs_csv

@@ -6,13 +6,17 @@ import numpy as np
 from searchkit.errors import SearchkitError
 from searchkit.registry import Registry
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Strategy
+from searchkit.strategies.base import OneShotStrategy, SearchContext, Strategy, Validate
 from searchkit.strategies.evolution import RegularizedEvolution
+from searchkit.strategies.hnas import HNAS
+from searchkit.strategies.nasi import NASI
 from searchkit.strategies.random import RandomSearch
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 STRATEGIES.register("random")(RandomSearch)
 STRATEGIES.register("evolution")(RegularizedEvolution)
+STRATEGIES.register("hnas")(HNAS)
+STRATEGIES.register("nasi")(NASI)
 
 
 def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **options) -> Strategy:
@@ -24,4 +28,5 @@ def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **opti
         raise SearchkitError(f"bad options for strategy {name!r}: {err}") from None
 
 
-__all__ = ["STRATEGIES", "Strategy", "RandomSearch", "RegularizedEvolution", "get_strategy"]
+__all__ = ["STRATEGIES", "HNAS", "NASI", "OneShotStrategy", "RandomSearch", "RegularizedEvolution", "SearchContext",
+           "Strategy", "Validate", "get_strategy"]

@@ -1,0 +1,300 @@
+"""NASI: NAS at initialisation (Shu et al., "NASI: Label- and Data-agnostic Neural Architecture
+Search at Initialization", ICLR 2022 = seed 002, section 3.3, Algorithm 1, appendix B), on the
+NAS-Bench-201 space.
+
+Supernet (:class:`SuperNet`): the benchmark's macro skeleton in which every cell edge carries all
+five ops, mixed by one-hot weights from a straight-through Gumbel-softmax sample of shared
+logits alpha: (6 edges, 5 ops) (appendix B.3, eq. 42, tau = 1): the forward is the sampled
+architecture, the backward uses the softmax's gradient. All cells share alpha, as NB201 cells
+are identical.
+
+Algorithm 1: alpha_0 = 0, the weights theta_0 are initialised once (seeded) and never trained.
+For t = 1..T: draw a mini-batch D_t of b training images and g_t ~ Gumbel(0, 1), sample A_t from
+(alpha_0, g_t), and take G_t = d R(A_t) / d alpha with
+
+    R(A) = ||Theta~(A)||_tr - mu max(0, ||Theta~(A)||_tr - nu)                      (eq. 13-14)
+    ||Theta~(A)||_tr = || b^-1 sum_{x in D_t} grad_theta L_x ||_2^2                  (eq. 11-12)
+
+(the trace approximation; :class:`searchkit.metrics.ntk_family.NTKTraceApprox` computes the same
+quantity for a fixed network: mean cross-entropy, train-mode BN, one backward). A sample whose
+G_t is not finite, or that has no gradient (a degenerate KCC kernel), contributes G_t = 0. Then
+
+    Delta alpha = (rho / T) sum_t G_t / max(||G_1||, ..., ||G_t||)                    (eq. 18)
+
+and each edge takes argmax_o (alpha_0 + Delta alpha) (line 8). With alpha_0 = 0 the argmax does
+not depend on rho > 0, so rho = 1.
+
+nu (appendix B.1): ``nu="fixed"`` uses nu_0 for all steps, by default the mean trace over
+``nu_samples`` = 50 sampled architectures (eq. 40); ``nu="adaptive"`` uses
+nu_t = (nu_0 + sum_{tau < t} ||Theta~(A_tau)||_tr) / t (eq. 41), with a "relatively large"
+nu_0, by default 5 x the eq. 40 estimate (the ratio of the paper's DARTS settings, 500 vs 100).
+
+Objective by the run's metric: ``ntk_trace`` / ``ntk_trace_approx`` -> R above (the paper's);
+``kcc`` -> R(A) = KCC(Theta(A)) (seed 000, eq. 9, no constraint), differentiated through the
+empirical NTK (``bn="batchstats"``, per-sample Jacobians with ``torch.func``; the batch
+statistics are constants) and the smooth closed form of :func:`differentiable_kcc`. KCC needs
+the whole m x p Jacobian and its derivative, so it is several times slower per step than the
+trace; it is practical on CPU only with a small supernet and batch (see the benchmark config).
+
+Search cost is the measured wall time of the whole call (the engine times it). Defaults keep a
+run to about a minute on a CPU core: a reduced supernet (C=8, N=1), T=50, b=64.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from searchkit.data import scoring_batch
+from searchkit.data.base import Batch
+from searchkit.errors import SearchkitError
+from searchkit.metrics.kcc import centre, label_features
+from searchkit.metrics.ntk import empirical_ntk, train_mode
+from searchkit.spaces.base import SearchSpace
+from searchkit.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Cell, NB201Network
+from searchkit.spaces.ops import OP_FACTORIES
+from searchkit.strategies.base import OneShotStrategy, SearchContext
+
+TRACE_METRICS = ("ntk_trace", "ntk_trace_approx")
+KCC_METRIC = "kcc"
+NU_MODES = ("fixed", "adaptive")
+
+
+class MixedEdge(nn.Module):
+    """All five NB201 ops on one edge, mixed by weights w: (5,); x (m, C, H, W) -> (m, C, H, W)."""
+
+    def __init__(self, C: int) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(OP_FACTORIES[op](C) for op in OPS)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return sum(w[k] * op(x) for k, op in enumerate(self.ops))
+
+
+class MixedCell(nn.Module):
+    """An NB201 cell (node i = sum_{j<i} edge_{i<-j}(node j)) of :class:`MixedEdge`; weights (6, 5)."""
+
+    def __init__(self, C: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(MixedEdge(C) for _ in EDGES)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        nodes, k = [x], 0
+        for i in range(1, 4):
+            nodes.append(sum(self.edges[k + j](nodes[j], weights[k + j]) for j in range(i)))
+            k += i
+        return nodes[3]
+
+
+class SuperNet(nn.Module):
+    """The NB201 network (stem, 3 stages of N cells with C/2C/4C channels and residual
+    reductions, head: :class:`~searchkit.spaces.nb201.NB201Network`) with every cell a
+    :class:`MixedCell`. Set ``weights`` ((6, 5), e.g. a straight-through sample) before a forward;
+    x (m, in_channels, H, W) -> logits (m, num_classes). ``weights`` is neither a parameter nor a
+    buffer, so gradients w.r.t. the network's parameters never include it."""
+
+    def __init__(self, num_classes: int, C: int = 8, N: int = 1, in_channels: int = 3) -> None:
+        super().__init__()
+        skeleton = NB201Network(NB201Arch(("none",) * len(EDGES)), num_classes, C=C, N=N, in_channels=in_channels)
+        self.stem, self.head = skeleton.stem, skeleton.head
+        layers, width = [], C
+        for layer in skeleton.cells:
+            if isinstance(layer, NB201Cell):
+                layers.append(MixedCell(width))
+            else:  # a stride-2 reduction doubles the width
+                layers.append(layer)
+                width *= 2
+        self.cells = nn.ModuleList(layers)
+        self.weights: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weights is None:
+            raise RuntimeError("set SuperNet.weights before calling it")
+        x = self.stem(x)
+        for layer in self.cells:
+            x = layer(x, self.weights) if isinstance(layer, MixedCell) else layer(x)
+        return self.head(x)
+
+
+def gumbel_straight_through(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0) -> torch.Tensor:
+    """One straight-through Gumbel-softmax sample per row of logits: (E, K) -> (E, K) (eq. 42):
+    the value is one_hot(argmax_k (logits + g) / tau), the gradient that of softmax((logits + g) / tau)."""
+    u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
+    gumbel = (-torch.log(-torch.log(u))).to(logits)
+    soft = torch.softmax((logits + gumbel) / tau, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft)
+    return hard - soft.detach() + soft
+
+
+def one_hot(arch: NB201Arch, like: torch.Tensor) -> torch.Tensor:
+    """The (6, 5) one-hot weights of an architecture."""
+    return F.one_hot(torch.tensor([OPS.index(op) for op in arch.ops]), len(OPS)).to(like)
+
+
+def trace_norm(net: nn.Module, batch: Batch, differentiable: bool = True) -> torch.Tensor:
+    """||Theta~||_tr = ||grad_theta L||_2^2, L the mean cross-entropy on the batch (eq. 11-12; train-mode
+    BN), a scalar; ``differentiable``: keep the graph (it reaches the supernet's ``weights``)."""
+    params = [p for p in net.parameters() if p.requires_grad]
+    with train_mode(net, True):
+        loss = F.cross_entropy(net(batch.x), batch.y)
+    grads = torch.autograd.grad(loss, params, create_graph=differentiable, allow_unused=True)
+    return sum((g.double() ** 2).sum() for g in grads if g is not None)
+
+
+def differentiable_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int | None, eps: float = 0.1,
+                       normalize: bool = True) -> torch.Tensor:
+    """KCC (seed 000, eq. 9) as a smooth function of Theta: (m, m), equal to
+    :func:`searchkit.metrics.kcc.kcc` but without an eigendecomposition of the m x m kernel.
+
+    With K = U diag(k) U^T the centred (trace-normalised) NTK, H Y = Q diag(s) V^T, r = m eps and
+    D = diag(sqrt(s^2 / (s^2 + r))) (label eigenvalues normalised likewise), kcc's core matrix
+    C = diag(sqrt(k / (k + r))) U^T Q D has C^T C = D Q^T K (K + r I)^-1 Q D, so
+
+        gamma^2 = lambda_max(D Q^T (I - r (K + r I)^-1) Q D),
+
+    a (c-1) x (c-1) eigenproblem; K enters only through a linear solve, whose gradient is smooth.
+    A degenerate kernel (zero or not finite, e.g. a cell of ``none`` ops) gives kcc's worst score,
+    0, as a constant without gradient.
+    """
+    m = theta.shape[0]
+    k = centre(theta.double())
+    scale = torch.trace(k) / m
+    if not torch.isfinite(k).all() or not float(scale) > 0:
+        return torch.zeros((), dtype=torch.float64, device=theta.device)
+    if normalize:
+        k = k / scale
+    hy = label_features(y.to(theta.device), num_classes)
+    q, s, _ = torch.linalg.svd(hy, full_matrices=False)
+    label_eig = s**2
+    keep = label_eig > 1e-10 * label_eig.max().clamp_min(1e-300)
+    q, label_eig = q[:, keep], label_eig[keep]
+    if normalize:
+        label_eig = label_eig / (label_eig.sum() / m)
+    ridge = m * eps
+    d = torch.sqrt(label_eig / (label_eig + ridge))
+    solved = torch.linalg.solve(k + ridge * torch.eye(m, dtype=k.dtype, device=k.device), q)
+    inner = q.T @ q - ridge * (q.T @ solved)
+    core = d[:, None] * inner * d[None, :]
+    return torch.linalg.eigvalsh((core + core.T) / 2)[-1].clamp_min(0).sqrt()
+
+
+def adaptive_nu(nu0: float, traces: list[float]) -> float:
+    """Eq. 41: nu_t = (nu_0 + sum_{tau < t} ||Theta~(A_tau)||_tr) / t, ``traces`` the t - 1 earlier ones."""
+    return (nu0 + sum(traces)) / (len(traces) + 1)
+
+
+@dataclass
+class _Objective:
+    """The objective of the architecture the supernet's ``weights`` select: (net, batch) -> a
+    differentiable scalar; ``penalised``: it is the trace, and R applies eq. 13's constraint."""
+
+    fn: Callable[[nn.Module, Batch], torch.Tensor]
+    penalised: bool
+
+
+class NASI(OneShotStrategy):
+    """NASI over an NB201 supernet (see the module docstring for the algorithm and every option).
+
+    Options: ``steps`` (T), ``batch_size`` (b; None: the run's scoring batch size), ``mu``
+    (penalty coefficient), ``nu`` ("fixed" | "adaptive"), ``nu0`` (None: from eq. 40),
+    ``nu_samples`` (N of eq. 40), ``tau`` (Gumbel temperature), ``C`` / ``N`` (supernet size).
+    """
+
+    name = "nasi"
+
+    def __init__(
+        self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,
+        mu: float = 1.0, nu: str = "fixed", nu0: float | None = None, nu_samples: int = 50, tau: float = 1.0,
+        C: int = 8, N: int = 1,
+    ) -> None:
+        if space.name != "nb201":
+            raise SearchkitError(f"nasi searches the nb201 space (an NB201 supernet), not {space.name!r}")
+        if nu not in NU_MODES:
+            raise SearchkitError(f"nasi option nu must be one of {', '.join(NU_MODES)}, got {nu!r}")
+        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or C < 1 or N < 1:
+            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, tau > 0, C >= 1 and N >= 1")
+        super().__init__(space, rng)
+        self.steps, self.batch_size, self.mu, self.nu_mode, self.nu0 = steps, batch_size, mu, nu, nu0
+        self.nu_samples, self.tau, self.C, self.N = nu_samples, tau, C, N
+        self.nu_used: float | None = None
+
+    def _objective(self, context: SearchContext) -> _Objective:
+        if context.metric in TRACE_METRICS:
+            return _Objective(trace_norm, True)
+        if context.metric == KCC_METRIC:
+            options = {k: v for k, v in context.metric_options.items() if k in ("eps", "normalize")}
+
+            def kcc_value(net: nn.Module, batch: Batch) -> torch.Tensor:
+                theta = empirical_ntk(net, batch.x, bn="batchstats", output="sum")
+                return differentiable_kcc(theta, batch.y, batch.num_classes, **options)
+
+            return _Objective(kcc_value, False)
+        raise SearchkitError(
+            f"nasi optimises the NTK trace (metric ntk_trace, eq. 13) or KCC (metric kcc) through its supernet; "
+            f"metric {context.metric!r} has no differentiable supernet form here")
+
+    def search(self, context: SearchContext) -> tuple[NB201Arch, float]:
+        """Algorithm 1; returns argmax_o alpha* per edge and R of that architecture on the run's scoring batch."""
+        objective = self._objective(context)
+        generator = torch.Generator().manual_seed(int(self.rng.integers(2**63)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**63)))
+            net = SuperNet(context.splits.num_classes, self.C, self.N, context.splits.input_shape[0]).to(context.device)
+        size = self.batch_size or context.batch.x.shape[0]
+
+        def minibatch() -> Batch:
+            return scoring_batch(context.splits, size, int(self.rng.integers(2**31))).to(context.device)
+
+        alpha = torch.zeros(len(EDGES), len(OPS), device=context.device, requires_grad=True)
+        nu = self.nu0
+        if objective.penalised and nu is None:
+            nu = self.fixed_nu(net, alpha, minibatch, generator)
+            if self.nu_mode == "adaptive":
+                nu *= 5.0
+        traces: list[float] = []
+        total = torch.zeros_like(alpha)
+        largest = 0.0
+        for _ in range(self.steps):
+            net.weights = gumbel_straight_through(alpha, generator, self.tau)
+            value = objective.fn(net, minibatch())
+            if objective.penalised:
+                nu_t = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
+                traces.append(float(value.detach()))
+                value = value - self.mu * torch.relu(value - nu_t)
+            grad = torch.autograd.grad(value, alpha)[0] if value.requires_grad else torch.zeros_like(alpha)
+            if not torch.isfinite(grad).all():  # a degenerate sample carries no signal
+                grad = torch.zeros_like(alpha)
+            largest = max(largest, float(grad.norm()))
+            if largest > 0:
+                total += grad / largest
+        if objective.penalised:
+            self.nu_used = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
+        delta = total / self.steps  # eq. 18 with rho = 1
+        arch = NB201Arch(tuple(OPS[i] for i in delta.argmax(-1).tolist()))
+        net.weights = one_hot(arch, alpha)
+        value = objective.fn(net, context.batch)
+        if objective.penalised:
+            value = value - self.mu * torch.relu(value - self.nu_used)
+        return arch, float(value.detach())
+
+    def fixed_nu(self, net: SuperNet, alpha: torch.Tensor, minibatch: Callable[[], Batch],
+                 generator: torch.Generator) -> float:
+        """Eq. 40: the mean trace norm of ``nu_samples`` architectures sampled from alpha_0, each on its own mini-batch."""
+        values = []
+        for _ in range(self.nu_samples):
+            net.weights = gumbel_straight_through(alpha.detach(), generator, self.tau)
+            values.append(float(trace_norm(net, minibatch(), differentiable=False)))
+        return float(np.mean(values))
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state["nu_used"] = self.nu_used
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.nu_used = state["nu_used"]

@@ -1,0 +1,168 @@
+"""searchkit benchmark: pool space, score-cache seeding, incumbent curves, and a tiny end-to-end
+benchmark that writes summary/runs/anytime, shares scores across runs and resumes."""
+import csv
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from searchkit import benchmark as bench
+from searchkit.benchmark import PoolSpace, incumbent_curve, run_benchmark, seed_cache
+from searchkit.cli import main
+from searchkit.engine import metric_key
+from searchkit.errors import SearchkitError
+from searchkit.metrics import get_metric
+from searchkit.paths import find_data
+from searchkit.spaces import get_space
+from searchkit.store import HistoryRow, ScoreCache
+
+SPACE = get_space("nb201")
+needs_data = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or find_data("cifar10") is None,
+                                reason="needs ../shared/data (NB201 table and CIFAR-10)")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def arch(*ops):
+    return SPACE.decode("|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*ops))
+
+
+def test_pool_space_samples_members_and_projects_mutants_onto_the_pool():
+    members = [arch(*["none"] * 6), arch("skip_connect", *["none"] * 5), arch(*["nor_conv_3x3"] * 6),
+               arch("nor_conv_3x3", *["none"] * 5)]
+    pool = PoolSpace(SPACE, members)
+    rng = np.random.default_rng(0)
+    assert {pool.sample(rng) for _ in range(80)} == set(members)
+    children = [pool.mutate(members[0], rng) for _ in range(200)]
+    assert set(children) <= set(members[1:])  # always a member, never the parent
+    # a mutant that is a member is kept (1/24 of mutants of the all-none cell are members[1])
+    assert children.count(members[1]) > 200 / 24 / 2
+    # a mutant of the all-3x3 cell on edges 1-5 is nearest to members[3] (4 or 5 edges away)
+    children = [pool.mutate(members[2], rng) for _ in range(100)]
+    assert set(children) <= {members[0], members[1], members[3]} and children.count(members[3]) > 50
+    assert pool.decode(pool.encode(members[2])) == members[2] and pool.name == "nb201"
+
+
+def test_incumbent_is_best_score_until_a_validation_then_best_validated():
+    rows = [HistoryRow(0, "a", None, 0.5, 2.0, False), HistoryRow(1, "b", None, 0.9, 2.0, False),
+            HistoryRow(2, "a", None, 80.0, 0.0, False, "validate", 100.0),
+            HistoryRow(3, "c", None, 0.1, 2.0, False),
+            HistoryRow(4, "b", None, 85.0, 0.0, False, "validate", 50.0)]
+    assert incumbent_curve(rows) == [(2.0, "a"), (4.0, "b"), (104.0, "a"), (106.0, "a"), (156.0, "b")]
+
+
+def test_seed_cache_checks_settings_and_never_modifies_the_directory(tmp_path):
+    settings = {"dataset": "cifar10", "batch_size": 64, "data_seed": 0, "init_seed": 0, "build": {"C": 16, "N": 5},
+                "batch_fingerprint": "abc"}
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "settings.yaml").write_text(yaml.safe_dump({"metrics": ["naswot", "kcc:eps=0.5"], **settings}))
+    text = "index,arch_str,naswot,kcc:eps=0.5,naswot_s,kcc:eps=0.5_s\n1,|a|,700.5,0.3,0.4,9.0\n2,|b|,650.0,0.2,0.5,8.0\n3,|c|,1.0"
+    (good / "scores.csv").write_text(text)  # the last row is still being written
+    cache = ScoreCache(settings)
+    assert seed_cache(cache, good).endswith("2 architectures x 2 metrics")
+    assert cache.get(metric_key(get_metric("naswot")), "|a|") == (700.5, 0.4)
+    assert cache.get(metric_key(get_metric("kcc", eps=0.5)), "|b|") == (0.2, 8.0)
+    assert cache.get(metric_key(get_metric("kcc")), "|b|") is None  # other options, other metric
+    assert (good / "scores.csv").read_text() == text
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "settings.yaml").write_text(yaml.safe_dump({"metrics": ["naswot"], **settings, "batch_size": 32}))
+    (other / "scores.csv").write_text("index,arch_str,naswot,naswot_s\n")
+    assert "batch_size differ" in seed_cache(cache, other)
+    assert "not used" in seed_cache(cache, tmp_path / "missing")
+
+
+TINY = """
+name: tiny
+init_seed: 0
+data: {name: cifar10, batch_size: 8}
+space: {name: nb201, build: {C: 2, N: 1}}
+budget: {archs: 4}
+validate: {method: table, epochs: 12}
+evaluate: {method: table}
+benchmark:
+  seeds: 2
+  pool: {n: 12, seed: 0}
+  metrics: [naswot]
+  strategies:
+    - {name: random}
+    - {name: evolution, label: REA, options: {population: 3, sample_size: 2}, budget: {archs: 6}}
+    - {name: hnas, label: HNAS, options: {pool: 5, iterations: 3, init: 2, grid: 8}, budget: {archs: null, simulated_seconds: 1.0e+6}}
+    - {name: nasi, label: NASI, metrics: [ntk_trace], options: {steps: 2, nu_samples: 2, C: 2, N: 1, batch_size: 8}}
+    - {name: random, label: random-train, metrics: [validation], budget: {archs: null, simulated_seconds: 600}}
+"""
+
+
+def read_csv(path):
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@needs_data
+def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text(TINY)
+    out = tmp_path / "out"
+    assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    assert "| HNAS | naswot | 2 |" in capsys.readouterr().out
+    runs = read_csv(out / "runs.csv")
+    assert len(runs) == 10
+    assert {(r["strategy"], r["metric"]) for r in runs} == {
+        ("random", "naswot"), ("REA", "naswot"), ("HNAS", "naswot"), ("NASI", "ntk_trace"), ("random-train", "validation")}
+    summary = (out / "summary.md").read_text()
+    assert "| REA | naswot | 2 |" in summary and "| optimal | 94.37 | 73.51 | 47.31 | - |" in summary
+    assert (out / "anytime.png").stat().st_size > 0
+    for row in runs:
+        assert 0 < float(row["C10_test"]) <= 100 and float(row["wall_seconds"]) >= 0
+        if row["strategy"] == "random-train":
+            assert row["selected_by"] == "validation" and 0 < float(row["simulated_seconds"]) <= 600
+        if row["strategy"] == "HNAS":
+            assert row["selected_by"] == "validation" and row["validations"] == "3"
+    # one score per (metric, architecture): every run after the first reused the cache
+    entries = read_csv(out / "score_cache.csv")
+    assert len(entries) == len({(e["metric"], e["arch"]) for e in entries})
+    assert {e["metric"] for e in entries} == {metric_key(get_metric(m)) for m in ("naswot", "ntk_cond")}
+
+    # resume: a scoring run lost its row and its best.json; no score is recomputed
+    lost = next(i for i, r in enumerate(runs) if r["strategy"] == "REA")
+    lines = (out / "runs.csv").read_text().splitlines(keepends=True)
+    (out / "runs.csv").write_text("".join(line for i, line in enumerate(lines) if i != lost + 1))
+    (out / runs[lost]["run"] / "best.json").unlink()
+    monkeypatch.setattr("searchkit.engine.score_metrics", lambda *a: pytest.fail("a cached score was recomputed"))
+    run_benchmark(config, out, progress=False)
+    again = read_csv(out / "runs.csv")
+    assert len(again) == len(runs) and again[-1]["run"] == runs[lost]["run"]
+    for key in ("arch", "C10_test", "archs_scored", "validations", "simulated_seconds"):
+        assert again[-1][key] == runs[lost][key]
+    assert float(again[-1]["wall_seconds"]) == pytest.approx(float(runs[lost]["wall_seconds"]), abs=1e-2)
+    config.write_text(TINY.replace("seeds: 2", "seeds: 0"))
+    with pytest.raises(SearchkitError, match="benchmark.seeds >= 1"):
+        bench.load_benchmark_config(config)
+
+
+@needs_data
+def test_a_search_cycling_over_answered_queries_stops(tmp_path, monkeypatch):
+    """Training-based random search over a 3-architecture pool with a simulated budget it cannot
+    spend: repeats are free, so only the consecutive-repeat guard ends it."""
+    from searchkit import engine
+    from searchkit.engine import run_search
+
+    monkeypatch.setattr(engine, "MAX_REPEATS", 25)
+    pool = PoolSpace(SPACE, [arch(*[op] * 6) for op in ("nor_conv_3x3", "skip_connect", "avg_pool_3x3")])
+    config = {"data": {"name": "cifar10", "batch_size": 8}, "metric": {"name": "validation"},
+              "strategy": {"name": "random"}, "budget": {"archs": None, "simulated_seconds": 1e9},
+              "evaluate": {"method": "table"}}
+    result = run_search(config, out=tmp_path / "run", progress=False, space=pool)
+    rows = result.history
+    assert result.validations == len(rows) and result.unique_archs == 3 and rows[-1].cached
+    assert all(r.cached for r in rows[-25:]) and not all(r.cached for r in rows[-26:])
+    assert result.selected_by == "validation" and result.score == max(r.score for r in rows)

@@ -1,0 +1,155 @@
+"""HNAS: eq. 7 and its selection on known pools, the BO loop (K steps, seeded), and the engine's
+validation cost accounting (12/200 charge, no double charge, resume)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from searchkit import run_search
+from searchkit.errors import SearchkitError
+from searchkit.paths import find_data
+from searchkit.spaces import get_space
+from searchkit.store import RunDir
+from searchkit.strategies import HNAS, Validate
+from searchkit.strategies.hnas import KAPPA_METRIC, hnas_objective, normalise
+from searchkit.tabular import NB201Table
+
+SPACE = get_space("nb201")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_objective_matches_eq_7_and_f_is_even():
+    m, kappa = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0])
+    assert np.allclose(hnas_objective(m, kappa, 0.5, 4.0), 1 / m + 0.5 * (m**2 - 4.0) ** 2)
+    assert np.argmin(hnas_objective(m, kappa, 0.0, 1.0)) == 2      # mu = 0: smallest kappa / M
+    assert np.argmin(hnas_objective(m, kappa, 1e3, 4.0)) == 1      # large mu: M^2 closest to nu
+    # F(x) = x^2 is even: M^2 = 1 and M^2 = 9 are equally far from nu = 5
+    assert hnas_objective(np.array([1.0]), np.array([0.0]), 1.0, 5.0) == hnas_objective(np.array([3.0]), np.array([0.0]), 1.0, 5.0)
+    assert np.allclose(hnas_objective(m, kappa, 1.0, 4.0, t=2), 1 / m + (m**2 - 4.0) ** 4)
+    bad = hnas_objective(np.array([0.0, -1.0, 2.0]), np.array([1.0, 1.0, np.inf]), 1.0, 1.0)
+    assert np.all(np.isinf(bad))  # M <= 0 or kappa not finite: never selected
+
+
+def test_normalise_divides_by_pool_medians():
+    m, kappa = normalise(np.array([1.0, 2.0, 4.0, 0.0]), np.array([10.0, 20.0, 40.0, 5.0]))
+    assert np.allclose(m, [0.5, 1.0, 2.0, 0.0]) and np.allclose(kappa, [0.5, 1.0, 2.0, 0.25])
+    with pytest.raises(SearchkitError, match="positive metric"):
+        normalise(np.array([0.0, -1.0]), np.array([1.0, 1.0]))
+
+
+def fake_scores(arch):
+    """A synthetic pool: M = 1 + number of 3x3 convs, kappa = 1 + number of none ops."""
+    return 1.0 + arch.ops.count("nor_conv_3x3"), 1.0 + arch.ops.count("none")
+
+
+def fake_accuracy(arch):
+    """A known landscape the BO should climb: best with 3 convolutions and no none op."""
+    return 90.0 - abs(arch.ops.count("nor_conv_3x3") - 3) - arch.ops.count("none")
+
+
+def drive(strategy):
+    """The engine's protocol without the engine: returns the validated (arch, accuracy) sequence."""
+    validated = []
+    while True:
+        asks = strategy.ask()
+        if not asks:
+            return validated
+        for item in asks:
+            if isinstance(item, Validate):
+                accuracy = fake_accuracy(item.arch)
+                strategy.tell_validation(item.arch, accuracy)
+                validated.append((item.arch, accuracy))
+            else:
+                m, kappa = fake_scores(item)
+                strategy.tell_extras(item, {KAPPA_METRIC: -kappa})
+                strategy.tell(item, m)
+
+
+def test_candidate_is_the_pool_argmin_of_eq_7():
+    hnas = HNAS(SPACE, np.random.default_rng(0), pool=30, iterations=1)
+    for arch in hnas.ask():
+        m, kappa = fake_scores(arch)
+        hnas.tell_extras(arch, {KAPPA_METRIC: -kappa})
+        hnas.tell(arch, m)
+    m, kappa = normalise(*map(np.array, zip(*(fake_scores(a) for a in hnas.pool))))
+    for mu, nu in [(1e-3, 0.5), (10.0, 1.0), (100.0, 3.0)]:
+        expected = hnas.pool[int(np.argmin(hnas_objective(m, kappa, mu, nu)))]
+        assert hnas.candidate(mu, nu) == expected
+    assert hnas.selected_by == "score" and hnas.best_score == max(m_ for m_, _ in map(fake_scores, hnas.pool))
+
+
+def test_bo_runs_k_steps_is_seeded_and_answers_the_best_validated():
+    runs = [drive(HNAS(SPACE, np.random.default_rng(seed), pool=40, iterations=5, init=2, grid=8))
+            for seed in (3, 3, 4)]
+    assert len(runs[0]) == 5
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+    hnas = HNAS(SPACE, np.random.default_rng(3), pool=40, iterations=5, init=2, grid=8)
+    validated = drive(hnas)
+    assert hnas.selected_by == "validation"
+    assert hnas.best_score == max(a for _, a in validated) == fake_accuracy(hnas.best_arch)
+    state = json.loads(json.dumps(hnas.state_dict()))
+    copy = HNAS(SPACE, np.random.default_rng(99), pool=40)
+    copy.load_state_dict(state)
+    assert copy.accuracies == hnas.accuracies and copy.candidates == hnas.candidates and copy.best_arch == hnas.best_arch
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(SearchkitError, match="mu must be"):
+        HNAS(SPACE, np.random.default_rng(0), mu=(10, 1))
+    with pytest.raises(SearchkitError, match="pool >= 1"):
+        HNAS(SPACE, np.random.default_rng(0), pool=0)
+
+
+@pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or find_data("cifar10") is None,
+                    reason="needs ../shared/data (NB201 table and CIFAR-10)")
+def test_engine_charges_12_epoch_validations_once_and_resumes(tmp_path):
+    config = {
+        "name": "hnas", "data": {"name": "cifar10", "batch_size": 8}, "space": {"name": "nb201", "build": {"C": 2, "N": 1}},
+        "metric": {"name": "naswot"}, "strategy": {"name": "hnas", "options": {"pool": 6, "iterations": 5, "init": 2, "grid": 8}},
+        "budget": {"archs": None, "simulated_seconds": 1e6}, "validate": {"method": "table"}, "evaluate": {"method": "table"},
+    }
+    result = run_search(config, out=tmp_path / "run", progress=False)
+    table = NB201Table.load()
+    rows = RunDir(tmp_path / "run").read_history()
+    scores = [r for r in rows if r.kind == "score"]
+    validations = [r for r in rows if r.kind == "validate"]
+    assert len(scores) == 6 and len(validations) == 5 and all(KAPPA_METRIC in r.extras for r in scores)
+    first = {}
+    for row in validations:
+        index = table.index_of(row.arch)
+        assert row.score == table.accuracy(index, "cifar10", "valid", 12)
+        if row.arch in first:  # a repeated candidate is answered from history, not charged again
+            assert row.cached and row.simulated_seconds == 0.0
+        else:
+            first[row.arch] = row
+            assert not row.cached
+            assert row.simulated_seconds == pytest.approx(table.columns["c10_train_time_200ep_s"][index] * 12 / 200, abs=1e-3)
+    charged = sum(table.train_time(table.index_of(a), "cifar10", 12) for a in first)
+    assert result.simulated_seconds == pytest.approx(charged, abs=1e-2)
+    assert result.search_seconds == pytest.approx(sum(r.seconds for r in scores), abs=1e-3)
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert best["selected_by"] == "validation" and best["arch"] == max(validations, key=lambda r: r.score).arch
+    assert best["search_cost"]["validations"] == 5
+    assert best["search_cost"]["simulated_seconds"] == pytest.approx(charged, abs=1e-2)
+
+    partial = tmp_path / "partial"  # killed after the pool and two validations
+    shutil.copytree(tmp_path / "run", partial)
+    (partial / "best.json").unlink()
+    lines = (partial / "history.csv").read_text().splitlines(keepends=True)
+    (partial / "history.csv").write_text("".join(lines[:9]))
+    resumed = run_search(resume=partial, progress=False)
+    assert [(r.arch, r.kind, r.score) for r in resumed.history] == [(r.arch, r.kind, r.score) for r in rows]
+    assert resumed.simulated_seconds == pytest.approx(result.simulated_seconds)
+
+    capped = run_search({**config, "budget": {"archs": None, "simulated_seconds": 150.0}}, out=tmp_path / "capped", progress=False)
+    assert capped.simulated_seconds <= 150.0  # a validation that would overrun the budget is not started

@@ -1,0 +1,134 @@
+"""NASI: supernet shapes, straight-through gradients, the trace approximation, differentiable KCC,
+eq. 40/41 nu, and a full (tiny) search through the engine."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from searchkit import run_search
+from searchkit.data import get_dataset, scoring_batch
+from searchkit.errors import SearchkitError
+from searchkit.metrics.kcc import kcc
+from searchkit.metrics.ntk_family import NTKTraceApprox
+from searchkit.spaces import get_space
+from searchkit.spaces.nb201 import OPS, NB201Arch
+from searchkit.store import RunDir
+from searchkit.strategies import NASI, SearchContext
+from searchkit.strategies import nasi as nasi_module
+from searchkit.strategies.nasi import SuperNet, adaptive_nu, differentiable_kcc, gumbel_straight_through, one_hot, trace_norm
+
+SPACE = get_space("nb201")
+SPLITS = get_dataset("synthetic", shape=[3, 8, 8], n_train=64, n_valid=0, n_test=16)
+BATCH = scoring_batch(SPLITS, 16, 0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def supernet(seed=0):
+    torch.manual_seed(seed)
+    return SuperNet(10, C=4, N=1)
+
+
+def test_supernet_forward_backward_shapes():
+    net = supernet()
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    net.weights = gumbel_straight_through(alpha, torch.Generator().manual_seed(0))
+    logits = net(BATCH.x)
+    assert logits.shape == (16, 10)
+    logits.sum().backward()
+    assert alpha.grad.shape == (6, 5) and torch.isfinite(alpha.grad).all()
+    assert all(p.grad is not None for p in net.stem.parameters())
+
+
+def test_straight_through_sample_is_one_hot_and_gradient_reaches_the_logits():
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    weights = gumbel_straight_through(alpha, torch.Generator().manual_seed(1))
+    assert torch.allclose(weights.detach().sum(1), torch.ones(6))
+    assert ((weights.detach() > 0.5).sum(1) == 1).all() and torch.allclose(weights.detach().max(1).values, torch.ones(6))
+    net = supernet()
+    net.weights = weights
+    (grad,) = torch.autograd.grad(trace_norm(net, BATCH), alpha)
+    assert grad.abs().sum() > 0  # the trace is differentiable w.r.t. the architecture logits
+
+
+def test_trace_norm_is_nasis_trace_approximation_of_the_sampled_network():
+    net = supernet()
+    arch = NB201Arch(("nor_conv_3x3", "skip_connect", "nor_conv_1x1", "avg_pool_3x3", "none", "nor_conv_3x3"))
+    net.weights = one_hot(arch, torch.zeros(1))
+    expected = NTKTraceApprox()(net, BATCH)  # eq. 11-12 on the same fixed network
+    assert float(trace_norm(net, BATCH, differentiable=False)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_differentiable_kcc_equals_kcc():
+    gen = torch.Generator().manual_seed(0)
+    for m, eps in [(12, 0.1), (20, 0.01), (20, 1.0)]:
+        j = torch.randn(m, 30, generator=gen, dtype=torch.float64)
+        theta = j @ j.T
+        y = torch.randint(0, 4, (m,), generator=gen)
+        for normalize in (True, False):
+            assert float(differentiable_kcc(theta, y, 4, eps, normalize)) == pytest.approx(
+                kcc(theta, y, 4, eps=eps, normalize=normalize), rel=1e-8)
+    y = torch.arange(6) % 3
+    for degenerate in (torch.zeros(6, 6), torch.full((6, 6), float("nan"))):  # e.g. a cell of none ops
+        assert float(differentiable_kcc(degenerate, y, 3)) == kcc(degenerate, y, 3) == 0.0
+
+
+def test_nu_eq_40_is_the_mean_trace_of_sampled_archs_and_eq_41_the_running_mean(monkeypatch):
+    values = iter(np.arange(1.0, 51.0))
+    monkeypatch.setattr(nasi_module, "trace_norm", lambda net, batch, differentiable=True: torch.tensor(next(values)))
+    strategy = NASI(SPACE, np.random.default_rng(0), nu_samples=50)
+    nu = strategy.fixed_nu(supernet(), torch.zeros(6, 5), lambda: BATCH, torch.Generator().manual_seed(0))
+    assert nu == pytest.approx(25.5)  # eq. 40: (1 + ... + 50) / 50
+    # eq. 41: nu_t = (nu_0 + sum_{tau < t} trace_tau) / t
+    assert adaptive_nu(10.0, []) == 10.0
+    assert adaptive_nu(10.0, [2.0, 4.0]) == pytest.approx(16.0 / 3)
+
+
+def context(metric, options=None):
+    return SearchContext(SPLITS, BATCH, torch.device("cpu"), metric, options or {})
+
+
+@pytest.mark.parametrize("metric,options", [("ntk_trace", {"nu": "fixed"}), ("ntk_trace", {"nu": "adaptive"}), ("kcc", {})])
+def test_search_returns_a_valid_seeded_genotype(metric, options):
+    def search(seed):
+        strategy = NASI(SPACE, np.random.default_rng(seed), steps=3, nu_samples=2, C=2, N=1, batch_size=8, **options)
+        return strategy.search(context(metric))
+
+    arch, value = search(0)
+    assert isinstance(arch, NB201Arch) and all(op in OPS for op in arch.ops) and np.isfinite(value)
+    assert SPACE.decode(SPACE.encode(arch)) == arch
+    assert search(0) == (arch, value)
+
+
+def test_unsupported_objective_and_options_are_refused():
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=1)
+    with pytest.raises(SearchkitError, match="no differentiable supernet form"):
+        strategy.search(context("synflow"))
+    with pytest.raises(SearchkitError, match="nu must be one of"):
+        NASI(SPACE, np.random.default_rng(0), nu="sometimes")
+
+
+def test_engine_times_the_one_shot_search_and_resumes_from_its_row(tmp_path):
+    config = {
+        "name": "nasi", "data": {"name": "synthetic", "batch_size": 8, "options": {"shape": [3, 8, 8], "n_train": 64}},
+        "metric": {"name": "ntk_trace"}, "space": {"name": "nb201", "build": {"C": 2, "N": 1}},
+        "strategy": {"name": "nasi", "options": {"steps": 2, "nu_samples": 2, "C": 2, "N": 1}},
+        "evaluate": {"method": "none"},
+    }
+    result = run_search(config, out=tmp_path / "run", progress=False)
+    rows = RunDir(tmp_path / "run").read_history()
+    assert len(rows) == 1 and rows[0].kind == "oneshot" and rows[0].arch == result.arch
+    assert result.search_seconds == pytest.approx(rows[0].seconds, abs=1e-3) and result.search_seconds > 0
+    assert result.simulated_seconds == 0.0
+    (tmp_path / "run" / "best.json").unlink()
+    resumed = run_search(resume=tmp_path / "run", progress=False)
+    assert resumed.arch == result.arch and resumed.search_seconds == pytest.approx(rows[0].seconds)
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["arch"] == result.arch
