@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from searchkit.data.base import Batch
+from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
 from searchkit.metrics.kcc import KCC_WORST, centre, kcc, label_features
 from searchkit.metrics.ntk import empirical_ntk
@@ -131,6 +132,24 @@ def test_label_kernel_gives_the_analytic_value(c, eps):
     y = torch.arange(10 * c) % c
     onehot = torch.nn.functional.one_hot(y).double()
     assert kcc(onehot @ onehot.T, y, c, eps=eps) == pytest.approx(1 / (1 + eps * (c - 1)), rel=1e-10)
+
+
+def test_balanced_label_kernel_is_the_class_projector():
+    # Imbalanced classes: the projector P onto range(H Y) has c-1 equal eigenvalues, so with
+    # labels="balanced" both normalised kernels coincide and gamma = 1 / (1 + eps (c - 1));
+    # the linear label kernel has unequal eigenvalues (class counts) and gives another value.
+    c, eps = 4, 0.1
+    y = torch.tensor([0] * 30 + [1] * 6 + [2] * 3 + [3] * 1)
+    q = torch.linalg.svd(label_features(y, c), full_matrices=False)[0][:, : c - 1]
+    projector = q @ q.T
+    assert kcc(projector, y, c, eps=eps, labels="balanced") == pytest.approx(1 / (1 + eps * (c - 1)), rel=1e-10)
+    assert abs(kcc(projector, y, c, eps=eps) - 1 / (1 + eps * (c - 1))) > 0.01
+    balanced_y = torch.arange(40) % c  # equal class counts: the two label kernels are the same
+    theta = torch.randn(40, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    theta = theta @ theta.T
+    assert kcc(theta, balanced_y, c, labels="balanced") == pytest.approx(kcc(theta, balanced_y, c), rel=1e-10)
+    with pytest.raises(SearchkitError, match="labels must be"):
+        kcc(theta, balanced_y, c, labels="rbf")
 
 
 def test_regression_targets_use_the_linear_kernel():

@@ -34,7 +34,11 @@ Choices the paper leaves open, as options:
     eps >= 0.1); see results/correlation/kcc-eps.
   * labels: integer class labels use the linear kernel on one-hot vectors (section 4 notes this
     choice is open for classification); float targets (m,) or (m, d) use the linear kernel on
-    the targets themselves (the regression case of section 3).
+    the targets themselves (the regression case of section 3). ``labels="balanced"`` whitens
+    them instead: L becomes the orthogonal projector onto range(H Y) (all its non-zero
+    eigenvalues equal), so every class direction weighs the same whatever the class counts in
+    the batch. A Gaussian kernel on one-hot labels is an affine function of the linear one and
+    equals it after centring, so it is not offered separately.
 gamma lies in [0, 1]; it is invariant to a joint permutation of the samples, to relabelling
 classes, and (with ``normalize``) to the scale of Theta.
 """
@@ -45,6 +49,7 @@ from dataclasses import dataclass
 import torch
 
 from searchkit.data.base import Batch
+from searchkit.errors import SearchkitError
 from searchkit.metrics.base import METRICS
 from searchkit.metrics.ntk import NTKMetric
 
@@ -83,8 +88,11 @@ def kcc(
     num_classes: int | None = None,
     eps: float = 1e-3,
     normalize: bool = True,
+    labels: str = "linear",
 ) -> float:
     """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,).
+
+    ``labels``: "linear" (L = H Y Y^T H) or "balanced" (L = the projector onto range(H Y)).
 
     Returns :data:`KCC_WORST` when the centred kernel is zero or not finite (a network whose
     output does not depend on its input, or overflowed).
@@ -99,6 +107,10 @@ def kcc(
     label_eig = s**2
     keep = label_eig > 1e-10 * label_eig.max().clamp_min(1e-300)
     q, label_eig = q[:, keep], label_eig[keep]
+    if labels == "balanced":
+        label_eig = torch.ones_like(label_eig)
+    elif labels != "linear":
+        raise SearchkitError(f"kcc: labels must be 'linear' or 'balanced', got {labels!r}")
     if k.numel() == 0 or label_eig.numel() == 0:
         return KCC_WORST
     if normalize:
@@ -116,16 +128,18 @@ def kcc(
 class KCC(NTKMetric):
     """Kernel canonical correlation of the empirical NTK and the labels (seed 000, eq. 9).
 
-    Options: ``eps`` (regulariser), ``normalize`` (trace-normalise both kernels, see above), and
+    Options: ``eps`` (regulariser), ``normalize`` (trace-normalise both kernels, see above),
+    ``labels`` ("linear" or "balanced" label kernel, see above), and
     the NTK's ``bn`` / ``output`` / ``chunk_size`` (:mod:`searchkit.metrics.ntk`). Range [0, 1];
     degenerate networks score :data:`KCC_WORST`.
     """
 
     eps: float = 1e-3
     normalize: bool = True
+    labels: str = "linear"
 
     name = "kcc"
     worst = KCC_WORST
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
-        return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize)
+        return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels)
