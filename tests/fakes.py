@@ -14,3 +14,25 @@ class PlainData(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.x[i], int(self.y[i])
+
+
+def drive(strategy, score, accuracy, extras=None):
+    """The engine's ask/tell protocol without the engine, on synthetic oracles: ``score(arch)``,
+    ``accuracy(arch)`` and optional ``extras(arch) -> dict``. Returns the validated
+    (arch, accuracy) sequence."""
+    from searchkit.strategies import Validate
+
+    validated = []
+    while True:
+        asks = strategy.ask()
+        if not asks:
+            return validated
+        for item in asks:
+            if isinstance(item, Validate):
+                value = accuracy(item.arch)
+                strategy.tell_validation(item.arch, value)
+                validated.append((item.arch, value))
+            else:
+                if extras is not None:
+                    strategy.tell_extras(item, extras(item))
+                strategy.tell(item, score(item))

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+import fakes
 from searchkit import run_search
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
 from searchkit.store import RunDir
-from searchkit.strategies import HNAS, Validate
+from searchkit.strategies import HNAS
 from searchkit.strategies.hnas import KAPPA_METRIC, hnas_objective, normalise
 from searchkit.tabular import NB201Table
 
@@ -58,21 +59,7 @@ def fake_accuracy(arch):
 
 
 def drive(strategy):
-    """The engine's protocol without the engine: returns the validated (arch, accuracy) sequence."""
-    validated = []
-    while True:
-        asks = strategy.ask()
-        if not asks:
-            return validated
-        for item in asks:
-            if isinstance(item, Validate):
-                accuracy = fake_accuracy(item.arch)
-                strategy.tell_validation(item.arch, accuracy)
-                validated.append((item.arch, accuracy))
-            else:
-                m, kappa = fake_scores(item)
-                strategy.tell_extras(item, {KAPPA_METRIC: -kappa})
-                strategy.tell(item, m)
+    return fakes.drive(strategy, lambda a: fake_scores(a)[0], fake_accuracy, lambda a: {KAPPA_METRIC: -fake_scores(a)[1]})
 
 
 def test_candidate_is_the_pool_argmin_of_eq_7():

@@ -11,12 +11,14 @@ from searchkit.strategies.evolution import RegularizedEvolution
 from searchkit.strategies.hnas import HNAS
 from searchkit.strategies.nasi import NASI
 from searchkit.strategies.random import RandomSearch
+from searchkit.strategies.warmup import ZeroCostWarmup
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 STRATEGIES.register("random")(RandomSearch)
 STRATEGIES.register("evolution")(RegularizedEvolution)
 STRATEGIES.register("hnas")(HNAS)
 STRATEGIES.register("nasi")(NASI)
+STRATEGIES.register("warmup")(ZeroCostWarmup)
 
 
 def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **options) -> Strategy:
@@ -29,4 +31,4 @@ def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **opti
 
 
 __all__ = ["STRATEGIES", "HNAS", "NASI", "OneShotStrategy", "RandomSearch", "RegularizedEvolution", "SearchContext",
-           "Strategy", "Validate", "get_strategy"]
+           "Strategy", "Validate", "ZeroCostWarmup", "get_strategy"]

@@ -38,6 +38,17 @@ if TYPE_CHECKING:
     from searchkit.data.base import Batch, DatasetSplits
 
 
+def distinct_samples(space: SearchSpace, rng: np.random.Generator, size: int) -> list[Any]:
+    """Up to ``size`` distinct uniform samples of ``space``, in draw order (fewer if the space is
+    smaller: at most 50 * size draws)."""
+    members: dict[Any, None] = {}
+    for _ in range(50 * size):
+        if len(members) == size:
+            break
+        members[space.sample(rng)] = None
+    return list(members)
+
+
 @dataclass(frozen=True)
 class Validate:
     """Returned by :meth:`Strategy.ask` to ask for the validate oracle on ``arch``."""

@@ -9,13 +9,19 @@ the OLDEST member (aging, not the worst). The answer is the best architecture in
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
 from searchkit.strategies.base import Strategy
+
+
+def tournament_winner(population: Sequence[tuple[Any, float]], sample_size: int, rng: np.random.Generator) -> Any:
+    """The best of ``sample_size`` members of (arch, fitness) ``population`` drawn with replacement."""
+    picks = rng.integers(len(population), size=sample_size)
+    return max((population[i] for i in picks), key=lambda member: member[1])[0]
 
 
 class RegularizedEvolution(Strategy):
@@ -36,8 +42,7 @@ class RegularizedEvolution(Strategy):
     def ask(self) -> list[Any]:
         if len(self.population) < self.population_size:
             return [self.space.sample(self.rng)]
-        picks = self.rng.integers(len(self.population), size=self.sample_size)
-        parent = max((self.population[i] for i in picks), key=lambda member: member[1])[0]
+        parent = tournament_winner(self.population, self.sample_size, self.rng)
         return [self.space.mutate(parent, self.rng)]
 
     def tell(self, arch: Any, score: float) -> None:

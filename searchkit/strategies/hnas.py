@@ -41,7 +41,7 @@ import torch
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Strategy, Validate
+from searchkit.strategies.base import Strategy, Validate, distinct_samples
 
 #: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_family.NTKCond).
 KAPPA_METRIC = "ntk_cond"
@@ -96,22 +96,13 @@ class HNAS(Strategy):
         self.iterations, self.init, self.t, self.grid = iterations, init, float(t), grid
         self.mu_box = _box("mu", mu)
         self.nu_box = None if nu is None else _box("nu", nu)
-        self.pool = self._draw_pool(pool)
+        self.pool = distinct_samples(space, rng, pool)
         self.metric: dict[Any, float] = {}
         self.kappa: dict[Any, float] = {}
         self.points: list[tuple[float, float]] = []  # BO inputs in the unit square
         self.accuracies: list[float] = []
         self.candidates: list[Any] = []
         self._pending: tuple[float, float] | None = None
-
-    def _draw_pool(self, size: int) -> list[Any]:
-        """Up to ``size`` distinct uniform samples (fewer if the space is smaller)."""
-        members: dict[Any, None] = {}
-        for _ in range(50 * size):
-            if len(members) == size:
-                break
-            members[self.space.sample(self.rng)] = None
-        return list(members)
 
     # --- the two oracles --------------------------------------------------------------------
 

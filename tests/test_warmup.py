@@ -1,0 +1,97 @@
+"""Zero-cost warm-up (Abdelfattah et al. 2021, section 5): screen order, warm start best-first,
+evolution on validation accuracy, the answer, resume, and the engine's budget."""
+import json
+
+import numpy as np
+import pytest
+
+from searchkit import run_search
+from searchkit.errors import SearchkitError
+from searchkit.paths import find_data
+from searchkit.spaces import get_space
+from searchkit.strategies import Validate, ZeroCostWarmup
+from searchkit.tabular import NB201Table
+
+SPACE = get_space("nb201")
+
+
+def convs(arch) -> float:
+    """Synthetic training-free score: the number of 3x3 convolutions."""
+    return float(arch.ops.count("nor_conv_3x3"))
+
+
+def accuracy(arch) -> float:
+    """Synthetic validation landscape, best with 4 convolutions and no none op."""
+    return 90.0 - abs(arch.ops.count("nor_conv_3x3") - 4) - arch.ops.count("none")
+
+
+def test_screens_then_validates_the_top_by_score_best_first_then_evolves():
+    strategy = ZeroCostWarmup(SPACE, np.random.default_rng(0), warmup=60, population=5, sample_size=2)
+    screen = strategy.ask()
+    assert len(screen) == len(set(screen)) == 60 and not any(isinstance(a, Validate) for a in screen)
+    for arch in screen:
+        strategy.tell(arch, convs(arch))
+    assert strategy.selected_by == "score" and strategy.best_score == max(map(convs, screen))
+    top = sorted(screen, key=convs, reverse=True)[:5]
+    for expected in top:  # the warm start: the 5 best by score, best first
+        (item,) = strategy.ask()
+        assert isinstance(item, Validate) and item.arch == expected
+        strategy.tell_validation(item.arch, accuracy(item.arch))
+    (child,) = strategy.ask()  # then a mutation of a population member (one edge differs)
+    assert isinstance(child, Validate)
+    assert min(sum(a != b for a, b in zip(child.arch.ops, m.ops)) for m in top) == 1
+    assert strategy.selected_by == "validation" and strategy.best_score == max(map(accuracy, top))
+
+
+def run(steps: int, strategy: ZeroCostWarmup) -> list:
+    """``steps`` ask/tell rounds on the synthetic oracles; the validated architectures in order."""
+    seen = []
+    for _ in range(steps):
+        for item in strategy.ask():
+            if isinstance(item, Validate):
+                strategy.tell_validation(item.arch, accuracy(item.arch))
+                seen.append(item.arch)
+            else:
+                strategy.tell(item, convs(item))
+    return seen
+
+
+def test_answer_is_the_best_validated_and_state_round_trips():
+    whole = ZeroCostWarmup(SPACE, np.random.default_rng(1), warmup=40, population=4, sample_size=2)
+    validated = run(31, whole)
+    assert len(validated) == 30 and whole.best_score == max(map(accuracy, validated)) == accuracy(whole.best_arch)
+    first = ZeroCostWarmup(SPACE, np.random.default_rng(1), warmup=40, population=4, sample_size=2)
+    head = run(11, first)
+    resumed = ZeroCostWarmup(SPACE, np.random.default_rng(7), warmup=40, population=4, sample_size=2)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert head + run(20, resumed) == validated
+    assert resumed.best_arch == whole.best_arch
+
+
+def test_seeded_and_bad_options_refused():
+    a, b, c = (run(15, ZeroCostWarmup(SPACE, np.random.default_rng(seed), warmup=30, population=3)) for seed in (3, 3, 4))
+    assert a == b and a != c
+    with pytest.raises(SearchkitError, match="population <= warmup"):
+        ZeroCostWarmup(SPACE, np.random.default_rng(0), warmup=5, population=10)
+    with pytest.raises(SearchkitError, match="sample_size <= population"):
+        ZeroCostWarmup(SPACE, np.random.default_rng(0), population=3, sample_size=4)
+
+
+@pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or find_data("cifar10") is None,
+                    reason="needs ../shared/data (NB201 table and CIFAR-10)")
+def test_engine_budget_screens_then_validates_within_the_simulated_budget(tmp_path):
+    config = {
+        "name": "warmup", "data": {"name": "cifar10", "batch_size": 8}, "space": {"name": "nb201", "build": {"C": 2, "N": 1}},
+        "metric": {"name": "params"}, "strategy": {"name": "warmup", "options": {"warmup": 12, "population": 3}},
+        "budget": {"archs": None, "simulated_seconds": 400.0}, "validate": {"method": "table"}, "evaluate": {"method": "table"},
+    }
+    result = run_search(config, out=tmp_path / "run", progress=False)
+    table = NB201Table.load()
+    scores = [r for r in result.history if r.kind == "score"]
+    validations = [r for r in result.history if r.kind == "validate"]
+    assert len(scores) == 12 and validations
+    assert [r.arch for r in validations[:3]] == [r.arch for r in sorted(scores, key=lambda r: -r.score)[:len(validations[:3])]]
+    assert 0 < result.simulated_seconds <= 400.0
+    best = max(validations, key=lambda r: r.score)
+    assert result.selected_by == "validation" and result.arch == best.arch
+    assert best.score == table.accuracy(table.index_of(best.arch), "cifar10", "valid", 12)
