@@ -2,7 +2,12 @@
 report on ODD indices.
 
     python benchmarks/correlation_study.py results/correlation/ntk results/correlation/zero_cost \
-        --out results/correlation/README.md
+        --variants results/correlation/kcc-variants/b64 results/correlation/kcc-variants/b32 \
+        results/correlation/kcc-variants/b128 --out results/correlation/study.md
+
+``--variants``: correlate outputs of KCC variants scored on even-index architectures only (the
+choices that need their own NTK: BN mode, per-class NTK, batch size); they enter the tuning table
+on the even architectures they share with the main directories.
 
 Tuning (choosing KCC's options, choosing the ensemble) uses only architectures with an even
 NB201 index and their CIFAR-10 *validation* accuracy (cifar10-valid protocol); every reported
@@ -28,19 +33,30 @@ PUBLISHED = {"grad_norm": 0.59, "snip": 0.60, "grasp": 0.51, "fisher": 0.36, "sy
 BASELINES = ("naswot", "synflow", "params")
 
 
+def label_of(directory: Path, label: str) -> str:
+    """A column's name in the report: ``label``, with ``@batch=B`` when the directory scored with
+    another batch size than 64."""
+    batch = yaml.safe_load((directory / "settings.yaml").read_text())["batch_size"]
+    return label if batch == 64 else f"{label}@batch={batch}"
+
+
 def load(dirs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
     """Metric columns over the indices every directory scored, their indices, mean seconds per metric."""
     frames = []
     for d in dirs:
         labels = yaml.safe_load((d / "settings.yaml").read_text())["metrics"]
-        frames.append((labels, ScoreFile(d / "scores.csv", labels).read()))
-    common = sorted(set.intersection(*(set(rows) for _, rows in frames)))
+        frames.append((d, labels, ScoreFile(d / "scores.csv", labels).read()))
+    common = sorted(set.intersection(*(set(rows) for _, _, rows in frames)))
     columns, seconds = {}, {}
-    for labels, rows in frames:
+    for d, labels, rows in frames:
         for label in labels:
-            columns[label] = np.array([rows[i][label] for i in common])
-            seconds[label] = float(np.mean([rows[i][f"{label}_s"] for i in common]))
+            columns[label_of(d, label)] = np.array([rows[i][label] for i in common])
+            seconds[label_of(d, label)] = float(np.mean([rows[i][f"{label}_s"] for i in common]))
     return columns, np.array(common), seconds
+
+
+def is_kcc_variant(label: str) -> bool:
+    return label.split("@")[0] in ("kcc", "hsic", "kta") or label.startswith("kcc:")
 
 
 def rho(values: np.ndarray, accuracy: np.ndarray) -> float:
@@ -59,6 +75,8 @@ def table_lines(columns: dict[str, np.ndarray], accuracy: dict[str, np.ndarray],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", type=Path, nargs="+", help="searchkit correlate output directories")
+    parser.add_argument("--variants", type=Path, nargs="*", default=[],
+                        help="correlate outputs of KCC variants on even-index architectures")
     parser.add_argument("--out", type=Path, required=True, help="markdown report to write")
     parser.add_argument("--ensemble-size", type=int, default=3, help="metrics per rank ensemble (default 3)")
     args = parser.parse_args()
@@ -68,9 +86,13 @@ def main() -> None:
     accuracy = {t: table.column(t[0], t[1], 200)[indices] for t in TARGETS}
     even, odd = indices % 2 == 0, indices % 2 == 1
     tune_target = accuracy[("cifar10", "valid")]
-    kcc_variants = [k for k in columns if k == "kcc" or k.startswith("kcc:") or k in ("hsic", "kta")]
-    tuned = {k: rho(columns[k][even], tune_target[even]) for k in kcc_variants}
-    chosen = max(tuned, key=tuned.get)
+    kcc_variants = [k for k in columns if is_kcc_variant(k)]
+    tuning_columns, tuning_indices, _ = load(args.dirs + args.variants)
+    tuning_even = tuning_indices % 2 == 0
+    tuning_target = table.column("cifar10", "valid", 200)[tuning_indices][tuning_even]
+    tuned = {k: rho(v[tuning_even], tuning_target) for k, v in tuning_columns.items() if is_kcc_variant(k)}
+    chosen = max((k for k in tuned if k in columns), key=tuned.get)  # a variant scored on the odd half
+    best_variant = max(tuned, key=tuned.get)
 
     singles = [k for k in columns if k not in kcc_variants or k == chosen]
     ensembles = {}
@@ -86,15 +108,22 @@ def main() -> None:
         "machine's 2 CPU cores (NTK metrics include the shared NTK's time).", "",
         "## All metrics, all architectures", "", *table_lines(columns, accuracy, seconds), "",
         "## KCC: choices tuned on the even half (Spearman vs CIFAR-10 validation accuracy)", "",
+        f"On the {int(tuning_even.sum())} even-index architectures every variant was scored on.", "",
         "| variant | rho (even, C10 valid) |", "|---|---|",
         *(f"| {k} | {v:.3f} |" for k, v in sorted(tuned.items(), key=lambda kv: -kv[1])), "",
-        f"Chosen: `{chosen}`. On the held-out odd half:", "",
+        f"Best variant: `{best_variant}`; best among those scored on the odd half too: `{chosen}`.", "",
+        "On the held-out odd half:", "",
         "| metric | C10 test | C10 valid | C100 test | IN16 test |", "|---|---|---|---|---|",
     ]
     for label in [chosen, *(b for b in BASELINES if b in columns)]:
         r = [rho(columns[label][odd], accuracy[t][odd]) for t in
              [("cifar10", "test"), ("cifar10", "valid"), ("cifar100", "test"), ("ImageNet16-120", "test")]]
         lines.append(f"| {label} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
+    kcc_odd = rho(columns[chosen][odd], accuracy[("cifar10", "test")][odd])
+    lines += ["", "KCC against the baselines on the odd half (C10 test, Spearman): " + "; ".join(
+        f"{b} {rho(columns[b][odd], accuracy[('cifar10', 'test')][odd]):.3f} "
+        f"(KCC {kcc_odd - rho(columns[b][odd], accuracy[('cifar10', 'test')][odd]):+.3f})"
+        for b in BASELINES if b in columns) + "."]
     ens_odd = rank_combination([columns[k][odd] for k in best_combo])
     lines += [
         "", f"## Rank ensemble of {args.ensemble_size} (chosen on the even half, reported on the odd half)", "",
