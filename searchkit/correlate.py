@@ -71,10 +71,25 @@ class ScoreFile:
         return ["index", "arch_str", *self.labels, *(f"{label}_s" for label in self.labels)]
 
     def read(self) -> dict[int, dict[str, float]]:
-        """index -> {column: value} of the complete rows already scored (a torn last line is
-        dropped and the file rewritten without it)."""
+        """index -> {column: value} of the complete rows (a torn last line is skipped). Read-only:
+        safe while a correlate run is appending to the file."""
+        return {index: values for index, values, _ in self._complete_rows()}
+
+    def repair(self) -> None:
+        """Rewrite the file without a torn last line, so that appends start on a clean line. Only
+        the run that is about to append may call this: a writer still holding the old file would
+        go on appending to an unlinked copy."""
+        if self.path.exists():
+            rows = [raw for _, _, raw in self._complete_rows()]
+            tmp = self.path.with_suffix(".tmp")
+            with tmp.open("w", newline="") as handle:
+                csv.writer(handle).writerows([self.header, *rows])
+            tmp.replace(self.path)
+
+    def _complete_rows(self) -> list[tuple[int, dict[str, float], list[str]]]:
+        """(index, {column: value}, raw row) of each complete row, up to the first torn one."""
         if not self.path.exists():
-            return {}
+            return []
         with self.path.open(newline="") as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
@@ -82,19 +97,14 @@ class ScoreFile:
                 raise SearchkitError(
                     f"{self.path} was written for other metrics ({', '.join((header or [])[2:])}); "
                     f"use another --out or the same --metrics")
-            raw_rows, rows = [], {}
+            rows = []
             for raw in reader:
                 try:
                     if len(raw) != len(self.header):
                         raise ValueError
-                    rows[int(raw[0])] = {key: float(value) for key, value in zip(self.header[2:], raw[2:])}
+                    rows.append((int(raw[0]), {key: float(v) for key, v in zip(self.header[2:], raw[2:])}, raw))
                 except ValueError:
                     break
-                raw_rows.append(raw)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
-            csv.writer(handle).writerows([self.header, *raw_rows])
-        tmp.replace(self.path)
         return rows
 
     def open_append(self):
@@ -135,6 +145,7 @@ def run_correlate(
         "batch_fingerprint": batch.fingerprint()}, sort_keys=False))
 
     scores = ScoreFile(out / "scores.csv", list(metrics))
+    scores.repair()
     done = scores.read()
     todo = [i for i in indices if i not in done]
     handle, writer = scores.open_append()

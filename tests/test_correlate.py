@@ -54,6 +54,11 @@ def test_scores_report_and_resume(tmp_path):
     partial.mkdir()
     lines = (out / "scores.csv").read_text().splitlines(keepends=True)
     (partial / "scores.csv").write_text("".join(lines[:3]) + lines[3][:20])
+    torn = (partial / "scores.csv").read_bytes()
+    inode = (partial / "scores.csv").stat().st_ino
+    assert sorted(ScoreFile(partial / "scores.csv", METRICS).read()) == sorted(indices[:2])
+    # reading never rewrites: a run still appending to the file must not lose its rows to an unlinked copy
+    assert (partial / "scores.csv").read_bytes() == torn and (partial / "scores.csv").stat().st_ino == inode
     with mock.patch.object(correlate_module, "score_metrics", wraps=correlate_module.score_metrics) as spy:
         run_correlate(METRICS, indices, partial, **SMALL)
     assert spy.call_count == 3
