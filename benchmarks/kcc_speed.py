@@ -1,18 +1,24 @@
-"""KCC speed on this machine: our torch.func NTK against a per-sample backward loop, same run.
+"""KCC speed on this machine: our torch.func NTK against per-sample backward loops, same run.
 
     python benchmarks/kcc_speed.py --n 20 --batch-size 64 --out results/kcc-speed/README.md
 
-For each of ``--n`` sampled NB201 architectures (C=16, N=5, CIFAR-10 batch) it times:
-  * ``loop``: the way earlier NTK-NAS code (TE-NAS) computes the NTK: one forward of the batch,
-    then one ``autograd.grad`` per sample, rows stacked into J, Theta = J J^T (BN on batch statistics);
-  * ``ours bn=train``: the same Theta, vectorised with ``jacrev`` (checked equal to the loop);
-  * ``ours bn=batchstats``: the default, per-sample gradients with frozen batch statistics (O(m)).
-Then it measures the peak resident memory of one KCC score of the largest NB201 network (every
-edge ``nor_conv_3x3``) at batch 128, each configuration in a fresh process.
+For each of ``--n`` sampled NB201 architectures (C=16, N=5, CIFAR-10 batch) it times one KCC
+score (NTK + eq. 9) computed three ways:
+  * ``loop, BN train``: how earlier NTK-NAS code (TE-NAS) computes Theta: one forward of the batch
+    in train mode, then one ``autograd.grad`` per sample through the whole batch graph, rows
+    stacked into J, Theta = J J^T. Each backward pass costs a full batch: O(m^2) work.
+  * ``loop, frozen BN``: the same Theta as ours, by a per-sample Python loop (each sample
+    forward and backward alone, BN frozen at the batch statistics): O(m) work, m small passes.
+  * ``ours``: the default, ``vmap(jacrev)`` per-sample gradients with frozen batch statistics.
+On the first ``--check`` architectures it also checks the loops against ours: ``loop, frozen BN``
+against ``ours`` and ``loop, BN train`` against ``ours bn=train`` (``jacrev`` through the batch
+statistics), and times the latter. Then it measures the peak resident memory of one KCC score of
+the largest NB201 network (every edge ``nor_conv_3x3``) at batch 128, each in a fresh process.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -25,22 +31,35 @@ import torch
 
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.metrics.kcc import kcc
-from searchkit.metrics.ntk import empirical_ntk, train_mode
+from searchkit.metrics.ntk import batch_statistics, empirical_ntk, train_mode
 from searchkit.runtime import build_network
 from searchkit.spaces import get_space
 
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
 
+def _gram(rows: list[torch.Tensor]) -> torch.Tensor:
+    j = torch.stack(rows).double()
+    return j @ j.T
+
+
 def loop_ntk(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Per-sample backward loop (the baseline): Theta from m separate ``autograd.grad`` calls."""
+    """TE-NAS's loop: Theta from m ``autograd.grad`` calls through one train-mode batch graph."""
     params = [p for p in net.parameters() if p.requires_grad]
     with train_mode(net, True):
         out = net(x).sum(1)
-        rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(out[i], params, retain_graph=True)])
-                for i in range(x.shape[0])]
-    j = torch.stack(rows).double()
-    return j @ j.T
+        return _gram([torch.cat([g.reshape(-1) for g in torch.autograd.grad(out[i], params, retain_graph=True)])
+                      for i in range(x.shape[0])])
+
+
+def frozen_loop_ntk(net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample loop with BN frozen at the batch statistics (ours' Theta): m forward+backward passes."""
+    frozen = copy.deepcopy(net)
+    frozen.load_state_dict(batch_statistics(net, x), strict=False)
+    frozen.eval()
+    params = [p for p in frozen.parameters() if p.requires_grad]
+    return _gram([torch.cat([g.reshape(-1) for g in torch.autograd.grad(frozen(x[i:i + 1]).sum(), params)])
+                  for i in range(x.shape[0])])
 
 
 def timed(fn):
@@ -49,21 +68,34 @@ def timed(fn):
     return value, time.perf_counter() - start
 
 
-def speed(n: int, batch_size: int) -> dict:
+def speed(n: int, batch_size: int, check: int) -> dict:
     space, splits = get_space("nb201"), get_dataset("cifar10")
     batch = scoring_batch(splits, batch_size, 0)
     rng = np.random.default_rng(0)
-    times = {"loop": [], "ours bn=train": [], "ours bn=batchstats": []}
-    worst_gap = 0.0
-    for _ in range(n):
+    methods = {"loop, BN train": loop_ntk, "loop, frozen BN": frozen_loop_ntk, "ours": empirical_ntk}
+    times = {name: [] for name in [*methods, "ours bn=train"]}
+    gaps = {"loop, frozen BN vs ours": 0.0, "loop, BN train vs ours bn=train": 0.0}
+    for k in range(n):
         net = build_network(space, space.sample(rng), splits, 0, {"C": 16, "N": 5})
-        reference, t_loop = timed(lambda: loop_ntk(net, batch.x))
-        ours, t_train = timed(lambda: empirical_ntk(net, batch.x, bn="train"))
-        _, t_fast = timed(lambda: kcc(empirical_ntk(net, batch.x), batch.y, 10))
-        worst_gap = max(worst_gap, float((ours - reference).abs().max() / reference.abs().max()))
-        for key, t in zip(times, (t_loop, t_train, t_fast)):
-            times[key].append(t)
-    return {"median_s": {k: statistics.median(v) for k, v in times.items()}, "max_rel_diff_train_vs_loop": worst_gap}
+        theta = {}
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            theta[name] = fn(net, batch.x)
+            kcc(theta[name], batch.y, 10)
+            times[name].append(time.perf_counter() - start)
+        if k < check:
+            start = time.perf_counter()
+            exact = empirical_ntk(net, batch.x, bn="train")
+            kcc(exact, batch.y, 10)
+            times["ours bn=train"].append(time.perf_counter() - start)
+            gaps["loop, BN train vs ours bn=train"] = max(gaps["loop, BN train vs ours bn=train"], rel_diff(theta["loop, BN train"], exact))
+            gaps["loop, frozen BN vs ours"] = max(gaps["loop, frozen BN vs ours"], rel_diff(theta["loop, frozen BN"], theta["ours"]))
+    return {"median_s": {k: statistics.median(v) for k, v in times.items() if v},
+            "count": {k: len(v) for k, v in times.items()}, "max_rel_diff": gaps}
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
 
 
 def peak_memory(mode: str, batch_size: int) -> float:
@@ -83,8 +115,8 @@ def one_score(mode: str, batch_size: int) -> None:
     space, splits = get_space("nb201"), get_dataset("cifar10")
     batch = scoring_batch(splits, batch_size, 0)
     net = build_network(space, space.decode(LARGEST), splits, 0, {"C": 16, "N": 5})
-    if mode == "loop":
-        loop_ntk(net, batch.x)
+    if mode == "loop, frozen BN":
+        kcc(frozen_loop_ntk(net, batch.x), batch.y, 10)
     elif mode == "baseline":
         with torch.no_grad():
             net(batch.x)
@@ -96,21 +128,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--check", type=int, default=3, help="architectures checked against the loops")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    result = speed(args.n, args.batch_size)
-    memory = {mode: peak_memory(mode, 128) for mode in ("baseline", "batchstats", "train", "loop")}
+    result = speed(args.n, args.batch_size, args.check)
+    memory = {mode: peak_memory(mode, 128) for mode in ("baseline", "batchstats", "loop, frozen BN")}
     params = sum(p.numel() for p in build_network(get_space("nb201"), get_space("nb201").decode(LARGEST),
                                                   get_dataset("cifar10"), 0, {}).parameters())
     lines = [
         "# KCC speed and memory (CPU)", "",
-        f"Command: `python benchmarks/kcc_speed.py --n {args.n} --batch-size {args.batch_size} --out {args.out}`", "",
-        f"Threads: {torch.get_num_threads()}. NB201 C=16 N=5, CIFAR-10 batch of {args.batch_size}, "
-        f"median over {args.n} sampled architectures, same run.", "",
-        "| NTK computation | median s/arch |", "|---|---|",
-        *(f"| {k} | {v:.3f} |" for k, v in result["median_s"].items()), "",
-        f"Largest relative difference between the loop's Theta and ours (bn=train): "
-        f"{result['max_rel_diff_train_vs_loop']:.2e}.", "",
+        f"Command: `python benchmarks/kcc_speed.py --n {args.n} --batch-size {args.batch_size} "
+        f"--check {args.check} --out {args.out}`", "",
+        f"Threads: {torch.get_num_threads()}. NB201 C=16 N=5, CIFAR-10 batch of {args.batch_size}; "
+        "one KCC score (NTK + eq. 9) per architecture, every method on the same networks in the same run.", "",
+        "| method | median s/arch | architectures |", "|---|---|---|",
+        *(f"| {k} | {v:.3f} | {result['count'][k]} |" for k, v in result["median_s"].items()), "",
+        "Largest relative difference of Theta (max |A - B| / max |B|): " + "; ".join(
+            f"{k}: {v:.1e}" for k, v in result["max_rel_diff"].items()) + ".", "",
         f"Peak resident memory, largest NB201 network ({params / 1e6:.2f} M parameters), batch 128, fresh process:", "",
         "| mode | peak RSS (MB) |", "|---|---|", *(f"| {k} | {v:.0f} |" for k, v in memory.items()),
     ]

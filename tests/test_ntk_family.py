@@ -78,7 +78,7 @@ def per_sample_loss_grads(net: nn.Module, b: Batch, buffers: dict) -> torch.Tens
 
 def test_knas_is_the_mean_of_the_per_sample_gradient_gram_matrix():
     net, b = convnet(), batch()
-    g = per_sample_loss_grads(net, b, ntk_module._batch_statistics(net, b.x))
+    g = per_sample_loss_grads(net, b, ntk_module.batch_statistics(net, b.x))
     assert get_metric("knas")(net, b) == pytest.approx(float((g @ g.T).mean()), rel=1e-6)
 
 

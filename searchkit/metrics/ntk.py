@@ -57,7 +57,7 @@ def train_mode(net: nn.Module, training: bool) -> Iterator[None]:
             module.training = was_training
 
 
-def _batch_statistics(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def batch_statistics(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """BN buffers replaced by the batch's own statistics (biased variance, as BN normalises).
 
     One train-mode forward with hooks; the network's real buffers are left untouched.
@@ -118,7 +118,7 @@ def jacobian(
         with train_mode(net, True):  # buffers go in as an argument: BN updates its running stats in place
             return jacrev(batch_out, chunk_size=chunk_size)(params, buffers)
 
-    buffers = _batch_statistics(net, x) if bn == "batchstats" else dict(net.named_buffers())
+    buffers = batch_statistics(net, x) if bn == "batchstats" else dict(net.named_buffers())
 
     def sample_out(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
         return _reduce(functional_call(net, (p, buffers), (xi.unsqueeze(0),)), output)[0]

@@ -18,7 +18,7 @@ from torch.func import functional_call
 from searchkit.data.base import Batch
 from searchkit.metrics.base import METRICS, guarded
 from searchkit.metrics.kcc import centre, label_features
-from searchkit.metrics.ntk import NTKMetric, _batch_statistics, train_mode
+from searchkit.metrics.ntk import NTKMetric, batch_statistics, train_mode
 
 #: Largest condition number reported; a rank-deficient Theta (lambda_min <= lambda_max / COND_CAP) gets it.
 COND_CAP = 1e15
@@ -139,7 +139,7 @@ class LinearRegions:
         x = batch.x.to(next(net.parameters()).device)
         if x.shape[0] < 2 * self.n_pairs:
             raise ValueError(f"linear_regions needs a batch of >= {2 * self.n_pairs} images")
-        buffers = _batch_statistics(net, x)
+        buffers = batch_statistics(net, x)
         t = torch.linspace(0, 1, self.n_points, device=x.device).view(-1, 1, 1, 1)
         total = 0
 
@@ -187,7 +187,7 @@ def _loss_gradient_sq_norm(net: nn.Module, batch: Batch, frozen_stats: bool) -> 
     """
     params = {k: v.detach().requires_grad_(True) for k, v in net.named_parameters()}
     if frozen_stats:
-        buffers = _batch_statistics(net, batch.x)
+        buffers = batch_statistics(net, batch.x)
         with train_mode(net, False):
             logits = functional_call(net, (params, buffers), (batch.x,))
     else:
