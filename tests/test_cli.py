@@ -59,7 +59,7 @@ def test_search_prints_selection_and_accuracy(capsys, tmp_path):
     assert "selected architecture: |" in out and "final accuracy: " in out and "test accuracy on synthetic" in out
     assert (tmp_path / "r" / "best.json").is_file()
     assert main(["search", "--resume", str(tmp_path / "r"), "budget.archs=4"]) == 2
-    assert "drop --config and overrides" in capsys.readouterr().err
+    assert "drop --config, --store and overrides" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs ../shared/data/nb201")

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from searchkit import correlate as correlate_module
+from searchkit import workers
 from searchkit.cli import main
 from searchkit.correlate import ScoreFile, parse_metric_spec, read_indices, run_correlate, sample_indices
 from searchkit.errors import SearchkitError
@@ -54,7 +55,7 @@ def test_scores_report_and_resume(tmp_path):
     partial.mkdir()
     lines = (out / "scores.csv").read_text().splitlines(keepends=True)
     (partial / "scores.csv").write_text("".join(lines[:3]) + lines[3][:20])
-    with mock.patch.object(correlate_module, "score_metrics", wraps=correlate_module.score_metrics) as spy:
+    with mock.patch.object(workers, "score_metrics", wraps=workers.score_metrics) as spy:
         run_correlate(METRICS, indices, partial, **SMALL)
     assert spy.call_count == 3
     resumed = ScoreFile(partial / "scores.csv", METRICS).read()
