@@ -30,6 +30,22 @@ SEED = int(os.environ.get("SEARCHKIT_KILL_SEED", "0"))
 SEARCH = ["data.name=synthetic", "data.batch_size=8", "data.options={shape: [3, 8, 8], n_train: 32}",
           "space.build={C: 4, N: 1}", "metric.name=kcc", "strategy.name=evolution",
           "strategy.options={population: 6, sample_size: 3}", "budget.archs=30", "evaluate.method=none"]
+BENCHMARK = """
+name: tiny
+init_seed: 0
+data: {name: cifar10, batch_size: 8}
+space: {name: nb201, build: {C: 2, N: 1}}
+budget: {archs: 5}
+validate: {method: table, epochs: 12}
+evaluate: {method: table}
+benchmark:
+  seeds: 3
+  pool: {n: 10, seed: 0}
+  metrics: [naswot]
+  strategies:
+    - {name: random}
+    - {name: evolution, label: REA, options: {population: 3, sample_size: 2}}
+"""
 CORRELATE = ["--metrics", "kcc,naswot,params", "--n", "20", "--seed", "3", "--dataset", "synthetic", "--batch-size", "8",
              "--build", "C=4", "--build", "N=1"]
 
@@ -56,13 +72,14 @@ def rows(path: Path) -> int:
     return max(0, path.read_text().count("\n") - 1) if path.exists() else 0
 
 
-def interrupted(fresh: list[str], resume: list[str], can_resume: Path, progress: Path, total: int, salt: int) -> int:
+def interrupted(fresh: list[str], resume: list[str], can_resume: Path, progress: Path, total: int, salt: int,
+                margin: int = 5) -> int:
     """Start ``fresh`` (``resume`` once ``can_resume`` exists) and kill it 20 ms in; then again at
-    two random numbers of rows in ``progress`` (at least 5 before the end, so the kill lands
-    before the run ends) and once all ``total`` are there; then let it finish. Returns how many
-    runs were killed before finishing."""
+    two random numbers of rows in ``progress`` (at least ``margin`` before the end, so the kill
+    lands before the run ends) and once all ``total`` are there; then let it finish. Returns how
+    many runs were killed before finishing."""
     rng = np.random.default_rng([SEED, salt])
-    targets = [0, *sorted(rng.choice(np.arange(1, total - 5), size=2, replace=False)), total]
+    targets = [0, *sorted(rng.choice(np.arange(1, total - margin + 1), size=2, replace=False)), total]
     kills = 0
     for target in targets:
         if target == 0:
@@ -115,4 +132,23 @@ def test_a_correlate_killed_and_resumed_equals_the_uninterrupted_one(tmp_path):
         return [line.split(",")[:5] for line in (out / "scores.csv").read_text().splitlines()]
 
     assert values(cut) == values(full) and len(values(full)) == 21
+    assert store_values(cut / "scores.db") == store_values(full / "scores.db")
+
+
+@pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or find_data("cifar10") is None,
+                    reason="needs the NB201 table and CIFAR-10")
+def test_a_benchmark_killed_and_resumed_equals_the_uninterrupted_one(tmp_path):
+    config, full, cut = tmp_path / "bench.yaml", tmp_path / "full", tmp_path / "cut"
+    config.write_text(BENCHMARK)
+    assert searchkit(["benchmark", "--config", str(config), "--out", str(full)])
+    kills = interrupted(["benchmark", "--config", str(config), "--out", str(cut)], ["benchmark", "--resume", str(cut)],
+                        cut / "config.yaml", cut / "runs.csv", 6, 3, margin=1)
+    assert kills >= 3
+
+    def runs(out: Path) -> list[list[str]]:  # runs.csv without the measured seconds
+        lines = [line.split(",") for line in (out / "runs.csv").read_text().splitlines()]
+        return [[v for k, v in enumerate(line) if lines[0][k] not in ("wall_seconds", "strategy_seconds")]
+                for line in lines]
+
+    assert runs(cut) == runs(full) and len(runs(full)) == 7
     assert store_values(cut / "scores.db") == store_values(full / "scores.db")
