@@ -152,7 +152,7 @@ class ScoreRunner:
         self.context, self.store, self.parallel = context, store, parallel
         self.setting = context.setting
         self.keys = {label: metric_key(metric) for label, metric in context.recipe.metrics.items()}
-        self._backend = _open_backend(context, parallel)
+        self._backend: Any = None  # started when something needs computing
 
     def __enter__(self) -> "ScoreRunner":
         return self
@@ -161,7 +161,8 @@ class ScoreRunner:
         self.close()
 
     def close(self) -> None:
-        self._backend.close()
+        if self._backend is not None:
+            self._backend.close()
 
     def stored(self, text: str) -> dict[str, tuple[float, float]] | None:
         """label -> (value, seconds) from the store, or None unless it holds every metric of ``text``."""
@@ -178,7 +179,9 @@ class ScoreRunner:
                 missing.append(text)
             else:
                 yield text, held, None
-        for text, (result, seconds) in self._backend.map(missing):
+        if missing and self._backend is None:
+            self._backend = _open_backend(self.context, self.parallel)
+        for text, (result, seconds) in (self._backend.map(missing) if missing else ()):
             if self.store is not None:
                 self.store.put_many(self.setting, [(self.keys[label], text, value, alone)
                                                    for label, (value, alone) in result.items()])
@@ -279,6 +282,21 @@ class _RayScorer:
         return self.context.score(text)
 
 
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """SearchkitError unless a ``HOST:PORT`` address accepts a TCP connection (Ray itself would
+    retry for minutes). Other forms (``auto``, ``ray://...``) are left to Ray."""
+    import socket
+
+    host, sep, port = (address or "").rpartition(":")
+    if not sep or "/" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise SearchkitError(f"cannot reach the Ray cluster at {address} ({err}); start one with 'ray start --head' "
+                             "or drop --address to start a local one") from None
+
+
 class _RayBackend:
     def __init__(self, recipe: ScoringRecipe, parallel: Parallel) -> None:
         try:
@@ -289,6 +307,7 @@ class _RayBackend:
         threads = parallel.threads or 1
         self._started = not ray.is_initialized()
         if self._started:
+            _check_reachable(parallel.address)
             try:
                 if parallel.address is None:
                     ray.init(num_cpus=parallel.workers * threads, include_dashboard=False, log_to_driver=False,

@@ -1,6 +1,7 @@
 """Parallel scoring: flags, worker processes and Ray give the serial values, a shared store serves
 other runs, and a missing Ray is a one-line error."""
 import sys
+import types
 from unittest import mock
 
 import pytest
@@ -51,6 +52,17 @@ def test_missing_ray_is_one_line_with_the_install_command(tmp_path, capsys, monk
 
 
 @needs_table
+def test_an_unreachable_ray_address_is_one_line(tmp_path, capsys, monkeypatch):
+    """Ray itself retries an unreachable cluster for minutes; searchkit checks the port first."""
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: pytest.fail("ray.init was called"))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    assert main(["correlate", "--metrics", "params", "--n", "2", "--dataset", "synthetic", "--batch-size", "8",
+                 "--out", str(tmp_path), "--backend", "ray", "--address", "127.0.0.1:1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("searchkit: error: cannot reach the Ray cluster at 127.0.0.1:1 (") and err.count("\n") == 1
+
+
+@needs_table
 def test_worker_processes_give_the_serial_scores(tmp_path):
     serial = run_correlate(METRICS, INDICES, tmp_path / "serial", parallel=Parallel(threads=1), **SMALL)
     spawned = run_correlate(METRICS, INDICES, tmp_path / "process", parallel=Parallel("process", 2, threads=1), **SMALL)
@@ -69,6 +81,9 @@ def test_a_shared_store_serves_other_runs(tmp_path):
     assert not (out / "scores.db").exists()
     with ScoreStore(store) as db:
         assert len(db) == len(METRICS) * len(INDICES)
+    # everything is stored: no worker process is started
+    with mock.patch.object(workers, "_ProcessBackend", side_effect=AssertionError("workers started")):
+        run_correlate(METRICS, INDICES, tmp_path / "c", store=store, parallel=Parallel("process", 2), **SMALL)
 
 
 def test_a_search_with_worker_processes_equals_the_serial_search(tmp_path):
