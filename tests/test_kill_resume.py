@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import yaml
 
 from searchkit.paths import find_data
 from searchkit.store import RunDir, ScoreStore
@@ -30,22 +31,13 @@ SEED = int(os.environ.get("SEARCHKIT_KILL_SEED", "0"))
 SEARCH = ["data.name=synthetic", "data.batch_size=8", "data.options={shape: [3, 8, 8], n_train: 32}",
           "space.build={C: 4, N: 1}", "metric.name=kcc", "strategy.name=evolution",
           "strategy.options={population: 6, sample_size: 3}", "budget.archs=30", "evaluate.method=none"]
-BENCHMARK = """
-name: tiny
-init_seed: 0
-data: {name: cifar10, batch_size: 8}
-space: {name: nb201, build: {C: 2, N: 1}}
-budget: {archs: 5}
-validate: {method: table, epochs: 12}
-evaluate: {method: table}
-benchmark:
-  seeds: 3
-  pool: {n: 10, seed: 0}
-  metrics: [naswot]
-  strategies:
-    - {name: random}
-    - {name: evolution, label: REA, options: {population: 3, sample_size: 2}}
-"""
+BENCHMARK = {  # 3 seeds x 2 strategies on a pool of 10, tiny networks
+    "name": "tiny", "init_seed": 0, "data": {"name": "cifar10", "batch_size": 8},
+    "space": {"name": "nb201", "build": {"C": 2, "N": 1}}, "budget": {"archs": 5},
+    "validate": {"method": "table", "epochs": 12}, "evaluate": {"method": "table"},
+    "benchmark": {"seeds": 3, "pool": {"n": 10, "seed": 0}, "metrics": ["naswot"], "strategies": [
+        {"name": "random"}, {"name": "evolution", "label": "REA", "options": {"population": 3, "sample_size": 2}}]},
+}
 CORRELATE = ["--metrics", "kcc,naswot,params", "--n", "20", "--seed", "3", "--dataset", "synthetic", "--batch-size", "8",
              "--build", "C=4", "--build", "N=1"]
 
@@ -139,7 +131,7 @@ def test_a_correlate_killed_and_resumed_equals_the_uninterrupted_one(tmp_path):
                     reason="needs the NB201 table and CIFAR-10")
 def test_a_benchmark_killed_and_resumed_equals_the_uninterrupted_one(tmp_path):
     config, full, cut = tmp_path / "bench.yaml", tmp_path / "full", tmp_path / "cut"
-    config.write_text(BENCHMARK)
+    config.write_text(yaml.safe_dump(BENCHMARK))
     assert searchkit(["benchmark", "--config", str(config), "--out", str(full)])
     kills = interrupted(["benchmark", "--config", str(config), "--out", str(cut)], ["benchmark", "--resume", str(cut)],
                         cut / "config.yaml", cut / "runs.csv", 6, 3, margin=1)
