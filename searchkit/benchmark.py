@@ -2,15 +2,20 @@
 
 Every run is an ordinary :func:`~searchkit.engine.run_search` (its run directory under
 ``OUT/runs/``). Runs that score search a :class:`PoolSpace` of NB201 architectures so that
-training-free scores can be cached and reused by every strategy and seed: scoring networks are
-initialised from the benchmark's ``init_seed`` (not the run's seed), so a score depends only on
-the architecture, the metric and the scoring settings. Training-based runs (metric
-``validation``: table lookups only) and one-shot runs (NASI's supernet) search all of NB201. The cache (``OUT/score_cache.csv``) can be seeded from
-``searchkit correlate`` output directories (``score_cache:``) whose ``settings.yaml`` matches; a
-cached score is charged the seconds it took to compute.
+training-free scores are shared by every strategy and seed: scoring networks are initialised
+from the benchmark's ``init_seed`` (not the run's seed), so a score depends only on the
+architecture, the metric and the scoring settings. Training-based runs (metric ``validation``:
+table lookups only) and one-shot runs (NASI's supernet) search all of NB201.
 
-Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun skips the rows
-already there and resumes an interrupted run from its history), ``OUT/summary.md`` (mean +- std
+Scores live in the score store (``OUT/scores.db``, or ``--store PATH`` / ``store:`` shared
+with other commands). It is first seeded from the ``searchkit correlate`` output directories
+listed under ``score_cache:`` whose settings match; then the pool's missing scores are computed
+(with ``--workers``/``--backend``: in parallel, see :mod:`searchkit.workers`) before any run
+starts, so every run is served from the store and charged the seconds each score took to compute.
+
+Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun, or ``--resume
+OUT``, skips the rows already there and resumes an interrupted run from its history),
+``OUT/summary.md`` (mean +- std
 over seeds of the selected architecture's 200-epoch test accuracy on CIFAR-10, CIFAR-100 and
 ImageNet16-120 and the mean search cost, beside the published rows of seed 003, table 3) and
 ``OUT/anytime.png`` (best-so-far CIFAR-10 test accuracy against search cost).
@@ -29,16 +34,17 @@ import yaml
 from tqdm import tqdm
 
 from searchkit.config import RunConfig, build_section, config_from_dict, load_config
-from searchkit.correlate import ScoreFile, parse_metric_spec, sample_indices
-from searchkit.data import get_dataset, scoring_batch
-from searchkit.engine import VALIDATION, metric_key, run_search, scoring_settings
+from searchkit.correlate import ScoreFile, parse_metric_spec, resolve_kind, sample_indices
+from searchkit.engine import VALIDATION, run_search
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
-from searchkit.runtime import resolve_device
+from searchkit.runtime import canonical_build, resolve_device
 from searchkit.spaces.nb201 import NUM_ARCHS, OPS, NB201Arch, NB201Space
-from searchkit.store import HistoryRow, RunDir, ScoreCache
+from searchkit.store import (HistoryRow, RunDir, ScoreSetting, ScoreStore, canonical_json, complete_lines,
+                             metric_key, write_atomic)
 from searchkit.strategies.hnas import KAPPA_METRIC
 from searchkit.tabular import NB201Table
+from searchkit.workers import Parallel, ScoreRunner, ScoringRecipe
 
 #: (table dataset, column title) of the accuracies reported per run.
 REPORTED = (("cifar10", "C10"), ("cifar100", "C100"), ("ImageNet16-120", "IN16"))
@@ -76,7 +82,7 @@ class StrategyEntry:
 @dataclass
 class PoolConfig:
     """The architectures searched: ``n`` drawn with ``seed`` exactly as ``searchkit correlate --n N
-    --seed S`` draws them (null: all 15,625); ``scored_only``: keep only those the score cache
+    --seed S`` draws them (null: all 15,625); ``scored_only``: keep only those the score store
     already holds for every metric (a benchmark that computes no new scores)."""
 
     n: int | None = 1000
@@ -87,8 +93,8 @@ class PoolConfig:
 @dataclass
 class BenchmarkConfig:
     """The ``benchmark:`` section of a benchmark file (see configs/bench-nb201.yaml): runs use seeds
-    0 .. seeds-1; ``score_cache`` lists ``searchkit correlate`` output directories to take scores
-    from; ``metric_options`` maps a metric name to its options."""
+    0 .. seeds-1; ``score_cache`` lists ``searchkit correlate`` output directories to seed the
+    score store from; ``metric_options`` maps a metric name to its options."""
 
     seeds: int = 5
     pool: PoolConfig = field(default_factory=PoolConfig)
@@ -156,39 +162,42 @@ class PoolSpace:
         return self.space.build(arch, num_classes, **kwargs)
 
 
-def seed_cache(cache: ScoreCache, directory: str | Path) -> str:
-    """Copy a ``searchkit correlate`` output directory's scores into ``cache`` if its settings.yaml
-    matches the cache's settings; returns a one-line note of what happened.
+def seed_store(store: ScoreStore, setting: ScoreSetting, directory: str | Path) -> str:
+    """Copy a ``searchkit correlate`` output directory's scores into ``store`` under ``setting`` if
+    the directory's settings.yaml names that setting; returns a one-line note of what happened.
 
     The directory's ``scores.csv`` is read without modifying it (a correlate run may still be
-    appending to it); incomplete rows are skipped.
+    appending to it); incomplete rows are skipped. Rows the store holds already are kept.
     """
     directory = Path(directory)
     settings_path, scores_path = directory / "settings.yaml", directory / "scores.csv"
     if not settings_path.is_file() or not scores_path.is_file():
         return f"{directory}: no settings.yaml + scores.csv (yet); not used"
     settings = yaml.safe_load(settings_path.read_text()) or {}
-    mismatched = [key for key, value in cache.settings.items() if settings.get(key) != value]
+    theirs = ScoreSetting("nb201", canonical_json(canonical_build("nb201", settings.get("build") or {})),
+                          settings.get("dataset"), settings.get("batch_fingerprint"), settings.get("init_seed"),
+                          resolve_kind(str(settings.get("device"))))
+    mismatched = [f.name for f in dataclasses.fields(ScoreSetting) if getattr(theirs, f.name) != getattr(setting, f.name)]
     if mismatched:
         return f"{directory}: scored with other settings ({', '.join(mismatched)} differ); not used"
     labels = list(settings["metrics"])
     header = ScoreFile(scores_path, labels).header
-    keys = {label: metric_key(parse_metric_spec(label)[1]) for label in labels}
+    keys = [metric_key(parse_metric_spec(label)[1]) for label in labels]
+    reader = csv.reader(complete_lines(scores_path))
+    if next(reader, None) != header:
+        return f"{directory}: scores.csv does not have the columns its settings.yaml names; not used"
     count = 0
-    with scores_path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        if next(reader, None) != header:
-            return f"{directory}: scores.csv does not have the columns its settings.yaml names; not used"
-        for raw in reader:
-            if len(raw) != len(header):
-                continue
-            try:
-                values = [float(v) for v in raw[2:]]
-            except ValueError:
-                continue
-            for k, label in enumerate(labels):
-                cache.put(keys[label], raw[1], values[k], values[len(labels) + k], persist=False)
-            count += 1
+    entries = []
+    for raw in reader:
+        if len(raw) != len(header):
+            continue
+        try:
+            values = [float(v) for v in raw[2:]]
+        except ValueError:
+            continue
+        entries += [(key, raw[1], values[k], values[len(labels) + k]) for k, key in enumerate(keys)]
+        count += 1
+    store.put_many(setting, entries)
     return f"{directory}: {count} architectures x {len(labels)} metrics"
 
 
@@ -224,15 +233,18 @@ def incumbent_curve(rows: list[HistoryRow]) -> list[tuple[float, str]]:
 
 
 def _read_runs(path: Path) -> list[dict]:
-    """The complete rows of ``runs.csv`` (a torn last line is ignored)."""
+    """The complete rows of ``runs.csv``; a last line torn by a kill is dropped from the file."""
     if not path.exists():
         return []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != RUN_FIELDS:
-            raise SearchkitError(f"{path} has other columns than this version writes ({', '.join(RUN_FIELDS)}); "
-                                 "use another --out")
-        return [row for row in reader if row.get("run") and None not in row]
+    lines = complete_lines(path)
+    reader = csv.DictReader(lines)
+    if tuple(reader.fieldnames or ()) != RUN_FIELDS:
+        raise SearchkitError(f"{path} has other columns than this version writes ({', '.join(RUN_FIELDS)}); "
+                             "use another --out")
+    rows = [row for row in reader if row.get("run") and None not in row]
+    if path.read_text() != "".join(lines):
+        write_atomic(path, "".join(lines))
+    return rows
 
 
 def _append_run(path: Path, row: dict) -> None:
@@ -244,58 +256,85 @@ def _append_run(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
-def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None, progress: bool = True) -> Path:
-    """Run every (strategy, metric, seed) not yet in ``out/runs.csv``; write the reports. Returns ``out``."""
+def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None, progress: bool = True,
+                  store: str | Path | None = None, parallel: Parallel = Parallel()) -> Path:
+    """Run every (strategy, metric, seed) not yet in ``out/runs.csv``; write the reports. Returns ``out``.
+
+    ``store``: the score store (None: the config's ``store``, else ``out/scores.db``); it is
+    recorded in ``out/config.yaml``, which :func:`resume_benchmark` reads. ``parallel``: how the
+    pool's missing scores are computed.
+    """
     base, bench = load_benchmark_config(config)
     if seeds is not None:
         bench = dataclasses.replace(bench, seeds=seeds)
+    if store is not None:
+        base = dataclasses.replace(base, store=str(store))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
+    write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
     table = NB201Table.load(base.table)
     space = NB201Space()
-    splits = get_dataset(base.data.name, base.data.root, **base.data.options)
-    batch = scoring_batch(splits, base.data.batch_size, base.data.seed, base.data.split).to(resolve_device(base.device))
-    cache = ScoreCache(scoring_settings(base, batch), out / "score_cache.csv")
-    notes = [seed_cache(cache, directory) for directory in bench.score_cache]
-
     runs = [(entry, metric, seed) for entry in bench.entries() for metric in (entry.metrics or bench.metrics)
             for seed in range(bench.seeds)]
     needed = {m for entry, m, _ in runs if m != VALIDATION and entry.name != "nasi"}
     if any(entry.name == "hnas" for entry, _, _ in runs):
         needed.add(KAPPA_METRIC)
-    keys = [metric_key(get_metric(m, **bench.metric_options.get(m, {}))) for m in sorted(needed)]
-    indices = range(NUM_ARCHS) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, NUM_ARCHS)
-    texts = [table.arch_str(i) for i in indices]
-    if bench.pool.scored_only:
-        texts = [t for t in texts if all(cache.get(key, t) is not None for key in keys)]
-    pool = PoolSpace(space, [space.decode(t) for t in texts])
-    notes.append(f"pool: {len(pool.members)} architectures" + (
-        f" (of {len(indices)}: those scored with {', '.join(sorted(needed))})" if bench.pool.scored_only else ""))
+    metrics = {m: get_metric(m, **bench.metric_options.get(m, {})) for m in sorted(needed)}
+    scoring = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
+    with ScoreStore(base.store or out / "scores.db") as db:
+        notes = [seed_store(db, scoring.setting, directory) for directory in bench.score_cache]
+        indices = range(NUM_ARCHS) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, NUM_ARCHS)
+        texts = [table.arch_str(i) for i in indices]
+        with ScoreRunner(scoring, db, parallel) as runner:
+            if bench.pool.scored_only:
+                texts = [t for t in texts if runner.stored(t) is not None]
+            elif metrics:
+                for _ in tqdm(runner.scores(texts), desc="pool scores", unit="arch", total=len(texts),
+                              disable=not progress):
+                    pass
+        pool = PoolSpace(space, [space.decode(t) for t in texts])
+        notes.append(f"pool: {len(pool.members)} architectures" + (
+            f" (of {len(indices)}: those scored with {', '.join(sorted(needed))})" if bench.pool.scored_only else ""))
 
-    runs_csv = out / "runs.csv"
-    done = {(r["strategy"], r["metric"], r["seed"]) for r in _read_runs(runs_csv)}
-    todo = [(e, m, s) for e, m, s in runs if (e.label or e.name, m, str(s)) not in done]
-    for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
-        label = entry.label or entry.name
-        run_dir = out / "runs" / _run_dirname(label, metric, seed)
-        partial = (run_dir / "config.yaml").is_file() and not (run_dir / "best.json").is_file()
-        result = run_search(None if partial else _run_config(base, bench, entry, metric, seed), out=run_dir,
-                            resume=run_dir if partial else None, progress=False,
-                            space=None if entry.name == "nasi" or metric == VALIDATION else pool, score_cache=cache)
-        _append_run(runs_csv, {
-            "strategy": label, "metric": metric, "seed": seed, "arch": result.arch, "index": result.index,
-            "selected_by": result.selected_by, "score": repr(result.score),
-            **{f"{title}_test": table.accuracy(result.index, dataset, "test", 200) for dataset, title in REPORTED},
-            "wall_seconds": f"{result.search_seconds:.3f}", "simulated_seconds": f"{result.simulated_seconds:.3f}",
-            "strategy_seconds": f"{result.strategy_seconds:.3f}", "archs_scored": result.archs_scored,
-            "validations": result.validations, "unique_archs": result.unique_archs,
-            "run": str(run_dir.relative_to(out)),
-        })
+        runs_csv = out / "runs.csv"
+        done = {(r["strategy"], r["metric"], r["seed"]) for r in _read_runs(runs_csv)}
+        todo = [(e, m, s) for e, m, s in runs if (e.label or e.name, m, str(s)) not in done]
+        for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
+            _run_one(out, base, bench, entry, metric, seed, pool, db, table)
     rows = _read_runs(runs_csv)
     write_summary(out, base.name, rows, notes)
     plot_anytime(out, rows, table)
     return out
+
+
+def resume_benchmark(out: str | Path, progress: bool = True, parallel: Parallel = Parallel()) -> Path:
+    """Continue the benchmark in ``out`` with the config (and store) it recorded."""
+    config = Path(out) / "config.yaml"
+    if not config.is_file():
+        raise SearchkitError(f"cannot resume {out}: no config.yaml there; pass the --out directory of an earlier "
+                             "searchkit benchmark")
+    return run_benchmark(config, out, progress=progress, parallel=parallel)
+
+
+def _run_one(out: Path, base: RunConfig, bench: BenchmarkConfig, entry: StrategyEntry, metric: str, seed: int,
+             pool: PoolSpace, store: ScoreStore, table: NB201Table) -> None:
+    """One (strategy, metric, seed) run (resumed from its history if an earlier one was cut
+    short), appended to ``out/runs.csv``."""
+    label = entry.label or entry.name
+    run_dir = out / "runs" / _run_dirname(label, metric, seed)
+    partial = (run_dir / "config.yaml").is_file() and not (run_dir / "best.json").is_file()
+    result = run_search(None if partial else _run_config(base, bench, entry, metric, seed), out=run_dir,
+                        resume=run_dir if partial else None, progress=False,
+                        space=None if entry.name == "nasi" or metric == VALIDATION else pool, store=store)
+    _append_run(out / "runs.csv", {
+        "strategy": label, "metric": metric, "seed": seed, "arch": result.arch, "index": result.index,
+        "selected_by": result.selected_by, "score": repr(result.score),
+        **{f"{title}_test": table.accuracy(result.index, dataset, "test", 200) for dataset, title in REPORTED},
+        "wall_seconds": f"{result.search_seconds:.3f}", "simulated_seconds": f"{result.simulated_seconds:.3f}",
+        "strategy_seconds": f"{result.strategy_seconds:.3f}", "archs_scored": result.archs_scored,
+        "validations": result.validations, "unique_archs": result.unique_archs,
+        "run": str(run_dir.relative_to(out)),
+    })
 
 
 def _mean_std(values: list[float]) -> str:
@@ -397,4 +436,4 @@ def _value_at(curve: list[tuple[float, float]], cost: float) -> float:
 
 
 __all__ = ["BenchmarkConfig", "PoolSpace", "StrategyEntry", "incumbent_curve", "load_benchmark_config",
-           "run_benchmark", "seed_cache"]
+           "resume_benchmark", "run_benchmark", "seed_store"]

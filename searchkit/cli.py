@@ -1,4 +1,4 @@
-"""The ``searchkit`` command: search | evaluate | score | correlate | benchmark.
+"""The ``searchkit`` command: search | evaluate | score | correlate | benchmark | store.
 
 A thin layer over the Python API. Errors a user can cause print one line on stderr and exit 2.
 """
@@ -18,12 +18,21 @@ class _Parser(argparse.ArgumentParser):
         raise SearchkitError(f"{message} (see '{self.prog} --help')")
 
 
+def _parallel(args: argparse.Namespace):
+    from searchkit.workers import Parallel
+
+    return Parallel.resolve(args.backend, args.workers, args.address, args.threads)
+
+
 def _search(args: argparse.Namespace) -> None:
     from searchkit.engine import run_search
 
-    if args.resume and (args.config or args.overrides):
-        raise SearchkitError("--resume continues an earlier run with its own config; drop --config and overrides")
-    result = run_search(args.config, args.overrides, out=args.out, resume=args.resume, progress=not args.quiet)
+    if args.resume and (args.config or args.overrides or args.store):
+        raise SearchkitError("--resume continues an earlier run with its own config and store; "
+                             "drop --config, --store and overrides")
+    overrides = list(args.overrides) + ([f"store={args.store}"] if args.store else [])
+    result = run_search(args.config, overrides, out=args.out, resume=args.resume, progress=not args.quiet,
+                        parallel=_parallel(args))
     index = "" if result.index is None else f" (NAS-Bench-201 index {result.index})"
     print(f"selected architecture: {result.arch}{index}")
     print(f"{result.metric} score: {result.score:.6f}  "
@@ -78,13 +87,32 @@ def _score(args: argparse.Namespace) -> None:
     print(f"{cfg.metric.name}: {value:.6g}  ({space.encode(arch)}, {cfg.data.name}, batch {cfg.data.batch_size}, seed {cfg.seed})")
 
 
+#: correlate flags that decide what is scored (default values); --resume takes them from settings.yaml.
+CORRELATE_DEFAULTS = {"metrics": None, "n": None, "archs": None, "seed": 0, "dataset": "cifar10", "batch_size": 64,
+                      "data_seed": 0, "init_seed": 0, "build": None, "data_root": None, "table": None,
+                      "device": "auto", "out": None, "store": None}
+
+
 def _correlate(args: argparse.Namespace) -> None:
     from searchkit.config import parse_override
-    from searchkit.correlate import read_indices, run_correlate, sample_indices
+    from searchkit.correlate import read_indices, resume_correlate, run_correlate, sample_indices
     from searchkit.spaces.nb201 import NUM_ARCHS
 
     if args.space != "nb201":
         raise SearchkitError("correlate needs a space with ground truth; only nb201 has one")
+    given = [name for name in CORRELATE_DEFAULTS if getattr(args, name) is not None]
+    if args.resume:
+        if given:
+            raise SearchkitError(f"--resume continues an earlier run with its own settings; drop "
+                                 f"{', '.join('--' + name.replace('_', '-') for name in given)}")
+        out = resume_correlate(args.resume, progress=not args.quiet, parallel=_parallel(args))
+        print((out / "correlation.md").read_text())
+        return
+    for name, default in CORRELATE_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    if not args.metrics or args.out is None:
+        raise SearchkitError("correlate needs --metrics and --out (or --resume DIR)")
     if (args.n is None) == (args.archs is None):
         raise SearchkitError("give exactly one of --n N (a seeded sample) or --archs FILE (NB201 indices)")
     indices = sample_indices(args.n, args.seed, NUM_ARCHS) if args.n else read_indices(args.archs, NUM_ARCHS)
@@ -95,17 +123,46 @@ def _correlate(args: argparse.Namespace) -> None:
         [m for m in args.metrics.split(",") if m], indices, args.out, dataset=args.dataset,
         data_root=args.data_root, batch_size=args.batch_size, data_seed=args.data_seed,
         init_seed=args.init_seed, build={"C": 16, "N": 5, **build}, table_path=args.table,
-        device=args.device, progress=not args.quiet)
+        device=args.device, progress=not args.quiet, store=args.store, parallel=_parallel(args))
     print((out / "correlation.md").read_text())
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from searchkit.benchmark import run_benchmark
+    from searchkit.benchmark import resume_benchmark, run_benchmark
 
     if args.seeds is not None and args.seeds < 1:
         raise SearchkitError(f"--seeds must be at least 1, got {args.seeds}")
-    out = run_benchmark(args.config, args.out, seeds=args.seeds, progress=not args.quiet)
+    if args.resume:
+        if args.config or args.out or args.seeds is not None or args.store:
+            raise SearchkitError("--resume continues an earlier benchmark with its own config and store; "
+                                 "drop --config, --out, --seeds and --store")
+        out = resume_benchmark(args.resume, progress=not args.quiet, parallel=_parallel(args))
+    elif args.config is None or args.out is None:
+        raise SearchkitError("benchmark needs --config FILE and --out DIR (or --resume DIR)")
+    else:
+        out = run_benchmark(args.config, args.out, seeds=args.seeds, progress=not args.quiet, store=args.store,
+                            parallel=_parallel(args))
     print((out / "summary.md").read_text())
+
+
+def _store(args: argparse.Namespace) -> None:
+    from searchkit.store import ScoreStore
+
+    with ScoreStore(args.store, create=False) as store:
+        if args.action == "export":
+            if args.path is None:
+                raise SearchkitError("store export needs the CSV path to write, e.g. searchkit store export scores.csv")
+            count = store.export(args.path)
+            print(f"{count} rows written to {args.path}")
+            return
+        if args.path is not None:
+            raise SearchkitError(f"store stats takes no path (got {args.path}); use --store PATH for the store")
+        groups = store.stats()
+        print(f"{args.store}: {sum(g['rows'] for g in groups)} scores, {sum(g['seconds'] for g in groups):.1f} s "
+              f"of scoring, {len(groups)} (setting, metric) groups")
+        for g in groups:
+            print(f"{g['rows']:>8}  {g['seconds']:>10.1f} s  {g['space']} {g['build']} {g['dataset']} "
+                  f"batch={g['batch']} seed={g['seed']} {g['device']}  {g['metric']} {g['options']}")
 
 
 def _add_single_arch_flags(parser: argparse.ArgumentParser) -> None:
@@ -119,6 +176,17 @@ def _add_single_arch_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. space.build.C=8")
 
 
+def _add_parallel_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, help="score with N worker processes or Ray actors (default: 1)")
+    parser.add_argument("--backend", choices=("serial", "process", "ray"),
+                        help="serial (this process), process (workers on this machine) or ray (default: process "
+                             'with --workers > 1, else serial; ray needs pip install -e ".[ray]")')
+    parser.add_argument("--address", help="Ray cluster HOST:PORT (default: start a local one)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads per scoring process (default: serial keeps torch's, workers cores/N, "
+                             "Ray 1); values are bit-identical across backends at equal --threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="searchkit", description="Neural architecture search with training-free fitness.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -127,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
     search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")
     search.add_argument("--resume", type=Path, help="continue an interrupted run from its directory")
+    search.add_argument("--store", help="score store shared across runs (default: RUN_DIR/scores.db)")
+    _add_parallel_flags(search)
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     search.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1")
     search.set_defaults(func=_search)
@@ -148,29 +218,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     correlate = commands.add_parser("correlate", help="score NB201 architectures and correlate metrics with accuracy")
     correlate.add_argument("--space", default="nb201", help="search space (only nb201 has ground truth)")
-    correlate.add_argument("--dataset", default="cifar10", help="scoring dataset (default: cifar10)")
-    correlate.add_argument("--metrics", required=True,
-                           help="comma-separated metric specs, e.g. kcc,synflow,kcc:eps=0.05:bn=eval")
+    correlate.add_argument("--dataset", help="scoring dataset (default: cifar10)")
+    correlate.add_argument("--metrics", help="comma-separated metric specs, e.g. kcc,synflow,kcc:eps=0.05:bn=eval")
     correlate.add_argument("--n", type=int, help="score a seeded uniform sample of N architectures")
-    correlate.add_argument("--seed", type=int, default=0, help="seed of that sample (default: 0)")
+    correlate.add_argument("--seed", type=int, help="seed of that sample (default: 0)")
     correlate.add_argument("--archs", type=Path, help="file with one NB201 index per line")
-    correlate.add_argument("--batch-size", type=int, default=64, help="scoring batch size (default: 64)")
-    correlate.add_argument("--data-seed", type=int, default=0, help="which images form the batch (default: 0)")
-    correlate.add_argument("--init-seed", type=int, default=0, help="network initialisation seed (default: 0)")
+    correlate.add_argument("--batch-size", type=int, help="scoring batch size (default: 64)")
+    correlate.add_argument("--data-seed", type=int, help="which images form the batch (default: 0)")
+    correlate.add_argument("--init-seed", type=int, help="network initialisation seed (default: 0)")
     correlate.add_argument("--build", action="append", help="network option, e.g. --build C=8 (default C=16, N=5)")
     correlate.add_argument("--data-root", help="where the dataset's files are")
     correlate.add_argument("--table", help="NAS-Bench-201 table (default: ../shared/data/nb201/nb201_table.csv)")
-    correlate.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    correlate.add_argument("--out", type=Path, required=True, help="output directory (rerun it to resume)")
+    correlate.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    correlate.add_argument("--out", type=Path, help="output directory (rerun it to resume)")
+    correlate.add_argument("--resume", type=Path, help="continue an interrupted run in DIR with its recorded settings")
+    correlate.add_argument("--store", help="score store shared across runs (default: OUT/scores.db)")
+    _add_parallel_flags(correlate)
     correlate.add_argument("--quiet", action="store_true", help="no progress bar")
     correlate.set_defaults(func=_correlate)
 
     benchmark = commands.add_parser("benchmark", help="strategies x metrics x seeds on NAS-Bench-201 (summary, anytime plot)")
-    benchmark.add_argument("--config", type=Path, required=True, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
+    benchmark.add_argument("--config", type=Path, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
     benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
-    benchmark.add_argument("--out", type=Path, required=True, help="output directory (rerun it to resume)")
+    benchmark.add_argument("--out", type=Path, help="output directory (rerun it to resume)")
+    benchmark.add_argument("--resume", type=Path, help="continue an interrupted benchmark in DIR with its recorded config")
+    benchmark.add_argument("--store", help="score store shared across runs (default: the config's store, else OUT/scores.db)")
+    _add_parallel_flags(benchmark)
     benchmark.add_argument("--quiet", action="store_true", help="no progress bar")
     benchmark.set_defaults(func=_benchmark)
+
+    store = commands.add_parser("store", help="the score store: rows per setting and metric, or export to CSV")
+    store.add_argument("action", choices=("stats", "export"), help="stats: rows per group and totals; export PATH.csv")
+    store.add_argument("path", nargs="?", help="export: the CSV file to write")
+    store.add_argument("--store", default="scores.db", help="the store file (default: ./scores.db)")
+    store.set_defaults(func=_store)
     return parser
 
 

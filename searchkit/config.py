@@ -103,6 +103,8 @@ class RunConfig:
 
     ``benchmark`` is read only by ``searchkit benchmark`` (:mod:`searchkit.benchmark`): a
     benchmark file is a run config whose settings every run shares, plus that section.
+    ``store``: the SQLite score store to read and write (:class:`searchkit.store.ScoreStore`),
+    e.g. one shared by many runs; null: ``scores.db`` in the run's output directory.
     """
 
     name: str = "default"
@@ -110,6 +112,7 @@ class RunConfig:
     init_seed: int | None = None
     device: str = "auto"
     table: str | None = None
+    store: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     metric: MetricConfig = field(default_factory=MetricConfig)

@@ -6,9 +6,12 @@ The engine owns both oracles a strategy sees (docs/design.md; protocol in
 :mod:`searchkit.strategies.base`) and charges every answer to the budget:
 
 * score: the run's metric (and the strategy's ``extra_metrics``) on the network at
-  initialisation, charged the measured wall seconds of that training-free work. With a shared
-  :class:`~searchkit.store.ScoreCache`, a score computed earlier is charged the seconds it took
-  then, so costs stay honest whichever run paid for it first.
+  initialisation, charged the measured wall seconds of that training-free work. Scores go
+  through the :class:`~searchkit.store.ScoreStore` (the run's ``scores.db``, or ``store:``
+  shared with other runs): one the store already holds is not computed again and is charged the
+  seconds it took then, so costs stay honest whichever run paid for it first. With a parallel
+  backend (:class:`~searchkit.workers.Parallel`) the architectures a strategy asks for at once
+  are scored ahead on the workers; each is still charged its own measured seconds.
 * validate: :class:`TableValidator` (NB201 ``epochs``-epoch validation accuracy, charged the
   table's training time as simulated seconds) or :class:`TrainValidator` (real training,
   charged its measured seconds).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,20 +34,19 @@ from tqdm import tqdm
 
 from searchkit.config import RunConfig, config_from_dict, load_config
 from searchkit.correlate import parse_metric_spec
-from searchkit.data import get_dataset, scoring_batch
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import TABLE_DATASETS, Evaluation, evaluate_arch, open_table
 from searchkit.metrics import Metric, get_metric
 from searchkit.metrics.ntk import NTKMetric
-from searchkit.metrics.scoring import score_metrics
 from searchkit.runtime import build_network, resolve_device
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
-from searchkit.store import HistoryRow, RunDir, ScoreCache
+from searchkit.store import HistoryRow, RunDir, ScoreStore
 from searchkit.strategies import get_strategy
 from searchkit.strategies.base import OneShotStrategy, SearchContext, Validate
 from searchkit.tabular import NB201Table
+from searchkit.workers import Parallel, ScoreRunner, ScoringRecipe
 
 #: ``metric.name`` that answers every plain ask with the validate oracle: a training-based search
 #: (e.g. regularized evolution on 12-epoch validation accuracy, the benchmark's REA baseline).
@@ -64,11 +67,6 @@ def score_arch(
     return metric(net, batch)
 
 
-def metric_key(metric: Metric) -> str:
-    """A metric's cache key: its dataclass repr, which names the class and every option."""
-    return repr(metric)
-
-
 def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]) -> float:
     """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
 
@@ -86,38 +84,31 @@ def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]
 
 @dataclass
 class Scorer:
-    """The score oracle: ``metrics`` (label -> metric) on ``arch``'s seeded network at initialisation.
+    """The score oracle: the run's metrics (label -> metric) on an architecture's seeded network
+    at initialisation, through the store (:class:`~searchkit.workers.ScoreRunner`).
 
-    Returns (label -> value, seconds charged). All metrics are scored on one network, sharing
-    the NTK, and charged the measured time; with a ``cache`` holding all of them nothing is
-    computed and the cached seconds are charged (:func:`combined_seconds`). Scores are
-    deterministic, so a cache entry is never replaced.
+    ``scorer(text)`` returns (label -> value, seconds charged). A computed score is charged the
+    measured time of scoring all metrics on one network (sharing the NTK); one the store held is
+    charged :func:`combined_seconds` of the seconds stored with it. :meth:`prefetch` scores a
+    batch of architectures ahead (on the workers) and keeps each one's measured seconds for
+    when it is asked.
     """
 
-    metrics: dict[str, Metric]
-    space: SearchSpace
-    batch: Batch
-    splits: DatasetSplits
-    seed: int
-    build: dict
-    device: torch.device
-    cache: ScoreCache | None = None
+    runner: ScoreRunner
+    _ready: dict[str, tuple[dict[str, tuple[float, float]], float]] = field(default_factory=dict)
 
-    def __call__(self, arch: Any, text: str) -> tuple[dict[str, float], float]:
-        keys = {label: metric_key(metric) for label, metric in self.metrics.items()}
-        if self.cache is not None:
-            hits = {label: self.cache.get(key, text) for label, key in keys.items()}
-            if all(hit is not None for hit in hits.values()):
-                return ({label: hit[0] for label, hit in hits.items()},
-                        combined_seconds(self.metrics, {label: hit[1] for label, hit in hits.items()}))
-        start = time.perf_counter()
-        net = build_network(self.space, arch, self.splits, self.seed, self.build).to(self.device)
-        result = score_metrics(net, self.batch, self.metrics)
-        seconds = time.perf_counter() - start
-        if self.cache is not None:
-            for label, (value, alone) in result.items():
-                if self.cache.get(keys[label], text) is None:
-                    self.cache.put(keys[label], text, value, alone)
+    def prefetch(self, texts: list[str]) -> None:
+        for text, result, seconds in self.runner.scores(texts):
+            if seconds is not None:
+                self._ready[text] = (result, seconds)
+
+    def __call__(self, text: str) -> tuple[dict[str, float], float]:
+        if text in self._ready:
+            result, seconds = self._ready.pop(text)
+        else:
+            ((_, result, seconds),) = self.runner.scores([text])
+        if seconds is None:
+            seconds = combined_seconds(self.runner.context.recipe.metrics, {k: alone for k, (_, alone) in result.items()})
         return {label: value for label, (value, _) in result.items()}, seconds
 
 
@@ -230,13 +221,6 @@ def _resolve_config(config: RunConfig | dict | str | Path | None, overrides) -> 
     return load_config(config, overrides)
 
 
-def scoring_settings(cfg: RunConfig, batch: Batch) -> dict:
-    """What a training-free score depends on besides the architecture and metric (a
-    :class:`ScoreCache`'s key); the keys match ``searchkit correlate``'s settings.yaml."""
-    return {"dataset": cfg.data.name, "batch_size": cfg.data.batch_size, "data_seed": cfg.data.seed,
-            "init_seed": cfg.network_seed, "build": dict(cfg.space.build), "batch_fingerprint": batch.fingerprint()}
-
-
 def run_search(
     config: RunConfig | dict | str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -244,7 +228,8 @@ def run_search(
     resume: str | Path | None = None,
     progress: bool = True,
     space: SearchSpace | None = None,
-    score_cache: ScoreCache | None = None,
+    store: ScoreStore | None = None,
+    parallel: Parallel = Parallel(),
 ) -> SearchResult:
     """Search, evaluate the selected architecture and write the run directory.
 
@@ -252,8 +237,9 @@ def run_search(
     earlier run's directory; its config is reused and its history replayed without re-querying
     either oracle (strategies are deterministic given their seed and answers), so the result
     equals an uninterrupted run's. ``space``: a search space object to use instead of
-    ``cfg.space.name``'s (e.g. the benchmark's pool of scored architectures). ``score_cache``:
-    scores shared with other runs; its settings must equal this run's (:func:`scoring_settings`).
+    ``cfg.space.name``'s (e.g. the benchmark's pool of scored architectures). ``store``: an
+    open score store (None: ``cfg.store``, else the run directory's ``scores.db``). ``parallel``:
+    how the architectures of one ask are scored (workers need a registered space name).
     """
     if resume is not None:
         run = RunDir.existing(resume)
@@ -266,27 +252,31 @@ def run_search(
     run.write_config(cfg.to_dict())
 
     device = resolve_device(cfg.device)
-    splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
-    batch = scoring_batch(splits, cfg.data.batch_size, cfg.data.seed, cfg.data.split).to(device)
     space = space if space is not None else get_space(cfg.space.name)
     strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
+    train_based = cfg.metric.name == VALIDATION
+    one_shot = isinstance(strategy, OneShotStrategy)
+    metrics = {}
+    if not train_based:
+        metrics = {cfg.metric.name: get_metric(cfg.metric.name, **cfg.metric.options)}
+        metrics.update(parse_metric_spec(spec) for spec in strategy.extra_metrics)
+    scoring = ScoringRecipe.from_config(cfg, metrics, device).open(space)
+    splits, batch = scoring.splits, scoring.batch
     table = open_table(cfg)
     budget = cfg.budget
     if budget.archs is None and budget.seconds is None and budget.simulated_seconds is None:
         raise SearchkitError("the budget is unlimited; set budget.archs, budget.seconds and/or budget.simulated_seconds")
-    if score_cache is not None and score_cache.settings != scoring_settings(cfg, batch):
-        raise SearchkitError(f"the score cache was made for other scoring settings ({score_cache.settings}); "
-                             f"this run scores with {scoring_settings(cfg, batch)}")
-    train_based = cfg.metric.name == VALIDATION
-    if train_based and (strategy.extra_metrics or isinstance(strategy, OneShotStrategy)):
+    if train_based and (strategy.extra_metrics or one_shot):
         raise SearchkitError(f"strategy {cfg.strategy.name!r} needs a training-free metric, not metric.name={VALIDATION}")
 
-    scorer = None
-    if not train_based:
-        metrics = {cfg.metric.name: get_metric(cfg.metric.name, **cfg.metric.options)}
-        metrics.update(parse_metric_spec(spec) for spec in strategy.extra_metrics)
-        scorer = Scorer(metrics, space, batch, splits, cfg.network_seed, cfg.space.build, device, score_cache)
     validator = open_validator(cfg, space, table, device, splits) if train_based or strategy.validates else None
+    closing = ExitStack()
+    scorer = None
+    if not (train_based or one_shot):
+        if store is None:
+            store = closing.enter_context(ScoreStore(cfg.store or run.path / "scores.db"))
+        scorer = Scorer(closing.enter_context(ScoreRunner(scoring, store, parallel)))
+    replayed = {row.arch for row in replay}
 
     history: list[HistoryRow] = []
     scored: dict[str, tuple[float, dict[str, float]]] = {}  # this run's scores: arch -> (score, extras)
@@ -315,7 +305,7 @@ def run_search(
         if text in scored:
             value, extras = scored[text]
             return HistoryRow(len(history), text, index, value, 0.0, True, kind, extras=extras)
-        values, seconds = scorer(arch, text)
+        values, seconds = scorer(text)
         value = values.pop(cfg.metric.name)
         return HistoryRow(len(history), text, index, value, seconds, False, kind, extras=values)
 
@@ -338,7 +328,6 @@ def run_search(
         spent["strategy"] += time.perf_counter() - start
 
     writer = run.history_writer(replay)
-    one_shot = isinstance(strategy, OneShotStrategy)
     bar = tqdm(total=budget.archs, disable=not progress or one_shot, desc="search", unit="query")
     try:
         if one_shot:
@@ -361,6 +350,10 @@ def run_search(
             spent["strategy"] += time.perf_counter() - start
             if not asks:
                 break
+            if scorer is not None and parallel.backend != "serial":
+                ahead = [t for t in (space.encode(a) for a in asks if not isinstance(a, Validate))
+                         if t not in scored and t not in replayed]
+                scorer.prefetch(ahead if budget.archs is None else ahead[:max(0, budget.archs - len(history))])
             for item in asks:
                 if exhausted():
                     break
@@ -384,6 +377,7 @@ def run_search(
     finally:
         bar.close()
         writer.close()
+        closing.close()
 
     if strategy.best_arch is None:
         raise SearchkitError("the budget ran out before the strategy selected an architecture; raise the budget")

@@ -1,15 +1,23 @@
-"""The run directory (resolved config, streamed ``history.csv``, ``best.json``) and the score cache.
+"""The run directory (resolved config, streamed ``history.csv``, ``best.json``) and the score store.
 
 ``history.csv`` gets one row per oracle query answered, flushed as it is written, so an
 interrupted run loses at most the query in progress and ``--resume DIR`` can replay it.
+Files rewritten whole (``config.yaml``, ``best.json``) are replaced atomically.
+
+:class:`ScoreStore` is the SQLite file of training-free scores every command reads before
+computing and writes as it goes (default ``scores.db`` in the run's output directory).
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -83,7 +91,7 @@ class RunDir:
 
     def write_config(self, config: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        write_atomic(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict:
         return yaml.safe_load(self.config_path.read_text()) or {}
@@ -95,18 +103,17 @@ class RunDir:
         if not path.exists():
             return []
         rows = []
-        with path.open(newline="") as handle:
-            for raw in csv.DictReader(handle):
-                try:
-                    rows.append(HistoryRow(
-                        step=int(raw["step"]), arch=raw["arch"],
-                        index=int(raw["index"]) if raw["index"] else None,
-                        score=float(raw["score"]), seconds=float(raw["seconds"]),
-                        cached=raw["cached"] == "1",
-                        **_new_columns(raw),
-                    ))
-                except (TypeError, ValueError, KeyError):
-                    break
+        for raw in csv.DictReader(complete_lines(path)):
+            try:
+                rows.append(HistoryRow(
+                    step=int(raw["step"]), arch=raw["arch"],
+                    index=int(raw["index"]) if raw["index"] else None,
+                    score=float(raw["score"]), seconds=float(raw["seconds"]),
+                    cached=raw["cached"] == "1",
+                    **_new_columns(raw),
+                ))
+            except (TypeError, ValueError, KeyError):
+                break
         return rows
 
     def history_writer(self, rows: list[HistoryRow]) -> "HistoryWriter":
@@ -115,10 +122,22 @@ class RunDir:
 
     def write_json(self, name: str, data: dict) -> Path:
         path = self.path / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(path)
+        write_atomic(path, json.dumps(data, indent=2) + "\n")
         return path
+
+
+def complete_lines(path: Path) -> list[str]:
+    """The lines of a file written by appending, without a last line torn by a kill (one that
+    does not end with a newline)."""
+    lines = path.read_text().splitlines(keepends=True)
+    return lines[:-1] if lines and not lines[-1].endswith("\n") else lines
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a kill leaves either the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 class HistoryWriter:
@@ -126,11 +145,13 @@ class HistoryWriter:
 
     def __init__(self, path: Path, rows: list[HistoryRow]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = path.open("w", newline="")
+        tmp = path.with_name(path.name + ".tmp")
+        self._handle = tmp.open("w", newline="")
         self._writer = csv.writer(self._handle)
         self._writer.writerow(HISTORY_FIELDS)
         for row in rows:
             self.append(row)
+        tmp.replace(path)  # the replayed rows appear at once: a kill never loses them
 
     def append(self, row: HistoryRow) -> None:
         self._writer.writerow([row.step, row.arch, "" if row.index is None else row.index,
@@ -142,50 +163,169 @@ class HistoryWriter:
         self._handle.close()
 
 
-class ScoreCache:
-    """Training-free scores shared by runs with one scoring setting: (metric key, arch) -> (value, seconds).
 
-    ``settings`` names that setting (dataset, batch size, data seed, init seed, build, batch
-    fingerprint); a run with other settings must not use the cache (the engine checks). Each
-    entry keeps the seconds it took to compute, which is what a run served from the cache is
-    charged. With ``path`` the cache is a CSV (metric key, arch, value, seconds) read on opening
-    and appended to, one flushed line per entry, so an interrupted benchmark keeps its scores.
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys: equal mappings give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def metric_key(metric: Any) -> tuple[str, str]:
+    """(registry name, canonical JSON of every option) of a metric dataclass: its store key.
+
+    Options are all the dataclass fields but ``name`` and ``worst``, defaults included, so
+    ``kcc`` and ``kcc:eps=0.001`` are one key when the default eps is 0.001; an int given for a
+    float option counts as that float (``eps=1`` is ``eps=1.0``).
+    """
+    options = {}
+    for item in dataclasses.fields(metric):
+        if item.name in ("name", "worst"):
+            continue
+        value = getattr(metric, item.name)
+        if isinstance(item.default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        options[item.name] = value
+    return metric.name, canonical_json(options)
+
+
+@dataclass(frozen=True)
+class ScoreSetting:
+    """What a training-free score depends on besides the architecture and the metric.
+
+    ``space``: search space name; ``build``: canonical JSON of the network options with the
+    space's defaults filled in (:func:`searchkit.runtime.canonical_build`); ``dataset``: dataset
+    name; ``batch``: the scoring batch's fingerprint (its contents: data seed, size, split);
+    ``seed``: network initialisation seed; ``device``: device kind (``cpu``, ``cuda``).
     """
 
-    FIELDS = ("metric", "arch", "value", "seconds")
+    space: str
+    build: str
+    dataset: str
+    batch: str
+    seed: int
+    device: str
 
-    def __init__(self, settings: dict, path: str | Path | None = None) -> None:
-        self.settings = settings
-        self.path = None if path is None else Path(path)
-        self._entries: dict[tuple[str, str], tuple[float, float]] = {}
-        if self.path is not None and self.path.exists():
-            torn = False
-            with self.path.open(newline="") as handle:
-                for raw in csv.DictReader(handle):
-                    try:
-                        self._entries[raw["metric"], raw["arch"]] = (float(raw["value"]), float(raw["seconds"]))
-                    except (TypeError, ValueError, KeyError):
-                        torn = True
-                        break
-            if torn:  # rewrite without the torn last line, so appends start on a clean line
-                self.path.unlink()
-                for (key, arch), (value, seconds) in list(self._entries.items()):
-                    self.put(key, arch, value, seconds)
+
+#: Columns of the ``scores`` table (and of ``searchkit store export``), key columns first.
+STORE_KEY = ("space", "build", "dataset", "batch", "seed", "device", "metric", "options", "arch")
+STORE_FIELDS = (*STORE_KEY, "value", "seconds")
+STORE_VERSION = 1
+_SETTING = "space = ? AND build = ? AND dataset = ? AND batch = ? AND seed = ? AND device = ?"
+
+
+class ScoreStore:
+    """Training-free scores on SQLite: one row per (setting, metric, options, arch) -> value, seconds.
+
+    Scores are deterministic, so a row is written once and never replaced (``INSERT OR IGNORE``;
+    the first writer wins). ``seconds`` is what computing that metric alone took, which is what
+    a run served from the store is charged. NaN values are stored as NULL and read back as NaN.
+
+    Durability: WAL journal, ``synchronous=NORMAL`` and one transaction per :meth:`put_many`
+    (the caller writes one architecture's metrics at a time). A committed transaction survives
+    the process being killed at any moment (SIGKILL included: the WAL is in the OS page cache);
+    only an OS crash or power loss can lose the last transactions (``synchronous=FULL`` would be
+    needed for that), and neither can corrupt the file. Several processes may share one file on
+    a local disk (writers wait up to ``timeout`` seconds for the lock); WAL does not work on
+    network file systems. Connections are not shared with child processes: workers send their
+    results to the parent, which writes them.
+    """
+
+    def __init__(self, path: str | Path, create: bool = True, timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise SearchkitError(f"no score store at {self.path}; pass --store PATH (a run's scores.db or a shared store)")
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > STORE_VERSION:
+                raise SearchkitError(f"{self.path} was written by a newer searchkit (store version {version}); upgrade")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS scores (space TEXT NOT NULL, build TEXT NOT NULL, dataset TEXT NOT NULL, "
+                "batch TEXT NOT NULL, seed INTEGER NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL, "
+                "options TEXT NOT NULL, arch TEXT NOT NULL, value REAL, seconds REAL NOT NULL, "
+                f"PRIMARY KEY ({', '.join(STORE_KEY)})) WITHOUT ROWID")
+            if version < STORE_VERSION:
+                self._db.execute(f"PRAGMA user_version = {STORE_VERSION}")
+        except sqlite3.DatabaseError as err:
+            raise SearchkitError(f"{self.path} is not a searchkit score store ({err}); pass another --store") from None
+
+    def __enter__(self) -> "ScoreStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
 
-    def get(self, key: str, arch: str) -> tuple[float, float] | None:
-        """(value, seconds) of ``arch`` under the metric ``key``, or None."""
-        return self._entries.get((key, arch))
+    def get(self, setting: ScoreSetting, key: tuple[str, str], arch: str) -> tuple[float, float] | None:
+        """(value, seconds) of ``arch`` under the metric ``key`` in ``setting``, or None."""
+        row = self._db.execute(f"SELECT value, seconds FROM scores WHERE {_SETTING} AND metric = ? AND options = ? "
+                               "AND arch = ?", (*dataclasses.astuple(setting), *key, arch)).fetchone()
+        return None if row is None else (_value(row[0]), row[1])
 
-    def put(self, key: str, arch: str, value: float, seconds: float, persist: bool = True) -> None:
-        """Record an entry (``persist``: also append it to the CSV, if any)."""
-        self._entries[key, arch] = (value, seconds)
-        if persist and self.path is not None:
-            new = not self.path.exists()
-            with self.path.open("a", newline="") as handle:
-                writer = csv.writer(handle)
-                if new:
-                    writer.writerow(self.FIELDS)
-                writer.writerow([key, arch, repr(value), f"{seconds:.4f}"])
+    def get_all(self, setting: ScoreSetting, keys: dict[str, tuple[str, str]], arch: str) -> dict[str, tuple[float, float]] | None:
+        """label -> (value, seconds) for every metric of ``keys`` (label -> key), or None if any is missing."""
+        held = {(metric, options): (_value(value), seconds) for metric, options, value, seconds in self._db.execute(
+            f"SELECT metric, options, value, seconds FROM scores WHERE {_SETTING} AND arch = ?",
+            (*dataclasses.astuple(setting), arch))}
+        if not all(key in held for key in keys.values()):
+            return None
+        return {label: held[key] for label, key in keys.items()}
+
+    def put_many(self, setting: ScoreSetting, entries: Iterable[tuple[tuple[str, str], str, float, float]]) -> None:
+        """Write (metric key, arch, value, seconds) entries in one transaction; existing rows are kept."""
+        rows = [(*dataclasses.astuple(setting), *key, arch, float(value), float(seconds))
+                for key, arch, value, seconds in entries]
+        with self._transaction():
+            self._db.executemany(f"INSERT OR IGNORE INTO scores ({', '.join(STORE_FIELDS)}) "
+                                 f"VALUES ({', '.join('?' * len(STORE_FIELDS))})", rows)
+
+    def put(self, setting: ScoreSetting, key: tuple[str, str], arch: str, value: float, seconds: float) -> None:
+        self.put_many(setting, [(key, arch, value, seconds)])
+
+    def rows(self) -> Iterator[dict]:
+        """Every row as a dict of :data:`STORE_FIELDS`, in key order (streamed)."""
+        for row in self._db.execute(f"SELECT {', '.join(STORE_FIELDS)} FROM scores ORDER BY {', '.join(STORE_KEY)}"):
+            yield {**dict(zip(STORE_FIELDS, row)), "value": _value(row[-2])}
+
+    def stats(self) -> list[dict]:
+        """One dict per (setting, metric, options): its rows and their total seconds."""
+        group = ", ".join(STORE_KEY[:-1])
+        query = (f"SELECT {group}, COUNT(*), SUM(seconds) FROM scores GROUP BY {group} ORDER BY {group}")
+        return [{**dict(zip(STORE_KEY[:-1], row)), "rows": row[-2], "seconds": row[-1]}
+                for row in self._db.execute(query)]
+
+    def export(self, path: str | Path) -> int:
+        """Write every row to the CSV ``path`` (values as Python reprs, exact); returns the row count."""
+        path = Path(path)
+        count = 0
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(STORE_FIELDS)
+            for row in self.rows():
+                writer.writerow([repr(v) if isinstance(v, float) else v for v in row.values()])
+                count += 1
+        return count
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception): one atomic write."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _value(value: float | None) -> float:
+    return float("nan") if value is None else value

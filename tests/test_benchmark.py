@@ -1,4 +1,4 @@
-"""searchkit benchmark: pool space, score-cache seeding, incumbent curves, and a tiny end-to-end
+"""searchkit benchmark: pool space, score-store seeding, incumbent curves, and a tiny end-to-end
 benchmark that writes summary/runs/anytime, shares scores across runs and resumes."""
 import csv
 
@@ -8,14 +8,13 @@ import torch
 import yaml
 
 from searchkit import benchmark as bench
-from searchkit.benchmark import PoolSpace, incumbent_curve, run_benchmark, seed_cache
+from searchkit.benchmark import PoolSpace, incumbent_curve, seed_store
 from searchkit.cli import main
-from searchkit.engine import metric_key
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.store import HistoryRow, ScoreCache
+from searchkit.store import HistoryRow, ScoreSetting, ScoreStore, metric_key
 
 SPACE = get_space("nb201")
 needs_data = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or find_data("cifar10") is None,
@@ -59,26 +58,29 @@ def test_incumbent_is_best_score_until_a_validation_then_best_validated():
     assert incumbent_curve(rows) == [(2.0, "a"), (4.0, "b"), (104.0, "a"), (106.0, "a"), (156.0, "b")]
 
 
-def test_seed_cache_checks_settings_and_never_modifies_the_directory(tmp_path):
+def test_seed_store_checks_settings_and_never_modifies_the_directory(tmp_path):
     settings = {"dataset": "cifar10", "batch_size": 64, "data_seed": 0, "init_seed": 0, "build": {"C": 16, "N": 5},
-                "batch_fingerprint": "abc"}
+                "device": "cpu", "batch_fingerprint": "abc"}
+    setting = ScoreSetting("nb201", '{"C":16,"N":5}', "cifar10", "abc", 0, "cpu")
     good = tmp_path / "good"
     good.mkdir()
     (good / "settings.yaml").write_text(yaml.safe_dump({"metrics": ["naswot", "kcc:eps=0.5"], **settings}))
     text = "index,arch_str,naswot,kcc:eps=0.5,naswot_s,kcc:eps=0.5_s\n1,|a|,700.5,0.3,0.4,9.0\n2,|b|,650.0,0.2,0.5,8.0\n3,|c|,1.0"
     (good / "scores.csv").write_text(text)  # the last row is still being written
-    cache = ScoreCache(settings)
-    assert seed_cache(cache, good).endswith("2 architectures x 2 metrics")
-    assert cache.get(metric_key(get_metric("naswot")), "|a|") == (700.5, 0.4)
-    assert cache.get(metric_key(get_metric("kcc", eps=0.5)), "|b|") == (0.2, 8.0)
-    assert cache.get(metric_key(get_metric("kcc")), "|b|") is None  # other options, other metric
+    store = ScoreStore(tmp_path / "scores.db")
+    assert seed_store(store, setting, good).endswith("2 architectures x 2 metrics")
+    assert store.get(setting, metric_key(get_metric("naswot")), "|a|") == (700.5, 0.4)
+    assert store.get(setting, metric_key(get_metric("kcc", eps=0.5)), "|b|") == (0.2, 8.0)
+    assert store.get(setting, metric_key(get_metric("kcc")), "|b|") is None  # other options, other metric
+    assert store.get(setting, metric_key(get_metric("naswot")), "|c|") is None and len(store) == 4
     assert (good / "scores.csv").read_text() == text
     other = tmp_path / "other"
     other.mkdir()
-    (other / "settings.yaml").write_text(yaml.safe_dump({"metrics": ["naswot"], **settings, "batch_size": 32}))
+    (other / "settings.yaml").write_text(yaml.safe_dump({"metrics": ["naswot"], **settings, "batch_fingerprint": "abd",
+                                                          "device": "cuda:0"}))
     (other / "scores.csv").write_text("index,arch_str,naswot,naswot_s\n")
-    assert "batch_size differ" in seed_cache(cache, other)
-    assert "not used" in seed_cache(cache, tmp_path / "missing")
+    assert "(batch, device differ)" in seed_store(store, setting, other)
+    assert "not used" in seed_store(store, setting, tmp_path / "missing")
 
 
 TINY = """
@@ -127,18 +129,19 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
             assert row["selected_by"] == "validation" and 0 < float(row["simulated_seconds"]) <= 600
         if row["strategy"] == "HNAS":
             assert row["selected_by"] == "validation" and row["validations"] == "3"
-    # one score per (metric, architecture): every run after the first reused the cache
-    entries = read_csv(out / "score_cache.csv")
-    assert len(entries) == len({(e["metric"], e["arch"]) for e in entries})
-    assert {e["metric"] for e in entries} == {metric_key(get_metric(m)) for m in ("naswot", "ntk_cond")}
+    # the whole pool was scored once for both metrics; the runs were served by the store
+    with ScoreStore(out / "scores.db") as store:
+        entries = list(store.rows())
+    assert len(entries) == 2 * 12 == len({(e["metric"], e["options"], e["arch"]) for e in entries})
+    assert {(e["metric"], e["options"]) for e in entries} == {metric_key(get_metric(m)) for m in ("naswot", "ntk_cond")}
 
     # resume: a scoring run lost its row and its best.json; no score is recomputed
     lost = next(i for i, r in enumerate(runs) if r["strategy"] == "REA")
     lines = (out / "runs.csv").read_text().splitlines(keepends=True)
     (out / "runs.csv").write_text("".join(line for i, line in enumerate(lines) if i != lost + 1))
     (out / runs[lost]["run"] / "best.json").unlink()
-    monkeypatch.setattr("searchkit.engine.score_metrics", lambda *a: pytest.fail("a cached score was recomputed"))
-    run_benchmark(config, out, progress=False)
+    monkeypatch.setattr("searchkit.workers.score_metrics", lambda *a: pytest.fail("a stored score was recomputed"))
+    assert main(["benchmark", "--resume", str(out), "--quiet"]) == 0
     again = read_csv(out / "runs.csv")
     assert len(again) == len(runs) and again[-1]["run"] == runs[lost]["run"]
     for key in ("arch", "C10_test", "archs_scored", "validations", "simulated_seconds"):

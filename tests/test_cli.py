@@ -32,6 +32,13 @@ def one_line_error(capsys, argv, fragment):
     (["evaluate", "--arch", ARCH, "--method", "table", "--table", "/no/table.csv"], "/no/table.csv"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["score"], "the following arguments are required: --arch"),
+    (["correlate", "--resume", "/no/such/run"], "cannot resume /no/such/run: no settings.yaml there"),
+    (["correlate", "--resume", "/no/such/run", "--n", "3", "--batch-size", "8"], "drop --n, --batch-size"),
+    (["correlate", "--n", "3"], "correlate needs --metrics and --out (or --resume DIR)"),
+    (["benchmark", "--resume", "/no/such/run"], "cannot resume /no/such/run: no config.yaml there"),
+    (["benchmark", "--resume", "/no/such/run", "--seeds", "2"], "drop --config, --out, --seeds and --store"),
+    (["benchmark", "--out", "x"], "benchmark needs --config FILE and --out DIR"),
+    (["search", "--resume", "/no/such/run", "--store", "s.db"], "drop --config, --store and overrides"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, fragment):
     one_line_error(capsys, argv, fragment)
@@ -59,7 +66,7 @@ def test_search_prints_selection_and_accuracy(capsys, tmp_path):
     assert "selected architecture: |" in out and "final accuracy: " in out and "test accuracy on synthetic" in out
     assert (tmp_path / "r" / "best.json").is_file()
     assert main(["search", "--resume", str(tmp_path / "r"), "budget.archs=4"]) == 2
-    assert "drop --config and overrides" in capsys.readouterr().err
+    assert "drop --config, --store and overrides" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs ../shared/data/nb201")

@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 from searchkit import correlate as correlate_module
+from searchkit import workers
 from searchkit.cli import main
 from searchkit.correlate import ScoreFile, parse_metric_spec, read_indices, run_correlate, sample_indices
 from searchkit.errors import SearchkitError
@@ -59,7 +60,7 @@ def test_scores_report_and_resume(tmp_path):
     assert sorted(ScoreFile(partial / "scores.csv", METRICS).read()) == sorted(indices[:2])
     # reading never rewrites: a run still appending to the file must not lose its rows to an unlinked copy
     assert (partial / "scores.csv").read_bytes() == torn and (partial / "scores.csv").stat().st_ino == inode
-    with mock.patch.object(correlate_module, "score_metrics", wraps=correlate_module.score_metrics) as spy:
+    with mock.patch.object(workers, "score_metrics", wraps=workers.score_metrics) as spy:
         run_correlate(METRICS, indices, partial, **SMALL)
     assert spy.call_count == 3
     resumed = ScoreFile(partial / "scores.csv", METRICS).read()
@@ -68,6 +69,19 @@ def test_scores_report_and_resume(tmp_path):
     assert (partial / "scores.csv").read_text().count("|nor_conv") >= 1  # arch strings survive the rewrite
     with pytest.raises(SearchkitError, match="written for other metrics"):
         run_correlate(["kcc"], indices, partial, **SMALL)
+    with pytest.raises(SearchkitError, match=r"scored with other settings \(batch_size, batch_fingerprint differ\)"):
+        run_correlate(METRICS, indices, partial, **{**SMALL, "batch_size": 4})
+
+
+def test_resume_reads_the_recorded_settings_and_orders_rows_as_requested(tmp_path):
+    out = run_correlate(["params"], [9000, 1], tmp_path / "c", **SMALL)
+    (out / "indices.txt").write_text("42\n9000\n1\n")  # as if cut short before scoring 42 first
+    with mock.patch.object(workers, "score_metrics", wraps=workers.score_metrics) as spy:
+        assert main(["correlate", "--resume", str(out), "--quiet"]) == 0
+    assert spy.call_count == 1
+    lines = (out / "scores.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [42, 9000, 1]  # the requested order
+    assert (out / "settings.yaml").read_text().count("batch_size: 8") == 1
 
 
 def test_cli_needs_exactly_one_architecture_source(capsys, tmp_path):

@@ -1,0 +1,29 @@
+"""CI-sized bounded memory: ``searchkit correlate`` on 100 architectures peaks within 10% of its
+peak on 10 (``params``, synthetic 8-image batch, the benchmark's C=16, N=5 networks of 1-6 MB of
+parameters each; each run a fresh subprocess, peak RSS from ``os.wait4``). Scoring streams, so
+both peaks are the interpreter, torch, the table and one network (measured: 347 MiB at both 20
+and 200); keeping the 90 extra networks alive would add far more than the 35 MiB allowed. The
+full-size figures (200 vs 2,000 on CIFAR-10) come from ``benchmarks/memory_bound.py``
+(results/store-memory).
+"""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from searchkit.paths import find_data
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_bound.py"
+_spec = importlib.util.spec_from_file_location("memory_bound", BENCHMARK)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+@pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs the NB201 table")
+def test_peak_memory_does_not_grow_with_the_architectures_scored(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(BENCHMARK.parents[1]))
+    small = ["--dataset", "synthetic", "--batch-size", "8"]
+    peaks = {n: bench.peak_rss(bench.correlate_argv(n, "params", tmp_path / str(n), small))[0] for n in (10, 100)}
+    assert (tmp_path / "100" / "scores.csv").read_text().count("\n") == 101
+    assert peaks[100] <= 1.10 * peaks[10], peaks

@@ -1,0 +1,138 @@
+"""The SQLite score store: keys, exact round trips, stats/export, the CLI, and a writer killed
+with SIGKILL mid-stream leaving every committed row readable."""
+import csv
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from searchkit.cli import main
+from searchkit.data.base import Batch
+from searchkit.errors import SearchkitError
+from searchkit.metrics import get_metric
+from searchkit.runtime import score_setting
+from searchkit.store import ScoreSetting, ScoreStore, metric_key
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTING = ScoreSetting("nb201", '{"C":4,"N":1}', "synthetic", "abc123", 0, "cpu")
+KCC = metric_key(get_metric("kcc"))
+
+
+def test_metric_keys_are_canonical():
+    assert metric_key(get_metric("kcc")) == metric_key(get_metric("kcc", eps=0.001))
+    assert metric_key(get_metric("kcc", eps=1)) == metric_key(get_metric("kcc", eps=1.0))
+    assert metric_key(get_metric("kcc", eps=0.5)) != KCC
+    name, options = KCC
+    assert name == "kcc" and '"eps":0.001' in options and "worst" not in options
+    assert metric_key(get_metric("params")) == ("params", "{}")
+
+
+def test_settings_fill_in_the_space_build_defaults():
+    batch = Batch(torch.zeros(2, 3, 4, 4), torch.tensor([0, 1]), 2)
+    default = score_setting("nb201", {}, "synthetic", batch, 0, torch.device("cpu"))
+    assert default == score_setting("nb201", {"N": 5, "C": 16}, "synthetic", batch, 0, torch.device("cpu"))
+    assert default.build == '{"C":16,"N":5}' and default.batch == batch.fingerprint() and default.device == "cpu"
+    assert default != score_setting("nb201", {"C": 8}, "synthetic", batch, 0, torch.device("cpu"))
+
+
+def test_round_trip_is_exact_and_first_write_wins(tmp_path):
+    values = [0.1 + 0.2, -math.inf, 1e-300, float(np.float32(0.3))]
+    with ScoreStore(tmp_path / "s.db") as store:
+        store.put_many(SETTING, [(KCC, f"|a{i}|", v, 0.5 + i) for i, v in enumerate(values)])
+        store.put(SETTING, KCC, "|nan|", math.nan, 1.0)
+        store.put(SETTING, KCC, "|a0|", 99.0, 9.0)  # scores are deterministic: never replaced
+    with ScoreStore(tmp_path / "s.db") as store:
+        assert [store.get(SETTING, KCC, f"|a{i}|") for i in range(4)] == [(v, 0.5 + i) for i, v in enumerate(values)]
+        assert math.isnan(store.get(SETTING, KCC, "|nan|")[0])
+        other = ScoreSetting(**{**SETTING.__dict__, "device": "cuda"})
+        assert store.get(other, KCC, "|a0|") is None and len(store) == 5
+        keys = {"k": KCC, "p": metric_key(get_metric("params"))}
+        assert store.get_all(SETTING, keys, "|a1|") is None
+        store.put(SETTING, keys["p"], "|a1|", 2.0, 0.1)
+        assert store.get_all(SETTING, keys, "|a1|") == {"k": (-math.inf, 1.5), "p": (2.0, 0.1)}
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_stats_and_export(tmp_path, capsys):
+    path = tmp_path / "s.db"
+    with ScoreStore(path) as store:
+        store.put_many(SETTING, [(KCC, f"|a{i}|", i / 3, 2.0) for i in range(3)])
+        store.put(SETTING, metric_key(get_metric("params")), "|a0|", 0.25, 0.5)
+        groups = store.stats()
+    assert [(g["metric"], g["rows"], g["seconds"]) for g in groups] == [("kcc", 3, 6.0), ("params", 1, 0.5)]
+    assert main(["store", "stats", "--store", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: 4 scores, 6.5 s of scoring, 2 (setting, metric) groups")
+    assert "       3         6.0 s  nb201 {\"C\":4,\"N\":1} synthetic batch=abc123 seed=0 cpu  kcc {" in out
+    assert main(["store", "export", str(tmp_path / "all.csv"), "--store", str(path)]) == 0
+    assert "4 rows written" in capsys.readouterr().out
+    with (tmp_path / "all.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(r["value"]) for r in rows if r["metric"] == "kcc"] == [0 / 3, 1 / 3, 2 / 3]
+    assert rows[0]["options"] == KCC[1] and rows[0]["seed"] == "0" and rows[0]["device"] == "cpu"
+
+
+def test_store_errors_are_one_line(tmp_path, capsys):
+    for argv, fragment in [
+        (["store", "stats", "--store", str(tmp_path / "none.db")], "no score store at"),
+        (["store", "export", "--store", str(tmp_path / "none.db")], "no score store at"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("searchkit: error: ") and fragment in err and err.count("\n") == 1
+    (tmp_path / "junk.db").write_text("not a database, just text " * 100)
+    with pytest.raises(SearchkitError, match="is not a searchkit score store"):
+        ScoreStore(tmp_path / "junk.db")
+    assert not (tmp_path / "none.db").exists()
+
+
+WRITTEN = ScoreSetting("nb201", "{}", "synthetic", "abc123", 0, "cpu")
+WRITER = """
+import sys
+from searchkit.store import ScoreSetting, ScoreStore
+setting = ScoreSetting("nb201", "{}", "synthetic", "abc123", 0, "cpu")
+store = ScoreStore(sys.argv[1])
+start = int(sys.argv[2])
+for i in range(start, start + 100000):
+    store.put_many(setting, [(("kcc", "{}"), f"|a{i}|", i / 7, 0.001 * i), (("params", "{}"), f"|a{i}|", -i / 3, 0.0)])
+    print(i, flush=True)
+"""
+
+
+def test_a_killed_writer_leaves_every_committed_row(tmp_path):
+    """A subprocess writes two rows per transaction and prints each index once committed; it is
+    killed with SIGKILL at seeded random moments, three times, each time continuing the same file.
+    The file must pass SQLite's integrity check and hold every printed transaction, exact."""
+    path = tmp_path / "s.db"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    rng = np.random.default_rng(0)
+    start = 0
+    for delay in rng.uniform(0.05, 0.4, size=3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(start)], env=env,
+                                stdout=subprocess.PIPE, text=True)
+        first = proc.stdout.readline()  # wait until it is writing, then let it run a little
+        assert first.strip() == str(start)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        printed = [int(line) for line in [first, *proc.stdout.read().split()] if line.strip()]
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        with ScoreStore(path) as store:
+            held = sorted(int(row["arch"][2:-1]) for row in store.rows() if row["metric"] == "kcc")
+            assert held == list(range(len(held))) and held[-1] >= printed[-1]  # at most the row in flight extra
+            assert len(store) == 2 * len(held)
+            for i in (0, printed[-1]):
+                assert store.get(WRITTEN, ("kcc", "{}"), f"|a{i}|") == (i / 7, 0.001 * i)
+                assert store.get(WRITTEN, ("params", "{}"), f"|a{i}|") == (-i / 3, 0.0)
+        start = held[-1] + 1
+    assert start > 30
