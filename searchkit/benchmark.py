@@ -301,10 +301,16 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
         todo = [(e, m, s) for e, m, s in runs if (e.label or e.name, m, str(s)) not in done]
         for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
             _run_one(out, base, bench, entry, metric, seed, pool, db, table)
-    rows = _read_runs(runs_csv)
-    write_summary(out, base.name, rows, notes)
-    plot_anytime(out, rows, table)
+            _report(out, base.name, notes, table, len(runs))  # the reports always show the runs finished so far
+    _report(out, base.name, notes, table, len(runs))
     return out
+
+
+def _report(out: Path, name: str, notes: list[str], table: NB201Table, total: int) -> None:
+    """``summary.md`` and ``anytime.png`` of the runs in ``out/runs.csv`` (``total`` planned)."""
+    rows = _read_runs(out / "runs.csv")
+    write_summary(out, name, rows, [*notes, f"runs finished: {len(rows)} of {total}"])
+    plot_anytime(out, rows, table)
 
 
 def resume_benchmark(out: str | Path, progress: bool = True, parallel: Parallel = Parallel()) -> Path:

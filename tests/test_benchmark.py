@@ -114,7 +114,13 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     config = tmp_path / "bench.yaml"
     config.write_text(TINY)
     out = tmp_path / "out"
+    finished = []  # the summary is rewritten after every run: an interrupted benchmark still reports
+    write_summary = bench.write_summary
+    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes: (finished.append(notes[-1]),
+                                                                           write_summary(o, n, rows, notes)))
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    assert finished == [f"runs finished: {k} of 10" for k in range(1, 11)] + ["runs finished: 10 of 10"]
+    monkeypatch.setattr(bench, "write_summary", write_summary)
     assert "| HNAS | naswot | 2 |" in capsys.readouterr().out
     runs = read_csv(out / "runs.csv")
     assert len(runs) == 10
