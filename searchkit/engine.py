@@ -346,7 +346,8 @@ def run_search(
                 row = replay[0]
                 arch = space.decode(row.arch)
             else:
-                context = SearchContext(splits, batch, device, cfg.metric.name, dict(cfg.metric.options))
+                context = SearchContext(splits, batch, device, cfg.metric.name, dict(cfg.metric.options),
+                                        dict(cfg.space.build))
                 start = time.perf_counter()
                 arch, value = strategy.search(context)
                 text = space.encode(arch)

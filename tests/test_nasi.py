@@ -16,7 +16,9 @@ from searchkit.spaces.nb201 import OPS, NB201Arch
 from searchkit.store import RunDir
 from searchkit.strategies import NASI, SearchContext
 from searchkit.strategies import nasi as nasi_module
-from searchkit.strategies.nasi import SuperNet, adaptive_nu, differentiable_kcc, gumbel_straight_through, one_hot, trace_norm
+from searchkit.strategies.nasi import (
+    MixedCell, SuperNet, _Objective, adaptive_nu, differentiable_kcc, gumbel_straight_through, one_hot, trace_norm,
+)
 
 SPACE = get_space("nb201")
 SPLITS = get_dataset("synthetic", shape=[3, 8, 8], n_train=64, n_valid=0, n_test=16)
@@ -92,8 +94,46 @@ def test_nu_eq_40_is_the_mean_trace_of_sampled_archs_and_eq_41_the_running_mean(
     assert adaptive_nu(10.0, [2.0, 4.0]) == pytest.approx(16.0 / 3)
 
 
-def context(metric, options=None):
-    return SearchContext(SPLITS, BATCH, torch.device("cpu"), metric, options or {})
+def context(metric, options=None, build=None):
+    return SearchContext(SPLITS, BATCH, torch.device("cpu"), metric, options or {}, build or {})
+
+
+def test_supernet_is_the_runs_network_unless_sized_explicitly():
+    """Regression: the supernet was C=8, N=1 whatever the run scored and evaluated (C=16, N=5), and
+    at that size the trace approximation ranks NB201 cells differently (pooling-heavy picks)."""
+    strategy = NASI(SPACE, np.random.default_rng(0))
+    assert strategy.supernet_size(context("ntk_trace")) == {"C": 16, "N": 5}  # the benchmark network
+    assert strategy.supernet_size(context("ntk_trace", build={"C": 4, "N": 2})) == {"C": 4, "N": 2}
+    assert NASI(SPACE, np.random.default_rng(0), C=2).supernet_size(context("ntk_trace", build={"C": 4, "N": 2})) == {
+        "C": 2, "N": 2}
+    net = strategy.supernet(context("ntk_trace", build={"C": 4, "N": 2}), seed=0)
+    assert sum(isinstance(layer, MixedCell) for layer in net.cells) == 3 * 2
+    assert net.stem[0].out_channels == 4
+
+
+def linear_objective(preferred: list[int], penalised: bool) -> _Objective:
+    """A toy R(A) = sum_e c_e . w_e with c_e = 1 + 4 one_hot(preferred[e]): positive, like a trace,
+    and largest for the preferred op of every edge."""
+    c = 1.0 + 4.0 * torch.nn.functional.one_hot(torch.tensor(preferred), len(OPS)).double()
+    return _Objective(lambda net, batch: (net.weights.double() * c).sum(), penalised)
+
+
+def toy_search(preferred, **options):
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=8, C=1, N=1, batch_size=4, **options)
+    strategy._objective = lambda ctx: linear_objective(preferred, penalised=True)
+    arch, _ = strategy.search(context("ntk_trace"))
+    return [OPS.index(op) for op in arch.ops]
+
+
+def test_update_ascends_r_and_the_penalty_reverses_it_above_nu():
+    """Eq. 13-18 on a toy objective: alpha moves up the gradient of R (NASI maximises R), so every
+    edge selects the op with the larger objective; with mu = 2 and every sample above nu,
+    R = 2 nu - trace and the preferred ops are avoided instead."""
+    preferred = [4, 0, 3, 1, 2, 3]
+    assert toy_search(preferred, nu0=1e9) == preferred
+    assert toy_search(preferred, nu0=1e9, tau=5.0) == preferred
+    avoided = toy_search(preferred, nu0=1e-9, mu=2.0)
+    assert all(a != p for a, p in zip(avoided, preferred))
 
 
 @pytest.mark.parametrize("metric,options", [("ntk_trace", {"nu": "fixed"}), ("ntk_trace", {"nu": "adaptive"}), ("kcc", {})])

@@ -47,13 +47,16 @@ class Validate:
 
 @dataclass
 class SearchContext:
-    """What a one-shot strategy may use: the run's dataset, scoring batch (on ``device``), metric."""
+    """What a one-shot strategy may use: the run's dataset, scoring batch (on ``device``), metric,
+    and ``build``: the run's ``space.build`` options, i.e. the size of the network every
+    architecture is scored and evaluated at (a supernet should represent that network)."""
 
     splits: DatasetSplits
     batch: Batch
     device: torch.device
     metric: str
     metric_options: dict = field(default_factory=dict)
+    build: dict = field(default_factory=dict)
 
 
 class Strategy(ABC):
