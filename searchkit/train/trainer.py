@@ -316,6 +316,7 @@ def train(
     progress: bool = True,
     max_train: int | None = None,
     checkpoint: str | Path | None = None,
+    identity: dict | None = None,
 ) -> TrainResult:
     """Train ``net`` ((B,C,H,W) -> (B, num_classes) logits) in place and evaluate it.
 
@@ -330,7 +331,8 @@ def train(
     ``checkpoint``: a file written atomically after every epoch (model, optimizer, scheduler, loss
     scaler, epoch, RNG states). If it exists, training resumes from it, and the result equals that
     of an uninterrupted run (``seconds`` adds up the sessions); a finished checkpoint only
-    re-evaluates. A checkpoint from a different protocol, seed or training set is refused.
+    re-evaluates. A checkpoint from a different protocol, seed or training set is refused, as is
+    one whose ``identity`` (JSON-like fields naming what is trained, e.g. the architecture) differs.
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
@@ -365,7 +367,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = nn.CrossEntropyLoss(label_smoothing=protocol.label_smoothing)
     run = {"protocol": dataclasses.asdict(protocol), "seed": seed, "max_train": max_train,
-           "dataset": splits.name, "train_size": len(train_batches)}
+           "dataset": splits.name, "train_size": len(train_batches), **({"identity": identity} if identity else {})}
     parts = {"model": net, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     path = Path(checkpoint).expanduser() if checkpoint is not None else None
     saved = {name: getattr(net, name) for name in ("drop_path_prob", "return_aux") if hasattr(net, name)}
@@ -385,7 +387,8 @@ def train(
                 ) from None
             if not isinstance(state, dict) or state.get("run") != run:
                 raise SearchkitError(
-                    f"checkpoint {path} belongs to another training run (protocol, seed or training data differ); "
+                    f"checkpoint {path} belongs to another training run (protocol, seed, training data or "
+                    "architecture differ); "
                     "delete it or pass another checkpoint path"
                 )
             for key, part in parts.items():
