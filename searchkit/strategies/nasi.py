@@ -43,11 +43,12 @@ trace; it is practical on CPU only with a small supernet and batch (see the benc
 
 Supernet size: the one-shot architecture represents the search space (section 3.3), so by default
 it is the network the run scores and evaluates, the run's ``space.build`` (NB201: C=16, N=5;
-DARTS: the proxy's C and layers); ``C`` / ``N`` / ``layers`` override it. A reduced supernet optimises a different objective: on 100 random NB201
-cells (CIFAR-10, b=64) the trace approximation has Spearman +0.51 with the 200-epoch test accuracy
-at C=16, N=5 but -0.18 at C=8, N=1, where average pooling raises the trace; searching that small
-supernet selected pooling-heavy cells (CIFAR-10 test accuracy of seeds 0-4: 49.0, 89.9, 74.8, 81.2,
-87.9 %; at full size seeds 0-2 select 92.6, 87.3, 93.6 %).
+DARTS: the proxy's C and layers); ``C`` / ``N`` / ``layers`` override it. A reduced supernet
+optimises a different objective: on 100 random NB201 cells (CIFAR-10, b=64) the trace
+approximation has Spearman +0.51 with the 200-epoch test accuracy at C=16, N=5 but -0.18 at
+C=8, N=1, where average pooling raises the trace; searching that small supernet selected
+pooling-heavy cells (CIFAR-10 test accuracy of seeds 0-4: 49.0, 89.9, 74.8, 81.2, 87.9 %; at
+full size seeds 0-2 select 92.6, 87.3, 93.6 %).
 
 Search cost is the measured wall time of the whole call (the engine times it): on NB201 at full
 size about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20

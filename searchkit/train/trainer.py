@@ -116,9 +116,13 @@ PROTOCOLS: dict[str, Protocol] = {
     "nb201-short": Protocol(epochs=12),
     "darts": _DARTS,
     # The DARTS recipe scaled down to finish on a CPU: DARTS' search-network size (8 cells,
-    # C=16) for 10 epochs on 5k images, and a 2-epoch smoke test on 2k images.
+    # C=16) for 10 epochs on 5k images; the proxy network's size (5 cells, C=8) for 8 epochs on
+    # 5k images, about 6 minutes of one CPU core (DARTS_V2: ~6 min CPU time, 47.6 % test accuracy;
+    # benchmarks/darts_study.py trains every genotype with it); and a 2-epoch smoke test on 2k images.
     "darts-small": dataclasses.replace(_DARTS, epochs=10, max_train=5_000,
                                        network={"C": 16, "layers": 8, "auxiliary": True}),
+    "darts-study": dataclasses.replace(_DARTS, epochs=8, max_train=5_000,
+                                       network={"C": 8, "layers": 5, "auxiliary": True}),
     "darts-tiny": dataclasses.replace(_DARTS, epochs=2, max_train=2_000,
                                       network={"C": 8, "layers": 5, "auxiliary": True}),
 }
