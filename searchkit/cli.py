@@ -48,7 +48,7 @@ def _single_arch_config(args: argparse.Namespace, extra: dict):
 
 def _evaluate(args: argparse.Namespace) -> None:
     from searchkit.config import config_from_dict
-    from searchkit.evaluation import evaluate_arch, open_table
+    from searchkit.evaluation import evaluate_arch, open_table, will_train
     from searchkit.runtime import resolve_device
     from searchkit.spaces import get_space
     from searchkit.store import TRAIN_CHECKPOINT, RunDir
@@ -72,7 +72,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     space = get_space(cfg.space.name)
     arch = space.decode(arch_text)
     table = open_table(cfg)
-    if run is None and (args.out or cfg.evaluate.method == "train" or table is None):
+    if run is None and (args.out or will_train(cfg, table)):
         run = RunDir(args.out) if args.out else RunDir.new(f"evaluate-{cfg.space.name}")
     if run is not None:
         run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})

@@ -61,6 +61,13 @@ def open_table(cfg: RunConfig) -> NB201Table | None:
         return None
 
 
+def will_train(cfg: RunConfig, table: NB201Table | None) -> bool:
+    """Whether :func:`evaluate_arch` trains (rather than looks up, or skips) under ``cfg.evaluate``."""
+    method = cfg.evaluate.method
+    lookup = method == "table" or (method == "auto" and table is not None and cfg.data.name in TABLE_DATASETS)
+    return method != "none" and not lookup
+
+
 def inference_params(net: torch.nn.Module) -> int:
     """Trainable parameters outside a training-only auxiliary head (``auxiliary_head``): the count
     DARTS-space papers report (DARTS_V2 at C=36, 20 cells: 3.3M)."""
@@ -97,7 +104,7 @@ def evaluate_arch(
     if method == "none":
         return None
     dataset = TABLE_DATASETS.get(cfg.data.name)
-    if method == "table" or (method == "auto" and table is not None and dataset is not None):
+    if not will_train(cfg, table):
         if table is None or dataset is None:
             raise SearchkitError(
                 f"evaluate.method=table needs the NB201 space, the NB201 table and one of its datasets "

@@ -87,3 +87,17 @@ def test_evaluate_takes_a_published_darts_name_and_a_preset(tmp_path, capsys):
     assert printed.startswith(f"architecture: {V2}") and "protocol darts-tiny" in printed
     config = (tmp_path / "v2" / "config.yaml").read_text()
     assert "protocol: darts-tiny" in config and "arch: Genotype(" in config
+
+
+def test_evaluate_trainings_get_a_default_run_directory_and_lookups_none(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    arch = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|nor_conv_1x1~2|"
+    assert main(["evaluate", "--arch", arch, "--dataset", "synthetic", "--epochs", "1", "--quiet", "device=cpu",
+                 "data.options={shape: [3, 8, 8], n_train: 16, n_test: 8}", "space.build={C: 2, N: 1}"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.endswith("-evaluate-nb201") and (run / TRAIN_CHECKPOINT).is_file()
+    assert json.loads((run / "evaluation.json").read_text())["arch"] == arch
+    if find_data("nb201/nb201_table.csv") is not None:  # a table lookup trains nothing and writes nothing
+        assert main(["evaluate", "--arch", arch, "--dataset", "cifar10", "--method", "table"]) == 0
+        assert len(list((tmp_path / "runs").iterdir())) == 1
+    assert f"run directory: {Path('runs') / run.name}" in capsys.readouterr().out
