@@ -56,17 +56,43 @@ def _single_arch_config(args: argparse.Namespace, extra: dict):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from searchkit.evaluation import evaluate_arch, open_table
+    from searchkit.config import config_from_dict
+    from searchkit.evaluation import evaluate_arch, open_table, will_train
     from searchkit.runtime import resolve_device
     from searchkit.spaces import get_space
+    from searchkit.store import TRAIN_CHECKPOINT, RunDir
 
-    cfg = _single_arch_config(args, {"table": args.table, "evaluate.method": args.method,
-                                     "evaluate.epochs": args.epochs, "evaluate.protocol": args.preset})
+    if args.resume:
+        if args.arch or args.config or args.overrides or args.out:
+            raise SearchkitError("--resume continues an earlier evaluation with its own config and architecture; "
+                                 "drop --arch, --out, --config and overrides")
+        run = RunDir.existing(args.resume)
+        config = run.read_config()
+        arch_text, cfg = config.pop("arch", None), config_from_dict(config)
+        if not isinstance(arch_text, str):
+            raise SearchkitError(f"cannot resume {args.resume}: its config.yaml names no arch; it is not an evaluate run")
+    else:
+        if not args.arch:
+            raise SearchkitError("give --arch ARCH (or --resume RUN_DIR)")
+        arch_text = args.arch
+        cfg = _single_arch_config(args, {"table": args.table, "evaluate.method": args.method,
+                                         "evaluate.epochs": args.epochs, "evaluate.protocol": args.preset})
+        run = None
     space = get_space(cfg.space.name)
-    arch = space.decode(args.arch)
-    evaluation = evaluate_arch(space, arch, cfg, open_table(cfg), resolve_device(cfg.device), progress=not args.quiet)
+    arch = space.decode(arch_text)
+    table = open_table(cfg)
+    if run is None and (args.out or will_train(cfg, table)):
+        run = RunDir(args.out) if args.out else RunDir.new(f"evaluate-{cfg.space.name}")
+    if run is not None:
+        run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})
+    evaluation = evaluate_arch(space, arch, cfg, table, resolve_device(cfg.device), progress=not args.quiet,
+                               checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
     print(f"architecture: {space.encode(arch)}")
     print(f"final accuracy: {evaluation.describe()}" if evaluation else "no evaluation (evaluate.method=none)")
+    if run is not None:
+        if evaluation is not None:
+            run.write_json("evaluation.json", {"arch": space.encode(arch), **evaluation.to_dict()})
+        print(f"run directory: {run.path}")
 
 
 def _score(args: argparse.Namespace) -> None:
@@ -165,9 +191,10 @@ def _store(args: argparse.Namespace) -> None:
                   f"batch={g['batch']} seed={g['seed']} {g['device']}  {g['metric']} {g['options']}")
 
 
-def _add_single_arch_flags(parser: argparse.ArgumentParser) -> None:
+def _add_single_arch_flags(parser: argparse.ArgumentParser, required_arch: bool = True) -> None:
     parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
-    parser.add_argument("--arch", required=True, help="architecture string, e.g. an NB201 '|op~0|+|...|' string")
+    parser.add_argument("--arch", required=required_arch,
+                        help="architecture: an NB201 '|op~0|+|...|' string, a DARTS Genotype(...) text or name (DARTS_V2)")
     parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
     parser.add_argument("--data-root", help="where the dataset's files are (default: built in or ../shared/data)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
@@ -202,10 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.set_defaults(func=_search)
 
     evaluate = commands.add_parser("evaluate", help="final accuracy of one architecture (table lookup or training)")
-    _add_single_arch_flags(evaluate)
+    _add_single_arch_flags(evaluate, required_arch=False)
     evaluate.add_argument("--method", choices=("auto", "table", "train"), help="default: auto")
     evaluate.add_argument("--epochs", type=int, help="training epochs (overrides the protocol's)")
-    evaluate.add_argument("--preset", help="training protocol preset, e.g. nb201 or nb201-short (default: nb201)")
+    evaluate.add_argument("--preset", help="training protocol preset: nb201, nb201-short, darts, darts-small, "
+                                           "darts-tiny (default: nb201); override fields with evaluate.* keys")
+    evaluate.add_argument("--out", type=Path, help="run directory for the config, the resumable training checkpoint "
+                                                   "and evaluation.json (default when training: runs/<time>-evaluate-SPACE/)")
+    evaluate.add_argument("--resume", type=Path, help="continue an interrupted evaluation from its run directory")
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
 
@@ -256,14 +287,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    command = None
     try:
         args = build_parser().parse_args(argv)
+        command = args.command
         args.func(args)
     except SearchkitError as err:
         print(f"searchkit: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("searchkit: interrupted; a search continues with 'searchkit search --resume RUN_DIR'", file=sys.stderr)
+        how = {"search": "; a search continues with 'searchkit search --resume RUN_DIR'",
+               "evaluate": "; a training continues with 'searchkit evaluate --resume RUN_DIR'",
+               "correlate": "; rerun the same command to resume", "benchmark": "; rerun the same command to resume"}
+        print(f"searchkit: interrupted{how.get(command, '')}", file=sys.stderr)
         return 130
     return 0
 

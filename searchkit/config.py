@@ -73,14 +73,17 @@ class EvaluateConfig:
     """How the selected architecture's final accuracy is obtained.
 
     ``method``: ``auto`` (table lookup when the dataset is one of NAS-Bench-201's and the table
-    is found, else training), ``table``, ``train`` or ``none``. ``epochs`` overrides the
-    protocol's epoch count for training.
+    is found, else training), ``table``, ``train`` or ``none``. ``protocol``: the training preset's
+    name (:data:`searchkit.train.trainer.PROTOCOLS`); ``overrides``: its fields to replace, e.g.
+    ``{max_train: 1000, network: {C: 8}}`` (``network`` is merged into the preset's);
+    ``epochs`` overrides the epoch count (and wins over ``overrides``).
     """
 
     method: str = "auto"
     protocol: str = "nb201"
     epochs: int | None = None
     seed: int = 0
+    overrides: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -42,7 +42,7 @@ from searchkit.metrics.ntk import NTKMetric
 from searchkit.runtime import build_network, resolve_device
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
-from searchkit.store import HistoryRow, RunDir, ScoreStore
+from searchkit.store import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir, ScoreStore
 from searchkit.strategies import get_strategy
 from searchkit.strategies.base import OneShotStrategy, SearchContext, Validate
 from searchkit.tabular import NB201Table
@@ -134,12 +134,15 @@ class TableValidator:
 @dataclass
 class TrainValidator:
     """validate(arch) by training: ``evaluate.protocol`` for ``validate.epochs`` epochs from
-    ``evaluate.seed``; the validation accuracy (%), charged the measured training seconds."""
+    ``evaluate.seed``; the validation accuracy (%), charged the measured training seconds.
+    ``checkpoint``: where the training in progress is checkpointed (removed when it finishes), so
+    that a resumed search continues an interrupted validation."""
 
     space: SearchSpace
     cfg: RunConfig
     device: torch.device
     splits: DatasetSplits
+    checkpoint: Path | None = None
 
     def cost(self, text: str) -> None:
         """Unknown until trained."""
@@ -148,14 +151,19 @@ class TrainValidator:
     def __call__(self, arch: Any, text: str) -> tuple[float, float]:
         cfg = dataclasses.replace(self.cfg, evaluate=dataclasses.replace(
             self.cfg.evaluate, method="train", epochs=self.cfg.validate.epochs))
-        evaluation = evaluate_arch(self.space, arch, cfg, None, self.device, self.splits, progress=False)
+        evaluation = evaluate_arch(self.space, arch, cfg, None, self.device, self.splits, progress=False,
+                                   checkpoint=self.checkpoint)
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
         return float(evaluation.valid_accuracy), float(evaluation.details["seconds"])
 
 
 def open_validator(
     cfg: RunConfig, space: SearchSpace, table: NB201Table | None, device: torch.device, splits: DatasetSplits,
+    checkpoint: Path | None = None,
 ) -> TableValidator | TrainValidator:
-    """The run's validate oracle (``validate.method``; see :class:`searchkit.config.ValidateConfig`)."""
+    """The run's validate oracle (``validate.method``; see :class:`searchkit.config.ValidateConfig`);
+    ``checkpoint``: a training validator's checkpoint file."""
     method = cfg.validate.method
     if method not in VALIDATE_METHODS:
         raise SearchkitError(f"unknown validate.method {method!r}; choose one of {', '.join(VALIDATE_METHODS)}")
@@ -170,7 +178,7 @@ def open_validator(
         raise SearchkitError(
             f"validate.method=train needs a dataset with a validation split; {splits.name!r} has none "
             "(use e.g. cifar10-valid, or validate.method=table on NAS-Bench-201)")
-    return TrainValidator(space, cfg, device, splits)
+    return TrainValidator(space, cfg, device, splits, checkpoint)
 
 
 @dataclass
@@ -236,7 +244,8 @@ def run_search(
     ``config``: a RunConfig, a nested dict, or a YAML path (None: the defaults). ``resume``: an
     earlier run's directory; its config is reused and its history replayed without re-querying
     either oracle (strategies are deterministic given their seed and answers), so the result
-    equals an uninterrupted run's. ``space``: a search space object to use instead of
+    equals an uninterrupted run's; a training of the selected architecture that was interrupted
+    continues from the run directory's checkpoint (``train.ckpt``). ``space``: a search space object to use instead of
     ``cfg.space.name``'s (e.g. the benchmark's pool of scored architectures). ``store``: an
     open score store (None: ``cfg.store``, else the run directory's ``scores.db``). ``parallel``:
     how the architectures of one ask are scored (workers need a registered space name).
@@ -269,7 +278,8 @@ def run_search(
     if train_based and (strategy.extra_metrics or one_shot):
         raise SearchkitError(f"strategy {cfg.strategy.name!r} needs a training-free metric, not metric.name={VALIDATION}")
 
-    validator = open_validator(cfg, space, table, device, splits) if train_based or strategy.validates else None
+    validator = (open_validator(cfg, space, table, device, splits, run.path / VALIDATE_CHECKPOINT)
+                 if train_based or strategy.validates else None)
     closing = ExitStack()
     scorer = None
     if not (train_based or one_shot):
@@ -383,7 +393,8 @@ def run_search(
     if strategy.best_arch is None:
         raise SearchkitError("the budget ran out before the strategy selected an architecture; raise the budget")
     best_text = space.encode(strategy.best_arch)
-    evaluation = evaluate_arch(space, strategy.best_arch, cfg, table, device, splits, progress)
+    evaluation = evaluate_arch(space, strategy.best_arch, cfg, table, device, splits, progress,
+                               checkpoint=run.path / TRAIN_CHECKPOINT)
     result = SearchResult(
         arch=best_text, index=table.index_of(best_text) if table else None, score=float(strategy.best_score),
         metric=cfg.metric.name, evaluation=evaluation, archs_scored=sum(r.kind == "score" for r in history),

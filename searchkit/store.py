@@ -23,6 +23,10 @@ import yaml
 
 from searchkit.errors import SearchkitError
 
+TRAIN_CHECKPOINT = "train.ckpt"
+"""A run directory's resumable checkpoint of the final training (search) or the training (evaluate)."""
+VALIDATE_CHECKPOINT = "validate.ckpt"
+"""A run directory's checkpoint of the validation training in progress (removed when it finishes)."""
 HISTORY_FIELDS = ("step", "arch", "index", "score", "seconds", "cached", "kind", "simulated_seconds", "extras")
 KINDS = ("score", "validate", "oneshot")
 

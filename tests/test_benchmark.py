@@ -4,7 +4,6 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from searchkit import benchmark as bench
@@ -21,13 +20,7 @@ needs_data = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or fi
                                 reason="needs ../shared/data (NB201 table and CIFAR-10)")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def arch(*ops):

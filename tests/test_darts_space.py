@@ -11,7 +11,7 @@ import torch
 
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
-from searchkit.metrics import get_metric
+from searchkit.metrics import METRICS, get_metric
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
 from searchkit.spaces.darts import (
@@ -283,3 +283,13 @@ def test_kcc_scores_the_proxy(space: DartsSpace) -> None:
     net = space.build(space.sample(np.random.default_rng(0)), 4, C=4, layers=5)
     score = get_metric("kcc")(net, batch)
     assert 0.0 < score <= 1.0
+
+
+@pytest.mark.parametrize("name", METRICS.names())
+def test_every_metric_scores_the_proxy(space: DartsSpace, name: str) -> None:
+    """Every registered training-free metric gives a finite score on a (tiny) DARTS proxy network."""
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(torch.randn(8, 3, 8, 8, generator=g), torch.arange(8) % 4, 4)
+    torch.manual_seed(0)
+    net = space.build(space.sample(np.random.default_rng(1)), 4, C=2, layers=3)
+    assert np.isfinite(get_metric(name)(net, batch))

@@ -5,7 +5,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 import fakes
 from searchkit import run_search
@@ -20,13 +19,7 @@ from searchkit.tabular import NB201Table
 SPACE = get_space("nb201")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_objective_matches_eq_7_and_f_is_even():

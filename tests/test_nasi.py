@@ -16,27 +16,20 @@ from searchkit.spaces.nb201 import OPS, NB201Arch
 from searchkit.store import RunDir
 from searchkit.strategies import NASI, SearchContext
 from searchkit.strategies import nasi as nasi_module
-from searchkit.strategies.nasi import (
-    MixedCell, SuperNet, _Objective, adaptive_nu, differentiable_kcc, gumbel_straight_through, one_hot, trace_norm,
-)
+from searchkit.strategies.nasi import _Objective, adaptive_nu, differentiable_kcc, gumbel_straight_through, trace_norm
+from searchkit.strategies.supernets import NB201MixedCell, NB201SuperNet, SuperNet
 
 SPACE = get_space("nb201")
 SPLITS = get_dataset("synthetic", shape=[3, 8, 8], n_train=64, n_valid=0, n_test=16)
 BATCH = scoring_batch(SPLITS, 16, 0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def supernet(seed=0):
     torch.manual_seed(seed)
-    return SuperNet(10, C=4, N=1)
+    return NB201SuperNet(10, C=4, N=1)
 
 
 def test_supernet_forward_backward_shapes():
@@ -64,7 +57,7 @@ def test_straight_through_sample_is_one_hot_and_gradient_reaches_the_logits():
 def test_trace_norm_is_nasis_trace_approximation_of_the_sampled_network():
     net = supernet()
     arch = NB201Arch(("nor_conv_3x3", "skip_connect", "nor_conv_1x1", "avg_pool_3x3", "none", "nor_conv_3x3"))
-    net.weights = one_hot(arch, torch.zeros(1))
+    net.weights = NB201SuperNet.weights_of(arch, torch.zeros(1))
     expected = NTKTraceApprox()(net, BATCH)  # eq. 11-12 on the same fixed network
     assert float(trace_norm(net, BATCH, differentiable=False)) == pytest.approx(expected, rel=1e-5)
 
@@ -107,7 +100,7 @@ def test_supernet_is_the_runs_network_unless_sized_explicitly():
     assert NASI(SPACE, np.random.default_rng(0), C=2).supernet_size(context("ntk_trace", build={"C": 4, "N": 2})) == {
         "C": 2, "N": 2}
     net = strategy.supernet(context("ntk_trace", build={"C": 4, "N": 2}), seed=0)
-    assert sum(isinstance(layer, MixedCell) for layer in net.cells) == 3 * 2
+    assert sum(isinstance(layer, NB201MixedCell) for layer in net.cells) == 3 * 2
     assert net.stem[0].out_channels == 4
 
 
@@ -115,7 +108,12 @@ def linear_objective(preferred: list[int], penalised: bool) -> _Objective:
     """A toy R(A) = sum_e c_e . w_e with c_e = 1 + 4 one_hot(preferred[e]): positive, like a trace,
     and largest for the preferred op of every edge."""
     c = 1.0 + 4.0 * torch.nn.functional.one_hot(torch.tensor(preferred), len(OPS)).double()
-    return _Objective(lambda net, batch: (net.weights.double() * c).sum(), penalised)
+    return _Objective(lambda net, batch: toy_value(net, c), penalised)
+
+
+def toy_value(net, c):
+    """sum(c * weights) on the supernet; 0 on the selected architecture's own network."""
+    return (net.weights.double() * c).sum() if isinstance(net, SuperNet) else torch.zeros((), dtype=torch.float64)
 
 
 def toy_search(preferred, **options):

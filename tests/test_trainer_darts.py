@@ -59,16 +59,17 @@ def test_darts_presets_have_the_published_values() -> None:
     assert (p.cutout, p.drop_path, p.auxiliary_weight, p.grad_clip, p.max_train, p.augment) == (
         16, 0.2, 0.4, 5.0, None, True)
     assert p.network == {"C": 36, "layers": 20, "auxiliary": True}
-    small, tiny = PROTOCOLS["darts-small"], PROTOCOLS["darts-tiny"]
+    small, study, tiny = PROTOCOLS["darts-small"], PROTOCOLS["darts-study"], PROTOCOLS["darts-tiny"]
     assert small.network == {"C": 16, "layers": 8, "auxiliary": True} and small.epochs == 10
+    assert study.network == {"C": 8, "layers": 5, "auxiliary": True} and (study.epochs, study.max_train) == (8, 5000)
     assert tiny.network == {"C": 8, "layers": 5, "auxiliary": True} and tiny.epochs == 2 and tiny.max_train
-    for q in (small, tiny):  # the same recipe, scaled down
+    for q in (small, study, tiny):  # the same recipe, scaled down
         assert (q.lr, q.weight_decay, q.cutout, q.drop_path, q.auxiliary_weight, q.grad_clip) == (
             0.025, 3e-4, 16, 0.2, 0.4, 5.0)
     assert PROTOCOLS["nb201"].network == {} and PROTOCOLS["nb201-short"].network == {}
     assert PROTOCOLS["nb201"].cutout == 0 and PROTOCOLS["nb201"].drop_path == 0 and PROTOCOLS["nb201"].max_train is None
     assert get_protocol("darts", epochs=3, cutout=8).cutout == 8
-    with pytest.raises(SearchkitError, match="choose one of: nb201, nb201-short, darts, darts-small, darts-tiny"):
+    with pytest.raises(SearchkitError, match="choose one of: nb201, nb201-short, darts, darts-small, darts-study, darts-tiny"):
         get_protocol("darts-huge")
 
 

@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -214,28 +214,47 @@ class _GenotypeParser:
 # --- networks ----------------------------------------------------------------------------------
 
 
-class DartsCell(nn.Module):
+class CellInputs(nn.Module):
+    """A cell's two input nodes with C channels each (DARTS' preprocessing): (s0 (m, c_prev_prev,
+    H0, W0), s1 (m, c_prev, H, W)) -> [node 0, node 1], both (m, C, H, W).
+
+    s1 -> ReLUConvBN(1x1); s0 -> FactorizedReduce when the previous cell reduced (so H0 = 2H),
+    else ReLUConvBN(1x1).
+    """
+
+    def __init__(self, c_prev_prev: int, c_prev: int, C: int, reduction_prev: bool) -> None:
+        super().__init__()
+        self.preprocess0 = FactorizedReduce(c_prev_prev, C) if reduction_prev else ReLUConvBN(c_prev_prev, C, 1)
+        self.preprocess1 = ReLUConvBN(c_prev, C, 1)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> list[torch.Tensor]:
+        return [self.preprocess0(s0), self.preprocess1(s1)]
+
+
+def op_stride(reduction: bool, source: int) -> int:
+    """Stride of an op reading node ``source``: 2 on the input nodes 0, 1 of a reduction cell, else 1."""
+    return 2 if reduction and source < 2 else 1
+
+
+class DartsCell(CellInputs):
     """One cell with C channels per node: (s0 (m, c_prev_prev, H0, W0), s1 (m, c_prev, H, W)) ->
     (m, len(concat) * C, H', W'), H' = H / 2 in a reduction cell, else H.
 
-    Preprocessing (DARTS): s1 -> ReLUConvBN(1x1); s0 -> FactorizedReduce when the previous cell
-    reduced (so H0 = 2H), else ReLUConvBN(1x1). In a reduction cell the ops on nodes 0 and 1 have
-    stride 2 (``skip_connect`` becomes a FactorizedReduce).
+    Inputs as :class:`CellInputs`. In a reduction cell the ops on nodes 0 and 1 have stride 2
+    (``skip_connect`` becomes a FactorizedReduce).
     """
 
     def __init__(self, pairs: tuple[Pair, ...], concat: tuple[int, ...], c_prev_prev: int, c_prev: int, C: int,
                  reduction: bool, reduction_prev: bool) -> None:
-        super().__init__()
-        self.preprocess0 = FactorizedReduce(c_prev_prev, C) if reduction_prev else ReLUConvBN(c_prev_prev, C, 1)
-        self.preprocess1 = ReLUConvBN(c_prev, C, 1)
-        self.ops = nn.ModuleList(OP_FACTORIES[op](C, 2 if reduction and j < 2 else 1) for op, j in pairs)
+        super().__init__(c_prev_prev, c_prev, C, reduction_prev)
+        self.ops = nn.ModuleList(OP_FACTORIES[op](C, op_stride(reduction, j)) for op, j in pairs)
         self.inputs = tuple(j for _, j in pairs)
         self.concat = concat
         self.out_channels = len(concat) * C
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         """``drop_prob`` > 0: drop path on each non-identity op's output (the caller passes 0 in eval)."""
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        states = super().forward(s0, s1)
         for k in range(0, len(self.ops), 2):
             states.append(self._edge(k, states, drop_prob) + self._edge(k + 1, states, drop_prob))
         return torch.cat([states[i] for i in self.concat], dim=1)
@@ -273,6 +292,39 @@ class AuxiliaryHeadCIFAR(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+def reduction_layers(layers: int) -> set[int]:
+    """The indices of the reduction cells among ``layers`` cells: layers // 3 and 2 * layers // 3."""
+    return {layers // 3, 2 * layers // 3}
+
+
+def darts_skeleton(make_cell: Callable[[str, int, int, int, bool], nn.Module], num_classes: int, in_channels: int,
+                   C: int, layers: int, stem_multiplier: int) -> tuple[nn.Module, nn.ModuleList, nn.Module, nn.Module]:
+    """DARTS' macro network around its cells, shared by the evaluation network and NASI's supernet:
+    (stem, cells, pool, classifier).
+
+    Stem Conv3x3(in_channels -> stem_multiplier * C, no bias) + BN; ``layers`` cells, those at
+    :func:`reduction_layers` of cell type "reduce" with doubled C; ``make_cell(cell_type,
+    c_prev_prev, c_prev, C, reduction_prev)`` builds each and must give it ``out_channels``; global
+    average pooling and a linear classifier on the last cell's output.
+    """
+    for key, value in (("C", C), ("layers", layers), ("stem_multiplier", stem_multiplier),
+                       ("num_classes", num_classes), ("in_channels", in_channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SearchkitError(f"DARTS network option {key} must be a positive integer, got {value!r}")
+    c_stem = stem_multiplier * C
+    stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+    reductions = reduction_layers(layers)
+    c_prev_prev, c_prev, c = c_stem, c_stem, C
+    cells, reduction_prev = [], False
+    for i in range(layers):
+        reduction = i in reductions
+        c = 2 * c if reduction else c
+        cell = make_cell("reduce" if reduction else "normal", c_prev_prev, c_prev, c, reduction_prev)
+        cells.append(cell)
+        c_prev_prev, c_prev, reduction_prev = c_prev, cell.out_channels, reduction
+    return stem, nn.ModuleList(cells), nn.AdaptiveAvgPool2d(1), nn.Linear(c_prev, num_classes)
+
+
 class DartsNetwork(nn.Module):
     """DARTS' evaluation network ("NetworkCIFAR"): x (m, in_channels, H, W) -> logits (m, num_classes).
 
@@ -291,30 +343,18 @@ class DartsNetwork(nn.Module):
     def __init__(self, genotype: DartsGenotype, num_classes: int, in_channels: int = 3, C: int = 16,
                  layers: int = 8, auxiliary: bool = False, drop_path: float = 0.0, stem_multiplier: int = 3) -> None:
         super().__init__()
-        for key, value in (("C", C), ("layers", layers), ("stem_multiplier", stem_multiplier),
-                           ("num_classes", num_classes), ("in_channels", in_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SearchkitError(f"DARTS network option {key} must be a positive integer, got {value!r}")
         if not 0.0 <= drop_path <= 1.0:
             raise SearchkitError(f"DARTS network option drop_path must be in [0, 1], got {drop_path!r}")
-        c_stem = stem_multiplier * C
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem))
+
+        def cell(cell_type: str, c_prev_prev: int, c_prev: int, c: int, reduction_prev: bool) -> DartsCell:
+            return DartsCell(getattr(genotype, cell_type), getattr(genotype, cell_type + "_concat"),
+                             c_prev_prev, c_prev, c, cell_type == "reduce", reduction_prev)
+
+        self.stem, self.cells, self.pool, self.classifier = darts_skeleton(
+            cell, num_classes, in_channels, C, layers, stem_multiplier)
         self.aux_index = 2 * layers // 3
-        reductions = {layers // 3, self.aux_index}
-        c_prev_prev, c_prev, c = c_stem, c_stem, C
-        cells, reduction_prev = [], False
-        for i in range(layers):
-            reduction = i in reductions
-            c = 2 * c if reduction else c
-            cell_type = "reduce" if reduction else "normal"
-            cell = DartsCell(getattr(genotype, cell_type), getattr(genotype, cell_type + "_concat"),
-                             c_prev_prev, c_prev, c, reduction, reduction_prev)
-            cells.append(cell)
-            c_prev_prev, c_prev, reduction_prev = c_prev, cell.out_channels, reduction
-        self.cells = nn.ModuleList(cells)
-        self.auxiliary_head = AuxiliaryHeadCIFAR(cells[self.aux_index].out_channels, num_classes) if auxiliary else None
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_prev, num_classes)
+        self.auxiliary_head = (AuxiliaryHeadCIFAR(self.cells[self.aux_index].out_channels, num_classes)
+                               if auxiliary else None)
         self.drop_path_prob = float(drop_path)
         self.return_aux = False
 

@@ -1,12 +1,15 @@
 """NASI: NAS at initialisation (Shu et al., "NASI: Label- and Data-agnostic Neural Architecture
 Search at Initialization", ICLR 2022 = seed 002, section 3.3, Algorithm 1, appendix B), on the
-NAS-Bench-201 space.
+NAS-Bench-201 and DARTS spaces.
 
-Supernet (:class:`SuperNet`): the benchmark's macro skeleton in which every cell edge carries all
-five ops, mixed by one-hot weights from a straight-through Gumbel-softmax sample of shared
-logits alpha: (6 edges, 5 ops) (appendix B.3, eq. 42, tau = 1): the forward is the sampled
-architecture, the backward uses the softmax's gradient. All cells share alpha, as NB201 cells
-are identical.
+One machinery for every space: a space's supernet (:mod:`searchkit.strategies.supernets`) exposes
+its architecture choices as the rows of a (R, K) matrix with a mask of valid options; NASI keeps
+logits alpha: (R, K) and feeds the supernet one-hot weights from a straight-through
+Gumbel-softmax sample per row (appendix B.3, eq. 42, tau = 1): the forward is the sampled
+architecture, the backward uses the softmax's gradient. NB201: one row per edge (6 x 5 ops),
+shared by all cells; DARTS: an op row and an input row per intermediate node of the normal and
+the reduction cell (16 rows, appendix B.2), the genotype keeping each node's top-2 ops and
+inputs.
 
 Algorithm 1: alpha_0 = 0, the weights theta_0 are initialised once (seeded) and never trained.
 For t = 1..T: draw a mini-batch D_t of b training images and g_t ~ Gumbel(0, 1), sample A_t from
@@ -21,8 +24,10 @@ G_t is not finite, or that has no gradient (a degenerate KCC kernel), contribute
 
     Delta alpha = (rho / T) sum_t G_t / max(||G_1||, ..., ||G_t||)                    (eq. 18)
 
-and each edge takes argmax_o (alpha_0 + Delta alpha) (line 8). With alpha_0 = 0 the argmax does
-not depend on rho > 0, so rho = 1.
+and the supernet derives the architecture from alpha_0 + Delta alpha (line 8: each row's
+argmax; DARTS keeps the top two of each node's op and input rows). With alpha_0 = 0 the result does
+not depend on rho > 0, so rho = 1. The returned value is R of that architecture on the run's
+scoring batch, in the space's own network at the supernet's size and initialisation seed.
 
 nu (appendix B.1): ``nu="fixed"`` uses nu_0 for all steps, by default the mean trace over
 ``nu_samples`` = 50 sampled architectures (eq. 40); ``nu="adaptive"`` uses
@@ -37,20 +42,22 @@ the whole m x p Jacobian and its derivative, so it is several times slower per s
 trace; it is practical on CPU only with a small supernet and batch (see the benchmark config).
 
 Supernet size: the one-shot architecture represents the search space (section 3.3), so by default
-it is the network the run scores and evaluates, the run's ``space.build`` (NB201: C=16, N=5);
-``C`` / ``N`` override it. A reduced supernet optimises a different objective: on 100 random NB201
-cells (CIFAR-10, b=64) the trace approximation has Spearman +0.51 with the 200-epoch test accuracy
-at C=16, N=5 but -0.18 at C=8, N=1, where average pooling raises the trace; searching that small
-supernet selected pooling-heavy cells (CIFAR-10 test accuracy of seeds 0-4: 49.0, 89.9, 74.8, 81.2,
-87.9 %; at full size seeds 0-2 select 92.6, 87.3, 93.6 %).
+it is the network the run scores and evaluates, the run's ``space.build`` (NB201: C=16, N=5;
+DARTS: the proxy's C and layers); ``C`` / ``N`` / ``layers`` override it. A reduced supernet
+optimises a different objective: on 100 random NB201 cells (CIFAR-10, b=64) the trace
+approximation has Spearman +0.51 with the 200-epoch test accuracy at C=16, N=5 but -0.18 at
+C=8, N=1, where average pooling raises the trace; searching that small supernet selected
+pooling-heavy cells (CIFAR-10 test accuracy of seeds 0-4: 49.0, 89.9, 74.8, 81.2, 87.9 %; at
+full size seeds 0-2 select 92.6, 87.3, 93.6 %).
 
-Search cost is the measured wall time of the whole call (the engine times it): at full size
-about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20 minutes.
+Search cost is the measured wall time of the whole call (the engine times it): on NB201 at full
+size about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20
+minutes; on DARTS at C=8, 5 cells, b=64 about 10-20 s per step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -62,85 +69,28 @@ from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
 from searchkit.metrics.kcc import centre, label_features
 from searchkit.metrics.ntk import empirical_ntk, train_mode
+from searchkit.runtime import build_network
 from searchkit.spaces.base import SearchSpace
-from searchkit.spaces.nb201 import EDGES, OPS, NB201Arch, NB201Cell, NB201Network
-from searchkit.spaces.ops import OP_FACTORIES
 from searchkit.strategies.base import OneShotStrategy, SearchContext
+from searchkit.strategies.supernets import SUPERNETS, SuperNet
 
 TRACE_METRICS = ("ntk_trace", "ntk_trace_approx")
 KCC_METRIC = "kcc"
 NU_MODES = ("fixed", "adaptive")
 
 
-class MixedEdge(nn.Module):
-    """All five NB201 ops on one edge, mixed by weights w: (5,); x (m, C, H, W) -> (m, C, H, W)."""
-
-    def __init__(self, C: int) -> None:
-        super().__init__()
-        self.ops = nn.ModuleList(OP_FACTORIES[op](C) for op in OPS)
-
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return sum(w[k] * op(x) for k, op in enumerate(self.ops))
-
-
-class MixedCell(nn.Module):
-    """An NB201 cell (node i = sum_{j<i} edge_{i<-j}(node j)) of :class:`MixedEdge`; weights (6, 5)."""
-
-    def __init__(self, C: int) -> None:
-        super().__init__()
-        self.edges = nn.ModuleList(MixedEdge(C) for _ in EDGES)
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        nodes, k = [x], 0
-        for i in range(1, 4):
-            nodes.append(sum(self.edges[k + j](nodes[j], weights[k + j]) for j in range(i)))
-            k += i
-        return nodes[3]
-
-
-class SuperNet(nn.Module):
-    """The NB201 network (stem, 3 stages of N cells with C/2C/4C channels and residual
-    reductions, head: :class:`~searchkit.spaces.nb201.NB201Network`) with every cell a
-    :class:`MixedCell`. Set ``weights`` ((6, 5), e.g. a straight-through sample) before a forward;
-    x (m, in_channels, H, W) -> logits (m, num_classes). ``weights`` is neither a parameter nor a
-    buffer, so gradients w.r.t. the network's parameters never include it."""
-
-    def __init__(self, num_classes: int, C: int = 16, N: int = 5, in_channels: int = 3) -> None:
-        super().__init__()
-        skeleton = NB201Network(NB201Arch(("none",) * len(EDGES)), num_classes, C=C, N=N, in_channels=in_channels)
-        self.stem, self.head = skeleton.stem, skeleton.head
-        layers, width = [], C
-        for layer in skeleton.cells:
-            if isinstance(layer, NB201Cell):
-                layers.append(MixedCell(width))
-            else:  # a stride-2 reduction doubles the width
-                layers.append(layer)
-                width *= 2
-        self.cells = nn.ModuleList(layers)
-        self.weights: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weights is None:
-            raise RuntimeError("set SuperNet.weights before calling it")
-        x = self.stem(x)
-        for layer in self.cells:
-            x = layer(x, self.weights) if isinstance(layer, MixedCell) else layer(x)
-        return self.head(x)
-
-
-def gumbel_straight_through(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0) -> torch.Tensor:
+def gumbel_straight_through(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0,
+                            mask: torch.Tensor | None = None) -> torch.Tensor:
     """One straight-through Gumbel-softmax sample per row of logits: (E, K) -> (E, K) (eq. 42):
-    the value is one_hot(argmax_k (logits + g) / tau), the gradient that of softmax((logits + g) / tau)."""
+    the value is one_hot(argmax_k (logits + g) / tau), the gradient that of softmax((logits + g) / tau).
+    ``mask``: (E, K) bool, the valid options of each row; the others get probability 0 (and no gradient)."""
     u = torch.rand(logits.shape, generator=generator, dtype=torch.float64).clamp_(1e-12, 1 - 1e-12)
     gumbel = (-torch.log(-torch.log(u))).to(logits)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
     soft = torch.softmax((logits + gumbel) / tau, dim=-1)
     hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft)
     return hard - soft.detach() + soft
-
-
-def one_hot(arch: NB201Arch, like: torch.Tensor) -> torch.Tensor:
-    """The (6, 5) one-hot weights of an architecture."""
-    return F.one_hot(torch.tensor([OPS.index(op) for op in arch.ops]), len(OPS)).to(like)
 
 
 def trace_norm(net: nn.Module, batch: Batch, differentiable: bool = True) -> torch.Tensor:
@@ -171,7 +121,7 @@ def differentiable_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int | 
     m = theta.shape[0]
     k = centre(theta.double())
     scale = torch.trace(k) / m
-    if not torch.isfinite(k).all() or not float(scale) > 0:
+    if not torch.isfinite(k).all() or not float(scale.detach()) > 0:
         return torch.zeros((), dtype=torch.float64, device=theta.device)
     if normalize:
         k = k / scale
@@ -205,12 +155,13 @@ class _Objective:
 
 
 class NASI(OneShotStrategy):
-    """NASI over an NB201 supernet (see the module docstring for the algorithm and every option).
+    """NASI over a space's supernet (see the module docstring for the algorithm and every option).
 
     Options: ``steps`` (T), ``batch_size`` (b; None: the run's scoring batch size), ``mu``
     (penalty coefficient), ``nu`` ("fixed" | "adaptive"), ``nu0`` (None: from eq. 40),
-    ``nu_samples`` (N of eq. 40), ``tau`` (Gumbel temperature), ``C`` / ``N`` (supernet size;
-    None: the run's ``space.build``, else the benchmark's C=16, N=5).
+    ``nu_samples`` (N of eq. 40), ``tau`` (Gumbel temperature); supernet size, None: the run's
+    ``space.build`` (else the space's defaults): ``C`` (both spaces), ``N`` (NB201 cells per
+    stage), ``layers`` (DARTS cells).
     """
 
     name = "nasi"
@@ -218,17 +169,22 @@ class NASI(OneShotStrategy):
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,
         mu: float = 1.0, nu: str = "fixed", nu0: float | None = None, nu_samples: int = 50, tau: float = 1.0,
-        C: int | None = None, N: int | None = None,
+        C: int | None = None, N: int | None = None, layers: int | None = None,
     ) -> None:
-        if space.name != "nb201":
-            raise SearchkitError(f"nasi searches the nb201 space (an NB201 supernet), not {space.name!r}")
+        if space.name not in SUPERNETS:
+            raise SearchkitError(f"nasi has supernets for the {', '.join(SUPERNETS)} spaces, not {space.name!r}")
         if nu not in NU_MODES:
             raise SearchkitError(f"nasi option nu must be one of {', '.join(NU_MODES)}, got {nu!r}")
-        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or (C is not None and C < 1) or (N is not None and N < 1):
-            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, tau > 0, C >= 1 and N >= 1")
+        size = {key: value for key, value in (("C", C), ("N", N), ("layers", layers)) if value is not None}
+        for key in size:
+            if key not in SUPERNETS[space.name].size_defaults:
+                raise SearchkitError(f"nasi option {key} does not apply to the {space.name} supernet; its size options "
+                                     f"are {', '.join(SUPERNETS[space.name].size_defaults)}")
+        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or any(value < 1 for value in size.values()):
+            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, tau > 0 and supernet sizes >= 1")
         super().__init__(space, rng)
         self.steps, self.batch_size, self.mu, self.nu_mode, self.nu0 = steps, batch_size, mu, nu, nu0
-        self.nu_samples, self.tau, self.C, self.N = nu_samples, tau, C, N
+        self.nu_samples, self.tau, self.size = nu_samples, tau, size
         self.nu_used: float | None = None
 
     def _objective(self, context: SearchContext) -> _Objective:
@@ -246,17 +202,18 @@ class NASI(OneShotStrategy):
             f"nasi optimises the NTK trace (metric ntk_trace, eq. 13) or KCC (metric kcc) through its supernet; "
             f"metric {context.metric!r} has no differentiable supernet form here")
 
-    def search(self, context: SearchContext) -> tuple[NB201Arch, float]:
-        """Algorithm 1; returns argmax_o alpha* per edge and R of that architecture on the run's scoring batch."""
+    def search(self, context: SearchContext) -> tuple[Any, float]:
+        """Algorithm 1; returns the architecture alpha* derives and R of it on the run's scoring batch."""
         objective = self._objective(context)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2**63)))
-        net = self.supernet(context, int(self.rng.integers(2**63)))
+        seed = int(self.rng.integers(2**63))
+        net = self.supernet(context, seed)
         size = self.batch_size or context.batch.x.shape[0]
 
         def minibatch() -> Batch:
             return scoring_batch(context.splits, size, int(self.rng.integers(2**31))).to(context.device)
 
-        alpha = torch.zeros(len(EDGES), len(OPS), device=context.device, requires_grad=True)
+        alpha = torch.zeros(net.mask.shape, device=context.device, requires_grad=True)
         nu = self.nu0
         if objective.penalised and nu is None:
             nu = self.fixed_nu(net, alpha, minibatch, generator)
@@ -266,7 +223,7 @@ class NASI(OneShotStrategy):
         total = torch.zeros_like(alpha)
         largest = 0.0
         for _ in range(self.steps):
-            net.weights = gumbel_straight_through(alpha, generator, self.tau)
+            net.weights = gumbel_straight_through(alpha, generator, self.tau, net.mask)
             value = objective.fn(net, minibatch())
             if objective.penalised:
                 nu_t = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
@@ -281,26 +238,27 @@ class NASI(OneShotStrategy):
         if objective.penalised:
             self.nu_used = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
         delta = total / self.steps  # eq. 18 with rho = 1
-        arch = NB201Arch(tuple(OPS[i] for i in delta.argmax(-1).tolist()))
-        net.weights = one_hot(arch, alpha)
-        value = objective.fn(net, context.batch)
+        arch = net.derive(delta.detach().cpu())
+        value = objective.fn(build_network(self.space, arch, context.splits, seed, self.supernet_size(context))
+                             .to(context.device), context.batch)
         if objective.penalised:
             value = value - self.mu * torch.relu(value - self.nu_used)
         return arch, float(value.detach())
 
     def supernet_size(self, context: SearchContext) -> dict[str, int]:
-        """The supernet's C and N: the options when given, else the run's network (``space.build``)."""
-        size = {"C": 16, "N": 5}
+        """The supernet's size options: the strategy's when given, else the run's network
+        (``space.build``), else the space's defaults."""
+        size = dict(SUPERNETS[self.space.name].size_defaults)
         size.update({k: v for k, v in context.build.items() if k in size})
-        size.update({k: v for k, v in (("C", self.C), ("N", self.N)) if v is not None})
+        size.update(self.size)
         return size
 
     def supernet(self, context: SearchContext, seed: int) -> SuperNet:
         """The supernet at :meth:`supernet_size`, initialised from ``seed`` (theta_0 of Algorithm 1)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = SuperNet(context.splits.num_classes, in_channels=context.splits.input_shape[0],
-                           **self.supernet_size(context))
+            net = SUPERNETS[self.space.name](context.splits.num_classes, in_channels=context.splits.input_shape[0],
+                                             **self.supernet_size(context))
         return net.to(context.device)
 
     def fixed_nu(self, net: SuperNet, alpha: torch.Tensor, minibatch: Callable[[], Batch],
@@ -308,7 +266,7 @@ class NASI(OneShotStrategy):
         """Eq. 40: the mean trace norm of ``nu_samples`` architectures sampled from alpha_0, each on its own mini-batch."""
         values = []
         for _ in range(self.nu_samples):
-            net.weights = gumbel_straight_through(alpha.detach(), generator, self.tau)
+            net.weights = gumbel_straight_through(alpha.detach(), generator, self.tau, net.mask)
             values.append(float(trace_norm(net, minibatch(), differentiable=False)))
         return float(np.mean(values))
 

@@ -116,9 +116,13 @@ PROTOCOLS: dict[str, Protocol] = {
     "nb201-short": Protocol(epochs=12),
     "darts": _DARTS,
     # The DARTS recipe scaled down to finish on a CPU: DARTS' search-network size (8 cells,
-    # C=16) for 10 epochs on 5k images, and a 2-epoch smoke test on 2k images.
+    # C=16) for 10 epochs on 5k images; the proxy network's size (5 cells, C=8) for 8 epochs on
+    # 5k images, about 6 minutes of one CPU core (DARTS_V2: ~6 min CPU time, 47.6 % test accuracy;
+    # benchmarks/darts_study.py trains every genotype with it); and a 2-epoch smoke test on 2k images.
     "darts-small": dataclasses.replace(_DARTS, epochs=10, max_train=5_000,
                                        network={"C": 16, "layers": 8, "auxiliary": True}),
+    "darts-study": dataclasses.replace(_DARTS, epochs=8, max_train=5_000,
+                                       network={"C": 8, "layers": 5, "auxiliary": True}),
     "darts-tiny": dataclasses.replace(_DARTS, epochs=2, max_train=2_000,
                                       network={"C": 8, "layers": 5, "auxiliary": True}),
 }
@@ -316,6 +320,7 @@ def train(
     progress: bool = True,
     max_train: int | None = None,
     checkpoint: str | Path | None = None,
+    identity: dict | None = None,
 ) -> TrainResult:
     """Train ``net`` ((B,C,H,W) -> (B, num_classes) logits) in place and evaluate it.
 
@@ -330,7 +335,8 @@ def train(
     ``checkpoint``: a file written atomically after every epoch (model, optimizer, scheduler, loss
     scaler, epoch, RNG states). If it exists, training resumes from it, and the result equals that
     of an uninterrupted run (``seconds`` adds up the sessions); a finished checkpoint only
-    re-evaluates. A checkpoint from a different protocol, seed or training set is refused.
+    re-evaluates. A checkpoint from a different protocol, seed or training set is refused, as is
+    one whose ``identity`` (JSON-like fields naming what is trained, e.g. the architecture) differs.
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
@@ -365,7 +371,7 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     criterion = nn.CrossEntropyLoss(label_smoothing=protocol.label_smoothing)
     run = {"protocol": dataclasses.asdict(protocol), "seed": seed, "max_train": max_train,
-           "dataset": splits.name, "train_size": len(train_batches)}
+           "dataset": splits.name, "train_size": len(train_batches), **({"identity": identity} if identity else {})}
     parts = {"model": net, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     path = Path(checkpoint).expanduser() if checkpoint is not None else None
     saved = {name: getattr(net, name) for name in ("drop_path_prob", "return_aux") if hasattr(net, name)}
@@ -385,7 +391,8 @@ def train(
                 ) from None
             if not isinstance(state, dict) or state.get("run") != run:
                 raise SearchkitError(
-                    f"checkpoint {path} belongs to another training run (protocol, seed or training data differ); "
+                    f"checkpoint {path} belongs to another training run (protocol, seed, training data or "
+                    "architecture differ); "
                     "delete it or pass another checkpoint path"
                 )
             for key, part in parts.items():

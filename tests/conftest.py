@@ -1,0 +1,13 @@
+"""Fixtures shared by the test modules."""
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one intra-op thread avoids OpenMP oversubscription on shared CPUs. Modules
+    opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
