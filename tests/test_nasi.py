@@ -170,3 +170,17 @@ def test_engine_times_the_one_shot_search_and_resumes_from_its_row(tmp_path):
     resumed = run_search(resume=tmp_path / "run", progress=False)
     assert resumed.arch == result.arch and resumed.search_seconds == pytest.approx(rows[0].seconds)
     assert json.loads((tmp_path / "run" / "best.json").read_text())["arch"] == result.arch
+
+
+def test_excluded_ops_are_never_sampled_nor_selected():
+    """exclude_ops=[none] (B.2's treatment of DARTS' zero op) on NB201: even an objective that prefers
+    none everywhere selects another op."""
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9, exclude_ops=["none"])
+    strategy._objective = lambda ctx: linear_objective([0] * 6, penalised=True)
+    net = strategy.supernet(context("ntk_trace"), seed=0)
+    assert not net.mask[:, OPS.index("none")].any() and net.mask[:, 1:].all()
+    arch, _ = strategy.search(context("ntk_trace"))
+    assert "none" not in arch.ops
+    for bad in (["max_pool_3x3"], list(OPS)):
+        with pytest.raises(SearchkitError, match="exclude_ops"):
+            NASI(SPACE, np.random.default_rng(0), exclude_ops=bad)

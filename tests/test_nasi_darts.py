@@ -126,3 +126,16 @@ def test_supernet_size_follows_the_darts_build_and_rejects_nb201_options():
     assert len(net.cells) == 4 and net.stem[0].out_channels == 12 and sum(cell.reduction for cell in net.cells) == 2
     with pytest.raises(SearchkitError, match="option N does not apply to the darts supernet"):
         NASI(SPACE, np.random.default_rng(0), N=2)
+
+
+def test_excluding_an_op_masks_only_the_op_rows():
+    net = supernet()
+    net.exclude_ops(["skip_connect"])
+    skip = OPS.index("skip_connect")
+    assert not net.mask[0::2, skip].any() and net.mask[1::2].sum(1).tolist() == [2, 3, 4, 5] * 2
+    scores = torch.zeros(16, 7)
+    scores[0::2, skip] = 9.0  # the best score, but excluded
+    genotype = net.derive(scores)
+    assert all(op != "skip_connect" for op, _ in genotype.normal + genotype.reduce)
+    with pytest.raises(SearchkitError, match="fewer than 2 ops"):
+        supernet().exclude_ops([op for op in OPS if op != "sep_conv_3x3"])

@@ -7,7 +7,10 @@ Every split built here is an :class:`ImageSet`: ``ds[i]`` is ``(x (C,H,W) float3
 normalised, y int)``, ``ds.batch(indices)`` decodes only those examples and
 ``ds.tensors()`` returns the whole split as ``(X (N,C,H,W), Y (N,))`` for fast training.
 """
-from searchkit.data import cifar, embedded, folder  # noqa: F401  (registers the datasets)
+from importlib import import_module
+
+for _module in ("cifar", "embedded", "folder"):  # each registers its datasets
+    import_module(f"searchkit.data.{_module}")
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.data.catalog import DATASETS, get_dataset, scoring_batch
 from searchkit.data.imageset import ImageSet

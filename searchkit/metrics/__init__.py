@@ -3,7 +3,10 @@
 ``get_metric("kcc", eps=0.1)`` builds a metric; ``METRICS.names()`` lists them. Each metric
 module registers itself with ``@METRICS.register(name)``; importing it here makes it available.
 """
-from searchkit.metrics import cost, kcc, naswot, ntk_family, zero_cost  # noqa: F401  (registers their metrics)
+from importlib import import_module
+
+for _module in ("cost", "kcc", "naswot", "ntk_family", "zero_cost"):  # each registers its metrics
+    import_module(f"searchkit.metrics.{_module}")
 from searchkit.metrics.base import METRICS, DegenerateNetworkWarning, Metric, get_metric, guarded
 from searchkit.metrics.ntk import empirical_ntk
 

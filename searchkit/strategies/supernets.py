@@ -25,12 +25,13 @@ sampled supernet computes exactly the network of the sampled cell.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from searchkit.errors import SearchkitError
 from searchkit.spaces.darts import CELLS, CONCAT, NODES, CellInputs, DartsGenotype, darts_skeleton, op_stride
 from searchkit.spaces.darts import OPS as DARTS_OPS
 from searchkit.spaces.darts_ops import OP_FACTORIES as DARTS_OP_FACTORIES
@@ -58,11 +59,32 @@ class SuperNet(nn.Module, ABC):
     """
 
     size_defaults: ClassVar[dict[str, int]]
+    ops: ClassVar[tuple[str, ...]]
+    """The op names of the columns of the op-choice rows."""
+    min_ops: ClassVar[int] = 1
+    """How many ops an op-choice row must keep (:meth:`derive` takes that many)."""
     mask: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
         self.weights: torch.Tensor | None = None
+
+    @property
+    def op_rows(self) -> torch.Tensor:
+        """(R,) bool: which rows choose an op (the others, if any, choose an input)."""
+        return torch.ones(self.mask.shape[0], dtype=torch.bool)
+
+    def exclude_ops(self, names: Iterable[str]) -> None:
+        """Remove ops from every op choice (e.g. ``none``, as seed 002 B.2 does in DARTS): they are
+        never sampled and never derived. Unknown names, or too few ops left, raise SearchkitError."""
+        names = list(names)
+        unknown = [name for name in names if name not in self.ops]
+        if unknown:
+            raise SearchkitError(f"cannot exclude {', '.join(map(repr, unknown))}: the ops here are {', '.join(self.ops)}")
+        keep = torch.tensor([op not in names for op in self.ops], device=self.mask.device)
+        if int(keep.sum()) < self.min_ops:
+            raise SearchkitError(f"excluding {', '.join(names)} leaves fewer than {self.min_ops} ops to choose from")
+        self.mask[self.op_rows, :len(self.ops)] &= keep
 
     def _weights(self) -> torch.Tensor:
         if self.weights is None:
@@ -105,6 +127,7 @@ class NB201SuperNet(SuperNet):
     sharing ``weights`` (6 edges, 5 ops)."""
 
     size_defaults = {"C": 16, "N": 5}
+    ops = NB201_OPS
 
     def __init__(self, num_classes: int, C: int = 16, N: int = 5, in_channels: int = 3) -> None:
         super().__init__()
@@ -128,7 +151,8 @@ class NB201SuperNet(SuperNet):
         return self.head(x)
 
     def derive(self, scores: torch.Tensor) -> NB201Arch:
-        """Each edge's highest-scoring op (Algorithm 1, line 8)."""
+        """Each edge's highest-scoring op among its valid ones (Algorithm 1, line 8)."""
+        scores = scores.masked_fill(~self.mask.cpu(), float("-inf"))
         return NB201Arch(tuple(NB201_OPS[top(row, 1)[0]] for row in scores))
 
     @staticmethod
@@ -198,6 +222,8 @@ class DartsSuperNet(SuperNet):
     """
 
     size_defaults = {"C": 16, "layers": 5, "stem_multiplier": 3}
+    ops = DARTS_OPS
+    min_ops = 2
 
     def __init__(self, num_classes: int, C: int = 16, layers: int = 5, stem_multiplier: int = 3,
                  in_channels: int = 3) -> None:
@@ -215,6 +241,10 @@ class DartsSuperNet(SuperNet):
                 mask[c * DARTS_ROWS + 2 * n + 1, :2 + n] = True
         self.register_buffer("mask", mask, persistent=False)
 
+    @property
+    def op_rows(self) -> torch.Tensor:
+        return torch.arange(self.mask.shape[0]) % 2 == 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self._weights()
         values = weights.detach()[self.mask]
@@ -230,6 +260,7 @@ class DartsSuperNet(SuperNet):
         highest-scoring inputs; node i reads its best input through its best op and its second
         input through its second op (B.2 does not say how the kept ops and inputs pair up).
         Concat: all intermediate nodes."""
+        scores = scores.masked_fill(~self.mask.cpu(), float("-inf"))
         cells = []
         for c in range(len(CELLS)):
             pairs: list[tuple[str, int]] = []
