@@ -203,6 +203,15 @@ def _add_single_arch_flags(parser: argparse.ArgumentParser, required_arch: bool 
     parser.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. space.build.C=8")
 
 
+def _add_resumable_output_flags(parser: argparse.ArgumentParser, resumed: str, store_default: str) -> None:
+    """--out/--resume/--store, the parallel-scoring flags and --quiet of correlate and benchmark."""
+    parser.add_argument("--out", type=Path, help="output directory (rerun it to resume)")
+    parser.add_argument("--resume", type=Path, help=f"continue an interrupted {resumed}")
+    parser.add_argument("--store", help=f"score store shared across runs (default: {store_default})")
+    _add_parallel_flags(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_parallel_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="score with N worker processes or Ray actors (default: 1)")
     parser.add_argument("--backend", choices=("serial", "process", "ray"),
@@ -261,21 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     correlate.add_argument("--data-root", help="where the dataset's files are")
     correlate.add_argument("--table", help="NAS-Bench-201 table (default: ../shared/data/nb201/nb201_table.csv)")
     correlate.add_argument("--device", help="auto, cpu or cuda (default: auto)")
-    correlate.add_argument("--out", type=Path, help="output directory (rerun it to resume)")
-    correlate.add_argument("--resume", type=Path, help="continue an interrupted run in DIR with its recorded settings")
-    correlate.add_argument("--store", help="score store shared across runs (default: OUT/scores.db)")
-    _add_parallel_flags(correlate)
-    correlate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_resumable_output_flags(correlate, "run in DIR with its recorded settings", "OUT/scores.db")
     correlate.set_defaults(func=_correlate)
 
     benchmark = commands.add_parser("benchmark", help="strategies x metrics x seeds on NAS-Bench-201 (summary, anytime plot)")
     benchmark.add_argument("--config", type=Path, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
     benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
-    benchmark.add_argument("--out", type=Path, help="output directory (rerun it to resume)")
-    benchmark.add_argument("--resume", type=Path, help="continue an interrupted benchmark in DIR with its recorded config")
-    benchmark.add_argument("--store", help="score store shared across runs (default: the config's store, else OUT/scores.db)")
-    _add_parallel_flags(benchmark)
-    benchmark.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_resumable_output_flags(benchmark, "benchmark in DIR with its recorded config",
+                                "the config's store, else OUT/scores.db")
     benchmark.set_defaults(func=_benchmark)
 
     store = commands.add_parser("store", help="the score store: rows per setting and metric, or export to CSV")
