@@ -23,12 +23,14 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.memory_bound import ROOT, measured
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.metrics.kcc import kcc
 from searchkit.metrics.ntk import batch_statistics, empirical_ntk, train_mode
@@ -100,15 +102,11 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def peak_memory(mode: str, batch_size: int) -> float:
     """Peak RSS (MB) of a fresh process scoring the largest network once in ``mode``."""
-    code = (
-        "import resource\n"
-        "from benchmarks.kcc_speed import one_score\n"
-        f"one_score({mode!r}, {batch_size})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
-    return float(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        code = measured(f"from benchmarks.kcc_speed import one_score; one_score({mode!r}, {batch_size})", peak_file)
+        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+        return float(peak_file.read_text())
 
 
 def one_score(mode: str, batch_size: int) -> None:

@@ -3,8 +3,8 @@
     python benchmarks/memory_bound.py --counts 200 2000 --metrics params --out results/store-memory
 
 Each count runs ``python -m searchkit correlate --metrics M --n COUNT --seed 0`` in a fresh
-subprocess (its own output directory and store under a temporary directory) and reads that
-child's peak resident set size from ``os.wait4``; it also samples the child's RSS every 0.2 s
+subprocess (its own output directory and store under a temporary directory); the child writes
+its own peak resident set size at exit (``VmHWM``, see :func:`own_peak_mib`); the parent also samples the child's RSS every 0.2 s
 (``/proc/PID/status``) and reports the largest sample of the second half of the run, when the
 data are loaded and scoring dominates. Scoring streams (one network at a time,
 each row written to scores.csv and the store as it completes), so the peak should not grow with
@@ -34,27 +34,44 @@ def rss_mib(pid: int) -> float | None:
     return kib[0] / 1024 if kib else None
 
 
+def own_peak_mib() -> float:
+    """This process's own peak resident set size (MiB): ``VmHWM`` of ``/proc/self/status``.
+
+    Not ``getrusage().ru_maxrss``: Linux's ``execve`` folds the high-water mark of the memory the
+    process had before exec (its parent's, under fork or vfork) into ``ru_maxrss``, so a child of a
+    large parent (a pytest session, a benchmark that already scored) reports the parent's peak.
+    ``VmHWM`` belongs to the address space exec created.
+    """
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+
+
+def measured(code: str, peak_file: Path) -> str:
+    """Python source that runs ``code`` and then writes :func:`own_peak_mib` to ``peak_file``."""
+    return (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+            "from benchmarks.memory_bound import own_peak_mib\n"
+            f"try:\n    {code}\nfinally:\n    open({str(peak_file)!r}, 'w').write(str(own_peak_mib()))\n")
+
+
 def peak_rss(argv: list[str], env: dict | None = None) -> tuple[float, float, float | None]:
     """(peak RSS in MiB, wall seconds, largest RSS sampled in the second half of the run or None)
-    of ``python -m searchkit ARGV`` run to the end."""
+    of ``searchkit ARGV`` run to the end in a fresh interpreter."""
     start = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "searchkit", *argv], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as err:
+        peak_file = Path(tmp) / "peak"
+        code = measured(f"from searchkit.cli import main; sys.exit(main({argv!r}))", peak_file)
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
         samples = []
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
+        while proc.poll() is None:
             samples.append((time.perf_counter() - start, rss_mib(proc.pid)))
             time.sleep(0.2)
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+        if proc.returncode != 0 or not peak_file.is_file():
             err.seek(0)
             raise SystemExit(f"searchkit {' '.join(argv)} failed ({proc.returncode}):\n{err.read().decode()}")
+        peak = float(peak_file.read_text())
     late = [rss for t, rss in samples if t >= seconds / 2 and rss is not None]
-    return usage.ru_maxrss / 1024, seconds, max(late) if late else None  # ru_maxrss is in KiB on Linux
+    return peak, seconds, max(late) if late else None
 
 
 def correlate_argv(count: int, metrics: str, out: Path, extra: list[str]) -> list[str]:
@@ -89,7 +106,7 @@ def main() -> int:
         f"Command: `{command}` (`OMP_NUM_THREADS={env['OMP_NUM_THREADS']}`), from the repository root.", "",
         f"Each count is one fresh `python -m searchkit correlate --metrics {args.metrics} --n COUNT --seed 0` "
         "subprocess (CIFAR-10 scoring batch of 64, NB201 networks C=16, N=5 unless overridden) with its own "
-        "output directory and score store; peak RSS is that child's `ru_maxrss` from `os.wait4`.", "",
+        "output directory and score store; peak RSS is that child's own `VmHWM` at exit (not `ru_maxrss`, which Linux seeds with the parent's peak at exec).", "",
         "| architectures | peak RSS (MiB) | largest RSS sampled in the second half (MiB) | wall (s) |",
         "|---|---|---|---|",
         *(f"| {count} | {rss:.1f} | {late:.1f} | {seconds:.1f} |" for count, rss, seconds, late in rows), "",
