@@ -46,7 +46,11 @@ def _single_arch_config(args: argparse.Namespace, extra: dict):
     """A RunConfig for commands about one architecture, from the shared flags."""
     from searchkit.config import load_config
 
-    overrides = [f"space.name={args.space}", f"data.name={args.dataset}", f"device={args.device}"]
+    from searchkit.spaces import get_space
+
+    overrides = [f"space.name={args.space}", f"device={args.device}"]
+    if args.dataset or not args.config:  # else the config's dataset stands
+        overrides.append(f"data.name={args.dataset or get_space(args.space).default_dataset}")
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
     for key, value in extra.items():
@@ -195,7 +199,8 @@ def _add_single_arch_flags(parser: argparse.ArgumentParser, required_arch: bool 
     parser.add_argument("--space", default="nb201", help="search space (default: nb201)")
     parser.add_argument("--arch", required=required_arch,
                         help="architecture: an NB201 '|op~0|+|...|' string, a DARTS Genotype(...) text or name (DARTS_V2)")
-    parser.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    parser.add_argument("--dataset", help="dataset name (default: the config's, else the space's: digits for "
+                                           "nb201, cifar10 for darts)")
     parser.add_argument("--data-root", help="where the dataset's files are (default: built in or ../shared/data)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--config", type=Path, help="a YAML config supplying further defaults")

@@ -1,6 +1,7 @@
 """The searchkit command: outputs, and one-line errors with exit code 2 for bad input."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,7 @@ from searchkit.cli import main
 from searchkit.paths import find_data
 from searchkit.tabular import NB201Table
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 SMALL = ["data.name=synthetic", "data.batch_size=8", "data.options={shape: [3, 8, 8], n_train: 32}",
          "space.build={C: 4, N: 1}"]
@@ -75,3 +77,15 @@ def test_evaluate_looks_up_the_table(capsys):
     out = capsys.readouterr().out
     expected = NB201Table.load().accuracy(NB201Table.load().index_of(ARCH), "cifar10")
     assert f"{expected:.2f}% test accuracy on cifar10 (NAS-Bench-201 table, 200 epochs)" in out
+
+
+@pytest.mark.parametrize("argv,dataset", [
+    (["evaluate", "--space", "darts", "--arch", "DARTS_V2"], "cifar10"),   # DARTS networks need 32x32 inputs
+    (["evaluate", "--arch", ARCH], "digits"),                               # NB201: the embedded dataset
+    (["evaluate", "--space", "darts", "--arch", "DARTS_V2", "--dataset", "svhn"], "svhn"),
+    (["evaluate", "--config", str(CONFIGS / "nb201-cifar10.yaml"), "--arch", ARCH], "cifar10"),  # the config's stands
+])
+def test_single_arch_commands_default_to_the_space_dataset(argv, dataset):
+    from searchkit.cli import _single_arch_config, build_parser
+
+    assert _single_arch_config(build_parser().parse_args(argv), {}).data.name == dataset

@@ -19,6 +19,8 @@ class SearchSpace(Protocol[Arch]):
     """
 
     name: str
+    #: the dataset a command uses when none is named
+    default_dataset: str
 
     def sample(self, rng: np.random.Generator) -> Arch: ...
 

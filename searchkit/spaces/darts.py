@@ -287,7 +287,7 @@ class AuxiliaryHeadCIFAR(nn.Module):
         if not (8 <= h <= 10 and 8 <= w <= 10):
             raise SearchkitError(
                 f"the DARTS auxiliary head needs 8x8 features at 2/3 depth (32x32 inputs), got {h}x{w}; "
-                "build the network with auxiliary=False"
+                "use 32x32 images (e.g. --dataset cifar10) or build the network with auxiliary=False"
             )
         return self.classifier(self.features(x).flatten(1))
 
@@ -383,6 +383,7 @@ class DartsSpace:
     """
 
     name = "darts"
+    default_dataset = "cifar10"  # the network (auxiliary head) and protocols assume 32x32 inputs
 
     def __init__(self, genotypes: str | Path | None = None) -> None:
         self.genotypes = Path(genotypes).expanduser() if genotypes is not None else None

@@ -100,6 +100,7 @@ class NB201Space:
     """
 
     name = "nb201"
+    default_dataset = "digits"  # embedded: the quick start runs with no files
 
     def __init__(self, table: str | Path | None = None) -> None:
         self.table = Path(table).expanduser() if table is not None else None
