@@ -157,11 +157,11 @@ def short(text: str) -> str:
 def machine_name(device: str) -> str:
     """The GPU's name, or the CPU model and the number of torch threads."""
     if device != "cpu" and torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
+        return f"{torch.cuda.get_device_name(0)} (float16 autocast)"
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "CPU") if Path("/proc/cpuinfo").exists() \
         else (platform.processor() or "CPU")
-    return f"{model}, {torch.get_num_threads()} torch thread(s)"
+    return f"{model}, {torch.get_num_threads()} torch thread(s), float32 (the protocol's amp applies on CUDA only)"
 
 
 def write_readme(path: Path, command: str, protocol: dict, found: dict[str, dict], trained: dict[str, dict],
