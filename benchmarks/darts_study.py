@@ -206,7 +206,9 @@ def write_readme(path: Path, command: str, protocol: dict, found: dict[str, dict
         "images, a small network) chosen so that the whole study runs on one CPU core. They rank the",
         "genotypes under that protocol only and are NOT comparable to the 600-epoch anchors (about 97% accuracy);",
         "short training favours cells that learn fast (e.g. parameter-light, skip-heavy ones), which the full",
-        "protocol may rank differently. Search seconds are measured on this machine (training-free work only).",
+        "protocol may rank differently. Each genotype is trained once (one seed): the seed-to-seed spread of",
+        "this protocol was not measured, so gaps of a few points between rows are not established differences.",
+        "Search seconds are measured on this machine (training-free work only).",
         "",
     ]
     path.write_text("\n".join(lines))
