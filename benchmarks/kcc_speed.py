@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.memory_bound import ROOT, measured
+from memory_bound import ROOT, measured  # benchmarks/ is sys.path[0] when run as a script
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.metrics.kcc import kcc
 from searchkit.metrics.ntk import batch_statistics, empirical_ntk, train_mode
@@ -104,7 +104,7 @@ def peak_memory(mode: str, batch_size: int) -> float:
     """Peak RSS (MB) of a fresh process scoring the largest network once in ``mode``."""
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = Path(tmp) / "peak"
-        code = measured(f"from benchmarks.kcc_speed import one_score; one_score({mode!r}, {batch_size})", peak_file)
+        code = measured(f"from kcc_speed import one_score; one_score({mode!r}, {batch_size})", peak_file)
         subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
         return float(peak_file.read_text())
 

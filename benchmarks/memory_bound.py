@@ -48,8 +48,8 @@ def own_peak_mib() -> float:
 
 def measured(code: str, peak_file: Path) -> str:
     """Python source that runs ``code`` and then writes :func:`own_peak_mib` to ``peak_file``."""
-    return (f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-            "from benchmarks.memory_bound import own_peak_mib\n"
+    return (f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
+            "from memory_bound import own_peak_mib\n"
             f"try:\n    {code}\nfinally:\n    open({str(peak_file)!r}, 'w').write(str(own_peak_mib()))\n")
 
 
