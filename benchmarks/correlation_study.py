@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from reference_agreement import COLUMNS, SUITE_ZERO, read_reference  # benchmarks/ is sys.path[0]
 from searchkit.correlate import ScoreFile
 from searchkit.report import TARGETS, correlations, rank_combination
 from searchkit.tabular import NB201Table
@@ -73,6 +74,26 @@ def table_lines(columns: dict[str, np.ndarray], accuracy: dict[str, np.ndarray],
     return lines
 
 
+def peer_lines(columns: dict[str, np.ndarray], indices: np.ndarray, table: NB201Table) -> list[str]:
+    """Ours beside NAS-Bench-Suite-Zero's values of the same metric, all against this table's CIFAR-10
+    test accuracy: separates what our implementation does from what the sample and ground truth do."""
+    suite = read_reference(SUITE_ZERO, "net_str")
+    peer_index = np.array([table.index_of(arch) for arch in suite])
+    accuracy = table.column("cifar10", "test", 200)
+    ours_set = set(indices.tolist())
+    lines = ["| metric | ours (n) | Suite-Zero, all (n) | Suite-Zero, our sample (n) | published |", "|---|---|---|---|---|"]
+    for name, (column, _) in COLUMNS.items():
+        if name not in columns:
+            continue
+        have = np.array([column in values for values in suite.values()])
+        values = np.array([values.get(column, np.nan) for values in suite.values()])
+        mine = have & np.array([i in ours_set for i in peer_index])
+        lines.append(f"| {name} | {rho(columns[name], accuracy[indices]):.3f} ({len(indices)}) | "
+                     f"{rho(values[have], accuracy[peer_index[have]]):.3f} ({have.sum()}) | "
+                     f"{rho(values[mine], accuracy[peer_index[mine]]):.3f} ({mine.sum()}) | {PUBLISHED.get(name, '')} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", type=Path, nargs="+", help="searchkit correlate output directories")
@@ -114,6 +135,9 @@ def main() -> None:
         "200-epoch accuracy from the NAS-Bench-201 table; s/arch: mean seconds per architecture on this "
         "machine's 2 CPU cores (NTK metrics include the shared NTK's time).", "",
         "## All metrics, all architectures", "", *table_lines(columns, accuracy, seconds), "",
+        "## Our values, the peer's, the published figures (Spearman vs CIFAR-10 test accuracy)", "",
+        "The peer is NAS-Bench-Suite-Zero (../shared/data/reference); all columns use this repository's table.", "",
+        *peer_lines(columns, indices, table), "",
         "## KCC: choices tuned on the even half (Spearman vs CIFAR-10 validation accuracy)", "",
         "Variants that need their own NTK (BN mode, per-class NTK, batch size) were scored on a subset of the "
         "even architectures; the last column is the default `kcc` on the same subset.", "",
