@@ -111,6 +111,7 @@ def run_searches(base: RunConfig, out: Path, small: bool, progress: bool) -> dic
         result, config = json.loads(best.read_text()), RunDir(run_dir).read_config()
         found[label] = {"arch": result["arch"], "search_seconds": result["search_cost"]["wall_seconds"],
                         "score": result["score"], "metric": result["metric"], "strategy": config["strategy"],
+                        "metric_options": config["metric"]["options"],
                         "archs_scored": result["search_cost"]["archs_scored"]}
     return found
 
@@ -193,7 +194,8 @@ def write_readme(path: Path, command: str, protocol: dict, found: dict[str, dict
     lines += [f"- {label} ({item['metric']} {item['score']:.4g}): `{item['arch']}`" for label, item in found.items()]
     lines += [f"- {name}: `{trained[name]['arch']}`" for name in REFERENCES]
     lines += ["", "Search settings (scoring on the proxy network of the base config, `configs/darts-cifar10.yaml`):", ""]
-    lines += [f"- {label}: strategy `{item['strategy']['name']}`, metric `{item['metric']}`, options "
+    lines += [f"- {label}: strategy `{item['strategy']['name']}`, metric `{item['metric']}` "
+              f"`{json.dumps(item['metric_options'], sort_keys=True)}`, strategy options "
               f"`{json.dumps(item['strategy']['options'], sort_keys=True)}`"
               + (f", {item['archs_scored']} architectures scored" if item["archs_scored"] else "")
               for label, item in found.items()]

@@ -178,7 +178,7 @@ def metric_key(metric: Any) -> tuple[str, str]:
     """(registry name, canonical JSON of every option) of a metric dataclass: its store key.
 
     Options are all the dataclass fields but ``name`` and ``worst``, defaults included, so
-    ``kcc`` and ``kcc:eps=0.001`` are one key when the default eps is 0.001; an int given for a
+    ``kcc`` and ``kcc:eps=0.0001`` are one key when the default eps is 1e-4; an int given for a
     float option counts as that float (``eps=1`` is ``eps=1.0``).
     """
     options = {}
