@@ -85,8 +85,8 @@ def peer_lines(columns: dict[str, np.ndarray], indices: np.ndarray, table: NB201
     for name, (column, _) in COLUMNS.items():
         if name not in columns:
             continue
-        have = np.array([column in values for values in suite.values()])
-        values = np.array([values.get(column, np.nan) for values in suite.values()])
+        have = np.array([column in row for row in suite.values()])
+        values = np.array([row.get(column, np.nan) for row in suite.values()])
         mine = have & np.array([i in ours_set for i in peer_index])
         lines.append(f"| {name} | {rho(columns[name], accuracy[indices]):.3f} ({len(indices)}) | "
                      f"{rho(values[have], accuracy[peer_index[have]]):.3f} ({have.sum()}) | "
