@@ -21,16 +21,13 @@ import argparse
 import copy
 import json
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from memory_bound import ROOT, measured  # benchmarks/ is sys.path[0] when run as a script
+from memory_bound import run_measured  # benchmarks/ is sys.path[0] when run as a script
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.metrics.kcc import kcc
 from searchkit.metrics.ntk import batch_statistics, empirical_ntk, train_mode
@@ -102,11 +99,7 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def peak_memory(mode: str, batch_size: int) -> float:
     """Peak RSS (MB) of a fresh process scoring the largest network once in ``mode``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        peak_file = Path(tmp) / "peak"
-        code = measured(f"from kcc_speed import one_score; one_score({mode!r}, {batch_size})", peak_file)
-        subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-        return float(peak_file.read_text())
+    return run_measured(f"from kcc_speed import one_score; one_score({mode!r}, {batch_size})")[0]
 
 
 def one_score(mode: str, batch_size: int) -> None:

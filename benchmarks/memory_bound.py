@@ -4,8 +4,8 @@
 
 Each count runs ``python -m searchkit correlate --metrics M --n COUNT --seed 0`` in a fresh
 subprocess (its own output directory and store under a temporary directory); the child writes
-its own peak resident set size at exit (``VmHWM``, see :func:`own_peak_mib`); the parent also samples the child's RSS every 0.2 s
-(``/proc/PID/status``) and reports the largest sample of the second half of the run, when the
+its own peak resident set size at exit (``VmHWM``, see :func:`own_peak_mib`); the parent also
+samples the child's RSS every 0.2 s (``/proc/PID/status``) and reports the largest sample of the second half of the run, when the
 data are loaded and scoring dominates. Scoring streams (one network at a time,
 each row written to scores.csv and the store as it completes), so the peak should not grow with
 the count; the script fails (exit 1) when the largest count's peak exceeds the smallest's by
@@ -47,20 +47,25 @@ def own_peak_mib() -> float:
 
 
 def measured(code: str, peak_file: Path) -> str:
-    """Python source that runs ``code`` and then writes :func:`own_peak_mib` to ``peak_file``."""
+    """Python source that runs ``code`` (with benchmarks/ importable) and then writes :func:`own_peak_mib` to ``peak_file``."""
     return (f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
             "from memory_bound import own_peak_mib\n"
             f"try:\n    {code}\nfinally:\n    open({str(peak_file)!r}, 'w').write(str(own_peak_mib()))\n")
 
 
 def peak_rss(argv: list[str], env: dict | None = None) -> tuple[float, float, float | None]:
+    """:func:`run_measured` of ``searchkit ARGV``."""
+    return run_measured(f"from searchkit.cli import main; sys.exit(main({argv!r}))", env)
+
+
+def run_measured(code: str, env: dict | None = None) -> tuple[float, float, float | None]:
     """(peak RSS in MiB, wall seconds, largest RSS sampled in the second half of the run or None)
-    of ``searchkit ARGV`` run to the end in a fresh interpreter."""
+    of the Python source ``code`` run to the end in a fresh interpreter in the repository root."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as err:
         peak_file = Path(tmp) / "peak"
-        code = measured(f"from searchkit.cli import main; sys.exit(main({argv!r}))", peak_file)
-        proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen([sys.executable, "-c", measured(code, peak_file)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
         samples = []
         while proc.poll() is None:
             samples.append((time.perf_counter() - start, rss_mib(proc.pid)))
@@ -68,7 +73,7 @@ def peak_rss(argv: list[str], env: dict | None = None) -> tuple[float, float, fl
         seconds = time.perf_counter() - start
         if proc.returncode != 0 or not peak_file.is_file():
             err.seek(0)
-            raise SystemExit(f"searchkit {' '.join(argv)} failed ({proc.returncode}):\n{err.read().decode()}")
+            raise SystemExit(f"{code} failed ({proc.returncode}):\n{err.read().decode()}")
         peak = float(peak_file.read_text())
     late = [rss for t, rss in samples if t >= seconds / 2 and rss is not None]
     return peak, seconds, max(late) if late else None
@@ -106,7 +111,8 @@ def main() -> int:
         f"Command: `{command}` (`OMP_NUM_THREADS={env['OMP_NUM_THREADS']}`), from the repository root.", "",
         f"Each count is one fresh `python -m searchkit correlate --metrics {args.metrics} --n COUNT --seed 0` "
         "subprocess (CIFAR-10 scoring batch of 64, NB201 networks C=16, N=5 unless overridden) with its own "
-        "output directory and score store; peak RSS is that child's own `VmHWM` at exit (not `ru_maxrss`, which Linux seeds with the parent's peak at exec).", "",
+        "output directory and score store; peak RSS is that child's own `VmHWM` at exit (not `ru_maxrss`, "
+        "which Linux seeds with the parent's peak at exec).", "",
         "| architectures | peak RSS (MiB) | largest RSS sampled in the second half (MiB) | wall (s) |",
         "|---|---|---|---|",
         *(f"| {count} | {rss:.1f} | {late:.1f} | {seconds:.1f} |" for count, rss, seconds, late in rows), "",

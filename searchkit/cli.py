@@ -45,7 +45,6 @@ def _search(args: argparse.Namespace) -> None:
 def _single_arch_config(args: argparse.Namespace, extra: dict):
     """A RunConfig for commands about one architecture, from the shared flags."""
     from searchkit.config import load_config
-
     from searchkit.spaces import get_space
 
     overrides = [f"space.name={args.space}", f"device={args.device}"]

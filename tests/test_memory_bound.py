@@ -1,10 +1,10 @@
 """CI-sized bounded memory: ``searchkit correlate`` on 100 architectures peaks within 10% of its
 peak on 10 (``params``, synthetic 8-image batch, the benchmark's C=16, N=5 networks of 1-6 MB of
 parameters each; each run a fresh subprocess reporting its own peak RSS, ``VmHWM``, which a
-large pytest parent does not inflate as it inflates ``ru_maxrss``). Scoring streams, so both peaks are the interpreter, torch, the table and one network (measured: 347 MiB at both 20
-and 200); keeping the 90 extra networks alive would add far more than the 35 MiB allowed. The
-full-size figures (200 vs 2,000 on CIFAR-10) come from ``benchmarks/memory_bound.py``
-(results/store-memory).
+large pytest parent does not inflate as it inflates ``ru_maxrss``). Scoring streams, so both peaks
+are the interpreter, torch, the table and one network (measured: 347 MiB at both 20 and 200);
+keeping the 90 extra networks alive would add far more than the 35 MiB allowed. The full-size
+figures (200 vs 2,000 on CIFAR-10) come from ``benchmarks/memory_bound.py`` (results/store-memory).
 """
 import importlib.util
 from pathlib import Path
