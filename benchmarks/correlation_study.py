@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scipy import stats
 
 from reference_agreement import COLUMNS, SUITE_ZERO, read_reference  # benchmarks/ is sys.path[0]
 from searchkit.correlate import ScoreFile
@@ -63,6 +64,21 @@ def is_kcc_variant(label: str) -> bool:
 
 def rho(values: np.ndarray, accuracy: np.ndarray) -> float:
     return correlations(values, accuracy)[0]
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, accuracy: np.ndarray, resamples: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of rho(a) - rho(b) (Spearman against ``accuracy``) over ``resamples``
+    resamplings of the architectures, the same resample for both: is variant ``a`` better than ``b``?"""
+    picks = np.random.default_rng(seed).integers(0, len(a), (resamples, len(a)))
+
+    def rhos(values: np.ndarray) -> np.ndarray:  # Spearman = Pearson of the ranks, row by row
+        ranks = stats.rankdata(values[picks], axis=1), stats.rankdata(accuracy[picks], axis=1)
+        x, y = (r - r.mean(axis=1, keepdims=True) for r in ranks)
+        return (x * y).sum(1) / np.sqrt((x * x).sum(1) * (y * y).sum(1))
+
+    low, high = np.nanpercentile(rhos(a) - rhos(b), [2.5, 97.5])
+    return float(low), float(high)
 
 
 def table_lines(columns: dict[str, np.ndarray], accuracy: dict[str, np.ndarray], seconds: dict[str, float]) -> list[str]:
@@ -111,15 +127,17 @@ def main() -> None:
     kcc_variants = [k for k in columns if is_kcc_variant(k)]
     tuned = {k: (int(even.sum()), rho(columns[k][even], tune_target[even])) for k in kcc_variants}
     chosen = max(tuned, key=lambda k: tuned[k][1])  # among those scored on both halves
-    chosen_on = {}  # variant -> the chosen KCC's rho on the same even architectures
+    against_chosen = {k: (tuned[chosen][1], *paired_bootstrap(columns[k][even], columns[chosen][even], tune_target[even]))
+                      for k in kcc_variants if k != chosen}  # variant -> chosen's rho on its archs, interval of the gap
     for directory in args.variants:  # each variant directory on the even architectures it shares with the rest
         var_columns, var_indices, _ = load([*args.dirs, directory])
         var_even = var_indices % 2 == 0
         target = table.column("cifar10", "valid", 200)[var_indices][var_even]
+        base = var_columns[chosen][var_even]
         for k, v in var_columns.items():
             if is_kcc_variant(k) and k not in columns:
                 tuned[k] = (int(var_even.sum()), rho(v[var_even], target))
-                chosen_on[k] = rho(var_columns[chosen][var_even], target)
+                against_chosen[k] = (rho(base, target), *paired_bootstrap(v[var_even], base, target))
     best_variant = max(tuned, key=lambda k: tuned[k][1])
 
     singles = [k for k in columns if k not in kcc_variants or k == chosen]
@@ -140,9 +158,11 @@ def main() -> None:
         *peer_lines(columns, indices, table), "",
         "## KCC: choices tuned on the even half (Spearman vs CIFAR-10 validation accuracy)", "",
         "Variants that need their own NTK (BN mode, per-class NTK, batch size) were scored on a subset of the "
-        f"even architectures; the last column is `{chosen}` on the same subset.", "",
-        f"| variant | n (even) | rho (C10 valid) | {chosen}, same archs |", "|---|---|---|---|",
-        *(f"| {k} | {n} | {r:.3f} | {chosen_on[k]:.3f} |" if k in chosen_on else f"| {k} | {n} | {r:.3f} | |"
+        f"even architectures; `{chosen}` is given on the same subset, and the 95% interval of the variant's rho "
+        "minus its rho from a paired bootstrap of those architectures (2,000 resamples).", "",
+        f"| variant | n (even) | rho (C10 valid) | {chosen}, same archs | variant - {chosen}, 95% |", "|---|---|---|---|---|",
+        *(f"| {k} | {n} | {r:.3f} | " + ("{:.3f} | [{:+.3f}, {:+.3f}] |".format(*against_chosen[k])
+                                           if k in against_chosen else "| |")
           for k, (n, r) in sorted(tuned.items(), key=lambda kv: -kv[1][1])), "",
         f"Best variant: `{best_variant}`; best among those scored on the odd half too: `{chosen}`.", "",
         "On the held-out odd half:", "",
