@@ -8,7 +8,9 @@ report on ODD indices.
 ``--variants``: correlate outputs of KCC variants scored on even-index architectures only (the
 choices that need their own NTK: BN mode, per-class NTK, batch size; commands in
 results/correlation/kcc-variants/README.md); each enters the tuning table on the even
-architectures it shares with the main directories, beside the chosen KCC (the best on the even half of those scored on both halves) on the same ones.
+architectures it shares with the main directories, beside the chosen KCC (the best on the even
+half among those scored on both halves) on the same ones, with a paired-bootstrap interval of the
+difference.
 
 Tuning (choosing KCC's options, choosing the ensemble) uses only architectures with an even
 NB201 index and their CIFAR-10 *validation* accuracy (cifar10-valid protocol); every reported
@@ -127,8 +129,9 @@ def main() -> None:
     kcc_variants = [k for k in columns if is_kcc_variant(k)]
     tuned = {k: (int(even.sum()), rho(columns[k][even], tune_target[even])) for k in kcc_variants}
     chosen = max(tuned, key=lambda k: tuned[k][1])  # among those scored on both halves
+    # variant -> (the chosen KCC's rho on the variant's architectures, interval of variant - chosen)
     against_chosen = {k: (tuned[chosen][1], *paired_bootstrap(columns[k][even], columns[chosen][even], tune_target[even]))
-                      for k in kcc_variants if k != chosen}  # variant -> chosen's rho on its archs, interval of the gap
+                      for k in kcc_variants if k != chosen}
     for directory in args.variants:  # each variant directory on the even architectures it shares with the rest
         var_columns, var_indices, _ = load([*args.dirs, directory])
         var_even = var_indices % 2 == 0
