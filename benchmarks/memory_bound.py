@@ -2,14 +2,15 @@
 
     python benchmarks/memory_bound.py --counts 200 2000 --metrics params --out results/store-memory
 
-Each count runs ``python -m searchkit correlate --metrics M --n COUNT --seed 0`` in a fresh
-subprocess (its own output directory and store under a temporary directory); the child writes
-its own peak resident set size at exit (``VmHWM``, see :func:`own_peak_mib`); the parent also
-samples the child's RSS every 0.2 s (``/proc/PID/status``) and reports the largest sample of the second half of the run, when the
-data are loaded and scoring dominates. Scoring streams (one network at a time,
-each row written to scores.csv and the store as it completes), so the peak should not grow with
-the count; the script fails (exit 1) when the largest count's peak exceeds the smallest's by
-more than ``--tolerance`` (default 20%). It writes ``OUT/README.md`` with the figures.
+Each count runs ``searchkit correlate --metrics M --n COUNT --seed 0`` (``searchkit.cli.main``)
+in a fresh interpreter (:func:`run_measured`; its own output directory and store under a
+temporary directory); the child writes its own peak resident set size at exit (``VmHWM``, see
+:func:`own_peak_mib`); the parent also samples the child's RSS every 0.2 s (``/proc/PID/status``)
+and reports the largest sample of the second half of the run, when the data are loaded and scoring
+dominates. Scoring streams (one network at a time, each row written to scores.csv and the store as
+it completes), so the peak should not grow with the count; the script fails (exit 1) when the
+largest count's peak exceeds the smallest's by more than ``--tolerance`` (default 20%).
+It writes ``OUT/README.md`` with the figures.
 """
 from __future__ import annotations
 
