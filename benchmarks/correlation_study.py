@@ -27,7 +27,7 @@ import yaml
 from scipy import stats
 
 from reference_agreement import COLUMNS, SUITE_ZERO, read_reference  # benchmarks/ is sys.path[0]
-from searchkit.correlate import ScoreFile
+from searchkit.correlate import read_scores
 from searchkit.report import TARGETS, correlations, rank_combination
 from searchkit.tabular import NB201Table
 
@@ -50,7 +50,7 @@ def load(dirs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str,
     frames = []
     for d in dirs:
         labels = yaml.safe_load((d / "settings.yaml").read_text())["metrics"]
-        frames.append((d, labels, ScoreFile(d / "scores.csv", labels).read()))
+        frames.append((d, labels, read_scores(d / "scores.csv")))
     common = sorted(set.intersection(*(set(rows) for _, _, rows in frames)))
     columns, seconds = {}, {}
     for d, labels, rows in frames:

@@ -27,16 +27,21 @@ def _parallel(args: argparse.Namespace):
 def _search(args: argparse.Namespace) -> None:
     from searchkit.engine import run_search
 
-    if args.resume and (args.config or args.overrides or args.store):
+    from searchkit.text import plural
+
+    if args.resume and (args.config or args.overrides or args.store or args.overwrite):
         raise SearchkitError("--resume continues an earlier run with its own config and store; "
-                             "drop --config, --store and overrides")
+                             "drop --config, --store, --overwrite and overrides")
     overrides = list(args.overrides) + ([f"store={args.store}"] if args.store else [])
     result = run_search(args.config, overrides, out=args.out, resume=args.resume, progress=not args.quiet,
-                        parallel=_parallel(args))
-    index = "" if result.index is None else f" (NAS-Bench-201 index {result.index})"
+                        parallel=_parallel(args), overwrite=args.overwrite)
+    index = "" if result.index is None else f" (benchmark index {result.index})"
     print(f"selected architecture: {result.arch}{index}")
-    print(f"{result.metric} score: {result.score:.6f}  "
-          f"({result.archs_scored} architectures scored, {result.unique_archs} unique, {result.search_seconds:.1f} s)")
+    cost = [plural(result.archs_scored, "architecture") + " scored"]
+    if result.validations:
+        cost.append(plural(result.validations, "validation") + f" ({result.simulated_seconds:.0f} s of training charged)")
+    print(f"selected by {result.quantity} = {result.score:.6g}  ({', '.join(cost)}, {result.unique_archs} unique; "
+          f"{result.search_seconds:.1f} s of training-free work)")
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
     print(f"run directory: {result.out}")
@@ -59,61 +64,40 @@ def _single_arch_config(args: argparse.Namespace, extra: dict):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from searchkit.config import config_from_dict
-    from searchkit.evaluation import evaluate_arch, open_table, will_train
-    from searchkit.runtime import resolve_device
-    from searchkit.spaces import get_space
-    from searchkit.store import TRAIN_CHECKPOINT, RunDir
+    from searchkit.evaluation import run_evaluation
 
     if args.resume:
         if args.arch or args.config or args.overrides or args.out:
             raise SearchkitError("--resume continues an earlier evaluation with its own config and architecture; "
                                  "drop --arch, --out, --config and overrides")
-        run = RunDir.existing(args.resume)
-        config = run.read_config()
-        arch_text, cfg = config.pop("arch", None), config_from_dict(config)
-        if not isinstance(arch_text, str):
-            raise SearchkitError(f"cannot resume {args.resume}: its config.yaml names no arch; it is not an evaluate run")
+        done = run_evaluation(None, resume=args.resume, progress=not args.quiet)
     else:
         if not args.arch:
             raise SearchkitError("give --arch ARCH (or --resume RUN_DIR)")
-        arch_text = args.arch
         cfg = _single_arch_config(args, {"table": args.table, "evaluate.method": args.method,
                                          "evaluate.epochs": args.epochs, "evaluate.protocol": args.preset})
-        run = None
-    space = get_space(cfg.space.name)
-    arch = space.decode(arch_text)
-    table = open_table(cfg)
-    if run is None and (args.out or will_train(cfg, table)):
-        run = RunDir(args.out) if args.out else RunDir.new(f"evaluate-{cfg.space.name}")
-    if run is not None:
-        run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})
-    evaluation = evaluate_arch(space, arch, cfg, table, resolve_device(cfg.device), progress=not args.quiet,
-                               checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
-    print(f"architecture: {space.encode(arch)}")
-    print(f"final accuracy: {evaluation.describe()}" if evaluation else "no evaluation (evaluate.method=none)")
-    if run is not None:
-        if evaluation is not None:
-            run.write_json("evaluation.json", {"arch": space.encode(arch), **evaluation.to_dict()})
-        print(f"run directory: {run.path}")
+        done = run_evaluation(cfg, args.arch, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"architecture: {done.arch}")
+    print(f"final accuracy: {done.evaluation.describe()}" if done.evaluation else "no evaluation (evaluate.method=none)")
+    if done.out is not None:
+        print(f"run directory: {done.out}")
 
 
 def _score(args: argparse.Namespace) -> None:
-    from searchkit.data import get_dataset, scoring_batch
-    from searchkit.engine import score_arch
-    from searchkit.metrics import get_metric
+    from searchkit.metrics import parse_metric
     from searchkit.runtime import resolve_device
-    from searchkit.spaces import get_space
+    from searchkit.scoring import ScoringRecipe
 
-    cfg = _single_arch_config(args, {"metric.name": args.metric, "data.batch_size": args.batch_size, "seed": args.seed})
-    device = resolve_device(cfg.device)
-    space = get_space(cfg.space.name)
-    arch = space.decode(args.arch)
-    splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
-    batch = scoring_batch(splits, cfg.data.batch_size, cfg.data.seed, cfg.data.split).to(device)
-    metric = get_metric(cfg.metric.name, **cfg.metric.options)
-    value = score_arch(space, arch, metric, batch, splits, cfg.seed, cfg.space.build, device)
-    print(f"{cfg.metric.name}: {value:.6g}  ({space.encode(arch)}, {cfg.data.name}, batch {cfg.data.batch_size}, seed {cfg.seed})")
+    cfg = _single_arch_config(args, {"data.batch_size": args.batch_size, "seed": args.seed})
+    specs = [spec for spec in args.metric.split(",") if spec]
+    metrics = {spec: parse_metric(spec) for spec in specs}
+    context = ScoringRecipe.from_config(cfg, metrics, resolve_device(cfg.device)).open()
+    text = context.space.encode(context.space.decode(args.arch))
+    result, _ = context.score(text)
+    print(f"{text}  ({cfg.data.name}, scoring batch of {cfg.data.batch_size}, init seed {cfg.network_seed})")
+    for spec, metric in metrics.items():
+        value, seconds = result[spec]
+        print(f"{spec}: {value:.6g}  [{metric.quantity}; {seconds:.2f} s]")
 
 
 #: correlate flags that decide what is scored (default values); --resume takes them from settings.yaml.
@@ -157,7 +141,7 @@ def _correlate(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from searchkit.benchmark import resume_benchmark, run_benchmark
+    from searchkit.study.benchmark import resume_benchmark, run_benchmark
 
     if args.seeds is not None and args.seeds < 1:
         raise SearchkitError(f"--seeds must be at least 1, got {args.seeds}")
@@ -235,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
     search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")
     search.add_argument("--resume", type=Path, help="continue an interrupted run from its directory")
+    search.add_argument("--overwrite", action="store_true", help="replace the run in --out if it holds one")
     search.add_argument("--store", help="score store shared across runs (default: RUN_DIR/scores.db)")
     _add_parallel_flags(search)
     search.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -250,12 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="run directory for the config, the resumable training checkpoint "
                                                    "and evaluation.json (default when training: runs/<time>-evaluate-SPACE/)")
     evaluate.add_argument("--resume", type=Path, help="continue an interrupted evaluation from its run directory")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace the run in --out if it holds one")
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
 
     score = commands.add_parser("score", help="training-free score of one architecture")
     _add_single_arch_flags(score)
-    score.add_argument("--metric", default="kcc", help="metric name (default: kcc)")
+    score.add_argument("--metric", "--metrics", dest="metric", default="kcc",
+                       help="metric spec(s), comma-separated, e.g. kcc:eps=0.01,synflow (default: kcc)")
     score.add_argument("--batch-size", type=int, help="scoring batch size (default: 64)")
     score.add_argument("--seed", type=int, help="network initialisation seed (default: 0)")
     score.set_defaults(func=_score)

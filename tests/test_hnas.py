@@ -11,8 +11,8 @@ from searchkit import run_search
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.store import RunDir
-from searchkit.strategies import HNAS
+from searchkit.rundir import RunDir
+from searchkit.strategies import HNAS, Answer
 from searchkit.strategies.hnas import KAPPA_METRIC, hnas_objective, normalise
 from searchkit.tabular import NB201Table
 
@@ -57,30 +57,39 @@ def drive(strategy):
 
 def test_candidate_is_the_pool_argmin_of_eq_7():
     hnas = HNAS(SPACE, np.random.default_rng(0), pool=30, iterations=1)
-    for arch in hnas.ask():
-        m, kappa = fake_scores(arch)
-        hnas.tell_extras(arch, {KAPPA_METRIC: -kappa})
-        hnas.tell(arch, m)
+    for query in hnas.ask():
+        m, kappa = fake_scores(query.arch)
+        hnas.tell(query, Answer(query.arch, m, {KAPPA_METRIC: -kappa}))
     m, kappa = normalise(*map(np.array, zip(*(fake_scores(a) for a in hnas.pool))))
     for mu, nu in [(1e-3, 0.5), (10.0, 1.0), (100.0, 3.0)]:
         expected = hnas.pool[int(np.argmin(hnas_objective(m, kappa, mu, nu)))]
         assert hnas.candidate(mu, nu) == expected
-    assert hnas.selected_by == "score" and hnas.best_score == max(m_ for m_, _ in map(fake_scores, hnas.pool))
 
 
 def test_bo_runs_k_steps_is_seeded_and_answers_the_best_validated():
-    runs = [drive(HNAS(SPACE, np.random.default_rng(seed), pool=40, iterations=5, init=2, grid=8))
+    runs = [fakes.validated(drive(HNAS(SPACE, np.random.default_rng(seed), pool=40, iterations=5, init=2, grid=8)))
             for seed in (3, 3, 4)]
     assert len(runs[0]) == 5
     assert runs[0] == runs[1] and runs[0] != runs[2]
-    hnas = HNAS(SPACE, np.random.default_rng(3), pool=40, iterations=5, init=2, grid=8)
-    validated = drive(hnas)
-    assert hnas.selected_by == "validation"
-    assert hnas.best_score == max(a for _, a in validated) == fake_accuracy(hnas.best_arch)
-    state = json.loads(json.dumps(hnas.state_dict()))
-    copy = HNAS(SPACE, np.random.default_rng(99), pool=40)
-    copy.load_state_dict(state)
-    assert copy.accuracies == hnas.accuracies and copy.candidates == hnas.candidates and copy.best_arch == hnas.best_arch
+    log = drive(HNAS(SPACE, np.random.default_rng(3), pool=40, iterations=5, init=2, grid=8))
+    assert log.incumbent.selected_by == "validation"
+    assert log.incumbent.value == max(a for _, a in fakes.validated(log)) == fake_accuracy(SPACE.decode(log.incumbent.arch))
+
+
+def test_the_main_metric_may_be_the_extra_metric(tmp_path):
+    """Regression: hnas with metric ntk_cond crashed with a KeyError (main and extra metrics shared
+    one label dictionary, and the main one was popped from it)."""
+    config = {"name": "hnas-cond", "data": {"name": "synthetic", "batch_size": 8,
+                                            "options": {"shape": [3, 8, 8], "n_train": 32, "n_valid": 16}},
+              "space": {"name": "nb201", "build": {"C": 2, "N": 1}}, "metric": {"name": "ntk_cond"},
+              "strategy": {"name": "hnas", "options": {"pool": 3, "iterations": 1, "init": 1, "grid": 4}},
+              "validate": {"method": "train", "epochs": 1}, "evaluate": {"method": "none"},
+              "budget": {"archs": 3}}
+    result = run_search(config, out=tmp_path / "run", progress=False)  # the pool, then the budget ends
+    assert len(result.history) == 3 and all(r.extras[KAPPA_METRIC] == r.score < 0 for r in result.history)
+    config["budget"] = {"archs": 4}  # eq. 7 divides by M: M = -kappa < 0 is refused in words
+    with pytest.raises(SearchkitError, match="HNAS needs architectures with a positive metric M"):
+        run_search(config, out=tmp_path / "run2", progress=False)
 
 
 def test_bad_options_are_refused():

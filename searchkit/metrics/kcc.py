@@ -12,14 +12,19 @@ Why not solve (9) literally: its right-hand matrix B is singular. K is centred (
 rank K <= m - 1) and, for one-hot labels, rank L <= c - 1 << m; every direction in the null
 space of B makes (9) ill-posed (infinite or arbitrary eigenvalues in a generalised eigensolver).
 Only coefficients in range(K) + range(L) change f = K alpha and g = L beta, so we restrict to
-those ranges. With K = U diag(k) U^T (k > 0) and L = Q diag(s^2) Q^T (Q from the thin SVD of
-H Y), substituting a = (K + m eps I)^(1/2) K^(1/2) alpha and likewise b reduces (9) to an
-ordinary singular value problem (Bach & Jordan 2002, regularised KCCA):
+those ranges. With K = U diag(k) U^T and L = Q diag(s^2) Q^T (Q from the thin SVD of H Y),
+substituting a = (K + m eps I)^(1/2) K^(1/2) alpha and likewise b reduces (9) to an ordinary
+singular value problem (Bach & Jordan 2002, regularised KCCA):
 
-    gamma = sigma_max( diag(sqrt(k / (k + m eps))) U^T Q diag(sqrt(s^2 / (s^2 + m eps))) ).
+    gamma = sigma_max(C),   C = diag(sqrt(k / (k + r))) U^T Q D,   D = diag(sqrt(s^2 / (s^2 + r))),
 
-The matrix is (rank K) x (rank L), at most m x (c - 1), so after one eigendecomposition of K
-the score costs almost nothing. ``tests/test_kcc.py`` checks it against (9) solved on the
+r = m eps. We never form U: C^T C = D Q^T K (K + r I)^-1 Q D = D Q^T (I - r (K + r I)^-1) Q D, so
+
+    gamma^2 = lambda_max( D Q^T (I - r (K + r I)^-1) Q D ),
+
+a (c-1) x (c-1) eigenproblem after one m x m linear solve. This is the only KCC implementation:
+it is smooth in Theta (the solve's gradient), so NASI optimises it through its supernet
+(:meth:`KCC.differentiable`). ``tests/test_kcc.py`` checks it against (9) solved on the
 restricted ranges.
 
 Choices the paper leaves open, as options:
@@ -50,14 +55,15 @@ classes, and (with ``normalize``) to the scale of Theta.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
 
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
-from searchkit.metrics.base import METRICS
-from searchkit.metrics.ntk import NTKMetric
+from searchkit.metrics.base import metric
+from searchkit.metrics.ntk import NTKMetric, empirical_ntk
 
 #: The score of a degenerate network (constant or non-finite NTK): the lower end of [0, 1].
 KCC_WORST = 0.0
@@ -81,33 +87,27 @@ def label_features(y: torch.Tensor, num_classes: int | None = None) -> torch.Ten
     return features - features.mean(0, keepdim=True)
 
 
-def _spectrum(kernel: torch.Tensor, rel_tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive eigenpairs of a symmetric PSD kernel: values (r,), vectors (m, r)."""
-    values, vectors = torch.linalg.eigh((kernel + kernel.T) / 2)
-    keep = values > rel_tol * values.abs().max().clamp_min(torch.finfo(values.dtype).tiny)
-    return values[keep], vectors[:, keep]
-
-
-def kcc(
+def kcc_tensor(
     theta: torch.Tensor,
     y: torch.Tensor,
     num_classes: int | None = None,
     eps: float = 1e-4,
     normalize: bool = True,
     labels: str = "linear",
-) -> float:
-    """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,).
+) -> torch.Tensor:
+    """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,), as a
+    float64 scalar tensor differentiable in theta (see the module docstring).
 
     ``labels``: "linear" (L = H Y Y^T H) or "balanced" (L = the projector onto range(H Y)).
-
-    Returns :data:`KCC_WORST` when the centred kernel is zero or not finite (a network whose
-    output does not depend on its input, or overflowed).
+    Returns :data:`KCC_WORST` (a constant) when the centred kernel is zero or not finite (a
+    network whose output does not depend on its input, or overflowed) or the labels are constant.
     """
     m = theta.shape[0]
-    k_centred = centre(theta.double())
-    if not torch.isfinite(k_centred).all():
-        return KCC_WORST
-    k, u = _spectrum(k_centred)
+    worst = torch.tensor(KCC_WORST, dtype=torch.float64, device=theta.device)
+    k = centre(theta.double())
+    scale = torch.trace(k) / m
+    if not bool(torch.isfinite(k).all()) or not float(scale.detach()) > 0:
+        return worst
     hy = label_features(y.to(theta.device), num_classes)
     q, s, _ = torch.linalg.svd(hy, full_matrices=False)
     label_eig = s**2
@@ -117,35 +117,50 @@ def kcc(
         label_eig = torch.ones_like(label_eig)
     elif labels != "linear":
         raise SearchkitError(f"kcc: labels must be 'linear' or 'balanced', got {labels!r}")
-    if k.numel() == 0 or label_eig.numel() == 0:
-        return KCC_WORST
+    if label_eig.numel() == 0:
+        return worst
     if normalize:
-        k = k / (k.sum() / m)
+        k = k / scale
         label_eig = label_eig / (label_eig.sum() / m)
     ridge = m * eps
-    left = torch.sqrt(k / (k + ridge))
-    right = torch.sqrt(label_eig / (label_eig + ridge))
-    core = left[:, None] * (u.T @ q) * right[None, :]
-    return float(torch.linalg.matrix_norm(core, ord=2))
+    d = torch.sqrt(label_eig / (label_eig + ridge))
+    solved = torch.linalg.solve(k + ridge * torch.eye(m, dtype=k.dtype, device=k.device), q)
+    core = d[:, None] * (q.T @ q - ridge * (q.T @ solved)) * d[None, :]
+    return torch.linalg.eigvalsh((core + core.T) / 2)[-1].clamp_min(0).sqrt()
 
 
-@METRICS.register("kcc")
-@dataclass
+def kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, eps: float = 1e-4,
+        normalize: bool = True, labels: str = "linear") -> float:
+    """:func:`kcc_tensor` as a float."""
+    return float(kcc_tensor(theta, y, num_classes, eps, normalize, labels))
+
+
+@metric("kcc")
 class KCC(NTKMetric):
     """Kernel canonical correlation of the empirical NTK and the labels (seed 000, eq. 9).
 
-    Options: ``eps`` (regulariser), ``normalize`` (trace-normalise both kernels, see above),
-    ``labels`` ("linear" or "balanced" label kernel, see above), and
-    the NTK's ``bn`` / ``output`` / ``chunk_size`` (:mod:`searchkit.metrics.ntk`). Range [0, 1];
-    degenerate networks score :data:`KCC_WORST`.
+    Options: ``eps`` (regulariser, > 0), ``normalize`` (trace-normalise both kernels, see above),
+    ``labels`` ("linear" or "balanced" label kernel, see above), and the NTK's ``bn`` / ``output``
+    / ``chunk_size`` (:mod:`searchkit.metrics.ntk`). Range [0, 1]; degenerate networks score
+    :data:`KCC_WORST`. Differentiable (NASI): Theta by ``torch.func`` (the batch statistics, if
+    any, held constant) and the closed form above.
     """
 
     eps: float = 1e-4
     normalize: bool = True
-    labels: str = "linear"
+    labels: Literal["linear", "balanced"] = "linear"
 
-    name = "kcc"
     worst = KCC_WORST
+    quantity = "KCC (eq. 9), in [0, 1]"
+    min_classes = 2
+
+    def check(self) -> None:
+        if not self.eps > 0:
+            raise SearchkitError(f"metric 'kcc' option eps must be > 0, got {self.eps}")
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels)
+
+    def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
+        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size)
+        return kcc_tensor(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels)

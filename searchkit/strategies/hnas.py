@@ -41,7 +41,7 @@ import torch
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Strategy, Validate, distinct_samples
+from searchkit.strategies.base import Answer, Needs, Query, Score, Strategy, Validate, distinct_samples, strategy
 
 #: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_family.NTKCond).
 KAPPA_METRIC = "ntk_cond"
@@ -72,6 +72,7 @@ def _box(name: str, bounds: Sequence[float]) -> tuple[float, float]:
     return low, high
 
 
+@strategy("hnas")
 class HNAS(Strategy):
     """Hybrid NAS: BO over (mu, nu) of eq. 7 on a scored pool, validating one candidate per step.
 
@@ -80,9 +81,7 @@ class HNAS(Strategy):
     see the module docstring), ``t`` (F's exponent 2t), ``grid`` (acquisition lattice size).
     """
 
-    name = "hnas"
-    extra_metrics = (KAPPA_METRIC,)
-    validates = True
+    needs = Needs(extra_metrics=(KAPPA_METRIC,), validation=True, training_free=True)
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, pool: int = 200, iterations: int = 25,
@@ -106,8 +105,8 @@ class HNAS(Strategy):
 
     # --- the two oracles --------------------------------------------------------------------
 
-    def ask(self) -> list[Any]:
-        unscored = [arch for arch in self.pool if arch not in self.metric]
+    def ask(self) -> list[Query]:
+        unscored = [Score(arch) for arch in self.pool if arch not in self.metric]
         if unscored:
             return unscored
         if len(self.accuracies) >= self.iterations:
@@ -115,23 +114,17 @@ class HNAS(Strategy):
         self._pending = self.propose()
         return [Validate(self.candidate(*self.hyperparameters(self._pending)))]
 
-    def tell_extras(self, arch: Any, extras: dict[str, float]) -> None:
-        self.kappa[arch] = -extras[KAPPA_METRIC]
-
-    def tell(self, arch: Any, score: float) -> None:
-        self.metric[arch] = score
-        if self.selected_by == "score":
-            super().tell(arch, score)
-
-    def tell_validation(self, arch: Any, accuracy: float) -> None:
+    def tell(self, query: Query, answer: Answer) -> None:
+        if isinstance(query, Score):
+            self.metric[query.arch] = answer.value
+            self.kappa[query.arch] = -answer.extras[KAPPA_METRIC]
+            return
         if self._pending is None:
-            raise RuntimeError("tell_validation without a pending HNAS proposal")
+            raise RuntimeError("a validation answered without a pending HNAS proposal")
         self.points.append(self._pending)
-        self.accuracies.append(float(accuracy))
-        self.candidates.append(arch)
+        self.accuracies.append(float(answer.value))
+        self.candidates.append(query.arch)
         self._pending = None
-        if self.selected_by == "score" or accuracy > self.best_score:
-            self.best_arch, self.best_score, self.selected_by = arch, float(accuracy), "validation"
 
     # --- eq. 7 on the pool ---------------------------------------------------------------------
 
@@ -183,28 +176,3 @@ class HNAS(Strategy):
                 acquisition = LogExpectedImprovement(gp, best_f=y.max())(lattice.unsqueeze(1))
         u, v = lattice[int(torch.argmax(acquisition))].tolist()
         return u, v
-
-    # --- state -----------------------------------------------------------------------------------
-
-    def state_dict(self) -> dict:
-        encode = self.space.encode
-        state = super().state_dict()
-        state.update(
-            pool=[encode(a) for a in self.pool], metric={encode(a): v for a, v in self.metric.items()},
-            kappa={encode(a): v for a, v in self.kappa.items()}, points=list(self.points),
-            accuracies=list(self.accuracies), candidates=[encode(a) for a in self.candidates],
-            pending=self._pending, selected_by=self.selected_by,
-        )
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        decode = self.space.decode
-        super().load_state_dict(state)
-        self.pool = [decode(s) for s in state["pool"]]
-        self.metric = {decode(s): v for s, v in state["metric"].items()}
-        self.kappa = {decode(s): v for s, v in state["kappa"].items()}
-        self.points = [tuple(p) for p in state["points"]]
-        self.accuracies = list(state["accuracies"])
-        self.candidates = [decode(s) for s in state["candidates"]]
-        self._pending = None if state["pending"] is None else tuple(state["pending"])
-        self.selected_by = state["selected_by"]

@@ -21,15 +21,15 @@ import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Strategy, Validate, distinct_samples
+from searchkit.strategies.base import Answer, Needs, Query, Score, Strategy, Validate, distinct_samples, strategy
 from searchkit.strategies.evolution import tournament_winner
 
 
+@strategy("warmup")
 class ZeroCostWarmup(Strategy):
     """Training-free screen of ``warmup`` samples, then REA on validation from the top ``population``."""
 
-    name = "warmup"
-    validates = True
+    needs = Needs(validation=True, training_free=True)
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, warmup: int = 500, population: int = 10,
@@ -50,8 +50,8 @@ class ZeroCostWarmup(Strategy):
         ranked = sorted(self.screen, key=lambda arch: -self.scores[arch])
         return ranked[: self.population_size]
 
-    def ask(self) -> list[Any]:
-        unscored = [arch for arch in self.screen if arch not in self.scores]
+    def ask(self) -> list[Query]:
+        unscored = [Score(arch) for arch in self.screen if arch not in self.scores]
         if unscored:
             return unscored
         seeds = self._seeds()
@@ -60,31 +60,11 @@ class ZeroCostWarmup(Strategy):
         parent = tournament_winner(self.population, self.sample_size, self.rng)
         return [Validate(self.space.mutate(parent, self.rng))]
 
-    def tell(self, arch: Any, score: float) -> None:
-        self.scores[arch] = score
-        if self.selected_by == "score":
-            super().tell(arch, score)
-
-    def tell_validation(self, arch: Any, accuracy: float) -> None:
+    def tell(self, query: Query, answer: Answer) -> None:
+        if isinstance(query, Score):
+            self.scores[query.arch] = answer.value
+            return
         self.validated += 1
-        self.population.append((arch, float(accuracy)))
+        self.population.append((query.arch, float(answer.value)))
         if len(self.population) > self.population_size:
             self.population.popleft()
-        if self.selected_by == "score" or accuracy > self.best_score:
-            self.best_arch, self.best_score, self.selected_by = arch, float(accuracy), "validation"
-
-    def state_dict(self) -> dict:
-        encode = self.space.encode
-        state = super().state_dict()
-        state.update(screen=[encode(a) for a in self.screen], scores={encode(a): v for a, v in self.scores.items()},
-                     population=[(encode(a), v) for a, v in self.population], validated=self.validated,
-                     selected_by=self.selected_by)
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        decode = self.space.decode
-        super().load_state_dict(state)
-        self.screen = [decode(s) for s in state["screen"]]
-        self.scores = {decode(s): v for s, v in state["scores"].items()}
-        self.population = deque((decode(s), v) for s, v in state["population"])
-        self.validated, self.selected_by = state["validated"], state["selected_by"]
