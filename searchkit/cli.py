@@ -12,10 +12,43 @@ from searchkit.errors import SearchkitError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2) instead of usage + message."""
+    """argparse with one-line errors (exit 2) instead of usage + message, and help epilogs built
+    only when help is shown (``epilog`` may be a callable: listing the registries imports torch)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise SearchkitError(f"{message} (see '{self.prog} --help')")
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _names() -> str:
+    """The registered names of every pluggable kind, for the help texts."""
+    from searchkit.data import DATASETS
+    from searchkit.metrics import METRICS
+    from searchkit.spaces import SPACES
+    from searchkit.strategies import STRATEGIES
+    from searchkit.train.trainer import PROTOCOLS
+
+    return "\n".join([
+        f"strategies: {', '.join(STRATEGIES.names())}",
+        f"metrics:    {', '.join(METRICS.names())}",
+        "            (with options: kcc:eps=0.01:bn=eval; several: kcc,synflow)",
+        f"spaces:     {', '.join(SPACES.names())}",
+        f"datasets:   {', '.join(DATASETS.names())}",
+        f"presets:    {', '.join(PROTOCOLS)} (training protocols of evaluate.protocol / --preset)",
+    ])
+
+
+def _epilog(*examples: str):
+    """A lazy help epilog: the registered names, then ``examples``."""
+    return lambda: _names() + "\n\nexamples:\n" + "\n".join(f"  {example}" for example in examples)
 
 
 def _parallel(args: argparse.Namespace):
@@ -212,10 +245,23 @@ def _add_parallel_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="searchkit", description="Neural architecture search with training-free fitness.")
+    from searchkit import __version__
+
+    parser = _Parser(prog="searchkit", description="Neural architecture search with training-free fitness.",
+                     epilog=_epilog("searchkit search", "searchkit search --help"))
+    parser.add_argument("--version", action="version", version=f"searchkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    search = commands.add_parser("search", help="run a search, evaluate the selected architecture")
+    search = commands.add_parser(
+        "search", help="run a search, evaluate the selected architecture",
+        description="Search a space with a strategy and a training-free metric (config: configs/default.yaml), "
+                    "then evaluate the selected architecture.",
+        epilog=_epilog("searchkit search budget.archs=50 strategy.name=random",
+                       "searchkit search --config configs/nb201-cifar10.yaml strategy.name=hnas "
+                       "'budget={archs: null, simulated_seconds: 3000}'",
+                       "searchkit search metric.name=kcc:eps=0.001 --out runs/kcc --workers 2",
+                       "searchkit search data.name=imagefolder data.root=~/images evaluate.epochs=20",
+                       "searchkit search --resume runs/kcc"))
     search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
     search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")
     search.add_argument("--resume", type=Path, help="continue an interrupted run from its directory")
@@ -226,12 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1")
     search.set_defaults(func=_search)
 
-    evaluate = commands.add_parser("evaluate", help="final accuracy of one architecture (table lookup or training)")
+    arch = "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
+    evaluate = commands.add_parser(
+        "evaluate", help="final accuracy of one architecture (table lookup or training)",
+        epilog=_epilog(f"searchkit evaluate --arch {arch} --dataset cifar10",
+                       f"searchkit evaluate --arch {arch} --dataset digits --epochs 20",
+                       "searchkit evaluate --space darts --arch DARTS_V2 --preset darts-small --out runs/v2",
+                       "searchkit evaluate --resume runs/v2"))
     _add_single_arch_flags(evaluate, required_arch=False)
     evaluate.add_argument("--method", choices=("auto", "table", "train"), help="default: auto")
     evaluate.add_argument("--epochs", type=int, help="training epochs (overrides the protocol's)")
-    evaluate.add_argument("--preset", help="training protocol preset: nb201, nb201-short, darts, darts-small, "
-                                           "darts-tiny (default: nb201); override fields with evaluate.* keys")
+    evaluate.add_argument("--preset", help="training protocol preset (listed below; default: nb201); override "
+                                           "fields with evaluate.overrides={...}")
     evaluate.add_argument("--out", type=Path, help="run directory for the config, the resumable training checkpoint "
                                                    "and evaluation.json (default when training: runs/<time>-evaluate-SPACE/)")
     evaluate.add_argument("--resume", type=Path, help="continue an interrupted evaluation from its run directory")
@@ -239,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
 
-    score = commands.add_parser("score", help="training-free score of one architecture")
+    score = commands.add_parser(
+        "score", help="training-free scores of one architecture",
+        epilog=_epilog(f"searchkit score --arch {arch} --dataset cifar10 --metric kcc,synflow,params",
+                       f"searchkit score --arch {arch} --metric kcc:eps=0.001:bn=eval --batch-size 128"))
     _add_single_arch_flags(score)
     score.add_argument("--metric", "--metrics", dest="metric", default="kcc",
                        help="metric spec(s), comma-separated, e.g. kcc:eps=0.01,synflow (default: kcc)")
@@ -247,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, help="network initialisation seed (default: 0)")
     score.set_defaults(func=_score)
 
-    correlate = commands.add_parser("correlate", help="score NB201 architectures and correlate metrics with accuracy")
+    correlate = commands.add_parser(
+        "correlate", help="score benchmark architectures and correlate metrics with accuracy",
+        epilog=_epilog("searchkit correlate --metrics kcc,naswot,synflow --n 200 --seed 0 --out runs/corr",
+                       "searchkit correlate --resume runs/corr --workers 2"))
     correlate.add_argument("--space", default="nb201", help="search space (only nb201 has ground truth)")
     correlate.add_argument("--dataset", help="scoring dataset (default: cifar10)")
     correlate.add_argument("--metrics", help="comma-separated metric specs, e.g. kcc,synflow,kcc:eps=0.05:bn=eval")
@@ -264,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resumable_output_flags(correlate, "run in DIR with its recorded settings", "OUT/scores.db")
     correlate.set_defaults(func=_correlate)
 
-    benchmark = commands.add_parser("benchmark", help="strategies x metrics x seeds on NAS-Bench-201 (summary, anytime plot)")
+    benchmark = commands.add_parser(
+        "benchmark", help="strategies x metrics x seeds on a benchmark table (summary, anytime plot)",
+        epilog=_epilog("searchkit benchmark --config configs/bench-nb201.yaml --out results/benchmark-nb201",
+                       "searchkit benchmark --resume results/benchmark-nb201 --workers 2"))
     benchmark.add_argument("--config", type=Path, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
     benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
     _add_resumable_output_flags(benchmark, "benchmark in DIR with its recorded config",
@@ -274,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     store = commands.add_parser("store", help="the score store: rows per setting and metric, or export to CSV")
     store.add_argument("action", choices=("stats", "export"), help="stats: rows per group and totals; export PATH.csv")
     store.add_argument("path", nargs="?", help="export: the CSV file to write")
-    store.add_argument("--store", default="scores.db", help="the store file (default: ./scores.db)")
+    store.add_argument("--store", required=True,
+                       help="the store file: a run's or correlate's scores.db, or a shared store")
     store.set_defaults(func=_store)
     return parser
 

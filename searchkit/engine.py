@@ -170,9 +170,6 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
         metrics.update((spec, parse_metric(spec)) for spec in needs.extra_metrics if spec not in metrics)
     recipe = ScoringRecipe.from_config(cfg, metrics, device)
     context = recipe.open(space)
-    if context.splits.num_classes < 2:
-        raise SearchkitError(f"dataset {cfg.data.name!r} has {context.splits.num_classes} class; a classification "
-                             "search needs at least 2")
     table = open_benchmark(cfg, space)
     validator = None
     if train_based or needs.validation:

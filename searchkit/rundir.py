@@ -113,12 +113,14 @@ class RunDir:
 
     @classmethod
     def new(cls, name: str, root: str | Path = "runs") -> "RunDir":
-        """``runs/<YYYYmmdd-HHMMSS>-<name>/`` (a numeric suffix keeps two runs in one second apart)."""
+        """``runs/<YYYYmmdd-HHMMSS>-<name>/`` (a numeric suffix keeps two runs in one second apart),
+        checked like :meth:`fresh`; nothing is created."""
         stem = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
         path, n = stem, 1
         while path.exists():
             n += 1
             path = stem.with_name(f"{stem.name}-{n}")
+        check_writable(path)
         return cls(path)
 
     @classmethod

@@ -106,6 +106,9 @@ class ScoringRecipe:
         """Load the dataset and the scoring batch, and check every metric can use the batch;
         ``space`` overrides the registry's (e.g. a pool of it), ``device`` the recipe's."""
         splits = get_dataset(self.dataset, self.data_root, **self.options)
+        if splits.num_classes < 2:
+            raise SearchkitError(f"dataset {self.dataset!r} has {splits.num_classes} class; scoring and searching "
+                                 "for classification need at least 2")
         batch = scoring_batch(splits, self.batch_size, self.data_seed, self.split)
         fingerprint = batch.fingerprint()
         if self.batch_fingerprint is not None and fingerprint != self.batch_fingerprint:

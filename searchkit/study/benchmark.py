@@ -32,7 +32,7 @@ from searchkit.config import RunConfig, config_from_dict
 from searchkit.correlate import sample_indices
 from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
-from searchkit.rundir import write_atomic
+from searchkit.rundir import check_writable, write_atomic
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe, import_scores
 from searchkit.spaces import get_space
@@ -92,13 +92,14 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
         raise SearchkitError(f"the benchmark needs a space with a tabular benchmark (its ground truth); "
                              f"the {base.space.name} space has none")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
+    check_writable(out)
     runs = bench.runs()
     metrics = pool_metrics(bench)
+    context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
     study = Study(out, RUN_FIELDS)
     with ScoreStore(base.store or out / "scores.db") as db:
-        context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
         notes = [import_scores(db, directory, context.recipe.setting()) for directory in bench.score_cache]
         indices = range(len(table)) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, len(table))
         texts = [table.arch_str(i) for i in indices]
