@@ -8,6 +8,7 @@ so a value can be of any type. :func:`check_value` accepts a value when it fits 
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import types
@@ -17,7 +18,7 @@ from typing import Any, Callable, Literal
 from searchkit.errors import SearchkitError
 
 _NAMES = {type(None): "null", bool: "true/false", int: "an integer", float: "a number", str: "a string",
-          dict: "a mapping", list: "a list", tuple: "a list"}
+          dict: "a mapping", list: "a list", tuple: "a list", collections.abc.Sequence: "a list"}
 
 
 def _alternatives(annotation: Any) -> tuple[Any, ...]:
@@ -36,7 +37,7 @@ def _fits(value: Any, kind: Any) -> tuple[bool, Any]:
     origin = typing.get_origin(kind)
     if origin is Literal:
         return any(value == choice and type(value) is type(choice) for choice in typing.get_args(kind)), value
-    if origin in (list, tuple, typing.Sequence) or kind in (list, tuple):
+    if origin in (list, tuple, collections.abc.Sequence) or kind in (list, tuple):
         return isinstance(value, (list, tuple)), value
     if origin is dict or kind is dict:
         return isinstance(value, dict), value

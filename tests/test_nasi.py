@@ -105,7 +105,7 @@ def toy_value(net, c):
 
 
 def toy_search(preferred, **options):
-    strategy = NASI(SPACE, np.random.default_rng(0), steps=8, C=1, N=1, batch_size=4, **options)
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=8, C=1, N=1, batch_size=4, exclude_ops=[], **options)
     strategy._objective = lambda ctx: linear_objective(preferred, penalised=True)
     arch, _ = strategy.search(context("ntk_trace"))
     return [OPS.index(op) for op in arch.ops]
@@ -161,14 +161,17 @@ def test_engine_times_the_one_shot_search_and_resumes_from_its_row(tmp_path):
 
 
 def test_excluded_ops_are_never_sampled_nor_selected():
-    """exclude_ops=[none] (B.2's treatment of DARTS' zero op) on NB201: even an objective that prefers
-    none everywhere selects another op."""
-    strategy = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9, exclude_ops=["none"])
+    """On NB201 none is excluded by default (B.2's treatment of DARTS' zero op): even an objective that
+    prefers none everywhere selects another op; exclude_ops=[] brings it back."""
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9)
     strategy._objective = lambda ctx: linear_objective([0] * 6, penalised=True)
     net = strategy.supernet(context("ntk_trace"), seed=0)
     assert not net.mask[:, OPS.index("none")].any() and net.mask[:, 1:].all()
     arch, _ = strategy.search(context("ntk_trace"))
     assert "none" not in arch.ops
+    included = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9, exclude_ops=[])
+    included._objective = lambda ctx: linear_objective([0] * 6, penalised=True)
+    assert included.search(context("ntk_trace"))[0].ops == ("none",) * 6
     for bad in (["max_pool_3x3"], list(OPS)):
         with pytest.raises(SearchkitError, match="exclude_ops"):
             NASI(SPACE, np.random.default_rng(0), exclude_ops=bad)

@@ -52,7 +52,8 @@ benchmark:
   strategies:
     - {{label: random, name: random}}
     - {{label: REA, name: evolution, options: {{population: 20, sample_size: 5}}, metrics: [synflow]}}
-    - {{label: HNAS, name: hnas, options: {{pool: 200, iterations: 25, init: 3}}, metrics: [ntk_trace],
+    - {{label: HNAS, name: hnas, options: {{pool: 200, growth: 0, revisit: true, iterations: 25, init: 3}},
+        metrics: [ntk_trace],
         budget: {{archs: null, simulated_seconds: 1000}}}}
     - {{label: warmup, name: warmup, options: {{warmup: 500, population: 10, sample_size: 3}}, metrics: [synflow],
         budget: {{archs: null, simulated_seconds: 1000}}}}

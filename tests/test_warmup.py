@@ -11,6 +11,7 @@ import fakes
 from searchkit.config import BudgetConfig
 from searchkit.driver import Driver
 from searchkit.strategies import Answer, Validate, ZeroCostWarmup
+from searchkit.strategies.base import mean_ranks
 from searchkit.tabular import NB201Table
 
 SPACE = get_space("nb201")
@@ -87,3 +88,18 @@ def test_engine_budget_screens_then_validates_within_the_simulated_budget(tmp_pa
     best = max(validations, key=lambda r: r.score)
     assert result.selected_by == "validation" and result.arch == best.arch
     assert best.score == table.accuracy(table.index_of(best.arch), "cifar10", "valid", 12)
+
+
+def test_an_ensemble_screen_validates_the_best_mean_rank_first():
+    def skips(arch):
+        return float(arch.ops.count("skip_connect"))
+
+    strategy = ZeroCostWarmup(SPACE, np.random.default_rng(2), warmup=40, population=4, ensemble=["skips"])
+    assert strategy.needs.extra_metrics == ("skips",) and strategy.needs.validation
+    screen = strategy.ask()
+    for query in screen:
+        strategy.tell(query, Answer(query.arch, convs(query.arch), {"skips": skips(query.arch)}))
+    ranks = mean_ranks([np.array([convs(q.arch) for q in screen]), np.array([skips(q.arch) for q in screen])])
+    expected = [screen[i].arch for i in np.argsort(-ranks, kind="stable")[:4]]
+    assert [strategy.ask()[0].arch for _ in range(1)] == expected[:1]
+    assert strategy._seeds() == expected

@@ -35,6 +35,7 @@ class NB201SuperNet(SuperNet):
 
     size_defaults = {"C": 16, "N": 5}
     ops = NB201_OPS
+    excluded = ("none",)
 
     def __init__(self, num_classes: int, C: int = 16, N: int = 5, in_channels: int = 3) -> None:
         super().__init__()

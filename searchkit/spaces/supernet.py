@@ -57,6 +57,8 @@ class SuperNet(nn.Module, ABC):
     ops: ClassVar[tuple[str, ...]]
     """The op names of the columns of the op-choice rows."""
     min_ops: ClassVar[int] = 1
+    excluded: ClassVar[tuple[str, ...]] = ()
+    """The ops NASI leaves out unless told otherwise (see :mod:`searchkit.strategies.nasi`)."""
     """How many ops an op-choice row must keep (:meth:`derive` takes that many)."""
     mask: torch.Tensor
 

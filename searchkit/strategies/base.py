@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence, TypeVar, Union
 
 import numpy as np
 
@@ -118,6 +118,15 @@ def distinct_samples(space: SearchSpace, rng: np.random.Generator, size: int,
         if arch not in exclude:
             members[arch] = None
     return list(members)
+
+
+def mean_ranks(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean over columns of each row's rank within its column, divided by n: (n,) in (0, 1]
+    (ties averaged; higher values rank higher). A rank ensemble of several metrics over a
+    population (the sum-of-ranks rule of TE-NAS and of our correlation study)."""
+    from scipy.stats import rankdata
+
+    return np.mean([rankdata(column) for column in columns], axis=0) / len(columns[0])
 
 
 class Strategy(ABC):

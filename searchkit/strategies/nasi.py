@@ -54,6 +54,14 @@ pooling-heavy cells (CIFAR-10 test accuracy of seeds 0-4: 49.0, 89.9, 74.8, 81.2
 full size: 92.6, 87.3, 93.6, 92.0, 93.4 %). Seed 1's weak cell reads two nodes through ``none``;
 with ``exclude_ops=[none]`` it selects a 93.4 % cell instead.
 
+Excluded ops: each supernet names the ops NASI leaves out by default (``SuperNet.excluded``). DARTS
+never has ``none`` (B.2: DARTS never selects it). On NB201 ``none`` is excluded too, a departure:
+the paper has no NB201 experiment, and ``none``'s output is 0 whatever its input, so its
+straight-through gradient d R / d w_none = <dR/d(edge), none(x)> = 0 while the other ops' gradients
+are signed; on any edge where the other ops lower R on average, ``none`` wins the argmax of
+eq. 18's accumulated gradient without ever raising R (4 of 5 full-size seeds selected it; seed 1
+cut node 1 off the input). ``exclude_ops: []`` restores it.
+
 Search cost is the measured wall time of the whole call (the engine times it): on NB201 at full
 size about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20
 minutes; on DARTS at C=8, 5 cells, b=64 about 10-20 s per step.
@@ -115,9 +123,8 @@ class NASI(Strategy):
     (penalty coefficient), ``nu`` ("fixed" | "adaptive"), ``nu0`` (None: from eq. 40),
     ``nu_samples`` (N of eq. 40), ``tau`` (Gumbel temperature); supernet size, None: the run's
     ``space.build`` (else the space's defaults): ``C`` (both spaces), ``N`` (NB201 cells per
-    stage), ``layers`` (DARTS cells). ``exclude_ops``: ops removed from every op choice, e.g.
-    ``[none]`` on NB201 (B.2 removes DARTS' zero op because DARTS never selects it; NB201 keeps
-    ``none`` unless this is set).
+    stage), ``layers`` (DARTS cells). ``exclude_ops``: ops removed from every op choice (None: the
+    supernet's ``excluded``, ``none`` on NB201; see the module docstring; ``[]``: none removed).
     """
 
     needs = Needs(training_free=True, gradient=True)
@@ -140,7 +147,7 @@ class NASI(Strategy):
         super().__init__(space, rng)
         self.steps, self.batch_size, self.mu, self.nu_mode, self.nu0 = steps, batch_size, mu, nu, nu0
         self.nu_samples, self.tau, self.size = nu_samples, tau, size
-        self.exclude_ops = list(exclude_ops or [])
+        self.exclude_ops = list(supernet.excluded if exclude_ops is None else exclude_ops)
         unknown = [op for op in self.exclude_ops if op not in supernet.ops]
         if unknown or len(set(supernet.ops) - set(self.exclude_ops)) < supernet.min_ops:
             raise SearchkitError(f"nasi option exclude_ops={self.exclude_ops} must name ops of the {space.name} "

@@ -25,6 +25,8 @@ import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 import yaml
 from tqdm import tqdm
 
@@ -39,7 +41,8 @@ from searchkit.spaces import get_space
 from searchkit.spaces.base import Benchmark
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
-from searchkit.strategies import STRATEGIES
+from searchkit.spaces.base import SearchSpace
+from searchkit.strategies import Needs, get_strategy
 from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config
 from searchkit.study.report import REPORTED, plot_anytime, write_summary
 from searchkit.study.runs import Study, dirname
@@ -62,14 +65,19 @@ def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int) ->
     return config_from_dict(config)
 
 
-def pool_metrics(bench: BenchmarkConfig) -> dict:
+def needs(entry: StrategyEntry, space: SearchSpace) -> Needs:
+    """What the entry's strategy, with its options, needs from a run."""
+    return get_strategy(entry.name, space, np.random.default_rng(0), **entry.options).needs
+
+
+def pool_metrics(bench: BenchmarkConfig, space: SearchSpace) -> dict:
     """Spec -> metric of every score the pool needs: the runs' metrics and their strategies'
     extra metrics, for the strategies that search the pool (not training-based or one-shot runs)."""
     specs: set[str] = set()
     for entry, metric, _ in bench.runs():
-        needs = STRATEGIES.get(entry.name).needs
-        if metric != VALIDATION and not needs.gradient:
-            specs.update((metric, *needs.extra_metrics))
+        wants = needs(entry, space)
+        if metric != VALIDATION and not wants.gradient:
+            specs.update((metric, *wants.extra_metrics))
     return {spec: parse_metric(spec) for spec in sorted(specs)}
 
 
@@ -94,7 +102,7 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
     out = Path(out)
     check_writable(out)
     runs = bench.runs()
-    metrics = pool_metrics(bench)
+    metrics = pool_metrics(bench, space)
     context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
@@ -116,7 +124,7 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
         done = study.done()
         todo = [(e, m, s) for e, m, s in runs if dirname(e.title, m, f"s{s}") not in done]
         for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
-            searches_pool = metric != VALIDATION and not STRATEGIES.get(entry.name).needs.gradient
+            searches_pool = metric != VALIDATION and not needs(entry, space).gradient
             name = dirname(entry.title, metric, f"s{seed}")
             result = study.search(name, run_config(base, entry, metric, seed), space=pool if searches_pool else None,
                                   store=db)
