@@ -72,7 +72,8 @@ def _search(args: argparse.Namespace) -> None:
     print(f"selected architecture: {result.arch}{index}")
     cost = [plural(result.archs_scored, "architecture") + " scored"]
     if result.validations:
-        cost.append(plural(result.validations, "validation") + f" ({result.simulated_seconds:.0f} s of training charged)")
+        cost.append(plural(result.validations, "validation") + f" ({result.simulated_seconds:.0f} s of training charged, "
+                                                                f"{result.training_charged.split(':')[0]})")
     print(f"selected by {result.quantity} = {result.score:.6g}  ({', '.join(cost)}, {result.unique_archs} unique; "
           f"{result.search_seconds:.1f} s of training-free work)")
     if result.evaluation is not None:

@@ -60,7 +60,8 @@ class SearchResult:
     training-based searches). Costs: ``search_seconds`` is the measured wall time of the
     training-free work, ``simulated_seconds`` the training time charged for validations (from the
     table, or measured by real trainings), ``strategy_seconds`` the strategy's own bookkeeping
-    (e.g. fitting a GP), reported but not budgeted.
+    (e.g. fitting a GP), reported but not budgeted; ``training_charged`` says how the training
+    seconds were charged (simulated from a table, or measured; None without validations).
     """
 
     arch: str
@@ -78,6 +79,7 @@ class SearchResult:
     strategy_seconds: float = 0.0
     selected_by: str = "score"
     quantity: str = ""
+    training_charged: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +90,7 @@ class SearchResult:
                             "unique_archs": self.unique_archs,
                             "wall_seconds": round(self.search_seconds, 3),
                             "simulated_seconds": round(self.simulated_seconds, 3),
+                            "training_charged": self.training_charged,
                             "strategy_seconds": round(self.strategy_seconds, 3)},
             "out": str(self.out),
         }
@@ -249,6 +252,7 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
         search_seconds=log.seconds, out=run.path, history=log.history, validations=log.count("validate"),
         simulated_seconds=log.simulated_seconds, strategy_seconds=log.strategy_seconds,
         selected_by=incumbent.selected_by, quantity=incumbent.quantity,
+        training_charged=getattr(setup.validator, "charged", None) if log.count("validate") else None,
     )
     run.write_json("best.json", result.to_dict())
     return result

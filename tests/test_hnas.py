@@ -177,7 +177,7 @@ def test_engine_charges_12_epoch_validations_once_and_resumes(tmp_path):
     assert result.search_seconds == pytest.approx(sum(r.seconds for r in scores), abs=1e-3)
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert best["selected_by"] == "validation" and best["arch"] == max(validations, key=lambda r: r.score).arch
-    assert best["search_cost"]["validations"] == 5
+    assert best["search_cost"]["validations"] == 5 and best["search_cost"]["training_charged"].startswith("simulated")
     assert best["search_cost"]["simulated_seconds"] == pytest.approx(charged, abs=1e-2)
 
     partial = tmp_path / "partial"  # killed after the pool and two validations
