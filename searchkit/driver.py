@@ -105,12 +105,12 @@ class Incumbent:
         return "" if self._entry is None else f"{self.quantity}={self.value:.4g}"
 
 
-def incumbent_curve(rows: Iterable[HistoryRow]) -> list[tuple[float, str]]:
+def incumbent_curve(rows: Iterable[HistoryRow], simulated_only: bool = False) -> list[tuple[float, str]]:
     """(cumulative search cost, incumbent arch) after every row; cost = training-free wall
-    seconds + simulated seconds."""
+    seconds + simulated seconds (``simulated_only``: simulated training seconds alone)."""
     incumbent, curve, cost = Incumbent(), [], 0.0
     for row in rows:
-        cost += row.seconds + row.simulated_seconds
+        cost += row.simulated_seconds + (0.0 if simulated_only else row.seconds)
         incumbent.update(row, "")
         curve.append((cost, incumbent.arch))
     return curve

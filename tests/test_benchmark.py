@@ -11,6 +11,7 @@ from searchkit.scoring import import_scores
 from searchkit.spaces.pool import PoolSpace
 from searchkit.study import benchmark as bench
 from searchkit.study.benchmark_config import load_benchmark_config
+from searchkit.study.report import anytime_accuracy
 from searchkit.cli import main
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
@@ -45,6 +46,20 @@ def test_pool_space_samples_members_and_projects_mutants_onto_the_pool():
     children = [pool.mutate(members[2], rng) for _ in range(100)]
     assert set(children) <= {members[0], members[1], members[3]} and children.count(members[3]) > 50
     assert pool.decode(pool.encode(members[2])) == members[2] and pool.name == "nb201"
+
+
+def test_anytime_accuracy_is_the_incumbent_at_each_simulated_budget():
+    class Table:  # index = the arch string's number
+        def index_of(self, text):
+            return int(text)
+
+    rows = [HistoryRow(0, "0", None, 0.9, 5.0, False), HistoryRow(1, "1", None, 80.0, 0.0, False, "validate", 60.0),
+            HistoryRow(2, "2", None, 85.0, 0.0, False, "validate", 60.0),
+            HistoryRow(3, "3", None, 70.0, 0.0, False, "validate", 900.0)]
+    accuracy = np.array([10.0, 11.0, 12.0, 13.0])
+    # before 100 s: arch 1 validated (60 s); then arch 2 (120 s) leads; arch 3 never beats it
+    assert anytime_accuracy(rows, accuracy, Table(), (50, 100, 432, 5000)) == [10.0, 11.0, 12.0, 12.0]
+    assert np.isnan(anytime_accuracy(rows[1:], accuracy, Table(), (10,))[0])
 
 
 def test_incumbent_is_best_score_until_a_validation_then_best_validated():
@@ -113,8 +128,8 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     out = tmp_path / "out"
     finished = []  # the summary is rewritten after every run: an interrupted benchmark still reports
     write_summary = bench.write_summary
-    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes: (finished.append(notes[-1]),
-                                                                           write_summary(o, n, rows, notes)))
+    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes, table: (finished.append(notes[-1]),
+                                                                                  write_summary(o, n, rows, notes, table)))
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     assert finished == [f"runs finished: {k} of 10" for k in range(1, 11)] + ["runs finished: 10 of 10"]
     monkeypatch.setattr(bench, "write_summary", write_summary)

@@ -144,7 +144,7 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
 def report(study: Study, name: str, notes: list[str], table: Benchmark, total: int) -> None:
     """``summary.md`` and ``anytime.png`` of the runs in ``runs.csv`` (``total`` planned)."""
     rows = study.rows()
-    write_summary(study.out, name, rows, [*notes, f"runs finished: {len(rows)} of {total}"])
+    write_summary(study.out, name, rows, [*notes, f"runs finished: {len(rows)} of {total}"], table)
     plot_anytime(study.out, rows, table)
 
 

@@ -13,9 +13,6 @@ from searchkit.driver import incumbent_curve
 from searchkit.rundir import RunDir
 from searchkit.spaces.base import Benchmark
 
-#: The metric of training-based runs, drawn in every panel of the anytime plot.
-VALIDATION = "validation"
-
 #: (table dataset, column title) of the accuracies reported per run.
 REPORTED = (("cifar10", "C10"), ("cifar100", "C100"), ("ImageNet16-120", "IN16"))
 
@@ -31,13 +28,34 @@ PUBLISHED = (
     ("optimal", "94.37", "73.51", "47.31", "-"),
 )
 
+#: Simulated-second budgets at which the incumbent of a hybrid or training-based run is reported:
+#: ~100 s, Zero-Cost-PT + ZiCo's 432 s, 1,000 s, and the anchors' ~3,051 s (RoBoT; HNAS: 3,006).
+CHECKPOINTS = (100, 432, 1000, 3051)
+
+
 def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
     return f"{np.mean(values):.2f} ± {np.std(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
-def write_summary(out: Path, name: str, rows: list[dict], notes: list[str]) -> Path:
-    """``out/summary.md``: one line per (strategy, metric) with mean +- std over seeds, then the
-    published rows of seed 003's table 3."""
+def anytime_accuracy(rows: list, accuracy: np.ndarray, table: Benchmark, checkpoints: tuple = CHECKPOINTS) -> list[float]:
+    """The incumbent's accuracy (``accuracy[index]``) once at most each checkpoint's simulated
+    training seconds were spent (NaN before any answer). rows: a run's history."""
+    values, position = [], 0
+    curve = incumbent_curve(rows, simulated_only=True)
+    for checkpoint in checkpoints:
+        while position < len(curve) and curve[position][0] <= checkpoint:
+            position += 1
+        values.append(math.nan if position == 0 else float(accuracy[table.index_of(curve[position - 1][1])]))
+    return values
+
+
+def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], table: Benchmark | None = None) -> Path:
+    """``out/summary.md``: one line per (strategy, metric) with mean +- std over seeds, for runs that
+    validate the incumbent's CIFAR-10 test accuracy after each of :data:`CHECKPOINTS` simulated
+    seconds (needs ``table``), then the published rows of seed 003's table 3."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["strategy"], row["metric"]), []).append(row)
@@ -59,6 +77,16 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str]) -> P
         lines.append(f"| {strategy} | {metric} | {len(group)} | {accuracy} | {mean['wall_seconds']:.1f} | "
                      f"{mean['simulated_seconds']:.0f} | {mean['archs_scored']:.0f} | {mean['validations']:.1f} | "
                      f"{mean['unique_archs']:.0f} |")
+    validating = {key: group for key, group in groups.items() if any(float(r["validations"]) for r in group)}
+    if table is not None and validating:
+        accuracy = table.column("cifar10", "test", 200)
+        lines += ["", "Anytime: CIFAR-10 test accuracy of the incumbent once at most N simulated training seconds "
+                  "were spent (mean ± std over seeds; '-' before the first answer):", "",
+                  "| strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
+                  "|---|---|" + "---|" * len(CHECKPOINTS)]
+        for (strategy, metric), group in validating.items():
+            values = np.array([anytime_accuracy(RunDir(out / r["run"]).read_history(), accuracy, table) for r in group])
+            lines.append(f"| {strategy} | {metric} | " + " | ".join(_mean_std(list(column)) for column in values.T) + " |")
     lines += ["", "Published (seed 003, table 3; cost in GPU seconds on a 1080Ti):", "",
               "| algorithm | C10 | C100 | IN16 | cost s |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {c10} | {c100} | {in16} | {cost} |" for name, c10, c100, in16, cost in PUBLISHED]
@@ -69,36 +97,39 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str]) -> P
 
 
 def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
-    """``out/anytime.png``: best-so-far CIFAR-10 test accuracy against search cost (wall +
-    simulated seconds, log scale), the mean over seeds with a band from the lowest to the highest
-    seed (a one-shot search: a point with its std). One panel per training-free metric, one line
-    per strategy; training-based searches (metric ``validation``) are drawn dotted in every panel
-    (like seed 003, figure 2)."""
+    """``out/anytime.png``: the incumbent's CIFAR-10 test accuracy of every (strategy, metric) row, the
+    mean over seeds with a band from the lowest to the highest seed (a one-shot search: a point
+    with its std). Left: rows that only score, against their training-free wall seconds. Right:
+    rows that validate (hybrid and training-based), against simulated training seconds, with the
+    :data:`CHECKPOINTS` marked (like seed 003, figure 2). Both axes log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     accuracy = table.column("cifar10", "test", 200)
-    curves: dict[str, dict[str, list[list[tuple[float, float]]]]] = {}
+    panels: dict[bool, dict[str, list[list[tuple[float, float]]]]] = {False: {}, True: {}}
     for row in rows:
         history = RunDir(out / row["run"]).read_history()
-        curve = [(cost, float(accuracy[table.index_of(arch)])) for cost, arch in incumbent_curve(history)]
-        curves.setdefault(row["metric"], {}).setdefault(row["strategy"], []).append(curve)
-    shared = curves.pop(VALIDATION, {}) if len(curves) > 1 else {}
-    labels = list(dict.fromkeys(row["strategy"] for row in rows))
-    colours = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+        validates = any(r.kind == "validate" for r in history)
+        curve = [(cost, float(accuracy[table.index_of(arch)]))
+                 for cost, arch in incumbent_curve(history, simulated_only=validates)]
+        panels[validates].setdefault(f"{row['strategy']} + {row['metric']}", []).append(curve)
+    shown = [(validates, lines) for validates, lines in panels.items() if lines]
     optimum = float(np.nanmax(accuracy))
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.6), dpi=110, squeeze=False)
-    for ax, (metric, strategies) in zip(axes[0], curves.items()):
-        for strategy, runs in strategies.items():
-            _draw(ax, runs, strategy, "-", colours[strategy])
-        for strategy, runs in shared.items():
-            _draw(ax, runs, strategy, ":", colours[strategy])
+    fig, axes = plt.subplots(1, len(shown), figsize=(6.4 * len(shown), 4.8), dpi=110, squeeze=False)
+    for ax, (validates, lines) in zip(axes[0], shown):
+        colours = plt.get_cmap("tab10")
+        for k, (label, runs) in enumerate(lines.items()):
+            _draw(ax, runs, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
+        if validates:
+            for checkpoint in CHECKPOINTS:
+                ax.axvline(checkpoint, color="0.6", linewidth=0.6, linestyle=":")
         ax.axhline(optimum, color="k", linestyle="--", linewidth=0.8)
-        ax.set(xscale="log", title=metric, xlabel="search cost (s): wall + simulated",
-               ylabel="best-so-far CIFAR-10 test acc. (%)", ylim=(max(ax.get_ylim()[0], optimum - 6), optimum + 0.4))
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set(xscale="log", xlabel="simulated training seconds" if validates else "training-free wall seconds",
+               title="hybrid and training-based searches" if validates else "training-free searches",
+               ylabel="incumbent's CIFAR-10 test accuracy (%)", ylim=(max(ax.get_ylim()[0], optimum - 6), optimum + 0.4))
+        ax.legend(fontsize=6, loc="lower right", ncol=2)
     fig.tight_layout()
     path = out / "anytime.png"
     fig.savefig(path)
