@@ -12,7 +12,8 @@ from scipy.stats import chisquare
 from torch import nn
 
 from searchkit.errors import SearchkitError
-from searchkit.hardware import Constraint, MeasuredLatency, TableCost, make_cost_model, measure_latency
+from searchkit.hardware import (AdditiveCost, Constraint, MeasuredLatency, TableCost, make_cost_model, measure_latency,
+                                nb201_codes)
 from searchkit.paths import find_data
 from searchkit.spaces import NB201Space
 from searchkit.spaces.constrained import FeasibleSpace
@@ -435,3 +436,40 @@ def test_real_feasible_space_excludes_edge_tpu_gaps(c10: HWNASTable) -> None:
         arch = space.mutate(arch, rng)
         assert cost.cost(SPACE.encode(arch)) <= 1.0
 
+
+
+# ------------------------------------------------------------------ the additive cost model
+def test_additive_fit_recovers_an_additive_cost() -> None:
+    codes = nb201_codes(ALL_TEXTS)
+    costs = SYNTHETIC.copy()
+    costs[::7] = np.nan  # unmeasured cells are left out of the fit
+    model = AdditiveCost.fit(codes, costs, num_ops=5)
+    assert model.r2 == pytest.approx(1.0) and model.max_error < 1e-9
+    np.testing.assert_allclose(model.predict(codes), SYNTHETIC, atol=1e-9)
+    probs = torch.zeros(6, 5, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        probs[np.arange(6), codes[123]] = 1.0
+    value = model.expected(probs)
+    assert value.item() == pytest.approx(SYNTHETIC[123])
+    value.backward()
+    np.testing.assert_allclose(probs.grad.numpy(), model.weights)
+    uniform = torch.full((6, 5), 0.2, dtype=torch.float64)
+    assert model.expected(uniform).item() == pytest.approx(SYNTHETIC.mean())  # uniform law = mean over cells
+
+
+def test_additive_fit_reports_a_non_additive_cost() -> None:
+    codes = nb201_codes(ALL_TEXTS)
+    interaction = (codes[:, 0] == 3) & (codes[:, 5] == 3)  # both ends conv3x3: an extra cost
+    model = AdditiveCost.fit(codes, SYNTHETIC + 5.0 * interaction, num_ops=5)
+    assert 0.0 < model.r2 < 0.99 and model.max_error > 1.0
+    with pytest.raises(SearchkitError, match="2\\+ measured"):
+        AdditiveCost.fit(codes[:3], np.array([1.0, np.nan, np.nan]), num_ops=5)
+
+
+@needs_hw
+def test_fpga_and_eyeriss_columns_are_exactly_additive(c10: HWNASTable) -> None:
+    codes = nb201_codes(c10.arch_strs)
+    for column in ("fpga_latency", "fpga_energy", "eyeriss_latency", "eyeriss_energy"):
+        model = AdditiveCost.fit(codes, c10.columns[column], num_ops=5)
+        assert model.max_error < 1e-6, column
+    assert AdditiveCost.fit(codes, c10.column("pixel3"), num_ops=5).r2 < 0.95  # a measured phone is not
