@@ -473,3 +473,39 @@ def test_fpga_and_eyeriss_columns_are_exactly_additive(c10: HWNASTable) -> None:
         model = AdditiveCost.fit(codes, c10.columns[column], num_ops=5)
         assert model.max_error < 1e-6, column
     assert AdditiveCost.fit(codes, c10.column("pixel3"), num_ops=5).r2 < 0.95  # a measured phone is not
+
+
+class _Pool(NB201Space):
+    """NB201 restricted to ``members`` (like the benchmark's PoolSpace): a mutant outside the pool
+    is replaced by a uniform member; no ``neighbours``."""
+
+    neighbours = None  # type: ignore[assignment]
+
+    def __init__(self, members: list) -> None:
+        super().__init__()
+        self.members = members
+
+    def sample(self, rng):
+        return self.members[int(rng.integers(len(self.members)))]
+
+    def mutate(self, arch, rng):
+        child = super().mutate(arch, rng)
+        return child if child in self.members else self.sample(rng)
+
+
+def test_feasible_space_over_a_pool_keeps_to_the_pool() -> None:
+    rng = np.random.default_rng(4)
+    pool = list({SPACE.sample(rng) for _ in range(300)})
+    space = FeasibleSpace(_Pool(pool), SyntheticTable(), Constraint.of("pixel3", "latency", 2.0))
+    expected = {a for a in pool if SYNTHETIC[SPACE.code(a)] <= 2.0}
+    assert set(space.members) == expected and len(expected) < len(pool)
+    arch = space.sample(rng)
+    for _ in range(300):
+        arch = space.mutate(arch, rng)
+        assert arch in expected
+    assert {space.sample(rng) for _ in range(2000)} == expected
+    measured = FeasibleSpace(SPACE, SyntheticCost(), Constraint.of("pixel3", "latency", 2.0), candidates=pool)
+    assert set(measured.members) == expected
+    with pytest.raises(SearchkitError, match="no NB201 cell of the 2 candidates runs within 0.5 ms"):
+        FeasibleSpace(SPACE, SyntheticTable(), Constraint.of("pixel3", "latency", 0.5),
+                      candidates=[ALL_ARCHS[-1], ALL_ARCHS[-2]])

@@ -10,18 +10,21 @@
   at construction, before any scoring. ``sample`` is uniform over it.
 - Measured cost: ``sample`` is rejection sampling from the wrapped space, at most ``max_tries``
   draws (each new architecture is timed once), then a SearchkitError naming the cheapest seen.
+- Candidates: when the wrapped space is itself a finite set (it has a ``members`` list, like
+  the benchmark's ``PoolSpace``) or ``candidates`` are given, the feasible set is the feasible
+  candidates (costed once each: table lookups, or one timing each for a measured model).
 
-``mutate``: with a table and a space offering ``neighbours`` (NB201), a uniform choice among the
-feasible one-edge neighbours, the same law as redrawing NB201's uniform one-edge mutation until
-it is feasible; otherwise up to ``mutate_tries`` redraws of ``space.mutate``. When that finds
-nothing: with a table, like the benchmark's ``PoolSpace``, a uniform choice among the feasible
-architectures nearest to a mutated child in edge Hamming distance (the parent excluded; spaces
-whose architectures have no ``ops`` tuple: uniform over the feasible set); measured, a fresh
-feasible sample.
+``mutate``: with an enumerated feasible set and a space offering ``neighbours`` (NB201), a
+uniform choice among the feasible one-edge neighbours, the same law as redrawing NB201's uniform
+one-edge mutation until it is feasible; otherwise up to ``mutate_tries`` redraws of
+``space.mutate``. When that finds nothing: with an enumerated set, like the benchmark's
+``PoolSpace``, a uniform choice among the feasible architectures nearest to a mutated child in
+edge Hamming distance (the parent excluded; spaces whose architectures have no ``ops`` tuple:
+uniform over the feasible set); measured, a fresh feasible sample.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,7 +40,7 @@ class FeasibleSpace:
     """``space`` restricted to the architectures whose ``cost`` satisfies ``constraint``."""
 
     def __init__(self, space: SearchSpace, cost: CostModel, constraint: Constraint, max_tries: int = 1000,
-                 mutate_tries: int = 20) -> None:
+                 mutate_tries: int = 20, candidates: Sequence[Any] | None = None) -> None:
         if (cost.device, cost.quantity) != (constraint.device, constraint.quantity):
             raise SearchkitError(f"the cost model gives {cost.device} {cost.quantity}, the constraint is on "
                                  f"{constraint.device} {constraint.quantity}")
@@ -47,12 +50,27 @@ class FeasibleSpace:
         self.max_tries, self.mutate_tries = max_tries, mutate_tries
         self.what = _WHAT.get(space.name, f"{space.name} architecture")
         self.members: list[Any] | None = None
-        if isinstance(cost, EnumerableCost):
+        if candidates is None:
+            candidates = getattr(space, "members", None)
+        if candidates is not None:
+            candidates = list(candidates)
+            texts = [space.encode(a) for a in candidates]
+            if isinstance(cost, EnumerableCost):
+                lookup = dict(zip(*cost.all_costs()))
+                values = np.array([lookup.get(t, np.nan) for t in texts], dtype=np.float64)
+            else:
+                values = cost.costs(texts)
+            mask = constraint.require_achievable(values, f"{self.what} of the {len(candidates)} candidates")
+            self._set_members([candidates[i] for i in np.flatnonzero(mask)])
+        elif isinstance(cost, EnumerableCost):
             texts, values = cost.all_costs()
             mask = constraint.require_achievable(values, self.what)
-            self.members = [space.decode(texts[i]) for i in np.flatnonzero(mask)]
-            self._position = {arch: i for i, arch in enumerate(self.members)}
-            self._codes = _op_codes(self.members)
+            self._set_members([space.decode(texts[i]) for i in np.flatnonzero(mask)])
+
+    def _set_members(self, members: list[Any]) -> None:
+        self.members = members
+        self._position = {arch: i for i, arch in enumerate(members)}
+        self._codes = _op_codes(members)
 
     def __getattr__(self, name: str) -> Any:
         if name == "space":  # not yet set (copy/pickle): avoid recursion
@@ -91,7 +109,7 @@ class FeasibleSpace:
 
     def mutate(self, arch: Any, rng: np.random.Generator) -> Any:
         """A feasible mutant of ``arch`` (see the module docstring for the law)."""
-        if self.members is not None and hasattr(self.space, "neighbours"):
+        if self.members is not None and callable(getattr(self.space, "neighbours", None)):
             candidates = self.neighbours(arch)
             if candidates:
                 return candidates[int(rng.integers(len(candidates)))]
