@@ -21,16 +21,16 @@ Two inputs give the same :class:`HWNASTable`:
 """
 from __future__ import annotations
 
-import csv
 import operator
 import pickle
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import data_roots, find_data
+from searchkit.tabular.indexed import IndexedArchs, read_indexed_csv
 from searchkit.tabular.nb201 import canonical_dataset
 
 #: device -> the quantities HW-NAS-Bench reports for it on NB201
@@ -115,18 +115,18 @@ def _by_index(values: Any, what: str, source: str) -> list:
     raise SearchkitError(f"{source}: {what} is a {type(values).__name__}, not a list or dict; {_FORMAT_HINT}")
 
 
-class HWNASTable:
+class HWNASTable(IndexedArchs):
     """HW-NAS-Bench costs of NB201 cells for one dataset's input size.
 
     ``columns`` maps a column name (``<device>_<quantity>``, e.g. ``pixel3_latency``, plus any extra
     numeric column of the input such as ``eyeriss_arithmetic_intensity``) to a read-only float64
     array of shape (n,), n = 15,625 for the full benchmark, NaN where nothing was measured.
-    Rows are in the official NB201 index order; ``arch_strs`` holds each row's official string.
+    Rows are in the official NB201 index order; ``arch_strs`` holds each row's official string
+    (lookups: :class:`~searchkit.tabular.indexed.IndexedArchs`).
     """
 
     def __init__(self, dataset: str, arch_strs: Sequence[str], columns: dict[str, np.ndarray], source: str) -> None:
         self.dataset = canonical_dataset(dataset)
-        self.source = source
         n = len(arch_strs)
         missing = [c for c in COST_COLUMNS if c not in columns]
         if missing:
@@ -140,11 +140,7 @@ class HWNASTable:
                 arr[arr < 0] = np.nan  # the official file's -1: not measured
             arr.flags.writeable = False
             self.columns[name] = arr
-        self.arch_strs: tuple[str, ...] = tuple(s.strip() for s in arch_strs)
-        self._index = {s: i for i, s in enumerate(self.arch_strs)}
-        if len(self._index) != n:
-            dup = next(s for i, s in enumerate(self.arch_strs) if self._index[s] != i)
-            raise SearchkitError(f"{source}: architecture {dup} appears more than once")
+        super().__init__([s.strip() for s in arch_strs], source)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -173,36 +169,8 @@ class HWNASTable:
 
     @classmethod
     def _from_csv(cls, path: Path, dataset: str) -> "HWNASTable":
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                rows = list(reader)
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise SearchkitError(f"{path} is not a readable CSV ({e}); {_FORMAT_HINT}") from None
-        if not header or not rows:
-            raise SearchkitError(f"{path} has no header or no rows; {_FORMAT_HINT}")
-        missing = [c for c in ("index", "arch_str", *COST_COLUMNS) if c not in header]
-        if missing:
-            raise SearchkitError(f"{path}: missing columns {', '.join(missing)}; {_FORMAT_HINT}")
-        bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
-        if bad is not None:
-            raise SearchkitError(f"{path} line {bad + 2}: {len(rows[bad])} fields, header has {len(header)}")
-        cols: dict[str, np.ndarray] = {}
-        arch: tuple[str, ...] = ()
-        for name, texts in zip(header, zip(*rows)):
-            if name == "arch_str":
-                arch = texts
-                continue
-            try:
-                cols[name] = np.array([t if t.strip() else "nan" for t in texts], dtype=np.float64)
-            except ValueError as e:
-                raise SearchkitError(f"{path}: column {name} is not all numbers ({e})") from None
-        index = cols.pop("index")
-        order = np.argsort(index, kind="stable")
-        if not np.array_equal(index[order], np.arange(len(rows))):
-            raise SearchkitError(f"{path}: column 'index' must hold each of 0..{len(rows) - 1} once")
-        return cls(dataset, [arch[i] for i in order], {k: v[order] for k, v in cols.items()}, str(path))
+        arch_strs, cols = read_indexed_csv(path, COST_COLUMNS, _FORMAT_HINT, blank_is_nan=True)
+        return cls(dataset, arch_strs, cols, str(path))
 
     @classmethod
     def _from_pickle(cls, path: Path, dataset: str) -> "HWNASTable":
@@ -231,35 +199,6 @@ class HWNASTable:
         return cls(dataset, arch_strs, cols, f"{path} [{dataset}]")
 
     # ------------------------------------------------------------------ queries
-    def __len__(self) -> int:
-        return len(self.arch_strs)
-
-    def index_of(self, arch_str: str) -> int:
-        """Official NB201 index of an arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
-        try:
-            return self._index[arch_str.strip()]
-        except (KeyError, AttributeError):
-            raise SearchkitError(
-                f"{arch_str!r} is not a NAS-Bench-201 architecture string of HW-NAS-Bench; expected e.g. {self.arch_strs[0]}"
-            ) from None
-
-    def indices_of(self, arch_strs: Iterable[str]) -> np.ndarray:
-        """Official indices of many arch strings, shape (len(arch_strs),), int64."""
-        return np.array([self.index_of(s) for s in arch_strs], dtype=np.int64)
-
-    def arch_str(self, index: int) -> str:
-        """Official arch string of an index."""
-        return self.arch_strs[self._check_index(index)]
-
-    def _check_index(self, index: int) -> int:
-        try:
-            i = operator.index(index)
-        except TypeError:
-            raise SearchkitError(f"architecture index must be an integer, got {index!r}") from None
-        if not 0 <= i < len(self):
-            raise SearchkitError(f"architecture index {i} out of range 0..{len(self) - 1}")
-        return i
-
     def column(self, device: str, quantity: str = "latency") -> np.ndarray:
         """``quantity`` (ms or mJ, see :data:`UNITS`) of every architecture on ``device``, shape (n,),
         read-only, NaN where HW-NAS-Bench has no measurement."""
