@@ -18,7 +18,7 @@ from searchkit.paths import find_data
 from searchkit.spaces import NB201Space
 from searchkit.spaces.constrained import FeasibleSpace
 from searchkit.spaces.darts import DartsSpace
-from searchkit.spaces.nb201 import NUM_ARCHS
+from searchkit.spaces.nb201 import NUM_ARCHS, OPS
 from searchkit.tabular import HWNASTable
 from searchkit.tabular.hwnas import COST_COLUMNS
 
@@ -509,3 +509,20 @@ def test_feasible_space_over_a_pool_keeps_to_the_pool() -> None:
     with pytest.raises(SearchkitError, match="no NB201 cell of the 2 candidates runs within 0.5 ms"):
         FeasibleSpace(SPACE, SyntheticTable(), Constraint.of("pixel3", "latency", 0.5),
                       candidates=[ALL_ARCHS[-1], ALL_ARCHS[-2]])
+
+
+def test_most_likely_is_the_constrained_argmax() -> None:
+    space = FeasibleSpace(SPACE, SyntheticTable(), Constraint.of("pixel3", "latency", 1.5))
+    rng = np.random.default_rng(6)
+    log_probs = np.log(rng.dirichlet(np.ones(5), size=6))
+    best = space.most_likely(log_probs, OPS)
+    codes = nb201_codes([SPACE.encode(a) for a in space.members])
+    brute = space.members[int(np.argmax([log_probs[np.arange(6), c].sum() for c in codes]))]
+    assert best == brute and SYNTHETIC[SPACE.code(best)] <= 1.5
+    favourite = np.full((6, 5), -10.0)
+    favourite[:, OPS.index("nor_conv_3x3")] = 0.0  # all-conv3x3 (cost 6) is infeasible
+    favourite[:, OPS.index("skip_connect")] = -1.0
+    chosen = space.most_likely(favourite, OPS)
+    assert chosen.ops.count("nor_conv_3x3") == 1 and chosen.ops.count("skip_connect") == 5  # 1.0 + 0.5 <= 1.5
+    with pytest.raises(SearchkitError, match="not among ops"):
+        space.most_likely(favourite, OPS[:4])

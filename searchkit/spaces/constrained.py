@@ -143,8 +143,26 @@ class FeasibleSpace:
         return self.members[int(nearest[rng.integers(len(nearest))])]
 
     def project(self, arch: Any, rng: np.random.Generator) -> Any:
-        """``arch`` if feasible, else :meth:`nearest` to it: e.g. for a one-shot strategy's answer."""
+        """``arch`` if feasible, else :meth:`nearest` to it. Hamming distance ignores what the ops
+        do: the nearest feasible cell may be degenerate (e.g. every edge into the output ``none``);
+        a one-shot strategy with op probabilities should prefer :meth:`most_likely`."""
         return arch if self.is_feasible(arch) else self.nearest(arch, rng)
+
+    def most_likely(self, log_probs: np.ndarray, ops: Sequence[str]) -> Any:
+        """The feasible architecture of highest probability under independent per-edge op
+        distributions: argmax over the feasible set of sum_e log_probs[e, op_e]; ``log_probs`` (E, K)
+        with columns in ``ops`` order (e.g. a one-shot supernet's architecture parameters after
+        log-softmax). Ties: the first member. Exact constrained decoding (table costs only)."""
+        if self.members is None or self._codes is None:
+            raise SearchkitError("most_likely needs a table cost model and architectures with an ops tuple")
+        column = {op: k for k, op in enumerate(ops)}
+        try:
+            index = np.vectorize(column.__getitem__, otypes=[np.int64])(self._codes)
+        except KeyError as e:
+            raise SearchkitError(f"op {e} of the feasible set is not among ops {list(ops)}") from None
+        log_probs = np.asarray(log_probs, dtype=np.float64)
+        scores = log_probs[np.arange(index.shape[1]), index].sum(1)
+        return self.members[int(np.argmax(scores))]
 
 
 def _op_codes(archs: list[Any]) -> np.ndarray | None:
