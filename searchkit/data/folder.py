@@ -161,8 +161,9 @@ def carve_validation(
     """A stratified, seeded validation split of training examples with class ``labels: (N,)``.
 
     Class c with n_c examples gives ``k_c = min(max(round(fraction * n_c), min_per_class),
-    n_c // 2)`` of them (``round``: ties to even), drawn without replacement by ``np.random.default_rng([seed, c])``, a
-    stream per class, so that adding images to one class leaves the others' draws unchanged.
+    n_c // 2)`` of them (``round``: ties to even), drawn without replacement by
+    ``np.random.default_rng([seed, c])``, a stream per class, so that adding images to one class
+    leaves the others' draws unchanged.
     Returns (kept, carved): sorted index arrays that partition 0..N-1. A class with fewer than 2
     examples cannot give one; that is a SearchkitError naming the fixes.
 
