@@ -45,8 +45,9 @@ def test_scores_report_and_resume(tmp_path):
     assert list(rows) == indices
     table = NB201Table.load()
     acc = table.column("cifar10", "test", 200)[indices]
-    rho = stats.spearmanr([rows[i]["kcc"] for i in indices], acc)[0]
-    assert f"| kcc | 5 | {rho:.3f} / " in (out / "correlation.md").read_text()
+    assert np.isfinite(stats.spearmanr([rows[i]["kcc"] for i in indices], acc)[0])
+    report = (out / "correlation.md").read_text()  # 5 < 10 architectures: no correlations shown
+    assert "Not meaningful: only 5 architectures" in report and "| kcc | 5 | n/a |" in report
     assert (out / "scatter_kcc.png").stat().st_size > 1000
     assert all(0 < rows[i]["kcc"] < 1 and rows[i]["kcc_s"] > 0 for i in indices)
 
