@@ -49,11 +49,18 @@ def test_batch_plan_rule(n, protocol, expected) -> None:
     assert (plan.note is None) == (plan.batch_size == protocol.batch_size)
 
 
+def test_batch_plan_scales_the_learning_rate_by_the_square_root() -> None:
+    assert plan_batches(240, NB201).lr == pytest.approx(0.1 * (16 / 256) ** 0.5) == pytest.approx(0.025)
+    assert plan_batches(2_304, NB201).lr == pytest.approx(0.1 / 2 ** 0.5)
+    assert plan_batches(50_000, NB201).lr == 0.1
+    assert plan_batches(240, dataclasses.replace(NB201, min_steps_per_epoch=0)).lr == 0.1
+
+
 def test_batch_plan_note_is_one_clear_line() -> None:
     note = plan_batches(240, dataclasses.replace(NB201, epochs=5)).note
     assert note == ("the training set has 240 images, 1 step per epoch at the protocol's batch size 256: training "
-                    "with batch size 16 instead (15 steps per epoch, 75 in all, learning rate unchanged); set the "
-                    "protocol's min_steps_per_epoch=0 to keep 256")
+                    "with batch size 16 and learning rate 0.025 (was 0.1, scaled by sqrt(16/256)) instead, 15 steps "
+                    "per epoch, 75 in all; set the protocol's min_steps_per_epoch=0 to keep 256")
     assert "add training images" in plan_batches(30, NB201).note and "\n" not in plan_batches(30, NB201).note
 
 
@@ -64,7 +71,7 @@ def test_min_steps_option_is_validated() -> None:
 
 def test_a_small_folder_trains_well_above_chance(tmp_path: Path) -> None:
     """240 images (no valid/): 24 validation images are carved, 216 train; batch 256 would be 1
-    step per epoch, the adapted batch 16 gives 14."""
+    step per epoch, the adapted batch 16 (lr 0.025) gives 14."""
     write_tints(tmp_path, n_train=80, n_test=20)
     splits = get_dataset("imagefolder", root=tmp_path)
     assert splits.info["valid_split"]["per_class"] == [8, 8, 8] and len(splits.train) == 216
@@ -75,14 +82,14 @@ def test_a_small_folder_trains_well_above_chance(tmp_path: Path) -> None:
         net = space.build(space.decode(CELL), 3, C=4, N=1)
         return train(net, splits, protocol, device="cpu", progress=False)
 
-    with pytest.warns(SmallTrainingSetWarning, match="216 images, 1 step per epoch .* batch size 16 instead"):
+    with pytest.warns(SmallTrainingSetWarning, match="216 images, 1 step per epoch .* batch size 16 and learning rate 0.025"):
         adapted = run(get_protocol("nb201", epochs=3))
-    assert (adapted.batch_size, adapted.steps, adapted.epochs) == (16, 42, 3)
+    assert (adapted.batch_size, adapted.steps, adapted.epochs, adapted.lr) == (16, 42, 3, pytest.approx(0.025))
     assert adapted.batch_note is not None and adapted.test_acc >= 90 and adapted.valid_acc >= 90
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         kept = run(get_protocol("nb201", epochs=3, min_steps_per_epoch=0))
-    assert (kept.batch_size, kept.steps, kept.batch_note) == (256, 3, None)
+    assert (kept.batch_size, kept.steps, kept.lr, kept.batch_note) == (256, 3, 0.1, None)
     assert kept.train_loss > adapted.train_loss
 
 
