@@ -21,6 +21,7 @@ import argparse
 import copy
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,10 +30,11 @@ import torch
 
 from memory_bound import run_measured  # benchmarks/ is sys.path[0] when run as a script
 from searchkit.data import get_dataset, scoring_batch
-from searchkit.metrics.kcc import kcc
-from searchkit.metrics.ntk import batch_statistics, empirical_ntk, train_mode
-from searchkit.runtime import build_network
+from searchkit.metrics.kcc import KCC, kcc
+from searchkit.metrics.ntk import batch_statistics, empirical_ntk, jacobian, train_mode
+from searchkit.runtime import build_network, score_setting
 from searchkit.spaces import get_space
+from searchkit.store import ScoreStore, metric_key
 
 LARGEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -65,6 +67,53 @@ def timed(fn):
     start = time.perf_counter()
     value = fn()
     return value, time.perf_counter() - start
+
+
+def forward_backward(net: torch.nn.Module, x: torch.Tensor) -> None:
+    """The physical limit: one training-mode forward of the batch and one backward of the summed logits
+    (parameter gradients), what one SGD step's gradient costs."""
+    net.zero_grad(set_to_none=True)
+    with train_mode(net, True):
+        net(x).sum().backward()
+    net.zero_grad(set_to_none=True)
+
+
+def reference_stages(net: torch.nn.Module, batch, store: ScoreStore, setting, text: str) -> dict[str, float]:
+    """Seconds of each stage of one default KCC score by the reference ``vmap(jacrev)`` path, in order:
+    the batch-statistics pass, the per-parameter Jacobian (``jacobian`` minus its own batch-statistics
+    pass), the float64 conversion of its blocks, the Gram accumulation J J^T, eq. (9) (eigendecomposition
+    and the singular value problem) and the store write of the value."""
+    m = batch.x.shape[0]
+    t = {}
+    _, t["batch statistics"] = timed(lambda: batch_statistics(net, batch.x))
+    blocks, seconds = timed(lambda: jacobian(net, batch.x))
+    t["Jacobian"] = seconds - t["batch statistics"]
+    rows, t["float64 conversion"] = timed(lambda: [b.reshape(m, -1).double() for b in blocks.values()])
+    del blocks
+    theta, t["Gram J J^T"] = timed(lambda: sum(j @ j.T for j in rows))
+    del rows
+    value, t["eq. 9 (eigh + SVD)"] = timed(lambda: kcc(theta, batch.y, batch.num_classes))
+    _, t["store write"] = timed(lambda: store.put_many(setting, [(metric_key(KCC()), text, value, 1.0)]))
+    return t
+
+
+def breakdown(n: int, batch_size: int) -> dict:
+    """Median seconds per stage over ``n`` sampled NB201 architectures (seed 1, not the speed sample),
+    with network construction and the forward + backward limit beside them."""
+    space, splits = get_space("nb201"), get_dataset("cifar10")
+    batch = scoring_batch(splits, batch_size, 0)
+    setting = score_setting("nb201", {}, "cifar10", batch, 0, torch.device("cpu"))
+    rng = np.random.default_rng(1)
+    stages: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, ScoreStore(Path(tmp) / "scores.db") as store:
+        for _ in range(n):
+            arch = space.sample(rng)
+            net, seconds = timed(lambda: build_network(space, arch, splits, 0, {"C": 16, "N": 5}))
+            row = {"network construction": seconds, **reference_stages(net, batch, store, setting, space.encode(arch))}
+            _, row["forward + backward (limit)"] = timed(lambda: forward_backward(net, batch.x))
+            for name, value in row.items():
+                stages.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in stages.items()}
 
 
 def speed(n: int, batch_size: int, check: int) -> dict:
@@ -121,7 +170,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--check", type=int, default=3, help="architectures checked against the loops")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--breakdown-only", action="store_true", help="only the per-stage breakdown")
     args = parser.parse_args()
+    if args.breakdown_only:
+        stages = breakdown(args.n, args.batch_size)
+        lines = [
+            "# Where one KCC score's time goes (reference vmap(jacrev) path, CPU)", "",
+            f"Command: `python benchmarks/kcc_speed.py --breakdown-only --n {args.n} --batch-size {args.batch_size} "
+            f"--out {args.out}`", "",
+            f"Threads: {torch.get_num_threads()}. Median seconds per stage over {args.n} NB201 cells (C=16, N=5), "
+            f"CIFAR-10 batch of {args.batch_size}.", "",
+            "| stage | median s |", "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in stages.items()),
+        ]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     result = speed(args.n, args.batch_size, args.check)
     memory = {mode: peak_memory(mode, 128) for mode in ("baseline", "batchstats", "loop, frozen BN")}
     params = sum(p.numel() for p in build_network(get_space("nb201"), get_space("nb201").decode(LARGEST),
