@@ -26,7 +26,7 @@ def score_metrics(net: nn.Module, batch: Batch, metrics: Mapping[str, Metric]) -
         start = time.perf_counter()
         if isinstance(metric, NTKMetric):
             if metric.ntk_key not in kernels:
-                theta = metric.ntk(net, batch.x)
+                theta = metric.ntk(net, batch.x, batch.y)
                 kernels[metric.ntk_key] = (theta, time.perf_counter() - start)
                 start = time.perf_counter()
             theta, ntk_seconds = kernels[metric.ntk_key]
