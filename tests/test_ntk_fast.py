@@ -225,3 +225,13 @@ def test_label_ntk_metric_shares_one_theta_and_matches_kcc_of_the_reference():
     expected = kcc(empirical_ntk(net.double(), x, output="label", y=y, method="reference"), y, 5)
     assert shared["kcc"][0] == pytest.approx(expected, rel=1e-4)
     assert metric(net.float(), b) == pytest.approx(shared["kcc"][0], rel=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("bn,output", [("batchstats", "sum"), ("eval", "label"), ("batchstats", "trace")])
+def test_fast_ntk_on_cuda_equals_the_cpu_reference(bn, output):
+    net, (x, y) = mixed_convnet(), data()
+    ref = empirical_ntk(net, x, bn=bn, output=output, y=y, method="reference")
+    theta = empirical_ntk(net.cuda(), x.cuda(), bn=bn, output=output, y=y.cuda(), method="fast")
+    assert theta.device.type == "cuda" and rel(theta.cpu(), ref) < 1e-8
