@@ -60,8 +60,9 @@ def test_fast_equals_reference_on_every_layer_kind(bn, output):
 @pytest.mark.parametrize("contraction", ["explicit", "gram"])
 def test_both_contractions_give_the_same_theta(contraction):
     torch.manual_seed(0)  # no BN after the convs, so every conv takes the forced contraction
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, groups=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2, groups=2),
-                        nn.ReLU(), nn.Flatten(), nn.Linear(36, 3)).double()
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 1, stride=2, groups=2, bias=False),
+                        nn.ReLU(), nn.Conv2d(6, 4, 3, stride=2, padding=2, dilation=2, groups=2), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(16, 3)).double()
     x, _ = data(m=6)
     ref = empirical_ntk(net, x, method="reference")
     assert rel(ntk_fast.fast_ntk(net, x, contraction=contraction), ref) < 1e-8

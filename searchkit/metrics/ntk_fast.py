@@ -105,6 +105,11 @@ def per_sample_conv_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.T
     """
     m = a.shape[0]
     weight = conv.weight.detach()
+    if conv.kernel_size == (1, 1) and conv.padding == (0, 0):  # a batched matmul per group
+        g = conv.groups
+        sub = a[:, :, ::conv.stride[0], ::conv.stride[1]]
+        d = delta.reshape(m * g, delta.shape[1] // g, -1)
+        return torch.bmm(d, sub.reshape(m * g, a.shape[1] // g, -1).transpose(1, 2)).reshape(m, weight.shape[0], -1)
     grad = torch.ops.aten.convolution_backward(
         delta.reshape(1, m * delta.shape[1], *delta.shape[2:]), a.reshape(1, m * a.shape[1], *a.shape[2:]),
         weight.repeat(m, 1, 1, 1), None, conv.stride, conv.padding, conv.dilation, False, [0, 0],
@@ -192,8 +197,10 @@ class _Pass:
                 mean, var = module.running_mean, module.running_var
             elif self.stats is not None:
                 mean, var = self.stats[module]
-            else:
-                var, mean = torch.var_mean(x, [0, *range(2, x.dim())], correction=0)
+            else:  # two passes (mean, then mean squared deviation): accurate, and far faster than var_mean
+                dims = [0, *range(2, x.dim())]
+                mean = x.mean(dims)
+                var = (x - mean.view(shape)).square_().mean(dims)
             invstd = torch.rsqrt(var + module.eps)
             weight = module.weight.detach() if module.weight is not None else torch.ones_like(invstd)
             bias = module.bias.detach() if module.bias is not None else torch.zeros_like(invstd)
