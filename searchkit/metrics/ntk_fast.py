@@ -3,53 +3,58 @@
 With BatchNorm statistics frozen (``bn="batchstats"`` or ``"eval"``, :mod:`searchkit.metrics.ntk`)
 every sample passes through the network on its own, so one backward of sum_i w_i . f(x_i) gives,
 at each layer, every sample's own output gradient delta_i (m, ...). A layer's per-sample
-parameter gradient is a contraction of its input a_i with delta_i, and its share of
-Theta = J J^T (seed 000 eq. 4) is accumulated (float64) the moment its delta arrives, then
-freed, so memory stays at about one forward + backward and J is never formed:
+parameter gradient is a contraction of its input a_i with delta_i
+(:mod:`searchkit.metrics.ntk_contractions`), and its share of Theta = J J^T (seed 000 eq. 4) is
+accumulated in float64 the moment its delta arrives, then freed: J is never formed.
 
-  * ``nn.Conv2d`` (any stride, padding, dilation, groups): the per-sample weight gradient
-    G_i[o, k] = sum_t delta_i[o, t] U_i[k, t] (U_i: a_i's unfolded patches) is the weight gradient
-    of a convolution whose groups are the samples (``convolution_backward`` with m * groups groups),
-    then Theta += G G^T; bias: (sum_t delta_i)(sum_t delta_j)^T.
-  * ``nn.Linear`` on (m, ..., d_in): G_i = sum_t delta_it a_it^T, or, when cheaper (few positions
-    t, e.g. the classifier), the Gram trick Theta_ij = sum_{t,s} (delta_it . delta_js)(a_it . a_js)
-    without per-sample gradients. ``contraction`` picks per layer by a flop estimate ("auto") or
-    forces one ("explicit", "gram"); both give the same Theta (tests check it). Convolutions
-    offer the Gram trick too (over unfolded patches), e.g. for 1 x 1 feature maps.
-  * BatchNorm (frozen statistics mu, sigma): y = x * s + t with s = w / sigma, t = b - mu s, run
-    here as that affine map so autograd does not keep x. Per-sample gradients:
-    bias sum_t delta_i, weight sum_t delta_i xhat_i. When x is a convolution's output used by
-    nothing else (ReLU-Conv-BN), x is not kept either: with H_i the per-sample weight gradient
-    of the convolution taken with the BN's delta, sum_t delta_i x_i = sum_k W[:, k] H_i[:, k]
-    (+ conv bias), and the convolution's own per-sample gradient is s H_i, so one contraction
-    serves both layers and only the convolution's input is held.
+For the pass the known modules run through this module (their ``forward`` is replaced by an
+instance attribute, removed afterwards) with constant parameters, so autograd computes input
+gradients only and keeps as little as possible:
+  * ``nn.Conv2d`` (any stride, padding, dilation, groups) keeps only its weight; its input is
+    held here for the per-sample weight gradient, or, when it is the output of an ``nn.ReLU``,
+    only that ReLU's input, shared by the ReLUs of a node (relu is recomputed in the backward).
+    ``nn.ReLU`` keeps its input instead of its output. ``nn.Linear`` on (m, ..., d_in) likewise.
+  * BatchNorm (frozen statistics mu, sigma) is the affine map y = x * s + t with s = w / sigma,
+    t = b - mu s. Per-sample gradients: bias sum_t delta_i, weight sum_t delta_i xhat_i. When x is
+    a convolution's output used by nothing else (ReLU-Conv-BN), x is not kept: with H_i the
+    per-sample weight gradient of the convolution taken with the BN's delta,
+    sum_t delta_i x_i = sum_k W[:, k] H_i[:, k] (+ conv bias), and the convolution's own per-sample
+    gradient is s H_i, so one contraction serves both layers.
+Memory is then below one training forward + backward (which keeps every ReLU and conv output).
 
 ``output`` "sum" and "label" take one backward (weights 1 or the true class's one-hot per
 sample), "trace" one per class. With ``bn="batchstats"`` the statistics are taken inside the
 same forward (the evaluation-mode forward; a network that also behaves differently in training
 mode beyond BN, e.g. dropout, gets them without dropout, where the reference's separate
-training-mode pass would drop at random).
+training-mode pass would drop at random). The float32 result differs from the reference's by
+rounding only; against the same network in float64 it is usually the closer of the two
+(results/kcc-speed).
 
 What is supported is checked, never assumed: every module holding trainable parameters must be
 exactly ``nn.Conv2d`` (zero padding mode, numeric padding), ``nn.Linear`` or a BatchNorm with
-running statistics; each is called once per forward, on an input that depends on x; and the
-autograd graph must use each trainable parameter exactly once, inside its own module (no tying,
-no parameter read outside its module, a fused convolution's output feeds only its BN). Anything
-else raises :class:`Unsupported` and :func:`searchkit.metrics.ntk.empirical_ntk` falls back to the
-reference ``vmap(jacrev)`` path. Assumed, as by the reference path (which runs each sample alone):
-with BN frozen, no other module mixes samples.
+running statistics; each is called once per forward, on an input that depends on x; no trainable
+parameter may appear in the autograd graph (all known layers use constants here, so one that does
+is used outside its module: tying, a parameter read directly); a fused convolution's output must
+feed only its BN; a held input must not be modified in place. Anything else raises
+:class:`Unsupported`, and :func:`searchkit.metrics.ntk.empirical_ntk` falls back to the reference
+``vmap(jacrev)`` path. Assumed, as by the reference path (which runs each sample alone): with BN
+frozen, no other module mixes samples.
 """
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from searchkit.metrics.ntk import batch_statistics, train_mode
+from searchkit.metrics.ntk_contractions import (choose_gram_trick, conv_cost, conv_gram_trick, linear_weight_share,
+                                                per_sample_conv_weight_grad)
 
 Contraction = Literal["auto", "explicit", "gram"]
 CONTRACTIONS: tuple[str, ...] = ("auto", "explicit", "gram")
@@ -57,8 +62,6 @@ FAST_BN_MODES: tuple[str, ...] = ("batchstats", "eval")
 FAST_OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label")
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-#: Largest Gram-trick temporary, in elements of each (m T) x (m T) matrix (times groups).
-GRAM_TRICK_MAX_ELEMENTS = 1 << 24
 
 
 class Unsupported(Exception):
@@ -76,15 +79,15 @@ def unsupported_reason(net: nn.Module) -> str | None:
                 return f"{label} is a BatchNorm subclass"
             if module.running_mean is None or module.running_var is None:
                 return f"{label} has no running statistics (track_running_stats=False)"
-            if "forward" in module.__dict__:
-                return f"{label} has an instance-level forward"
+        if type(module) in (nn.Conv2d, nn.Linear, *_BN_TYPES) and "forward" in module.__dict__:
+            return f"{label} has an instance-level forward"
+        if type(module) is nn.Conv2d and (module.padding_mode != "zeros" or isinstance(module.padding, str)):
+            return f"{label} pads with mode {module.padding_mode!r} / padding {module.padding!r}"
         params = [p for p in module.parameters(recurse=False) if p.requires_grad]
         if not params:
             continue
         if type(module) not in (nn.Conv2d, nn.Linear, *_BN_TYPES):
             return f"{label} holds trainable parameters of a layer type the fast path does not know"
-        if isinstance(module, nn.Conv2d) and (module.padding_mode != "zeros" or isinstance(module.padding, str)):
-            return f"{label} pads with mode {module.padding_mode!r} / padding {module.padding!r}"
         for p in params:
             if id(p) in owner:
                 return f"{label} shares a parameter with {owner[id(p)]}"
@@ -97,40 +100,61 @@ def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     return p if isinstance(p, torch.Tensor) and p.requires_grad else None
 
 
-def per_sample_conv_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """H_i = d (sum delta_i . conv(a_i)) / d W for each sample: (m, C_out, C_in / groups * kh * kw).
-
-    One ``convolution_backward`` with the samples as groups: a (m, C_in, H, W) -> (1, m C_in, H, W),
-    delta (m, C_out, H', W') -> (1, m C_out, H', W'), groups m * conv.groups.
-    """
-    m = a.shape[0]
-    weight = conv.weight.detach()
-    if conv.kernel_size == (1, 1) and conv.padding == (0, 0):  # a batched matmul per group
-        g = conv.groups
-        sub = a[:, :, ::conv.stride[0], ::conv.stride[1]]
-        d = delta.reshape(m * g, delta.shape[1] // g, -1)
-        return torch.bmm(d, sub.reshape(m * g, a.shape[1] // g, -1).transpose(1, 2)).reshape(m, weight.shape[0], -1)
-    grad = torch.ops.aten.convolution_backward(
-        delta.reshape(1, m * delta.shape[1], *delta.shape[2:]), a.reshape(1, m * a.shape[1], *a.shape[2:]),
-        weight.repeat(m, 1, 1, 1), None, conv.stride, conv.padding, conv.dilation, False, [0, 0],
-        m * conv.groups, [False, True, False])[1]
-    return grad.reshape(m, weight.shape[0], -1)
-
-
 def _flat(parts: list[torch.Tensor], m: int) -> torch.Tensor:
     """Per-sample gradient pieces (m, ...) side by side as one float64 (m, p) matrix."""
     return torch.cat([p.reshape(m, -1).double() for p in parts], 1)
 
 
+class _ReLUKeepingInput(torch.autograd.Function):
+    """relu(x) that saves x rather than its output: the inputs of a node's several ReLUs are one tensor."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.relu(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, x, 0)
+
+
+class _ConvInputGradOnly(torch.autograd.Function):
+    """conv2d(x, W, b) with constant W, b that saves W only (its backward needs no x)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
+        ctx.save_for_backward(weight)
+        ctx.conf = (x.shape, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (weight,) = ctx.saved_tensors
+        shape, stride, padding, dilation, groups = ctx.conf
+        return torch.nn.grad.conv2d_input(shape, weight, grad, stride, padding, dilation, groups), None, None, None
+
+
 @dataclass
 class _Layer:
-    """A conv or linear call: its module, input (kept while a per-sample weight gradient needs it)."""
+    """A conv or linear call. Its input, while a per-sample weight gradient needs it, is kept as
+    ``a`` or, when it is a ReLU's output, as that ReLU's input ``source`` (relu recomputed)."""
 
     module: nn.Module
     a: torch.Tensor | None
+    source: torch.Tensor | None
     version: int
-    node: object = None  # the autograd node of a convolution's output (checked when a BN fuses it)
+    node: object = None  # the autograd node of the output (checked when a BN fuses a convolution)
     fused: bool = False
+
+    def held(self) -> torch.Tensor | None:
+        return self.source if self.source is not None else self.a
+
+    def input(self) -> torch.Tensor:
+        return torch.relu(self.source) if self.source is not None else self.a
+
+    def release(self) -> None:
+        self.a = self.source = None
 
 
 @dataclass
@@ -148,49 +172,65 @@ class _Norm:
 
 @dataclass
 class _Pass:
-    """One forward and the backward(s) of a batch with hooks that accumulate Theta layer by layer.
+    """One forward and the backward(s) of a batch, the known layers run by :meth:`relu`,
+    :meth:`layer` and :meth:`norm` (each module's forward, replaced for the pass), their output
+    hooks accumulating Theta layer by layer.
 
     ``stats``: BN module -> (mean, var) to normalise with; None takes the batch's own statistics in
     this forward (``bn="batchstats"``); ``running``: use each BN's running statistics (``bn="eval"``).
     """
 
-    net: nn.Module
     m: int
     contraction: str
     running: bool
     stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] | None
-    theta: torch.Tensor = field(init=False)
+    theta: torch.Tensor
     seconds: float = 0.0
     problem: str | None = None
     layers: dict[nn.Module, _Layer | _Norm] = field(default_factory=dict)
-    pending: tuple[torch.Tensor, _Layer, int] | None = None
+    last_relu: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (output, input, input version)
+    last_conv: tuple[torch.Tensor, _Layer, int] | None = None  # (output, record, output version)
     last_pass: bool = True
 
     def fail(self, reason: str) -> None:
         if self.problem is None:
             self.problem = reason
 
+    def _enter(self, module: nn.Module, x: torch.Tensor) -> None:
+        if module in self.layers:
+            self.fail(f"{type(module).__name__} called more than once per forward")
+        if not x.requires_grad:
+            self.fail(f"{type(module).__name__} input does not depend on x")
+
     # --- forward ----------------------------------------------------------------------------
 
-    def layer_hook(self, module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        a = inputs[0]
-        if module in self.layers:
-            return self.fail(f"{type(module).__name__} called more than once per forward")
-        if not a.requires_grad:
-            return self.fail(f"{type(module).__name__} input does not depend on x")
-        keep = _trainable(module, "weight") is not None or isinstance(module, nn.Conv2d)
-        record = _Layer(module, a if keep else None, a._version, out.grad_fn)
+    def relu(self, x: torch.Tensor) -> torch.Tensor:
+        out = _ReLUKeepingInput.apply(x)
+        self.last_relu = (out, x, x._version)
+        return out
+
+    def layer(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """A conv or linear layer with constant parameters (saving no activation); x is held for the
+        backward, or only the ReLU input it came from."""
+        self._enter(module, x)
+        weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
+        conv = isinstance(module, nn.Conv2d)
+        source = None
+        if self.last_relu is not None and self.last_relu[0] is x and self.last_relu[1]._version == self.last_relu[2]:
+            source = self.last_relu[1]
+        keep = conv or _trainable(module, "weight") is not None
+        out = _ConvInputGradOnly.apply(x, weight, bias, module) if conv else F.linear(x, weight, bias)
+        record = _Layer(module, x if keep and source is None else None, source if keep else None,
+                        (source if source is not None else x)._version, out.grad_fn)
         self.layers[module] = record
         out.register_hook(lambda grad: self.layer_backward(record, grad))
-        if isinstance(module, nn.Conv2d):
-            self.pending = (out, record, out._version)
+        if conv:
+            self.last_conv = (out, record, out._version)
+        return out
 
-    def norm_forward(self, module: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    def norm(self, module: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
         """BN with frozen statistics as an affine map with constant coefficients."""
-        if module in self.layers:
-            self.fail("BatchNorm called more than once per forward")
-        if not x.requires_grad:
-            self.fail("BatchNorm input does not depend on x")
+        self._enter(module, x)
         shape = (1, -1) + (1,) * (x.dim() - 2)
         with torch.no_grad():
             if self.running:
@@ -207,10 +247,10 @@ class _Pass:
             scale = weight * invstd
             shift = bias - mean * scale
         conv = None
-        if self.pending is not None and self.pending[0] is x and self.pending[2] == x._version:
-            conv = self.pending[1]
+        if self.last_conv is not None and self.last_conv[0] is x and self.last_conv[2] == x._version:
+            conv = self.last_conv[1]
             conv.fused = True
-        self.pending = None
+        self.last_conv = None
         keep_x = conv is None and _trainable(module, "weight") is not None
         record = _Norm(module, mean, invstd, scale, x if keep_x else None, x._version, conv)
         self.layers[module] = record
@@ -225,91 +265,72 @@ class _Pass:
             g = _flat(parts, self.m)
             self.theta.addmm_(g, g.T)
 
+    def _input(self, record: _Layer) -> torch.Tensor | None:
+        held = record.held()
+        if held is not None and held._version != record.version:
+            self.fail(f"the input of {type(record.module).__name__} was modified in place")
+            return None
+        return record.input()
+
     def layer_backward(self, record: _Layer, delta: torch.Tensor) -> None:
         if record.fused or self.problem is not None:
             return
         start = time.perf_counter()
-        module, a = record.module, record.a
-        if a is not None and a._version != record.version:
-            return self.fail(f"the input of {type(module).__name__} was modified in place")
-        if isinstance(module, nn.Conv2d):
-            self.conv_contribution(module, a, delta)
-        else:
-            self.linear_contribution(module, a, delta)
-        if self.last_pass:
-            record.a = None
-        self.seconds += time.perf_counter() - start
-
-    def conv_contribution(self, conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor) -> None:
-        m, c_out = delta.shape[:2]
-        positions = delta[0, 0].numel()
-        k = conv.weight[0].numel()
-        weight, bias = _trainable(conv, "weight"), _trainable(conv, "bias")
-        explicit = m * positions * c_out * k + m * m * c_out * k
-        trick = (m * positions) ** 2 * (conv.groups * k + c_out + conv.groups)
-        if weight is not None and self._use_trick(explicit, trick, conv.groups * (m * positions) ** 2):
-            self.theta += conv_gram_trick(conv, a, delta)
-            weight = None
+        module = record.module
+        weight, bias = _trainable(module, "weight"), _trainable(module, "bias")
         parts = []
         if weight is not None:
-            parts.append(per_sample_conv_weight_grad(conv, a, delta))
-        if bias is not None:
-            parts.append(delta.sum((2, 3)))
-        self.add(parts)
-
-    def linear_contribution(self, linear: nn.Linear, a: torch.Tensor | None, delta: torch.Tensor) -> None:
-        m = delta.shape[0]
-        d = delta.reshape(m, -1, delta.shape[-1])
-        steps, d_out = d.shape[1:]
-        d_in = linear.in_features
-        weight, bias = _trainable(linear, "weight"), _trainable(linear, "bias")
-        parts = []
-        if weight is not None:
-            x = a.reshape(m, -1, d_in)
-            explicit = m * steps * d_in * d_out + m * m * d_in * d_out
-            trick = (m * steps) ** 2 * (d_in + d_out + 1)
-            if self._use_trick(explicit, trick, (m * steps) ** 2):
-                self.theta += _pair_sum(_gram(d) * _gram(x), m, steps)
+            a = self._input(record)
+            if a is None:
+                return
+            if isinstance(module, nn.Conv2d):
+                if choose_gram_trick(self.contraction, *conv_cost(module, delta)):
+                    self.theta += conv_gram_trick(module, a, delta)
+                else:
+                    parts.append(per_sample_conv_weight_grad(module, a, delta))
             else:
-                parts.append(torch.bmm(d.transpose(1, 2), x))
+                explicit, share = linear_weight_share(a, delta, self.contraction)
+                if share is not None:
+                    self.theta += share
+                else:
+                    parts.append(explicit)
         if bias is not None:
-            parts.append(d.sum(1))
+            parts.append(delta.reshape(delta.shape[0], -1, delta.shape[-1]).sum(1) if isinstance(module, nn.Linear)
+                         else delta.sum((2, 3)))
         self.add(parts)
-
-    def _use_trick(self, explicit: int, trick: int, elements: int) -> bool:
-        if self.contraction == "auto":
-            return trick < explicit and elements <= GRAM_TRICK_MAX_ELEMENTS
-        return self.contraction == "gram"
+        if self.last_pass:
+            record.release()
+        self.seconds += time.perf_counter() - start
 
     def norm_backward(self, record: _Norm, delta: torch.Tensor) -> None:
         if self.problem is not None:
             return
         start = time.perf_counter()
         module, conv = record.module, record.conv
-        m, channels = delta.shape[:2]
+        channels = delta.shape[1]
         dims = tuple(range(2, delta.dim()))
         shift_grad = delta.sum(dims) if dims else delta  # sum_t delta_i: (m, C)
         parts = []
         bn_weight, bn_bias = _trainable(module, "weight"), _trainable(module, "bias")
         if conv is not None:
             conv_module = conv.module
-            if conv.a._version != conv.version:
-                return self.fail("the input of Conv2d was modified in place")
             conv_weight, conv_bias = _trainable(conv_module, "weight"), _trainable(conv_module, "bias")
-            scale = record.scale.view(1, channels, 1)
-            h = per_sample_conv_weight_grad(conv_module, conv.a, delta) if (conv_weight is not None or bn_weight is not None) else None
+            if conv_weight is not None or bn_weight is not None:
+                a = self._input(conv)
+                if a is None:
+                    return
+                h = per_sample_conv_weight_grad(conv_module, a, delta)
             if conv_weight is not None:
-                parts.append(h * scale)
+                parts.append(h * record.scale.view(1, channels, 1))
             if conv_bias is not None:
                 parts.append(shift_grad * record.scale)
-            if bn_weight is not None:
-                # sum_t delta_i x_i = sum_k W[:, k] H_i[:, k] + b_conv sum_t delta_i
+            if bn_weight is not None:  # sum_t delta_i x_i = sum_k W[:, k] H_i[:, k] + b_conv sum_t delta_i
                 dot = (h.double() * conv_module.weight.detach().reshape(1, channels, -1).double()).sum(-1)
                 if conv_module.bias is not None:
                     dot = dot + conv_module.bias.detach().double() * shift_grad.double()
                 parts.append((dot - record.mean.double() * shift_grad.double()) * record.invstd.double())
             if self.last_pass:
-                conv.a = None
+                conv.release()
         elif bn_weight is not None:
             if record.x._version != record.version:
                 return self.fail("the input of BatchNorm was modified in place")
@@ -322,30 +343,6 @@ class _Pass:
             parts.append(shift_grad)
         self.add(parts)
         self.seconds += time.perf_counter() - start
-
-
-def _gram(v: torch.Tensor) -> torch.Tensor:
-    """(m T, m T) float64 inner products of the rows of v: (m, T, d)."""
-    flat = v.reshape(-1, v.shape[-1]).double()
-    return flat @ flat.T
-
-
-def _pair_sum(k: torch.Tensor, m: int, steps: int) -> torch.Tensor:
-    """(m T, m T) -> (m, m): the sum over both position indices."""
-    return k.reshape(m, steps, m, steps).sum((1, 3))
-
-
-def conv_gram_trick(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """The convolution weight's share of Theta without per-sample gradients: (m, m) float64,
-    Theta_ij = sum_g sum_{t,s} (delta_it^g . delta_js^g)(U_it^g . U_js^g), U = unfolded patches."""
-    m, c_out = delta.shape[:2]
-    g = conv.groups
-    patches = F.unfold(a, conv.kernel_size, conv.dilation, conv.padding, conv.stride)  # (m, C_in k k, T)
-    steps = patches.shape[-1]
-    u = patches.reshape(m, g, -1, steps).permute(1, 0, 3, 2).reshape(g, m * steps, -1).double()
-    d = delta.reshape(m, g, c_out // g, steps).permute(1, 0, 3, 2).reshape(g, m * steps, -1).double()
-    k = (torch.bmm(u, u.transpose(1, 2)) * torch.bmm(d, d.transpose(1, 2))).sum(0)
-    return _pair_sum(k, m, steps)
 
 
 def _output_weights(out: torch.Tensor, output: str, y: torch.Tensor | None) -> list[torch.Tensor]:
@@ -362,10 +359,10 @@ def _output_weights(out: torch.Tensor, output: str, y: torch.Tensor | None) -> l
     return weights
 
 
-def _graph_problem(out: torch.Tensor, xg: torch.Tensor, state: _Pass, owners: dict[int, nn.Module]) -> str | None:
-    """Check the autograd graph of ``out``: every trainable parameter in it is used once, by its
-    own conv/linear module (BN parameters must not appear: the fast BN uses constants), and every
-    fused convolution's output feeds only its BN."""
+def _graph_problem(out: torch.Tensor, xg: torch.Tensor, state: _Pass) -> str | None:
+    """Check the autograd graph of ``out``. The known layers run with constant parameters, so a
+    trainable parameter in the graph is used outside its module; and every fused convolution's
+    output must feed only its BN."""
     if out.grad_fn is None:
         return "the output does not depend on x"
     incoming: dict[object, int] = {out.grad_fn: 1}
@@ -379,67 +376,66 @@ def _graph_problem(out: torch.Tensor, xg: torch.Tensor, state: _Pass, owners: di
                 incoming[nxt] = 0
                 stack.append(nxt)
             incoming[nxt] += 1
-    for node, count in incoming.items():
+    for node in incoming:
         variable = getattr(node, "variable", None)
-        if variable is None or variable is xg:
-            continue
-        module = owners.get(id(variable))
-        if module is None or isinstance(module, _BN_TYPES) or module not in state.layers:
+        if variable is not None and variable is not xg:
             return "a trainable parameter is used outside the module that holds it"
-        if count != 1:
-            return f"a parameter of {type(module).__name__} is used {count} times"
     for record in state.layers.values():
         if isinstance(record, _Norm) and record.conv is not None and incoming.get(record.conv.node, 0) != 1:
             return "a convolution's output feeds its BatchNorm and something else"
     return None
 
 
+@contextmanager
+def _run_by(state: _Pass, net: nn.Module) -> Iterator[None]:
+    """Route the known modules' forwards through ``state`` (instance attributes, removed on exit)."""
+    replaced = []
+    try:
+        for module in net.modules():
+            kind = type(module)
+            if kind in (nn.Conv2d, nn.Linear):
+                module.forward = partial(state.layer, module)
+            elif kind in _BN_TYPES:
+                module.forward = partial(state.norm, module)
+            elif kind is nn.ReLU and not module.inplace and "forward" not in module.__dict__:
+                module.forward = state.relu
+            else:
+                continue
+            replaced.append(module)
+        yield
+    finally:
+        for module in replaced:
+            del module.forward
+
+
 def _theta_pass(net: nn.Module, x: torch.Tensor, bn: str, output: str, y: torch.Tensor | None,
                 stats: dict | None, contraction: str, timings: dict | None) -> torch.Tensor:
     """Theta of the samples x: (n, ...) from one forward and 1 (or c) backward passes: (n, n) float64."""
-    state = _Pass(net, x.shape[0], contraction, bn == "eval", stats)
-    state.theta = torch.zeros(x.shape[0], x.shape[0], dtype=torch.float64, device=x.device)
-    owners = {id(p): module for module in net.modules() for p in module.parameters(recurse=False) if p.requires_grad}
-    handles, norms = [], []
-    try:
-        for module in net.modules():
-            if type(module) in (nn.Conv2d, nn.Linear):
-                handles.append(module.register_forward_hook(state.layer_hook))
-            elif isinstance(module, _BN_TYPES):
-                module.forward = _bound_norm(state, module)
-                norms.append(module)
-        start = time.perf_counter()
-        xg = x.detach().requires_grad_(True)
-        with train_mode(net, False):
-            out = net(xg)
-        state.pending = None
-        forward_seconds = time.perf_counter() - start
-        if state.problem is None and (not isinstance(out, torch.Tensor) or out.dim() != 2):
-            state.fail("the network output is not (m, c)")
-        problem = state.problem or _graph_problem(out, xg, state, owners)
-        if problem:
-            raise Unsupported(problem)
-        start = time.perf_counter()
-        weights = _output_weights(out, output, y)
-        for k, w in enumerate(weights):
-            state.last_pass = k == len(weights) - 1
-            torch.autograd.grad(out, xg, grad_outputs=w, retain_graph=not state.last_pass)
-        if state.problem:
-            raise Unsupported(state.problem)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module in norms:
-            del module.forward
+    theta = torch.zeros(x.shape[0], x.shape[0], dtype=torch.float64, device=x.device)
+    state = _Pass(x.shape[0], contraction, bn == "eval", stats, theta)
+    start = time.perf_counter()
+    xg = x.detach().requires_grad_(True)
+    with _run_by(state, net), train_mode(net, False):
+        out = net(xg)
+    state.last_relu = state.last_conv = None
+    forward_seconds = time.perf_counter() - start
+    if state.problem is None and (not isinstance(out, torch.Tensor) or out.dim() != 2):
+        state.fail("the network output is not (m, c)")
+    problem = state.problem or _graph_problem(out, xg, state)
+    if problem:
+        raise Unsupported(problem)
+    start = time.perf_counter()
+    weights = _output_weights(out, output, y)
+    for k, w in enumerate(weights):
+        state.last_pass = k == len(weights) - 1
+        torch.autograd.grad(out, xg, grad_outputs=w, retain_graph=not state.last_pass)
+    if state.problem:
+        raise Unsupported(state.problem)
     if timings is not None:
         for key, value in (("forward", forward_seconds), ("backward", time.perf_counter() - start),
                            ("contractions", state.seconds)):
             timings[key] = timings.get(key, 0.0) + value
     return state.theta
-
-
-def _bound_norm(state: _Pass, module: nn.Module):
-    return lambda inp: state.norm_forward(module, inp)
 
 
 def _frozen_statistics(net: nn.Module, x: torch.Tensor) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
