@@ -100,9 +100,18 @@ def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     return p if isinstance(p, torch.Tensor) and p.requires_grad else None
 
 
-def _flat(parts: list[torch.Tensor], m: int) -> torch.Tensor:
-    """Per-sample gradient pieces (m, ...) side by side as one float64 (m, p) matrix."""
-    return torch.cat([p.reshape(m, -1).double() for p in parts], 1)
+def _side_by_side(parts: list[torch.Tensor], m: int, dtype: torch.dtype) -> torch.Tensor:
+    """Per-sample gradient pieces (m, ...) side by side as one (m, p) matrix of ``dtype`` (one copy
+    at most)."""
+    flat = [p.reshape(m, -1) for p in parts]
+    if len(flat) == 1 and flat[0].dtype == dtype:
+        return flat[0]
+    out = torch.empty(m, sum(f.shape[1] for f in flat), dtype=dtype, device=flat[0].device)
+    column = 0
+    for f in flat:
+        out[:, column:column + f.shape[1]].copy_(f)
+        column += f.shape[1]
+    return out
 
 
 class _ReLUKeepingInput(torch.autograd.Function):
@@ -260,10 +269,12 @@ class _Pass:
 
     # --- backward ---------------------------------------------------------------------------
 
-    def add(self, parts: list[torch.Tensor]) -> None:
+    def add(self, parts: list[torch.Tensor], dtype: torch.dtype) -> None:
+        """theta += G G^T for the per-sample gradients G = [parts] (m, p), the product in ``dtype``
+        (the network's), the sum over layers in float64."""
         if parts:
-            g = _flat(parts, self.m)
-            self.theta.addmm_(g, g.T)
+            g = _side_by_side(parts, self.m, dtype)
+            self.theta += (g @ g.T).double()
 
     def _input(self, record: _Layer) -> torch.Tensor | None:
         held = record.held()
@@ -297,7 +308,7 @@ class _Pass:
         if bias is not None:
             parts.append(delta.reshape(delta.shape[0], -1, delta.shape[-1]).sum(1) if isinstance(module, nn.Linear)
                          else delta.sum((2, 3)))
-        self.add(parts)
+        self.add(parts, delta.dtype)
         if self.last_pass:
             record.release()
         self.seconds += time.perf_counter() - start
@@ -320,15 +331,15 @@ class _Pass:
                 if a is None:
                     return
                 h = per_sample_conv_weight_grad(conv_module, a, delta)
-            if conv_weight is not None:
-                parts.append(h * record.scale.view(1, channels, 1))
-            if conv_bias is not None:
-                parts.append(shift_grad * record.scale)
             if bn_weight is not None:  # sum_t delta_i x_i = sum_k W[:, k] H_i[:, k] + b_conv sum_t delta_i
                 dot = (h.double() * conv_module.weight.detach().reshape(1, channels, -1).double()).sum(-1)
                 if conv_module.bias is not None:
                     dot = dot + conv_module.bias.detach().double() * shift_grad.double()
                 parts.append((dot - record.mean.double() * shift_grad.double()) * record.invstd.double())
+            if conv_weight is not None:
+                parts.append(h.mul_(record.scale.view(1, channels, 1)))  # the conv's own: s H_i
+            if conv_bias is not None:
+                parts.append(shift_grad * record.scale)
             if self.last_pass:
                 conv.release()
         elif bn_weight is not None:
@@ -341,7 +352,7 @@ class _Pass:
                 record.x = None
         if bn_bias is not None:
             parts.append(shift_grad)
-        self.add(parts)
+        self.add(parts, delta.dtype)
         self.seconds += time.perf_counter() - start
 
 
