@@ -14,6 +14,7 @@ from searchkit.metrics import ntk as ntk_module
 from searchkit.metrics import ntk_fast
 from searchkit.metrics.kcc import kcc
 from searchkit.metrics.ntk import empirical_ntk, robust_ntk
+from searchkit.metrics.ntk_contractions import per_sample_conv_weight_grad
 from searchkit.metrics.scoring import score_metrics
 from searchkit.spaces import get_space
 
@@ -66,6 +67,20 @@ def test_both_contractions_give_the_same_theta(contraction):
     x, _ = data(m=6)
     ref = empirical_ntk(net, x, method="reference")
     assert rel(ntk_fast.fast_ntk(net, x, contraction=contraction), ref) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["grouped", "shifted"])
+@pytest.mark.parametrize("c_in,c_out,kernel,padding,dilation,groups,stride", [
+    (4, 6, 3, 1, 1, 1, 1), (4, 4, 3, 2, 2, 4, 1), (6, 4, 5, 2, 1, 2, 1), (3, 5, (3, 1), (1, 0), 1, 1, 1),
+    (4, 4, 3, 0, 1, 1, 1), (4, 6, 3, 1, 1, 2, 2), (4, 4, 1, 0, 1, 2, 2)])
+def test_per_sample_conv_gradients_equal_autograd_per_sample(method, c_in, c_out, kernel, padding, dilation, groups, stride):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups).double()
+    a = torch.randn(3, c_in, 6, 7, dtype=torch.float64)
+    delta = torch.randn_like(conv(a))
+    expected = torch.stack([torch.autograd.grad((conv(a[i:i + 1]) * delta[i:i + 1]).sum(), conv.weight)[0]
+                            for i in range(3)]).reshape(3, c_out, -1)
+    assert torch.allclose(per_sample_conv_weight_grad(conv, a, delta, method), expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("contraction", ["explicit", "gram"])

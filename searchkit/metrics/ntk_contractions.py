@@ -30,25 +30,64 @@ def choose_gram_trick(contraction: str, explicit_flops: int, trick_flops: int, t
     return contraction == "gram"
 
 
-def per_sample_conv_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def per_sample_conv_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor,
+                                method: str = "auto") -> torch.Tensor:
     """H_i = d (sum delta_i . conv(a_i)) / d W for each sample: (m, C_out, C_in / groups * kh * kw).
 
-    a: (m, C_in, H, W), delta: (m, C_out, H', W'). One ``convolution_backward`` with the samples as
-    groups (a -> (1, m C_in, H, W), delta -> (1, m C_out, H', W'), m * groups groups); a 1 x 1
-    convolution without padding is a batched matmul per group instead.
+    a: (m, C_in, H, W), delta: (m, C_out, H', W'). ``method``:
+      * "grouped": one ``convolution_backward`` with the samples as groups (a -> (1, m C_in, H, W),
+        delta -> (1, m C_out, H', W'), m * groups groups);
+      * "shifted" (stride 1 only): one batched matmul per kernel offset, delta laid on the padded
+        input's width so that each offset's input window is a contiguous slice of the flattened
+        padded input (no unfolded copy);
+      * "auto": a 1 x 1 convolution without padding is one batched matmul; otherwise "shifted" for
+        ungrouped stride-1 convolutions with at least :data:`SHIFTED_POSITIONS_PER_CHANNEL` output
+        positions per output channel (long matmuls: NB201's first stage, 16 channels at 32 x 32),
+        else "grouped" (which costs about one weight gradient of the batch elsewhere). The rule
+        is what measured faster on the CPU (results/kcc-speed/README.md).
+    All give the same H (tests check it).
     """
     m = a.shape[0]
-    weight = conv.weight.detach()
     if conv.kernel_size == (1, 1) and conv.padding == (0, 0):
         g = conv.groups
         sub = a[:, :, ::conv.stride[0], ::conv.stride[1]]
         d = delta.reshape(m * g, delta.shape[1] // g, -1)
-        return torch.bmm(d, sub.reshape(m * g, a.shape[1] // g, -1).transpose(1, 2)).reshape(m, weight.shape[0], -1)
+        return torch.bmm(d, sub.reshape(m * g, a.shape[1] // g, -1).transpose(1, 2)).reshape(m, delta.shape[1], -1)
+    stride_one = conv.stride == (1, 1)
+    if method == "auto":
+        long = delta.shape[2] * delta.shape[3] >= SHIFTED_POSITIONS_PER_CHANNEL * delta.shape[1]
+        method = "shifted" if stride_one and conv.groups == 1 and long else "grouped"
+    if method == "shifted" and stride_one:
+        return _shifted_weight_grad(conv, a, delta)
+    weight_shape = (m * conv.weight.shape[0], *conv.weight.shape[1:])
     grad = torch.ops.aten.convolution_backward(
         delta.reshape(1, m * delta.shape[1], *delta.shape[2:]), a.reshape(1, m * a.shape[1], *a.shape[2:]),
-        weight.repeat(m, 1, 1, 1), None, conv.stride, conv.padding, conv.dilation, False, [0, 0],
+        delta.new_empty(1).expand(weight_shape), None, conv.stride, conv.padding, conv.dilation, False, [0, 0],
         m * conv.groups, [False, True, False])[1]
-    return grad.reshape(m, weight.shape[0], -1)
+    return grad.reshape(m, delta.shape[1], -1)
+
+
+#: "auto" takes the shifted per-sample gradients from this many output positions per output channel.
+SHIFTED_POSITIONS_PER_CHANNEL = 64
+
+
+def _shifted_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Stride-1 per-sample weight gradients by one batched matmul per kernel offset (u, v):
+    H_i[o, c, u, v] = sum_t delta_i[o, t] a_pad_i[c, t + offset(u, v)] on the flattened padded grid."""
+    m, c_in = a.shape[:2]
+    c_out, g = delta.shape[1], conv.groups
+    (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
+    width = a.shape[3] + 2 * pw  # padded width; outputs have width - (kw - 1) dw columns
+    extra = -(-(kw - 1) * dw // width)  # rows appended so the last offset's window fits
+    padded = F.pad(a, (pw, pw, ph, ph + extra)).reshape(m * g, c_in // g, -1)
+    grid = F.pad(delta, (0, width - delta.shape[3])).reshape(m * g, c_out // g, -1)
+    length = grid.shape[-1]
+    out = torch.empty(kh, kw, m * g, c_out // g, c_in // g, dtype=delta.dtype, device=delta.device)
+    for u in range(kh):
+        for v in range(kw):
+            offset = u * dh * width + v * dw
+            torch.bmm(grid, padded[:, :, offset:offset + length].transpose(1, 2), out=out[u, v])
+    return out.permute(2, 3, 4, 0, 1).reshape(m, c_out, -1)
 
 
 def conv_cost(conv: nn.Conv2d, delta: torch.Tensor) -> tuple[int, int, int]:

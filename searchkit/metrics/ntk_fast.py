@@ -332,7 +332,7 @@ class _Pass:
                     return
                 h = per_sample_conv_weight_grad(conv_module, a, delta)
             if bn_weight is not None:  # sum_t delta_i x_i = sum_k W[:, k] H_i[:, k] + b_conv sum_t delta_i
-                dot = (h.double() * conv_module.weight.detach().reshape(1, channels, -1).double()).sum(-1)
+                dot = torch.linalg.vecdot(h, conv_module.weight.detach().reshape(1, channels, -1)).double()
                 if conv_module.bias is not None:
                     dot = dot + conv_module.bias.detach().double() * shift_grad.double()
                 parts.append((dot - record.mean.double() * shift_grad.double()) * record.invstd.double())
