@@ -100,20 +100,6 @@ def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     return p if isinstance(p, torch.Tensor) and p.requires_grad else None
 
 
-def _side_by_side(parts: list[torch.Tensor], m: int, dtype: torch.dtype) -> torch.Tensor:
-    """Per-sample gradient pieces (m, ...) side by side as one (m, p) matrix of ``dtype`` (one copy
-    at most)."""
-    flat = [p.reshape(m, -1) for p in parts]
-    if len(flat) == 1 and flat[0].dtype == dtype:
-        return flat[0]
-    out = torch.empty(m, sum(f.shape[1] for f in flat), dtype=dtype, device=flat[0].device)
-    column = 0
-    for f in flat:
-        out[:, column:column + f.shape[1]].copy_(f)
-        column += f.shape[1]
-    return out
-
-
 class _ReLUKeepingInput(torch.autograd.Function):
     """relu(x) that saves x rather than its output: the inputs of a node's several ReLUs are one tensor."""
 
@@ -270,10 +256,11 @@ class _Pass:
     # --- backward ---------------------------------------------------------------------------
 
     def add(self, parts: list[torch.Tensor], dtype: torch.dtype) -> None:
-        """theta += G G^T for the per-sample gradients G = [parts] (m, p), the product in ``dtype``
-        (the network's), the sum over layers in float64."""
-        if parts:
-            g = _side_by_side(parts, self.m, dtype)
+        """theta += G G^T for the per-sample gradients G = [parts] (m, p): the sum of each piece's
+        Gram (no cross terms, no concatenated copy), each product in ``dtype`` (the network's),
+        the sum over pieces and layers in float64."""
+        for part in parts:
+            g = part.reshape(self.m, -1).to(dtype)
             self.theta += (g @ g.T).double()
 
     def _input(self, record: _Layer) -> torch.Tensor | None:
