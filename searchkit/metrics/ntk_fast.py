@@ -54,7 +54,7 @@ from torch import nn
 
 from searchkit.metrics.ntk import batch_statistics, train_mode
 from searchkit.metrics.ntk_contractions import (choose_gram_trick, conv_cost, conv_gram_trick, linear_weight_share,
-                                                per_sample_conv_weight_grad)
+                                                memory_format, per_sample_conv_weight_grad)
 
 Contraction = Literal["auto", "explicit", "gram"]
 CONTRACTIONS: tuple[str, ...] = ("auto", "explicit", "gram")
@@ -100,6 +100,9 @@ def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     return p if isinstance(p, torch.Tensor) and p.requires_grad else None
 
 
+# The pass's autograd functions return each gradient in its input's memory format, as autograd's own
+# convolution does: elementwise kernels on mixed layouts are several times slower.
+
 class _ReLUKeepingInput(torch.autograd.Function):
     """relu(x) that saves x rather than its output: the inputs of a node's several ReLUs are one tensor."""
 
@@ -111,7 +114,28 @@ class _ReLUKeepingInput(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad, x, 0)
+        return torch.ops.aten.threshold_backward(grad.contiguous(memory_format=memory_format(x)), x, 0)
+
+
+class _FrozenNorm(torch.autograd.Function):
+    """BatchNorm with constant statistics and affine weights: the fused evaluation kernel forward
+    (output in x's memory format), backward grad * scale (scale = weight / sqrt(var + eps)); saves
+    only the scale."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, module: nn.Module, mean: torch.Tensor, var: torch.Tensor,
+                scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(scale)
+        ctx.layout = memory_format(x)
+        weight = None if module.weight is None else module.weight.detach()
+        bias = None if module.bias is None else module.bias.detach()
+        return F.batch_norm(x, mean, var, weight, bias, False, 0.0, module.eps)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (scale,) = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=ctx.layout)
+        return grad * scale.view((1, -1) + (1,) * (grad.dim() - 2)), None, None, None, None
 
 
 class _ConvInputGradOnly(torch.autograd.Function):
@@ -120,14 +144,17 @@ class _ConvInputGradOnly(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
         ctx.save_for_backward(weight)
-        ctx.conf = (x.shape, conv.stride, conv.padding, conv.dilation, conv.groups)
+        ctx.conf = (x.shape, memory_format(x), conv.stride, conv.padding, conv.dilation, conv.groups)
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (weight,) = ctx.saved_tensors
-        shape, stride, padding, dilation, groups = ctx.conf
-        return torch.nn.grad.conv2d_input(shape, weight, grad, stride, padding, dilation, groups), None, None, None
+        shape, layout, stride, padding, dilation, groups = ctx.conf
+        like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)  # shape, layout only
+        return torch.ops.aten.convolution_backward(grad.contiguous(memory_format=layout), like, weight, None, stride,
+                                                   padding, dilation, False, [0, 0], groups,
+                                                   [True, False, False])[0], None, None, None
 
 
 @dataclass
@@ -154,7 +181,7 @@ class _Layer:
 
 @dataclass
 class _Norm:
-    """A BatchNorm call run as x * scale + shift; ``x`` kept only when no convolution is fused in."""
+    """A BatchNorm call with frozen statistics; ``x`` kept only when no convolution is fused in."""
 
     module: nn.Module
     mean: torch.Tensor
@@ -237,10 +264,7 @@ class _Pass:
                 mean = x.mean(dims)
                 var = (x - mean.view(shape)).square_().mean(dims)
             invstd = torch.rsqrt(var + module.eps)
-            weight = module.weight.detach() if module.weight is not None else torch.ones_like(invstd)
-            bias = module.bias.detach() if module.bias is not None else torch.zeros_like(invstd)
-            scale = weight * invstd
-            shift = bias - mean * scale
+            scale = invstd if module.weight is None else module.weight.detach() * invstd
         conv = None
         if self.last_conv is not None and self.last_conv[0] is x and self.last_conv[2] == x._version:
             conv = self.last_conv[1]
@@ -249,7 +273,7 @@ class _Pass:
         keep_x = conv is None and _trainable(module, "weight") is not None
         record = _Norm(module, mean, invstd, scale, x if keep_x else None, x._version, conv)
         self.layers[module] = record
-        y = torch.addcmul(shift.view(shape), x, scale.view(shape))
+        y = _FrozenNorm.apply(x, module, mean, var, scale)
         y.register_hook(lambda grad: self.norm_backward(record, grad))
         return y
 
