@@ -117,6 +117,28 @@ def test_channels_last_batches_give_the_same_theta():
                              method="fast"), ref) < 1e-8
 
 
+class Doubled(nn.Module):
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        self.in_place = in_place
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2.0) if self.in_place else x * 2.0
+
+
+def test_a_relu_output_changed_in_place_is_held_as_it_is():
+    # the conv's input is relu(x) * 2, not relu(x): the pass must keep it rather than recompute relu
+    # (plain autograd refuses the in-place version, so the reference runs the out-of-place twin)
+    def net(in_place: bool) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Doubled(in_place), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).double()
+
+    x, _ = data(m=6)
+    ref = empirical_ntk(net(False), x, method="reference")
+    assert rel(empirical_ntk(net(True), x, method="fast"), ref) < 1e-8
+
+
 def test_chunks_change_memory_not_theta():
     net, (x, y) = mixed_convnet(), data(m=10)
     for bn, output in (("batchstats", "label"), ("eval", "sum")):

@@ -54,7 +54,8 @@ from torch import nn
 
 from searchkit.metrics.ntk import batch_statistics, train_mode
 from searchkit.metrics.ntk_contractions import (choose_gram_trick, conv_cost, conv_gram_trick, linear_weight_share,
-                                                memory_format, per_sample_conv_weight_grad)
+                                                per_sample_conv_weight_grad)
+from searchkit.metrics.ntk_ops import ConvInputGradOnly, FrozenNorm, ReLUKeepingInput
 
 Contraction = Literal["auto", "explicit", "gram"]
 CONTRACTIONS: tuple[str, ...] = ("auto", "explicit", "gram")
@@ -98,63 +99,6 @@ def unsupported_reason(net: nn.Module) -> str | None:
 def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     p = getattr(module, name, None)
     return p if isinstance(p, torch.Tensor) and p.requires_grad else None
-
-
-# The pass's autograd functions return each gradient in its input's memory format, as autograd's own
-# convolution does: elementwise kernels on mixed layouts are several times slower.
-
-class _ReLUKeepingInput(torch.autograd.Function):
-    """relu(x) that saves x rather than its output: the inputs of a node's several ReLUs are one tensor."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return torch.relu(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad.contiguous(memory_format=memory_format(x)), x, 0)
-
-
-class _FrozenNorm(torch.autograd.Function):
-    """BatchNorm with constant statistics and affine weights: the fused evaluation kernel forward
-    (output in x's memory format), backward grad * scale (scale = weight / sqrt(var + eps)); saves
-    only the scale."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, module: nn.Module, mean: torch.Tensor, var: torch.Tensor,
-                scale: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(scale)
-        ctx.layout = memory_format(x)
-        weight = None if module.weight is None else module.weight.detach()
-        bias = None if module.bias is None else module.bias.detach()
-        return F.batch_norm(x, mean, var, weight, bias, False, 0.0, module.eps)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (scale,) = ctx.saved_tensors
-        grad = grad.contiguous(memory_format=ctx.layout)
-        return grad * scale.view((1, -1) + (1,) * (grad.dim() - 2)), None, None, None, None
-
-
-class _ConvInputGradOnly(torch.autograd.Function):
-    """conv2d(x, W, b) with constant W, b that saves W only (its backward needs no x)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
-        ctx.save_for_backward(weight)
-        ctx.conf = (x.shape, memory_format(x), conv.stride, conv.padding, conv.dilation, conv.groups)
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (weight,) = ctx.saved_tensors
-        shape, layout, stride, padding, dilation, groups = ctx.conf
-        like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)  # shape, layout only
-        return torch.ops.aten.convolution_backward(grad.contiguous(memory_format=layout), like, weight, None, stride,
-                                                   padding, dilation, False, [0, 0], groups,
-                                                   [True, False, False])[0], None, None, None
 
 
 @dataclass
@@ -210,7 +154,7 @@ class _Pass:
     seconds: float = 0.0
     problem: str | None = None
     layers: dict[nn.Module, _Layer | _Norm] = field(default_factory=dict)
-    last_relu: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (output, input, input version)
+    last_relu: tuple[torch.Tensor, torch.Tensor, int, int] | None = None  # (output, input, their versions)
     last_conv: tuple[torch.Tensor, _Layer, int] | None = None  # (output, record, output version)
     last_pass: bool = True
 
@@ -227,8 +171,8 @@ class _Pass:
     # --- forward ----------------------------------------------------------------------------
 
     def relu(self, x: torch.Tensor) -> torch.Tensor:
-        out = _ReLUKeepingInput.apply(x)
-        self.last_relu = (out, x, x._version)
+        out = ReLUKeepingInput.apply(x)
+        self.last_relu = (out, x, out._version, x._version)
         return out
 
     def layer(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -238,10 +182,12 @@ class _Pass:
         weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
         conv = isinstance(module, nn.Conv2d)
         source = None
-        if self.last_relu is not None and self.last_relu[0] is x and self.last_relu[1]._version == self.last_relu[2]:
-            source = self.last_relu[1]
+        if self.last_relu is not None:
+            out, relu_input, out_version, input_version = self.last_relu
+            if out is x and x._version == out_version and relu_input._version == input_version:
+                source = relu_input  # x == relu(source), recomputed in the backward
         keep = conv or _trainable(module, "weight") is not None
-        out = _ConvInputGradOnly.apply(x, weight, bias, module) if conv else F.linear(x, weight, bias)
+        out = ConvInputGradOnly.apply(x, weight, bias, module) if conv else F.linear(x, weight, bias)
         record = _Layer(module, x if keep and source is None else None, source if keep else None,
                         (source if source is not None else x)._version, out.grad_fn)
         self.layers[module] = record
@@ -273,7 +219,7 @@ class _Pass:
         keep_x = conv is None and _trainable(module, "weight") is not None
         record = _Norm(module, mean, invstd, scale, x if keep_x else None, x._version, conv)
         self.layers[module] = record
-        y = _FrozenNorm.apply(x, module, mean, var, scale)
+        y = FrozenNorm.apply(x, module, mean, var, scale)
         y.register_hook(lambda grad: self.norm_backward(record, grad))
         return y
 
