@@ -72,6 +72,8 @@ class Unsupported(Exception):
 def unsupported_reason(net: nn.Module) -> str | None:
     """Why the fast path cannot handle ``net`` by its module structure alone (None: it can, subject
     to the checks made during the forward)."""
+    if not any(p.requires_grad for p in net.parameters()):
+        return "the network has no trainable parameters"
     owner: dict[int, str] = {}
     for name, module in net.named_modules():
         label = f"module {name or '<root>'} ({type(module).__name__})"
