@@ -88,6 +88,58 @@ def _spectrum(kernel: torch.Tensor, rel_tol: float = 1e-10) -> tuple[torch.Tenso
     return values[keep], vectors[:, keep]
 
 
+@dataclass
+class Reduced:
+    """Eq. (9) on the ranges of K and L, as the matrix whose singular values are the regularised
+    canonical correlations: ``core`` = diag(left) U^T Q diag(right): (r_K, r_L).
+
+    K = H Theta H = U diag(k) U^T, H Y = Q diag(s) V^T; ``k`` and the label eigenvalues ``e`` are
+    normalised when asked; left = sqrt(k / (k + m eps)), right = sqrt(e / (e + m eps)).
+    """
+
+    u: torch.Tensor
+    k: torch.Tensor
+    left: torch.Tensor
+    q: torch.Tensor
+    s: torch.Tensor
+    v: torch.Tensor
+    right: torch.Tensor
+
+    @property
+    def core(self) -> torch.Tensor:
+        return self.left[:, None] * (self.u.T @ self.q) * self.right[None, :]
+
+
+def reduce_eq9(theta: torch.Tensor, hy: torch.Tensor, eps: float, normalize: bool = True,
+               labels: str = "linear") -> Reduced | None:
+    """:class:`Reduced` for theta: (m, m) and centred label features hy: (m, c); None when the centred
+    kernel or the labels are zero or not finite."""
+    m = theta.shape[0]
+    k_centred = centre(theta.double())
+    if not torch.isfinite(k_centred).all():
+        return None
+    k, u = _spectrum(k_centred)
+    q, s, vh = torch.linalg.svd(hy.double(), full_matrices=False)
+    keep = s > 1e-10 * s.max().clamp_min(1e-300)
+    q, s, v = q[:, keep], s[keep], vh[keep].T
+    if labels == "balanced":
+        e = torch.ones_like(s)
+    elif labels == "linear":
+        e = s**2
+    else:
+        raise SearchkitError(f"kcc: labels must be 'linear' or 'balanced', got {labels!r}")
+    if k.numel() == 0 or e.numel() == 0:
+        return None
+    if normalize:
+        k = k / (k.sum() / m)
+        e = e / (e.sum() / m)
+    ridge = m * eps
+    return Reduced(u, k, torch.sqrt(k / (k + ridge)), q, s, v, torch.sqrt(e / (e + ridge)))
+
+
+REDUCTIONS = ("max", "rms")
+
+
 def kcc(
     theta: torch.Tensor,
     y: torch.Tensor,
@@ -95,37 +147,25 @@ def kcc(
     eps: float = 1e-4,
     normalize: bool = True,
     labels: str = "linear",
+    reduce: str = "max",
 ) -> float:
     """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,).
 
     ``labels``: "linear" (L = H Y Y^T H) or "balanced" (L = the projector onto range(H Y)).
+    ``reduce``: "max" (the largest canonical correlation, eq. 9) or "rms" (the root mean square of
+    all rank(L) canonical correlations: every label direction counts, not only the best-fitted one).
 
     Returns :data:`KCC_WORST` when the centred kernel is zero or not finite (a network whose
     output does not depend on its input, or overflowed).
     """
-    m = theta.shape[0]
-    k_centred = centre(theta.double())
-    if not torch.isfinite(k_centred).all():
+    if reduce not in REDUCTIONS:
+        raise SearchkitError(f"kcc: reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
+    problem = reduce_eq9(theta, label_features(y.to(theta.device), num_classes), eps, normalize, labels)
+    if problem is None:
         return KCC_WORST
-    k, u = _spectrum(k_centred)
-    hy = label_features(y.to(theta.device), num_classes)
-    q, s, _ = torch.linalg.svd(hy, full_matrices=False)
-    label_eig = s**2
-    keep = label_eig > 1e-10 * label_eig.max().clamp_min(1e-300)
-    q, label_eig = q[:, keep], label_eig[keep]
-    if labels == "balanced":
-        label_eig = torch.ones_like(label_eig)
-    elif labels != "linear":
-        raise SearchkitError(f"kcc: labels must be 'linear' or 'balanced', got {labels!r}")
-    if k.numel() == 0 or label_eig.numel() == 0:
-        return KCC_WORST
-    if normalize:
-        k = k / (k.sum() / m)
-        label_eig = label_eig / (label_eig.sum() / m)
-    ridge = m * eps
-    left = torch.sqrt(k / (k + ridge))
-    right = torch.sqrt(label_eig / (label_eig + ridge))
-    core = left[:, None] * (u.T @ q) * right[None, :]
+    core = problem.core
+    if reduce == "rms":
+        return float(torch.sqrt((core * core).sum() / problem.s.numel()))
     return float(torch.linalg.matrix_norm(core, ord=2))
 
 
@@ -143,9 +183,39 @@ class KCC(NTKMetric):
     eps: float = 1e-4
     normalize: bool = True
     labels: str = "linear"
+    reduce: str = "max"
 
     name = "kcc"
     worst = KCC_WORST
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
-        return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels)
+        return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels,
+                   reduce=self.reduce)
+
+
+@METRICS.register("kcc_crossfit")
+@dataclass
+class KCCCrossfit(NTKMetric):
+    """Cross-fitted KCC (issue 15; seed 000 section 4 items 1-2): eq. (9) solved on ``folds`` - 1
+    stratified folds of the batch, its witness functions correlated on the held-out fold, averaged
+    over folds (:func:`searchkit.metrics.kcc_variants.crossfit_kcc`). ``posterior``: judge samples of
+    the NTK-GP posterior (eq. 5 and 7) instead of its mean
+    (:func:`~searchkit.metrics.kcc_variants.posterior_kcc`). ``eps``, ``normalize``, ``labels`` as
+    for :class:`KCC`. Range [-1, 1]; degenerate networks score -1.
+    """
+
+    folds: int = 4
+    eps: float = 1e-2
+    normalize: bool = True
+    labels: str = "linear"
+    posterior: bool = False
+
+    name = "kcc_crossfit"
+    worst = -1.0
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        from searchkit.metrics.kcc_variants import crossfit_kcc, posterior_kcc
+
+        score = posterior_kcc if self.posterior else crossfit_kcc
+        return score(theta, batch.y, batch.num_classes, folds=self.folds, eps=self.eps, normalize=self.normalize,
+                     labels=self.labels)

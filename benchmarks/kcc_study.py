@@ -1,0 +1,327 @@
+"""KCC variants study (issue 15): compute each empirical NTK once, score every Theta-based variant
+offline.
+
+A *study directory* holds one draw (network init seed, scoring-batch seed) over a list of
+architectures. Its ``study.yaml`` says what to compute:
+
+    space: nb201                # or darts
+    build: {C: 16, N: 5}        # network options of the space
+    dataset: cifar10
+    batch_size: 64
+    init_seed: 0
+    data_seed: 0
+    archs: results/correlation/ntk/indices.txt   # NB201 indices, one a line; for darts the CSV
+    grams: joint                # joint: the sum, label and cross Gram matrices (joint_ntk); sum: the sum NTK only
+    extras: [naswot, synflow]   # registry metrics scored on the network itself (not from a Theta)
+    metrics: [kcc, ...]         # NTK metric specs, each scored from the cached Theta of its output
+
+Two steps, each resumable:
+
+    python benchmarks/kcc_study.py thetas DIR [--shard K/N] [--cache PATH]
+    python benchmarks/kcc_study.py score DIR [--cache PATH]
+
+``thetas`` builds each architecture's network (the init seed alone decides its weights, as in
+``searchkit correlate``), computes every listed Theta: (m, m) float64 and extra metric, and saves
+them to the cache (default ``/tmp/kcc-thetas``, outside git: 32 KB per Theta at m = 64) with their
+seconds; ``--shard K/N`` takes every N-th architecture from the K-th (run N of them side by side,
+one thread each). Even NB201 indices go first, so tuning can start before the held-out half is done.
+``score`` writes ``DIR/scores.csv`` in the format of ``searchkit correlate`` (index, arch_str, one
+column per metric, then its seconds) and ``DIR/settings.yaml`` (read by
+``benchmarks/correlation_study.py``) from whatever the cache holds. A metric's seconds are its
+Theta's seconds plus its own. Missing Thetas are reported, not computed.
+
+``output: label`` is the NTK of the true-class logit f_{y_i}(x_i) (HNAS's reduction): per-sample
+gradients of one logit each, with the batch statistics frozen as for ``sum``. It is computed here
+(:func:`label_ntk`) until :func:`searchkit.metrics.ntk.empirical_ntk` offers it.
+
+DARTS (``space: darts``): ``archs`` is ``../shared/data/darts/darts_1000_cifar10_valid.csv`` (no header:
+genotype text, CIFAR-10 validation accuracy); the index is the row number. 811 of its 1,000 cells have a
+node that reads the same earlier node through both of its ops, which :class:`DartsGenotype` refuses
+(NASI's convention of distinct inputs); the network itself is well defined, so cells are parsed with
+the space's parser and built through :class:`DartsNetwork` from :class:`LooseGenotype`, which skips
+that one check (every other check of the codec still runs on a canonicalised copy).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch.func import functional_call, jacrev, vmap
+
+from searchkit.correlate import ScoreFile, parse_metric_spec, read_indices
+from searchkit.data import get_dataset, scoring_batch
+from searchkit.data.base import Batch
+from searchkit.metrics.base import guarded
+from searchkit.metrics.ntk import NTKMetric, batch_statistics, robust_ntk, train_mode
+from searchkit.runtime import build_network
+from searchkit.spaces import get_space
+from searchkit.spaces.nb201 import NUM_ARCHS
+from searchkit.store import write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = Path(os.environ.get("KCC_THETA_CACHE", "/tmp/kcc-thetas"))
+#: The Gram matrices cached per architecture (see :func:`joint_ntk`).
+GRAMS = ("sum", "label", "cross")
+
+
+def joint_ntk(net: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    """The Gram matrices of two per-sample scalars, from one vmapped Jacobian (m, 2, p):
+    s_i = sum_k f_k(x_i) (the summed logits, ``output="sum"``) and t_i = f_{y_i}(x_i) (the true-class
+    logit, HNAS's reduction), BN with the batch statistics frozen (``bn="batchstats"``).
+
+    Returns (m, m) float64: ``sum`` <ds_i, ds_j>, ``label`` <dt_i, dt_j> and ``cross`` <ds_i, dt_j>
+    (not symmetric), from which :func:`searchkit.metrics.kcc_variants.ce_kernel` builds the kernel of
+    the per-sample cross-entropy gradients at uniform softmax.
+    """
+    x, y = batch.x, batch.y
+    params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
+    buffers = batch_statistics(net, x)
+    onehot = torch.nn.functional.one_hot(y, batch.num_classes).to(x.dtype)
+
+    def scalars(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        out = functional_call(net, (p, buffers), (xi.unsqueeze(0),))[0]
+        return torch.stack([out.sum(), (out * yi).sum()])
+
+    with train_mode(net, False):
+        blocks = vmap(jacrev(scalars), in_dims=(None, 0, 0))(params, x, onehot)
+    m = x.shape[0]
+    grams = {key: torch.zeros(m, m, dtype=torch.float64) for key in GRAMS}
+    for block in blocks.values():
+        j = block.reshape(m, 2, -1).double()
+        grams["sum"] += j[:, 0] @ j[:, 0].T
+        grams["label"] += j[:, 1] @ j[:, 1].T
+        grams["cross"] += j[:, 0] @ j[:, 1].T
+    return grams
+
+
+def kernel_of(grams: dict[str, torch.Tensor], output: str, num_classes: int) -> torch.Tensor:
+    """The (m, m) Theta that an NTK metric with ``output`` reads, from the cached Gram matrices:
+    ``sum``, ``label`` (the true-class logit) or ``ce`` (:func:`~searchkit.metrics.kcc_variants.ce_kernel`)."""
+    from searchkit.metrics.kcc_variants import ce_kernel
+
+    if output == "sum":
+        return grams["sum"]
+    if output not in ("label", "ce"):
+        raise SystemExit(f"output {output!r} is not cached; the study has sum, label and ce")
+    if "label" not in grams:
+        raise SystemExit(f"output {output!r} needs grams: joint in study.yaml (this study cached the sum NTK only)")
+    return grams["label"] if output == "label" else ce_kernel(grams["sum"], grams["label"], grams["cross"], num_classes)
+
+
+@dataclass(frozen=True)
+class LooseGenotype:
+    """A DARTS cell pair as :class:`DartsNetwork` reads it, without the codec's distinct-inputs rule."""
+
+    normal: tuple
+    normal_concat: tuple
+    reduce: tuple
+    reduce_concat: tuple
+
+
+def darts_rows(path: Path) -> list[tuple[str, float]]:
+    with path.open() as handle:
+        return [(text, float(acc)) for text, acc in csv.reader(handle)]
+
+
+def loose_genotype(text: str) -> LooseGenotype:
+    """Parse a ``Genotype(...)`` text; validate it with the codec after making each node's inputs distinct."""
+    from searchkit.spaces.darts import DartsGenotype, _GenotypeParser
+
+    data = _GenotypeParser(text).parse()
+    fields = {k: tuple(tuple(p) for p in v) if k in ("normal", "reduce") else tuple(v) for k, v in data.items()}
+    canonical = {}
+    for cell in ("normal", "reduce"):  # a copy whose second input differs from the first, for validation only
+        pairs = list(fields[cell])
+        for k in range(1, len(pairs), 2):
+            if pairs[k][1] == pairs[k - 1][1]:
+                node = 2 + k // 2
+                pairs[k] = (pairs[k][0], next(j for j in range(node) if j != pairs[k - 1][1]))
+        canonical[cell] = pairs
+    DartsGenotype.from_dict({**{k: list(v) for k, v in fields.items()}, **canonical})
+    return LooseGenotype(**fields)
+
+
+@dataclass
+class Study:
+    """A study directory's ``study.yaml``, resolved."""
+
+    directory: Path
+    spec: dict
+
+    @classmethod
+    def load(cls, directory: Path) -> "Study":
+        spec = yaml.safe_load((directory / "study.yaml").read_text())
+        for key in ("space", "build", "dataset", "batch_size", "init_seed", "data_seed", "archs"):
+            if key not in spec:
+                raise SystemExit(f"{directory}/study.yaml lacks {key!r}")
+        spec.setdefault("extras", [])
+        spec.setdefault("grams", "joint")
+        spec.setdefault("metrics", [])
+        return cls(directory, spec)
+
+    @property
+    def archs_path(self) -> Path:
+        return (ROOT / self.spec["archs"]).resolve()
+
+    def archs(self) -> dict[int, str]:
+        """index -> architecture text, in the study's order (NB201: even indices first)."""
+        space = self.spec["space"]
+        if space == "nb201":
+            from searchkit.tabular import NB201Table
+
+            table = NB201Table.load()
+            indices = read_indices(self.archs_path, NUM_ARCHS)
+            return {i: table.arch_str(i) for i in sorted(indices, key=lambda i: (i % 2, indices.index(i)))}
+        if space == "darts":
+            return {i: text for i, (text, _) in enumerate(darts_rows(self.archs_path))}
+        raise SystemExit(f"unknown space {space!r}")
+
+    def cache_dir(self, cache: Path) -> Path:
+        s = self.spec
+        build = "-".join(f"{k}{v}" for k, v in sorted(s["build"].items()))
+        return cache / f"{s['space']}-{build}-{s['dataset']}-m{s['batch_size']}-i{s['init_seed']}-d{s['data_seed']}"
+
+    def network(self, space, splits, text: str) -> torch.nn.Module:
+        arch = loose_genotype(text) if self.spec["space"] == "darts" else space.decode(text)
+        if self.spec["space"] == "darts":
+            from searchkit.spaces.darts import DartsNetwork
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.spec["init_seed"])
+                return DartsNetwork(arch, splits.num_classes, in_channels=splits.input_shape[0], **self.spec["build"])
+        return build_network(space, arch, splits, self.spec["init_seed"], self.spec["build"])
+
+    def batch(self) -> tuple[object, Batch]:
+        splits = get_dataset(self.spec["dataset"], None)
+        return splits, scoring_batch(splits, self.spec["batch_size"], self.spec["data_seed"])
+
+
+def _save(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def compute(study: Study, cache: Path, shard: tuple[int, int], limit: int | None = None) -> None:
+    """Cache every missing Theta and extra metric of this shard's architectures (of the first
+    ``limit`` architectures when given)."""
+    splits, batch = study.batch()
+    space = get_space(study.spec["space"])
+    root = study.cache_dir(cache)
+    extras = {name: parse_metric_spec(name)[1] for name in study.spec["extras"]}
+    items = list(study.archs().items())[:limit][shard[0]::shard[1]]
+    done = 0
+    for index, text in items:
+        path = root / "ntk" / f"{index}.pt"
+        extras_path = root / "extras" / f"{index}.json"
+        have = json.loads(extras_path.read_text()) if extras_path.exists() else {}
+        todo_extras = [e for e in extras if e not in have]
+        joint = study.spec["grams"] == "joint"
+        fresh = not path.exists() or (joint and "label" not in torch.load(path))
+        if not fresh and not todo_extras:
+            continue
+        net = study.network(space, splits, text)
+        if fresh:
+            start = time.perf_counter()
+            grams = joint_ntk(net, batch) if joint else {"sum": robust_ntk(net, batch.x, "batchstats", "sum")}
+            _save(path, {**grams, "seconds": time.perf_counter() - start, "fingerprint": batch.fingerprint(),
+                         "arch": text})
+        cached = torch.load(path)
+        for name in todo_extras:
+            metric = extras[name]
+            start = time.perf_counter()
+            if isinstance(metric, NTKMetric) and metric.ntk_key == ("batchstats", "sum"):
+                value = guarded(metric, metric.score_with(cached["sum"], net, batch))  # tenas also needs the net
+            else:
+                value = metric(net, batch)
+            have[name] = [value, time.perf_counter() - start]
+        if todo_extras:
+            extras_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(extras_path, json.dumps(have))
+        done += 1
+        print(f"[{shard[0]}/{shard[1]}] {index} done ({done} new)", flush=True)
+
+
+def score(study: Study, cache: Path) -> None:
+    """Write DIR/scores.csv and DIR/settings.yaml from the cache (complete architectures only).
+
+    Seconds: an extra metric's own (an NTK one's without its Theta); an NTK metric's is the joint
+    Jacobian's (both Gram matrices, see :func:`joint_ntk`) plus its own: an upper bound of the cost
+    of its own Theta (single-output costs are timed separately, see the README).
+    """
+    splits, batch = study.batch()
+    root = study.cache_dir(cache)
+    metrics = dict(parse_metric_spec(spec) for spec in study.spec["metrics"])
+    for label, metric in metrics.items():
+        if not isinstance(metric, NTKMetric) or metric.bn != "batchstats":
+            raise SystemExit(f"{label}: not an NTK metric with the cached bn=batchstats")
+    labels = [*study.spec["extras"], *metrics]
+    order = list(study.archs().items())
+    if study.spec["space"] == "nb201":
+        position = {i: k for k, i in enumerate(read_indices(study.archs_path, NUM_ARCHS))}
+        order.sort(key=lambda kv: position[kv[0]])
+    rows, missing = [], 0
+    for index, text in order:
+        path = root / "ntk" / f"{index}.pt"
+        extras_path = root / "extras" / f"{index}.json"
+        have = json.loads(extras_path.read_text()) if extras_path.exists() else {}
+        if not path.exists() or any(e not in have for e in study.spec["extras"]):
+            missing += 1
+            continue
+        cached = torch.load(path)
+        if cached["fingerprint"] != batch.fingerprint():
+            raise SystemExit(f"cache {root} was computed on batch {cached['fingerprint']}, this study scores "
+                             f"{batch.fingerprint()}")
+        values = [have[name][0] for name in study.spec["extras"]]
+        seconds = [have[name][1] for name in study.spec["extras"]]
+        for metric in metrics.values():
+            start = time.perf_counter()
+            theta = kernel_of(cached, metric.output, batch.num_classes)
+            values.append(guarded(metric, metric.from_ntk(theta, batch)))
+            seconds.append(cached["seconds"] + time.perf_counter() - start)
+        rows.append([index, text, *map(repr, values), *(f"{s:.4f}" for s in seconds)])
+    scores = ScoreFile(study.directory / "scores.csv", labels)
+    with (study.directory / "scores.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([scores.header, *rows])
+    settings = {key: study.spec[key] for key in ("dataset", "batch_size", "data_seed", "init_seed", "build")}
+    settings.update(metrics=labels, space=study.spec["space"], batch_fingerprint=batch.fingerprint(),
+                    device="cpu", threads=1)
+    write_atomic(study.directory / "settings.yaml", yaml.safe_dump(settings, sort_keys=False))
+    print(f"{study.directory}: {len(rows)} architectures scored, {missing} not (yet) cached")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not match or not int(match[1]) < int(match[2]):
+        raise argparse.ArgumentTypeError("--shard is K/N with 0 <= K < N")
+    return int(match[1]), int(match[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("thetas", "score"))
+    parser.add_argument("dirs", type=Path, nargs="+", help="study directories (each with a study.yaml)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="Theta cache (default /tmp/kcc-thetas)")
+    parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="K/N: this process's share")
+    parser.add_argument("--limit", type=int, default=None, help="thetas: only the first N architectures")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for directory in args.dirs:
+        study = Study.load(directory)
+        if args.step == "thetas":
+            compute(study, args.cache, args.shard, args.limit)
+        else:
+            score(study, args.cache)
+
+
+if __name__ == "__main__":
+    main()
