@@ -14,11 +14,14 @@ architectures. Its ``study.yaml`` says what to compute:
     grams: joint                # joint: the sum, label and cross Gram matrices (joint_ntk); sum: the sum NTK only
     extras: [naswot, synflow]   # registry metrics scored on the network itself (not from a Theta)
     metrics: [kcc, ...]         # NTK metric specs, each scored from the cached Theta of its output
+    controls: [kcc, ...]        # optional: each also scored with randomly permuted labels, column "SPEC|permuted"
+    groups: {title: [spec, ...]}  # optional: which question each column answers (for the report)
 
 Two steps, each resumable:
 
     python benchmarks/kcc_study.py thetas DIR [--shard K/N] [--cache PATH]
     python benchmarks/kcc_study.py score DIR [--cache PATH]
+    python benchmarks/kcc_study.py time DIR [--n 20] [--threads 1]    # costs, into DIR/timing.md
 
 ``thetas`` builds each architecture's network (the init seed alone decides its weights, as in
 ``searchkit correlate``), computes every listed Theta: (m, m) float64 and extra metric, and saves
@@ -52,6 +55,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 from torch.func import functional_call, jacrev, vmap
@@ -68,18 +72,18 @@ from searchkit.store import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path(os.environ.get("KCC_THETA_CACHE", "/tmp/kcc-thetas"))
-#: The Gram matrices cached per architecture (see :func:`joint_ntk`).
-GRAMS = ("sum", "label", "cross")
+#: Label permutations averaged by a ``controls`` column.
+PERMUTATIONS = 3
 
 
-def joint_ntk(net: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-    """The Gram matrices of two per-sample scalars, from one vmapped Jacobian (m, 2, p):
-    s_i = sum_k f_k(x_i) (the summed logits, ``output="sum"``) and t_i = f_{y_i}(x_i) (the true-class
-    logit, HNAS's reduction), BN with the batch statistics frozen (``bn="batchstats"``).
+def joint_ntk(net: torch.nn.Module, batch: Batch, outputs: tuple[str, ...] = ("sum", "label")) -> dict[str, torch.Tensor]:
+    """The Gram matrices of per-sample scalars, from one vmapped Jacobian (m, len(outputs), p):
+    ``sum``: s_i = sum_k f_k(x_i) (the summed logits, ``output="sum"``), ``label``: t_i = f_{y_i}(x_i)
+    (the true-class logit, HNAS's reduction); BN with the batch statistics frozen (``bn="batchstats"``).
 
-    Returns (m, m) float64: ``sum`` <ds_i, ds_j>, ``label`` <dt_i, dt_j> and ``cross`` <ds_i, dt_j>
-    (not symmetric), from which :func:`searchkit.metrics.kcc_variants.ce_kernel` builds the kernel of
-    the per-sample cross-entropy gradients at uniform softmax.
+    Returns (m, m) float64: <ds_i, ds_j> and <dt_i, dt_j> under those names and, with both outputs,
+    ``cross`` <ds_i, dt_j> (not symmetric), from which :func:`searchkit.metrics.kcc_variants.ce_kernel`
+    builds the kernel of the per-sample cross-entropy gradients at uniform softmax.
     """
     x, y = batch.x, batch.y
     params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
@@ -88,17 +92,17 @@ def joint_ntk(net: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
 
     def scalars(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         out = functional_call(net, (p, buffers), (xi.unsqueeze(0),))[0]
-        return torch.stack([out.sum(), (out * yi).sum()])
+        return torch.stack([out.sum() if o == "sum" else (out * yi).sum() for o in outputs])
 
     with train_mode(net, False):
         blocks = vmap(jacrev(scalars), in_dims=(None, 0, 0))(params, x, onehot)
     m = x.shape[0]
-    grams = {key: torch.zeros(m, m, dtype=torch.float64) for key in GRAMS}
+    pairs = {o: (k, k) for k, o in enumerate(outputs)} | ({"cross": (0, 1)} if len(outputs) == 2 else {})
+    grams = {key: torch.zeros(m, m, dtype=torch.float64) for key in pairs}
     for block in blocks.values():
-        j = block.reshape(m, 2, -1).double()
-        grams["sum"] += j[:, 0] @ j[:, 0].T
-        grams["label"] += j[:, 1] @ j[:, 1].T
-        grams["cross"] += j[:, 0] @ j[:, 1].T
+        j = block.reshape(m, len(outputs), -1).double()
+        for key, (a, b) in pairs.items():
+            grams[key] += j[:, a] @ j[:, b].T
     return grams
 
 
@@ -251,9 +255,17 @@ def compute(study: Study, cache: Path, shard: tuple[int, int], limit: int | None
         print(f"[{shard[0]}/{shard[1]}] {index} done ({done} new)", flush=True)
 
 
+def permuted_labels(y: torch.Tensor, draws: int = PERMUTATIONS) -> list[torch.Tensor]:
+    """``draws`` random permutations of the batch's labels (fixed seed 0): the same class counts, no
+    relation to the images. A control: how much of a score does not need the labels at all."""
+    generator = torch.Generator().manual_seed(0)
+    return [y[torch.randperm(y.shape[0], generator=generator)] for _ in range(draws)]
+
+
 def score(study: Study, cache: Path) -> None:
     """Write DIR/scores.csv and DIR/settings.yaml from the cache (complete architectures only).
 
+    ``controls`` columns are the mean over :data:`PERMUTATIONS` label permutations (:func:`permuted_labels`).
     Seconds: an extra metric's own (an NTK one's without its Theta); an NTK metric's is the joint
     Jacobian's (both Gram matrices, see :func:`joint_ntk`) plus its own: an upper bound of the cost
     of its own Theta (single-output costs are timed separately, see the README).
@@ -264,7 +276,9 @@ def score(study: Study, cache: Path) -> None:
     for label, metric in metrics.items():
         if not isinstance(metric, NTKMetric) or metric.bn != "batchstats":
             raise SystemExit(f"{label}: not an NTK metric with the cached bn=batchstats")
-    labels = [*study.spec["extras"], *metrics]
+    controls = {f"{spec}|permuted": parse_metric_spec(spec)[1] for spec in study.spec.get("controls", [])}
+    permuted = permuted_labels(batch.y)
+    labels = [*study.spec["extras"], *metrics, *controls]
     order = list(study.archs().items())
     if study.spec["space"] == "nb201":
         position = {i: k for k, i in enumerate(read_indices(study.archs_path, NUM_ARCHS))}
@@ -288,6 +302,11 @@ def score(study: Study, cache: Path) -> None:
             theta = kernel_of(cached, metric.output, batch.num_classes)
             values.append(guarded(metric, metric.from_ntk(theta, batch)))
             seconds.append(cached["seconds"] + time.perf_counter() - start)
+        for metric in controls.values():
+            start = time.perf_counter()
+            theta = kernel_of(cached, metric.output, batch.num_classes)
+            values.append(sum(metric.from_ntk(theta, Batch(batch.x, y, batch.num_classes)) for y in permuted) / len(permuted))
+            seconds.append(cached["seconds"] + time.perf_counter() - start)
         rows.append([index, text, *map(repr, values), *(f"{s:.4f}" for s in seconds)])
     scores = ScoreFile(study.directory / "scores.csv", labels)
     with (study.directory / "scores.csv").open("w", newline="") as handle:
@@ -295,8 +314,45 @@ def score(study: Study, cache: Path) -> None:
     settings = {key: study.spec[key] for key in ("dataset", "batch_size", "data_seed", "init_seed", "build")}
     settings.update(metrics=labels, space=study.spec["space"], batch_fingerprint=batch.fingerprint(),
                     device="cpu", threads=1)
+    if "groups" in study.spec:
+        settings["groups"] = study.spec["groups"]
     write_atomic(study.directory / "settings.yaml", yaml.safe_dump(settings, sort_keys=False))
     print(f"{study.directory}: {len(rows)} architectures scored, {missing} not (yet) cached")
+
+
+def timing(study: Study, n: int, threads: int) -> None:
+    """Time, on the first ``n`` architectures of the study (in its sample order), each NTK the study
+    uses and each metric's own work on it; write DIR/timing.md. Run on a quiet machine."""
+    torch.set_num_threads(threads)
+    splits, batch = study.batch()
+    space = get_space(study.spec["space"])
+    order = list(study.archs().items())
+    if study.spec["space"] == "nb201":
+        position = {i: k for k, i in enumerate(read_indices(study.archs_path, NUM_ARCHS))}
+        order.sort(key=lambda kv: position[kv[0]])
+    metrics = dict(parse_metric_spec(spec) for spec in [*study.spec["metrics"], *study.spec.get("controls", [])])
+    ntks = {"sum NTK (searchkit empirical_ntk)": lambda net: {"sum": robust_ntk(net, batch.x, "batchstats", "sum")},
+            "true-class-logit NTK alone": lambda net: joint_ntk(net, batch, ("label",)),
+            "joint sum + true-class NTK (the study's cache)": lambda net: joint_ntk(net, batch)}
+    seconds: dict[str, list[float]] = {key: [] for key in [*ntks, *metrics]}
+    for _, text in order[:n]:
+        net = study.network(space, splits, text)
+        for key, compute_ntk in ntks.items():
+            start = time.perf_counter()
+            grams = compute_ntk(net)
+            seconds[key].append(time.perf_counter() - start)
+        for label, metric in metrics.items():
+            start = time.perf_counter()
+            metric.from_ntk(kernel_of(grams, metric.output, batch.num_classes), batch)
+            seconds[label].append(time.perf_counter() - start)
+    lines = [f"# Seconds per architecture, {study.directory}", "",
+             f"First {n} architectures of the study, batch {study.spec['batch_size']}, {threads} torch thread(s), "
+             f"`python benchmarks/kcc_study.py time {study.directory} --n {n} --threads {threads}` on a quiet machine "
+             "(the shared CPU lock held). NTK rows: the kernel; metric rows: the metric's own work on a cached kernel "
+             "(add the NTK it reads).", "", "| what | median s | mean s |", "|---|---|---|"]
+    lines += [f"| {key} | {np.median(v):.4f} | {np.mean(v):.4f} |" for key, v in seconds.items()]
+    write_atomic(study.directory / "timing.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -308,19 +364,23 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("thetas", "score"))
+    parser.add_argument("step", choices=("thetas", "score", "time"))
     parser.add_argument("dirs", type=Path, nargs="+", help="study directories (each with a study.yaml)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="Theta cache (default /tmp/kcc-thetas)")
     parser.add_argument("--shard", type=parse_shard, default=(0, 1), help="K/N: this process's share")
     parser.add_argument("--limit", type=int, default=None, help="thetas: only the first N architectures")
+    parser.add_argument("--n", type=int, default=20, help="time: architectures to time (default 20)")
+    parser.add_argument("--threads", type=int, default=1, help="time: torch threads (default 1)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for directory in args.dirs:
         study = Study.load(directory)
         if args.step == "thetas":
             compute(study, args.cache, args.shard, args.limit)
-        else:
+        elif args.step == "score":
             score(study, args.cache)
+        else:
+            timing(study, args.n, args.threads)
 
 
 if __name__ == "__main__":
