@@ -41,7 +41,7 @@ import yaml
 from scipy import stats
 
 from reference_agreement import COLUMNS, SUITE_ZERO, read_reference  # benchmarks/ is sys.path[0]
-from searchkit.correlate import ScoreFile
+from searchkit.correlate import read_scores
 from searchkit.report import TARGETS, correlations, rank_combination
 from searchkit.tabular import NB201Table
 
@@ -66,7 +66,7 @@ def load(dirs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str,
     frames = []
     for d in dirs:
         labels = yaml.safe_load((d / "settings.yaml").read_text())["metrics"]
-        frames.append((d, labels, ScoreFile(d / "scores.csv", labels).read()))
+        frames.append((d, labels, read_scores(d / "scores.csv")))
     common = sorted(set.intersection(*(set(rows) for _, _, rows in frames)))
     columns, seconds = {}, {}
     for d, labels, rows in frames:
@@ -77,7 +77,8 @@ def load(dirs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str,
 
 
 def is_control(label: str) -> bool:
-    """A control column of benchmarks/kcc_study.py (``SPEC|permuted``): never chosen, never an ensemble member."""
+    """A column of benchmarks/kcc_study.py on another kernel (``SPEC|label``, ``SPEC|ce``, ``SPEC|permuted``):
+    not a deployable metric, so never chosen and never an ensemble member."""
     return "|" in label
 
 
@@ -249,7 +250,7 @@ def darts_lines(directory: Path) -> list[str]:
     spec = yaml.safe_load((directory / "study.yaml").read_text())
     csv_path = (Path(__file__).resolve().parent.parent / spec["archs"]).resolve()
     accuracy = np.array([acc for _, acc in darts_rows(csv_path)])
-    rows = ScoreFile(directory / "scores.csv", settings["metrics"]).read()
+    rows = read_scores(directory / "scores.csv")
     indices = np.array(sorted(rows))
     lines = ["## DARTS: the second held-out space (never tuned on)", "",
              f"{len(indices)} of the {len(accuracy)} cells of `{spec['archs']}` (rank correlation only: its training "

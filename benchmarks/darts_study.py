@@ -13,11 +13,13 @@ Strategies (their search settings in :data:`STRATEGIES`, scoring on the proxy ne
   (the paper's DARTS setting), T = 30 (the paper: 100), b = the scoring batch (64), nu fixed by eq. 40 on 20 samples
   (the paper's nu = 100 belongs to its own supernet's scale).
 
-Each search runs through :func:`searchkit.run_search` into ``OUT/search/<strategy>/`` (a run
-directory; ``search seconds`` is its measured training-free wall time). Each training runs under
-the preset (``--epochs`` and ``--max-train`` override its fields) into ``OUT/train/<name>/``
-with a resumable checkpoint. Rerunning the command skips what is finished and resumes what is
-not. ``OUT/README.md`` gets the table, the published full-protocol anchors and the command.
+Built on the runner every study uses (:class:`searchkit.study.runs.Study`): each search is a run
+(:func:`searchkit.run_search`) in ``OUT/runs/search__<strategy>/`` (``search seconds`` is its
+measured training-free wall time), each training an evaluation run
+(:func:`searchkit.evaluation.run_evaluation`) under the preset (``--epochs`` and ``--max-train``
+override its fields) in ``OUT/runs/train__<name>/`` with a resumable checkpoint, and each
+finished run a row of ``OUT/runs.csv``. Rerunning the command skips what is finished and resumes
+what is not. ``OUT/README.md`` gets the table, the published full-protocol anchors and the command.
 
 ``--subset small`` is a smoke test: searches of 3 genotypes / 2 NASI steps, training on 256
 images and testing on 512.
@@ -39,12 +41,11 @@ import torch
 from searchkit.config import RunConfig, config_from_dict, load_config
 from searchkit.data import get_dataset
 from searchkit.data.base import DatasetSplits
-from searchkit.engine import run_search
 from searchkit.errors import SearchkitError
-from searchkit.evaluation import evaluate_arch, evaluation_protocol
-from searchkit.runtime import resolve_device
+from searchkit.evaluation import evaluation_protocol
+from searchkit.rundir import RunDir
 from searchkit.spaces import get_space
-from searchkit.store import RunDir
+from searchkit.study.runs import Study, dirname
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_CONFIG = ROOT / "configs" / "darts-cifar10.yaml"
@@ -65,6 +66,8 @@ ANCHORS = (
     ("ZiCo", "2.45", "0.03 GPU-day", "Li et al. 2023"),
 )
 SMALL = {"archs": 3, "nasi": {"steps": 2, "nu_samples": 2}, "max_train": 256, "test_images": 512}
+#: runs.csv: one row per finished search or training.
+FIELDS = ("kind", "name", "arch", "run")
 
 
 def base_config(config: str | Path | dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
@@ -97,18 +100,17 @@ def train_config(base: RunConfig, preset: str, epochs: int | None, max_train: in
         base.evaluate, method="train", protocol=preset, epochs=epochs, overrides=overrides))
 
 
-def run_searches(base: RunConfig, out: Path, small: bool, progress: bool) -> dict[str, dict]:
-    """Each strategy's search into ``out/search/<label>/`` (resumed if interrupted, skipped if done)."""
-    found = {}
+def run_searches(study: Study, base: RunConfig, small: bool) -> dict[str, dict]:
+    """Each strategy's search in ``runs/search__<label>/`` (resumed if interrupted, skipped if done)."""
+    done, found = study.done(), {}
     for label in STRATEGIES:
-        run_dir = out / "search" / label
-        best = run_dir / "best.json"
-        if not best.is_file():
-            partial = (run_dir / "config.yaml").is_file()
-            print(f"[darts-study] search {label}" + (" (resuming)" if partial else ""), file=sys.stderr)
-            run_search(None if partial else search_config(base, label, small), out=run_dir,
-                       resume=run_dir if partial else None, progress=progress)
-        result, config = json.loads(best.read_text()), RunDir(run_dir).read_config()
+        name = dirname("search", label)
+        if name not in done:
+            print(f"[darts-study] search {label}", file=sys.stderr)
+            result = study.search(name, search_config(base, label, small))
+            study.record({"kind": "search", "name": label, "arch": result.arch, "run": f"runs/{name}"})
+        run = RunDir(study.path(name))
+        result, config = json.loads((run.path / "best.json").read_text()), run.read_config()
         found[label] = {"arch": result["arch"], "search_seconds": result["search_cost"]["wall_seconds"],
                         "score": result["score"], "metric": result["metric"], "strategy": config["strategy"],
                         "metric_options": config["metric"]["options"],
@@ -127,21 +129,16 @@ def study_splits(base: RunConfig, test_images: int | None) -> DatasetSplits:
     return dataclasses.replace(splits, test=splits.test.subset(idx))
 
 
-def run_trainings(cfg: RunConfig, genotypes: dict[str, str], out: Path, splits: DatasetSplits,
-                  progress: bool) -> dict[str, dict]:
-    """Train each genotype under ``cfg.evaluate`` into ``out/train/<name>/`` (checkpointed; skipped if done)."""
-    space, device = get_space("darts"), resolve_device(cfg.device)
-    results = {}
-    for name, text in genotypes.items():
-        run = RunDir(out / "train" / name)
-        done = run.path / "evaluation.json"
-        if not done.is_file():
-            print(f"[darts-study] train {name}", file=sys.stderr)
-            run.write_config({**cfg.to_dict(), "arch": text})
-            evaluation = evaluate_arch(space, space.decode(text), cfg, None, device, splits, progress=progress,
-                                       checkpoint=run.path / "train.ckpt")
-            run.write_json("evaluation.json", {"arch": text, **evaluation.to_dict()})
-        results[name] = json.loads(done.read_text())
+def run_trainings(study: Study, cfg: RunConfig, genotypes: dict[str, str], splits: DatasetSplits) -> dict[str, dict]:
+    """Train each genotype under ``cfg.evaluate`` in ``runs/train__<name>/`` (checkpointed; skipped if done)."""
+    done, results = study.done(), {}
+    for label, text in genotypes.items():
+        name = dirname("train", label)
+        if name not in done:
+            print(f"[darts-study] train {label}", file=sys.stderr)
+            study.evaluate(name, cfg, text, splits)
+            study.record({"kind": "train", "name": label, "arch": text, "run": f"runs/{name}"})
+        results[label] = json.loads((study.path(name) / "evaluation.json").read_text())
     return results
 
 
@@ -221,15 +218,16 @@ def run_study(out: Path, preset: str, epochs: int | None = None, max_train: int 
               command: str = "", progress: bool = True) -> Path:
     """Searches, trainings and ``out/README.md``; returns the README's path. Resumable."""
     base = base_config(config, overrides)
-    out.mkdir(parents=True, exist_ok=True)
-    found = run_searches(base, out, small, progress)
     cfg = train_config(base, preset, epochs, SMALL["max_train"] if small and max_train is None else max_train)
     protocol = dataclasses.asdict(evaluation_protocol(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    study = Study(out, FIELDS, progress)
+    found = run_searches(study, base, small)
     splits = study_splits(base, SMALL["test_images"] if small else None)
     space = get_space("darts")
     genotypes = {label: item["arch"] for label, item in found.items()}
     genotypes.update({name: space.encode(space.named(name)) for name in REFERENCES})
-    trained = run_trainings(cfg, genotypes, out, splits, progress)
+    trained = run_trainings(study, cfg, genotypes, splits)
     readme = out / "README.md"
     write_readme(readme, command, protocol, found, trained, len(splits.test), machine_name(cfg.device))
     return readme

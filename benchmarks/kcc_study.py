@@ -13,9 +13,8 @@ architectures. Its ``study.yaml`` says what to compute:
     archs: results/correlation/ntk/indices.txt   # NB201 indices, one a line; for darts the CSV
     grams: joint                # joint: the sum, label and cross Gram matrices (joint_ntk); sum: the sum NTK only
     extras: [naswot, synflow]   # registry metrics scored on the network itself (not from a Theta)
-    metrics: [kcc, ...]         # NTK metric specs, each scored from the cached Theta of its output
-    controls: [kcc, ...]        # optional: each also scored with randomly permuted labels, column "SPEC|permuted"
-    groups: {title: [spec, ...]}  # optional: which question each column answers (for the report)
+    metrics: [kcc, kcc|ce, ...] # NTK metric columns scored from the cached Gram matrices (see Column)
+    groups: {title: [column, ...]}  # optional: which question each column answers (for the report)
 
 Two steps, each resumable:
 
@@ -29,13 +28,17 @@ them to the cache (default ``/tmp/kcc-thetas``, outside git: 32 KB per Theta at 
 seconds; ``--shard K/N`` takes every N-th architecture from the K-th (run N of them side by side,
 one thread each). Even NB201 indices go first, so tuning can start before the held-out half is done.
 ``score`` writes ``DIR/scores.csv`` in the format of ``searchkit correlate`` (index, arch_str, one
-column per metric, then its seconds) and ``DIR/settings.yaml`` (read by
+column per metric, then its seconds; :func:`searchkit.scoring.scores_header`) and ``DIR/settings.yaml`` (read by
 ``benchmarks/correlation_study.py``) from whatever the cache holds. A metric's seconds are its
 Theta's seconds plus its own. Missing Thetas are reported, not computed.
 
-``output: label`` is the NTK of the true-class logit f_{y_i}(x_i) (HNAS's reduction): per-sample
-gradients of one logit each, with the batch statistics frozen as for ``sum``. It is computed here
-(:func:`label_ntk`) until :func:`searchkit.metrics.ntk.empirical_ntk` offers it.
+A metric column is ``SPEC`` (an NTK metric, e.g. ``kcc_crossfit:eps=0.1``, on the summed-logit NTK that
+``searchkit`` computes for it) or ``SPEC|KERNEL``: the same metric's :meth:`from_ntk` on another cached
+kernel, ``label`` (the NTK of the true-class logit f_{y_i}(x_i), HNAS's reduction; :func:`joint_ntk`),
+``ce`` (the per-sample cross-entropy gradient kernel, :func:`~searchkit.metrics.kcc_variants.ce_kernel`),
+or ``permuted`` (the summed-logit NTK with the labels randomly permuted: a control of how much of a
+score does not need the labels). These are study columns, not metric options: the metric's own NTK
+has no such output modes.
 
 DARTS (``space: darts``): ``archs`` is ``../shared/data/darts/darts_1000_cifar10_valid.csv`` (no header:
 genotype text, CIFAR-10 validation accuracy); the index is the row number. 811 of its 1,000 cells have a
@@ -60,15 +63,16 @@ import torch
 import yaml
 from torch.func import functional_call, jacrev, vmap
 
-from searchkit.correlate import ScoreFile, parse_metric_spec, read_indices
+from searchkit.correlate import read_indices
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.data.base import Batch
-from searchkit.metrics.base import guarded
+from searchkit.metrics import parse_metric
 from searchkit.metrics.ntk import NTKMetric, batch_statistics, robust_ntk, train_mode
+from searchkit.rundir import write_atomic
 from searchkit.runtime import build_network
+from searchkit.scoring import scores_header
 from searchkit.spaces import get_space
 from searchkit.spaces.nb201 import NUM_ARCHS
-from searchkit.store import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE = Path(os.environ.get("KCC_THETA_CACHE", "/tmp/kcc-thetas"))
@@ -106,18 +110,49 @@ def joint_ntk(net: torch.nn.Module, batch: Batch, outputs: tuple[str, ...] = ("s
     return grams
 
 
-def kernel_of(grams: dict[str, torch.Tensor], output: str, num_classes: int) -> torch.Tensor:
-    """The (m, m) Theta that an NTK metric with ``output`` reads, from the cached Gram matrices:
-    ``sum``, ``label`` (the true-class logit) or ``ce`` (:func:`~searchkit.metrics.kcc_variants.ce_kernel`)."""
-    from searchkit.metrics.kcc_variants import ce_kernel
+#: Kernels a ``SPEC|KERNEL`` column can read besides the summed-logit NTK.
+KERNELS = ("label", "ce", "permuted")
 
-    if output == "sum":
-        return grams["sum"]
-    if output not in ("label", "ce"):
-        raise SystemExit(f"output {output!r} is not cached; the study has sum, label and ce")
-    if "label" not in grams:
-        raise SystemExit(f"output {output!r} needs grams: joint in study.yaml (this study cached the sum NTK only)")
-    return grams["label"] if output == "label" else ce_kernel(grams["sum"], grams["label"], grams["cross"], num_classes)
+
+@dataclass(frozen=True)
+class Column:
+    """A metric column ``SPEC`` or ``SPEC|KERNEL`` (see the module docstring)."""
+
+    label: str
+    metric: NTKMetric
+    kernel: str
+
+    @classmethod
+    def parse(cls, label: str) -> "Column":
+        spec, _, kernel = label.partition("|")
+        metric = parse_metric(spec)
+        if not isinstance(metric, NTKMetric) or metric.bn != "batchstats" or metric.output != "sum":
+            raise SystemExit(f"{label}: the cache holds the bn=batchstats NTKs of the summed and true-class logits; "
+                             f"{spec} is not an NTK metric on them")
+        if kernel and kernel not in KERNELS:
+            raise SystemExit(f"{label}: the kernel after | must be one of {', '.join(KERNELS)}")
+        return cls(label, metric, kernel or "sum")
+
+    def value(self, grams: dict[str, torch.Tensor], batch: Batch) -> float:
+        """The metric on its kernel (labels permuted for ``permuted``: mean over :func:`permuted_labels`)."""
+        from searchkit.metrics.kcc_variants import ce_kernel
+
+        if self.kernel in ("label", "ce") and "label" not in grams:
+            raise SystemExit(f"{self.label} needs grams: joint in study.yaml (this study cached the sum NTK only)")
+        if self.kernel == "permuted":
+            values = [self.metric.from_ntk(grams["sum"], Batch(batch.x, y, batch.num_classes))
+                      for y in permuted_labels(batch.y)]
+            return self.metric.guard(sum(values) / len(values))
+        theta = {"sum": lambda: grams["sum"], "label": lambda: grams["label"],
+                 "ce": lambda: ce_kernel(grams["sum"], grams["label"], grams["cross"], batch.num_classes)}[self.kernel]()
+        return self.metric.guard(self.metric.from_ntk(theta, batch))
+
+
+def permuted_labels(y: torch.Tensor, draws: int = PERMUTATIONS) -> list[torch.Tensor]:
+    """``draws`` random permutations of the batch's labels (fixed seed 0): the same class counts, no
+    relation to the images."""
+    generator = torch.Generator().manual_seed(0)
+    return [y[torch.randperm(y.shape[0], generator=generator)] for _ in range(draws)]
 
 
 @dataclass(frozen=True)
@@ -221,7 +256,7 @@ def compute(study: Study, cache: Path, shard: tuple[int, int], limit: int | None
     splits, batch = study.batch()
     space = get_space(study.spec["space"])
     root = study.cache_dir(cache)
-    extras = {name: parse_metric_spec(name)[1] for name in study.spec["extras"]}
+    extras = {name: parse_metric(name) for name in study.spec["extras"]}
     items = list(study.archs().items())[:limit][shard[0]::shard[1]]
     done = 0
     for index, text in items:
@@ -244,7 +279,7 @@ def compute(study: Study, cache: Path, shard: tuple[int, int], limit: int | None
             metric = extras[name]
             start = time.perf_counter()
             if isinstance(metric, NTKMetric) and metric.ntk_key == ("batchstats", "sum"):
-                value = guarded(metric, metric.score_with(cached["sum"], net, batch))  # tenas also needs the net
+                value = metric.guard(metric.score_with(cached["sum"], net, batch))  # tenas also needs the net
             else:
                 value = metric(net, batch)
             have[name] = [value, time.perf_counter() - start]
@@ -255,30 +290,17 @@ def compute(study: Study, cache: Path, shard: tuple[int, int], limit: int | None
         print(f"[{shard[0]}/{shard[1]}] {index} done ({done} new)", flush=True)
 
 
-def permuted_labels(y: torch.Tensor, draws: int = PERMUTATIONS) -> list[torch.Tensor]:
-    """``draws`` random permutations of the batch's labels (fixed seed 0): the same class counts, no
-    relation to the images. A control: how much of a score does not need the labels at all."""
-    generator = torch.Generator().manual_seed(0)
-    return [y[torch.randperm(y.shape[0], generator=generator)] for _ in range(draws)]
-
-
 def score(study: Study, cache: Path) -> None:
     """Write DIR/scores.csv and DIR/settings.yaml from the cache (complete architectures only).
 
-    ``controls`` columns are the mean over :data:`PERMUTATIONS` label permutations (:func:`permuted_labels`).
     Seconds: an extra metric's own (an NTK one's without its Theta); an NTK metric's is the joint
     Jacobian's (both Gram matrices, see :func:`joint_ntk`) plus its own: an upper bound of the cost
     of its own Theta (single-output costs are timed separately, see the README).
     """
     splits, batch = study.batch()
     root = study.cache_dir(cache)
-    metrics = dict(parse_metric_spec(spec) for spec in study.spec["metrics"])
-    for label, metric in metrics.items():
-        if not isinstance(metric, NTKMetric) or metric.bn != "batchstats":
-            raise SystemExit(f"{label}: not an NTK metric with the cached bn=batchstats")
-    controls = {f"{spec}|permuted": parse_metric_spec(spec)[1] for spec in study.spec.get("controls", [])}
-    permuted = permuted_labels(batch.y)
-    labels = [*study.spec["extras"], *metrics, *controls]
+    columns = [Column.parse(label) for label in study.spec["metrics"]]
+    labels = [*study.spec["extras"], *(c.label for c in columns)]
     order = list(study.archs().items())
     if study.spec["space"] == "nb201":
         position = {i: k for k, i in enumerate(read_indices(study.archs_path, NUM_ARCHS))}
@@ -297,20 +319,13 @@ def score(study: Study, cache: Path) -> None:
                              f"{batch.fingerprint()}")
         values = [have[name][0] for name in study.spec["extras"]]
         seconds = [have[name][1] for name in study.spec["extras"]]
-        for metric in metrics.values():
+        for column in columns:
             start = time.perf_counter()
-            theta = kernel_of(cached, metric.output, batch.num_classes)
-            values.append(guarded(metric, metric.from_ntk(theta, batch)))
-            seconds.append(cached["seconds"] + time.perf_counter() - start)
-        for metric in controls.values():
-            start = time.perf_counter()
-            theta = kernel_of(cached, metric.output, batch.num_classes)
-            values.append(sum(metric.from_ntk(theta, Batch(batch.x, y, batch.num_classes)) for y in permuted) / len(permuted))
+            values.append(column.value(cached, batch))
             seconds.append(cached["seconds"] + time.perf_counter() - start)
         rows.append([index, text, *map(repr, values), *(f"{s:.4f}" for s in seconds)])
-    scores = ScoreFile(study.directory / "scores.csv", labels)
     with (study.directory / "scores.csv").open("w", newline="") as handle:
-        csv.writer(handle).writerows([scores.header, *rows])
+        csv.writer(handle).writerows([scores_header(labels), *rows])
     settings = {key: study.spec[key] for key in ("dataset", "batch_size", "data_seed", "init_seed", "build")}
     settings.update(metrics=labels, space=study.spec["space"], batch_fingerprint=batch.fingerprint(),
                     device="cpu", threads=1)
@@ -330,21 +345,21 @@ def timing(study: Study, n: int, threads: int) -> None:
     if study.spec["space"] == "nb201":
         position = {i: k for k, i in enumerate(read_indices(study.archs_path, NUM_ARCHS))}
         order.sort(key=lambda kv: position[kv[0]])
-    metrics = dict(parse_metric_spec(spec) for spec in [*study.spec["metrics"], *study.spec.get("controls", [])])
+    columns = [Column.parse(label) for label in study.spec["metrics"]]
     ntks = {"sum NTK (searchkit empirical_ntk)": lambda net: {"sum": robust_ntk(net, batch.x, "batchstats", "sum")},
             "true-class-logit NTK alone": lambda net: joint_ntk(net, batch, ("label",)),
             "joint sum + true-class NTK (the study's cache)": lambda net: joint_ntk(net, batch)}
-    seconds: dict[str, list[float]] = {key: [] for key in [*ntks, *metrics]}
+    seconds: dict[str, list[float]] = {key: [] for key in [*ntks, *(c.label for c in columns)]}
     for _, text in order[:n]:
         net = study.network(space, splits, text)
         for key, compute_ntk in ntks.items():
             start = time.perf_counter()
             grams = compute_ntk(net)
             seconds[key].append(time.perf_counter() - start)
-        for label, metric in metrics.items():
+        for column in columns:
             start = time.perf_counter()
-            metric.from_ntk(kernel_of(grams, metric.output, batch.num_classes), batch)
-            seconds[label].append(time.perf_counter() - start)
+            column.value(grams, batch)
+            seconds[column.label].append(time.perf_counter() - start)
     lines = [f"# Seconds per architecture, {study.directory}", "",
              f"First {n} architectures of the study, batch {study.spec['batch_size']}, {threads} torch thread(s), "
              f"`python benchmarks/kcc_study.py time {study.directory} --n {n} --threads {threads}` on a quiet machine "

@@ -12,10 +12,43 @@ from searchkit.errors import SearchkitError
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit 2) instead of usage + message."""
+    """argparse with one-line errors (exit 2) instead of usage + message, and help epilogs built
+    only when help is shown (``epilog`` may be a callable: listing the registries imports torch)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise SearchkitError(f"{message} (see '{self.prog} --help')")
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _names() -> str:
+    """The registered names of every pluggable kind, for the help texts."""
+    from searchkit.data import DATASETS
+    from searchkit.metrics import METRICS
+    from searchkit.spaces import SPACES
+    from searchkit.strategies import STRATEGIES
+    from searchkit.train.trainer import PROTOCOLS
+
+    return "\n".join([
+        f"strategies: {', '.join(STRATEGIES.names())}",
+        f"metrics:    {', '.join(METRICS.names())}",
+        "            (with options: kcc:eps=0.01:bn=eval; several: kcc,synflow)",
+        f"spaces:     {', '.join(SPACES.names())}",
+        f"datasets:   {', '.join(DATASETS.names())}",
+        f"presets:    {', '.join(PROTOCOLS)} (training protocols of evaluate.protocol / --preset)",
+    ])
+
+
+def _epilog(*examples: str):
+    """A lazy help epilog: the registered names, then ``examples``."""
+    return lambda: _names() + "\n\nexamples:\n" + "\n".join(f"  {example}" for example in examples)
 
 
 def _parallel(args: argparse.Namespace):
@@ -27,16 +60,22 @@ def _parallel(args: argparse.Namespace):
 def _search(args: argparse.Namespace) -> None:
     from searchkit.engine import run_search
 
-    if args.resume and (args.config or args.overrides or args.store):
+    from searchkit.text import plural
+
+    if args.resume and (args.config or args.overrides or args.store or args.overwrite):
         raise SearchkitError("--resume continues an earlier run with its own config and store; "
-                             "drop --config, --store and overrides")
+                             "drop --config, --store, --overwrite and overrides")
     overrides = list(args.overrides) + ([f"store={args.store}"] if args.store else [])
     result = run_search(args.config, overrides, out=args.out, resume=args.resume, progress=not args.quiet,
-                        parallel=_parallel(args))
-    index = "" if result.index is None else f" (NAS-Bench-201 index {result.index})"
+                        parallel=_parallel(args), overwrite=args.overwrite)
+    index = "" if result.index is None else f" (benchmark index {result.index})"
     print(f"selected architecture: {result.arch}{index}")
-    print(f"{result.metric} score: {result.score:.6f}  "
-          f"({result.archs_scored} architectures scored, {result.unique_archs} unique, {result.search_seconds:.1f} s)")
+    cost = [plural(result.archs_scored, "architecture") + " scored"]
+    if result.validations:
+        cost.append(plural(result.validations, "validation") + f" ({result.simulated_seconds:.0f} s of training charged, "
+                                                                f"{result.training_charged.split(':')[0]})")
+    print(f"selected by {result.quantity} = {result.score:.6g}  ({', '.join(cost)}, {result.unique_archs} unique; "
+          f"{result.search_seconds:.1f} s of training-free work)")
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
     print(f"run directory: {result.out}")
@@ -59,61 +98,40 @@ def _single_arch_config(args: argparse.Namespace, extra: dict):
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from searchkit.config import config_from_dict
-    from searchkit.evaluation import evaluate_arch, open_table, will_train
-    from searchkit.runtime import resolve_device
-    from searchkit.spaces import get_space
-    from searchkit.store import TRAIN_CHECKPOINT, RunDir
+    from searchkit.evaluation import run_evaluation
 
     if args.resume:
         if args.arch or args.config or args.overrides or args.out:
             raise SearchkitError("--resume continues an earlier evaluation with its own config and architecture; "
                                  "drop --arch, --out, --config and overrides")
-        run = RunDir.existing(args.resume)
-        config = run.read_config()
-        arch_text, cfg = config.pop("arch", None), config_from_dict(config)
-        if not isinstance(arch_text, str):
-            raise SearchkitError(f"cannot resume {args.resume}: its config.yaml names no arch; it is not an evaluate run")
+        done = run_evaluation(None, resume=args.resume, progress=not args.quiet)
     else:
         if not args.arch:
             raise SearchkitError("give --arch ARCH (or --resume RUN_DIR)")
-        arch_text = args.arch
         cfg = _single_arch_config(args, {"table": args.table, "evaluate.method": args.method,
                                          "evaluate.epochs": args.epochs, "evaluate.protocol": args.preset})
-        run = None
-    space = get_space(cfg.space.name)
-    arch = space.decode(arch_text)
-    table = open_table(cfg)
-    if run is None and (args.out or will_train(cfg, table)):
-        run = RunDir(args.out) if args.out else RunDir.new(f"evaluate-{cfg.space.name}")
-    if run is not None:
-        run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})
-    evaluation = evaluate_arch(space, arch, cfg, table, resolve_device(cfg.device), progress=not args.quiet,
-                               checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
-    print(f"architecture: {space.encode(arch)}")
-    print(f"final accuracy: {evaluation.describe()}" if evaluation else "no evaluation (evaluate.method=none)")
-    if run is not None:
-        if evaluation is not None:
-            run.write_json("evaluation.json", {"arch": space.encode(arch), **evaluation.to_dict()})
-        print(f"run directory: {run.path}")
+        done = run_evaluation(cfg, args.arch, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"architecture: {done.arch}")
+    print(f"final accuracy: {done.evaluation.describe()}" if done.evaluation else "no evaluation (evaluate.method=none)")
+    if done.out is not None:
+        print(f"run directory: {done.out}")
 
 
 def _score(args: argparse.Namespace) -> None:
-    from searchkit.data import get_dataset, scoring_batch
-    from searchkit.engine import score_arch
-    from searchkit.metrics import get_metric
+    from searchkit.metrics import parse_metric
     from searchkit.runtime import resolve_device
-    from searchkit.spaces import get_space
+    from searchkit.scoring import ScoringRecipe
 
-    cfg = _single_arch_config(args, {"metric.name": args.metric, "data.batch_size": args.batch_size, "seed": args.seed})
-    device = resolve_device(cfg.device)
-    space = get_space(cfg.space.name)
-    arch = space.decode(args.arch)
-    splits = get_dataset(cfg.data.name, cfg.data.root, **cfg.data.options)
-    batch = scoring_batch(splits, cfg.data.batch_size, cfg.data.seed, cfg.data.split).to(device)
-    metric = get_metric(cfg.metric.name, **cfg.metric.options)
-    value = score_arch(space, arch, metric, batch, splits, cfg.seed, cfg.space.build, device)
-    print(f"{cfg.metric.name}: {value:.6g}  ({space.encode(arch)}, {cfg.data.name}, batch {cfg.data.batch_size}, seed {cfg.seed})")
+    cfg = _single_arch_config(args, {"data.batch_size": args.batch_size, "seed": args.seed})
+    specs = [spec for spec in args.metric.split(",") if spec]
+    metrics = {spec: parse_metric(spec) for spec in specs}
+    context = ScoringRecipe.from_config(cfg, metrics, resolve_device(cfg.device)).open()
+    text = context.space.encode(context.space.decode(args.arch))
+    result, _ = context.score(text)
+    print(f"{text}  ({cfg.data.name}, scoring batch of {cfg.data.batch_size}, init seed {cfg.network_seed})")
+    for spec, metric in metrics.items():
+        value, seconds = result[spec]
+        print(f"{spec}: {value:.6g}  [{metric.quantity}; {seconds:.2f} s]")
 
 
 #: correlate flags that decide what is scored (default values); --resume takes them from settings.yaml.
@@ -157,7 +175,7 @@ def _correlate(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from searchkit.benchmark import resume_benchmark, run_benchmark
+    from searchkit.study.benchmark import resume_benchmark, run_benchmark
 
     if args.seeds is not None and args.seeds < 1:
         raise SearchkitError(f"--seeds must be at least 1, got {args.seeds}")
@@ -228,39 +246,67 @@ def _add_parallel_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="searchkit", description="Neural architecture search with training-free fitness.")
+    from searchkit import __version__
+
+    parser = _Parser(prog="searchkit", description="Neural architecture search with training-free fitness.",
+                     epilog=_epilog("searchkit search", "searchkit search --help"))
+    parser.add_argument("--version", action="version", version=f"searchkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    search = commands.add_parser("search", help="run a search, evaluate the selected architecture")
+    search = commands.add_parser(
+        "search", help="run a search, evaluate the selected architecture",
+        description="Search a space with a strategy and a training-free metric (config: configs/default.yaml), "
+                    "then evaluate the selected architecture.",
+        epilog=_epilog("searchkit search budget.archs=50 strategy.name=random",
+                       "searchkit search --config configs/nb201-cifar10.yaml strategy.name=hnas "
+                       "'budget={archs: null, simulated_seconds: 3000}'",
+                       "searchkit search metric.name=kcc:eps=0.001 --out runs/kcc --workers 2",
+                       "searchkit search data.name=imagefolder data.root=~/images evaluate.epochs=20",
+                       "searchkit search --resume runs/kcc"))
     search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
     search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")
     search.add_argument("--resume", type=Path, help="continue an interrupted run from its directory")
+    search.add_argument("--overwrite", action="store_true", help="replace the run in --out if it holds one")
     search.add_argument("--store", help="score store shared across runs (default: RUN_DIR/scores.db)")
     _add_parallel_flags(search)
     search.add_argument("--quiet", action="store_true", help="no progress bars")
     search.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1")
     search.set_defaults(func=_search)
 
-    evaluate = commands.add_parser("evaluate", help="final accuracy of one architecture (table lookup or training)")
+    arch = "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
+    evaluate = commands.add_parser(
+        "evaluate", help="final accuracy of one architecture (table lookup or training)",
+        epilog=_epilog(f"searchkit evaluate --arch {arch} --dataset cifar10",
+                       f"searchkit evaluate --arch {arch} --dataset digits --epochs 20",
+                       "searchkit evaluate --space darts --arch DARTS_V2 --preset darts-small --out runs/v2",
+                       "searchkit evaluate --resume runs/v2"))
     _add_single_arch_flags(evaluate, required_arch=False)
     evaluate.add_argument("--method", choices=("auto", "table", "train"), help="default: auto")
     evaluate.add_argument("--epochs", type=int, help="training epochs (overrides the protocol's)")
-    evaluate.add_argument("--preset", help="training protocol preset: nb201, nb201-short, darts, darts-small, "
-                                           "darts-tiny (default: nb201); override fields with evaluate.* keys")
+    evaluate.add_argument("--preset", help="training protocol preset (listed below; default: nb201); override "
+                                           "fields with evaluate.overrides={...}")
     evaluate.add_argument("--out", type=Path, help="run directory for the config, the resumable training checkpoint "
                                                    "and evaluation.json (default when training: runs/<time>-evaluate-SPACE/)")
     evaluate.add_argument("--resume", type=Path, help="continue an interrupted evaluation from its run directory")
+    evaluate.add_argument("--overwrite", action="store_true", help="replace the run in --out if it holds one")
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
 
-    score = commands.add_parser("score", help="training-free score of one architecture")
+    score = commands.add_parser(
+        "score", help="training-free scores of one architecture",
+        epilog=_epilog(f"searchkit score --arch {arch} --dataset cifar10 --metric kcc,synflow,params",
+                       f"searchkit score --arch {arch} --metric kcc:eps=0.001:bn=eval --batch-size 128"))
     _add_single_arch_flags(score)
-    score.add_argument("--metric", default="kcc", help="metric name (default: kcc)")
+    score.add_argument("--metric", "--metrics", dest="metric", default="kcc",
+                       help="metric spec(s), comma-separated, e.g. kcc:eps=0.01,synflow (default: kcc)")
     score.add_argument("--batch-size", type=int, help="scoring batch size (default: 64)")
     score.add_argument("--seed", type=int, help="network initialisation seed (default: 0)")
     score.set_defaults(func=_score)
 
-    correlate = commands.add_parser("correlate", help="score NB201 architectures and correlate metrics with accuracy")
+    correlate = commands.add_parser(
+        "correlate", help="score benchmark architectures and correlate metrics with accuracy",
+        epilog=_epilog("searchkit correlate --metrics kcc,naswot,synflow --n 200 --seed 0 --out runs/corr",
+                       "searchkit correlate --resume runs/corr --workers 2"))
     correlate.add_argument("--space", default="nb201", help="search space (only nb201 has ground truth)")
     correlate.add_argument("--dataset", help="scoring dataset (default: cifar10)")
     correlate.add_argument("--metrics", help="comma-separated metric specs, e.g. kcc,synflow,kcc:eps=0.05:bn=eval")
@@ -277,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resumable_output_flags(correlate, "run in DIR with its recorded settings", "OUT/scores.db")
     correlate.set_defaults(func=_correlate)
 
-    benchmark = commands.add_parser("benchmark", help="strategies x metrics x seeds on NAS-Bench-201 (summary, anytime plot)")
+    benchmark = commands.add_parser(
+        "benchmark", help="strategies x metrics x seeds on a benchmark table (summary, anytime plot)",
+        epilog=_epilog("searchkit benchmark --config configs/bench-nb201.yaml --out results/benchmark-nb201",
+                       "searchkit benchmark --resume results/benchmark-nb201 --workers 2"))
     benchmark.add_argument("--config", type=Path, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
     benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
     _add_resumable_output_flags(benchmark, "benchmark in DIR with its recorded config",
@@ -287,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     store = commands.add_parser("store", help="the score store: rows per setting and metric, or export to CSV")
     store.add_argument("action", choices=("stats", "export"), help="stats: rows per group and totals; export PATH.csv")
     store.add_argument("path", nargs="?", help="export: the CSV file to write")
-    store.add_argument("--store", default="scores.db", help="the store file (default: ./scores.db)")
+    store.add_argument("--store", required=True,
+                       help="the store file: a run's or correlate's scores.db, or a shared store")
     store.set_defaults(func=_store)
     return parser
 

@@ -7,7 +7,6 @@ the factory they are passed to (a metric's, a strategy's, a dataset's).
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import yaml
 
 from searchkit.errors import SearchkitError
+from searchkit.options import check_value
 
 
 @dataclass
@@ -104,7 +104,7 @@ class ValidateConfig:
 class RunConfig:
     """One search run (see configs/default.yaml for a commented example).
 
-    ``benchmark`` is read only by ``searchkit benchmark`` (:mod:`searchkit.benchmark`): a
+    ``benchmark`` is read only by ``searchkit benchmark`` (:mod:`searchkit.study.benchmark`): a
     benchmark file is a run config whose settings every run shares, plus that section.
     ``store``: the SQLite score store to read and write (:class:`searchkit.store.ScoreStore`),
     e.g. one shared by many runs; null: ``scores.db`` in the run's output directory.
@@ -134,23 +134,6 @@ class RunConfig:
         return asdict(self)
 
 
-def _check_type(key: str, value: Any, annotation: Any) -> Any:
-    """``value`` if it fits ``annotation`` (ints are accepted for floats), else SearchkitError."""
-    hint = annotation
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
-    for kind in allowed:
-        if kind is type(None) and value is None:
-            return value
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind in (str, bool, dict, list) and isinstance(value, kind):
-            return value
-    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
-    raise SearchkitError(f"config key {key!r} must be {names}, got {value!r}")
-
-
 def build_section(cls: type, data: Any, prefix: str) -> Any:
     """An instance of the config dataclass ``cls`` from a mapping, every key and type checked
     (``prefix`` names the section in error messages, e.g. ``"budget."``)."""
@@ -167,7 +150,7 @@ def build_section(cls: type, data: Any, prefix: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[key] = build_section(hint, value, path + ".")
         else:
-            kwargs[key] = _check_type(path, value, hint)
+            kwargs[key] = check_value(f"config key {path!r}", value, hint)
     return cls(**kwargs)
 
 

@@ -1,19 +1,21 @@
-"""``searchkit correlate``: score NB201 architectures with several metrics and correlate them with
-the benchmark's accuracies.
+"""``searchkit correlate``: score a space's benchmark architectures with several metrics and correlate
+them with the benchmark's accuracies.
 
-Scores go through the score store (``OUT/scores.db`` or ``--store PATH``): what it holds is
-not computed again, the rest is computed (in this process, worker processes or on Ray, see
-:mod:`searchkit.workers`) and written to it as each architecture completes. Rows also stream to
-``scores.csv`` in completion order (flushed one architecture at a time); at the end the file is
-rewritten in the order of the requested indices, so its content does not depend on the backend
-or on interruptions. ``--resume OUT`` (or a rerun with the same ``--out``) skips the rows already
-there.
+Scores go through the score store (``OUT/scores.db`` or ``--store PATH``): what it holds is not
+computed again, the rest is computed (in this process, worker processes or on Ray, see
+:mod:`searchkit.workers`) and written to it as each architecture completes. ``OUT/scores.csv`` is
+the store's export of this run's recipe: one row is appended as each architecture completes, and
+the file is rewritten from the store in the order of the requested indices at the start and at
+the end, so its content does not depend on the backend or on interruptions. Committed with
+``OUT/settings.yaml`` (the recipe, :class:`~searchkit.scoring.ScoringRecipe`), it is the portable
+form of those scores: a rerun into the same directory (``--resume OUT``, or the same command)
+imports it into the store first, so a fresh clone continues where the last run stopped.
 """
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,183 +23,168 @@ import yaml
 from tqdm import tqdm
 
 from searchkit.errors import SearchkitError
-from searchkit.metrics import get_metric
-from searchkit.metrics.base import Metric
+from searchkit.metrics import parse_metric
+from searchkit.rundir import check_writable, write_atomic
 from searchkit.runtime import resolve_device
-from searchkit.store import ScoreStore, complete_lines, write_atomic
-from searchkit.spaces.nb201 import NUM_ARCHS
-from searchkit.tabular import NB201Table
-from searchkit.workers import Parallel, ScoreRunner, ScoringRecipe
+from searchkit.scoring import ScoreRunner, ScoringRecipe, import_scores, scores_header
+from searchkit.spaces import get_space
+from searchkit.spaces.base import Benchmark
+from searchkit.store import ScoreSetting, ScoreStore
+from searchkit.workers import Parallel
 
-#: settings.yaml keys that decide the scores (besides the metrics); a rerun must match them.
-SCORING_KEYS = ("dataset", "batch_size", "data_seed", "init_seed", "build", "batch_fingerprint")
-
-
-def parse_metric_spec(spec: str) -> tuple[str, Metric]:
-    """``"kcc"`` or ``"kcc:eps=0.05:bn=eval"`` -> (column label, configured metric)."""
-    name, *pairs = spec.split(":")
-    options = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise SearchkitError(f"metric spec {spec!r}: options are written name:key=value[:key=value]")
-        options[key] = yaml.safe_load(raw)
-    return spec, get_metric(name, **options)
+#: Fewer distinct architectures than this give no meaningful rank correlation.
+MIN_ARCHS = 10
 
 
 def sample_indices(n: int, seed: int, total: int) -> list[int]:
-    """``n`` distinct NB201 indices drawn uniformly with ``seed`` (the same seed gives the same list)."""
+    """``n`` distinct benchmark indices drawn uniformly with ``seed`` (the same seed gives the same list)."""
     if not 1 <= n <= total:
         raise SearchkitError(f"--n must be between 1 and {total}, got {n}")
     return [int(i) for i in np.random.default_rng(seed).choice(total, size=n, replace=False)]
 
 
 def read_indices(path: str | Path, total: int) -> list[int]:
-    """One NB201 index per line (blank lines and #-comments ignored)."""
+    """One benchmark index per line (blank lines and #-comments ignored)."""
     path = Path(path)
     if not path.is_file():
-        raise SearchkitError(f"architecture list not found: {path}; give a file with one NB201 index per line")
+        raise SearchkitError(f"architecture list not found: {path}; give a file with one benchmark index per line")
     indices = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         text = line.split("#")[0].strip()
         if not text:
             continue
         if not text.isdigit() or not 0 <= int(text) < total:
-            raise SearchkitError(f"{path}:{number}: {text!r} is not an NB201 index 0..{total - 1}")
+            raise SearchkitError(f"{path}:{number}: {text!r} is not a benchmark index 0..{total - 1}")
         indices.append(int(text))
     return indices
 
 
-@dataclass
-class ScoreFile:
-    """``scores.csv``: index, arch_str, one column per metric, then one ``<metric>_s`` seconds column each."""
+def distinct(indices: list[int]) -> tuple[list[int], str | None]:
+    """The indices without repeats (first occurrence kept), and a note when some were dropped;
+    SearchkitError when fewer than :data:`MIN_ARCHS` remain (a rank correlation over so few
+    architectures means nothing: two points always have Spearman +-1)."""
+    unique = list(dict.fromkeys(indices))
+    if len(unique) < MIN_ARCHS:
+        raise SearchkitError(f"a correlation over {len(unique)} distinct architectures is not meaningful; "
+                             f"give at least {MIN_ARCHS} (--n N or more lines in --archs)")
+    dropped = len(indices) - len(unique)
+    return unique, (f"{dropped} repeated {'index' if dropped == 1 else 'indices'} dropped; "
+                    f"{len(unique)} distinct architectures") if dropped else None
 
-    path: Path
-    labels: list[str]
 
-    @property
-    def header(self) -> list[str]:
-        return ["index", "arch_str", *self.labels, *(f"{label}_s" for label in self.labels)]
+def read_scores(path: str | Path) -> dict[int, dict[str, float]]:
+    """index -> {column: value} of a ``scores.csv`` (metric and ``<metric>_s`` columns); a torn
+    last line is skipped. Read-only: safe while a correlate run is appending to the file."""
+    from searchkit.rundir import complete_lines
 
-    def read(self) -> dict[int, dict[str, float]]:
-        """index -> {column: value} of the complete rows (a torn last line is skipped). Read-only:
-        safe while a correlate run is appending to the file."""
-        return {index: values for index, values, _ in self._complete_rows()}
+    reader = csv.DictReader(complete_lines(Path(path)))
+    rows = {}
+    for row in reader:
+        try:
+            rows[int(row["index"])] = {k: float(v) for k, v in row.items() if k not in ("index", "arch_str")}
+        except (TypeError, ValueError):
+            break
+    return rows
 
-    def repair(self, order: list[int] | None = None) -> None:
-        """Rewrite the file without a torn last line (so that appends start on a clean line) and,
-        with ``order``, with the rows of those indices first, in that order. Only the run that
-        appends may call this: a writer still holding the old file would go on appending to an
-        unlinked copy."""
-        if not self.path.exists():
-            return
-        rows = [raw for _, _, raw in self._complete_rows()]
-        if order is not None:
-            position = {index: k for k, index in enumerate(dict.fromkeys(order))}
-            rows.sort(key=lambda raw: position.get(int(raw[0]), len(position)))
-        text = io.StringIO()
-        csv.writer(text).writerows([self.header, *rows])
-        write_atomic(self.path, text.getvalue())
 
-    def _complete_rows(self) -> list[tuple[int, dict[str, float], list[str]]]:
-        """(index, {column: value}, raw row) of each complete row, up to the first torn one."""
-        if not self.path.exists():
-            return []
-        reader = csv.reader(complete_lines(self.path))
-        header = next(reader, None)
-        if header != self.header:
-            raise SearchkitError(
-                f"{self.path} was written for other metrics ({', '.join((header or [])[2:])}); "
-                f"use another --out or the same --metrics")
-        rows = []
-        for raw in reader:
-            try:
-                if len(raw) != len(self.header):
-                    raise ValueError
-                rows.append((int(raw[0]), {key: float(v) for key, v in zip(self.header[2:], raw[2:])}, raw))
-            except ValueError:
-                break
-        return rows
+def export_scores(store: ScoreStore, setting: ScoreSetting, recipe: ScoringRecipe, table: Benchmark,
+                  indices: list[int], path: Path) -> dict[int, dict[str, float]]:
+    """Rewrite ``path`` (scores.csv) from the store: the requested indices it holds every metric of,
+    in that order. Returns index -> {column: value} of those rows."""
+    labels = list(recipe.metrics)
+    keys = {label: metric.key() for label, metric in recipe.metrics.items()}
+    rows, text = {}, io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(scores_header(labels))
+    for index in indices:
+        arch = table.arch_str(index)
+        held = store.get_all(setting, keys, arch)
+        if held is None:
+            continue
+        rows[index] = {**{label: held[label][0] for label in labels}, **{f"{label}_s": held[label][1] for label in labels}}
+        writer.writerow([index, arch, *(repr(held[label][0]) for label in labels),
+                         *(f"{held[label][1]:.4f}" for label in labels)])
+    write_atomic(path, text.getvalue())
+    return rows
 
-    def open_append(self):
-        new = not self.path.exists()
-        handle = self.path.open("a", newline="")
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(self.header)
-            handle.flush()
-        return handle, writer
+
+def check_same_run(out: Path, recipe: ScoringRecipe) -> None:
+    """SearchkitError when ``out`` holds a correlate run of another recipe or other metrics."""
+    settings = out / "settings.yaml"
+    if not settings.is_file():
+        return
+    before = ScoringRecipe.from_dict(yaml.safe_load(settings.read_text()) or {})
+    if list(before.metrics) != list(recipe.metrics):
+        raise SearchkitError(f"{out} was written for other metrics ({', '.join(before.metrics)}); "
+                             "use another --out or the same --metrics")
+    mine, theirs = recipe.setting(), before.setting()
+    differ = [name for name in ("space", "build", "dataset", "batch", "seed", "device")
+              if getattr(mine, name) != getattr(theirs, name)]
+    if differ:
+        raise SearchkitError(f"{out} was scored with other settings ({', '.join(differ)} differ); "
+                             f"use another --out, or --resume {out} to continue it")
 
 
 def run_correlate(
     metric_specs: list[str], indices: list[int], out: str | Path, dataset: str = "cifar10",
     data_root: str | None = None, batch_size: int = 64, data_seed: int = 0, init_seed: int = 0,
     build: dict | None = None, table_path: str | None = None, device: str = "auto", progress: bool = True,
-    store: str | Path | None = None, parallel: Parallel = Parallel(),
+    store: str | Path | None = None, parallel: Parallel = Parallel(), space: str = "nb201",
 ) -> Path:
-    """Score ``indices`` with every metric into ``out/scores.csv``; write ``correlation.md`` and scatter plots.
+    """Score ``indices`` with every metric; write ``out/scores.csv``, ``correlation.md`` and the plots.
 
-    Returns the output directory. Networks are the benchmark's (C=16, N=5 unless ``build`` says
-    otherwise), initialised from ``init_seed``; the scoring batch is ``batch_size`` training images
-    drawn with ``data_seed``. ``store``: the score store (None: ``out/scores.db``); ``parallel``:
-    the scoring backend. ``out/settings.yaml`` and ``out/indices.txt`` record the call for
-    :func:`resume_correlate`; a rerun into ``out`` with other scoring settings is refused.
+    Returns the output directory. Networks are the space's (NB201: C=16, N=5 unless ``build``
+    says otherwise), initialised from ``init_seed``; the scoring batch is ``batch_size`` training
+    images drawn with ``data_seed``. ``store``: the score store (None: ``out/scores.db``);
+    ``parallel``: the scoring backend. ``out/settings.yaml`` (the recipe) and ``out/indices.txt``
+    record the call for :func:`resume_correlate`; a rerun into ``out`` with another recipe is refused.
     """
     from searchkit.report import write_correlation_report
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = dict(parse_metric_spec(spec) for spec in metric_specs)
-    table = NB201Table.load(table_path)
+    search_space = get_space(space)
+    table = search_space.benchmark(table_path)
+    if table is None:
+        raise SearchkitError(f"correlate needs a space with a tabular benchmark (its ground truth); the {space} "
+                             "space has none")
+    indices, note = distinct(indices)
+    metrics = {spec: parse_metric(spec) for spec in metric_specs}
+    check_writable(out)
     dev = resolve_device(device)
-    build = {"C": 16, "N": 5} if build is None else build
-    scoring = ScoringRecipe("nb201", dataset, data_root, {}, batch_size, data_seed, "train", metrics, init_seed,
-                            build, str(dev)).open()
-    settings = {
-        "metrics": metric_specs, "dataset": dataset, "data_root": data_root, "batch_size": batch_size,
-        "data_seed": data_seed, "init_seed": init_seed, "build": build, "device": str(dev), "table": table.source,
-        "batch_fingerprint": scoring.batch.fingerprint(), "store": None if store is None else str(store)}
-    if (out / "settings.yaml").is_file():
-        before = yaml.safe_load((out / "settings.yaml").read_text()) or {}
-        differ = [k for k in SCORING_KEYS if k in before and before[k] != settings[k]]
-        if "device" in before and resolve_kind(before["device"]) != dev.type:
-            differ.append("device")
-        if differ:
-            raise SearchkitError(f"{out} was scored with other settings ({', '.join(differ)} differ); "
-                                 f"use another --out, or --resume {out} to continue it")
-    write_atomic(out / "settings.yaml", yaml.safe_dump(settings, sort_keys=False))
+    build = {} if build is None else build
+    context = ScoringRecipe(space, dataset, data_root, {}, batch_size, data_seed, "train", metrics, init_seed,
+                            build, str(dev)).open(search_space)
+    recipe = context.recipe
+    check_same_run(out, recipe)
+    if note:
+        print(f"searchkit correlate: {note}", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "settings.yaml", yaml.safe_dump(
+        {**recipe.to_dict(), "table": table.source, "store": None if store is None else str(store)}, sort_keys=False))
     write_atomic(out / "indices.txt", "".join(f"{i}\n" for i in indices))
 
-    scores = ScoreFile(out / "scores.csv", list(metrics))
-    scores.repair()
-    done = scores.read()
-    todo = {table.arch_str(i): i for i in indices if i not in done}
-    handle, writer = scores.open_append()
-    try:
-        with ScoreStore(store if store is not None else out / "scores.db") as db, \
-                ScoreRunner(scoring, db, parallel) as runner:
+    labels = list(metrics)
+    with ScoreStore(store if store is not None else out / "scores.db") as db, \
+            ScoreRunner(context, db, parallel) as runner:
+        setting = runner.setting
+        import_scores(db, out, setting)
+        done = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
+        todo = {table.arch_str(i): i for i in indices if i not in done}
+        with (out / "scores.csv").open("a", newline="") as handle:
+            writer = csv.writer(handle)
             bar = tqdm(runner.scores(todo), desc="correlate", unit="arch", disable=not progress,
                        initial=len(indices) - len(todo), total=len(indices))
             for text, result, _ in bar:
-                writer.writerow([todo[text], text, *(repr(result[k][0]) for k in metrics),
-                                 *(f"{result[k][1]:.4f}" for k in metrics)])
+                writer.writerow([todo[text], text, *(repr(result[k][0]) for k in labels),
+                                 *(f"{result[k][1]:.4f}" for k in labels)])
                 handle.flush()
-    finally:
-        handle.close()
-    scores.repair(order=indices)
-    rows = scores.read()
-    selected = {i: rows[i] for i in indices if i in rows}
-    write_correlation_report(out, selected, list(metrics), table)
+        rows = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
+    write_correlation_report(out, rows, labels, table)
     return out
 
 
-def resolve_kind(device: str) -> str:
-    """The kind of a device name: ``cuda:1`` -> ``cuda``."""
-    return device.split(":")[0]
-
-
 def resume_correlate(out: str | Path, progress: bool = True, parallel: Parallel = Parallel()) -> Path:
-    """Continue the ``searchkit correlate`` run in ``out`` with the settings and indices it recorded."""
+    """Continue the ``searchkit correlate`` run in ``out`` with the recipe and indices it recorded."""
     out = Path(out)
     settings_path, indices_path = out / "settings.yaml", out / "indices.txt"
     if not settings_path.is_file():
@@ -207,9 +194,11 @@ def resume_correlate(out: str | Path, progress: bool = True, parallel: Parallel 
         raise SearchkitError(f"cannot resume {out}: it has no indices.txt (written by an older searchkit); "
                              "rerun its original command with --out")
     settings = yaml.safe_load(settings_path.read_text()) or {}
-    indices = read_indices(indices_path, NUM_ARCHS)
+    recipe = ScoringRecipe.from_dict(settings)
+    table = get_space(recipe.space).benchmark(settings.get("table"))
+    indices = read_indices(indices_path, len(table))
     return run_correlate(
-        settings["metrics"], indices, out, dataset=settings["dataset"], data_root=settings.get("data_root"),
-        batch_size=settings["batch_size"], data_seed=settings["data_seed"], init_seed=settings["init_seed"],
-        build=settings["build"], table_path=settings.get("table"), device=settings["device"], progress=progress,
-        store=settings.get("store"), parallel=parallel)
+        list(recipe.metrics), indices, out, dataset=recipe.dataset, data_root=recipe.data_root,
+        batch_size=recipe.batch_size, data_seed=recipe.data_seed, init_seed=recipe.init_seed, build=recipe.build,
+        table_path=settings.get("table"), device=recipe.device, progress=progress, store=settings.get("store"),
+        parallel=parallel, space=recipe.space)

@@ -1,4 +1,5 @@
-"""Final accuracy of a selected architecture: NAS-Bench-201 table lookup or real training."""
+"""Final accuracy of a selected architecture: a lookup in the space's tabular benchmark or a real
+training; :func:`run_evaluation` is ``searchkit evaluate`` (run directory, resume) as an API."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,13 +14,10 @@ from searchkit.data import get_dataset
 from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.runtime import build_network
-from searchkit.spaces.base import SearchSpace
-from searchkit.tabular import NB201Table
+from searchkit.spaces.base import Benchmark, SearchSpace
+from searchkit.text import plural
 from searchkit.train.trainer import Protocol, get_protocol, train
 
-#: Our dataset names -> the NAS-Bench-201 table's dataset for the 200-epoch lookup.
-TABLE_DATASETS = {"cifar10": "cifar10", "cifar10-valid": "cifar10", "cifar100": "cifar100",
-                  "ImageNet16-120": "ImageNet16-120"}
 METHODS = ("auto", "table", "train", "none")
 
 
@@ -37,34 +35,44 @@ class Evaluation:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        how = (f"NAS-Bench-201 table, {self.details['epochs']} epochs" if self.source == "table"
-               else f"trained {self.details['epochs']} epochs, protocol {self.details['protocol']}, "
+        epochs = plural(self.details["epochs"], "epoch")
+        how = (f"{self.details.get('benchmark', 'benchmark')} table, {epochs}" if self.source == "table"
+               else f"trained {epochs}, protocol {self.details['protocol']}, "
                     f"{self.details.get('inference_params', self.details.get('params', 0)):,} parameters")
         return f"{self.test_accuracy:.2f}% test accuracy on {self.dataset} ({how})"
 
 
-def open_table(cfg: RunConfig) -> NB201Table | None:
-    """The NB201 table when the run can use it (NB201 space), else None.
+def open_benchmark(cfg: RunConfig, space: SearchSpace) -> Benchmark | None:
+    """The space's tabular benchmark when the run can use it, else None.
 
     A table the user named (``table:``) or one that ``evaluate.method: table`` needs must load;
     at the default location (``../shared/data``, ``SEARCHKIT_DATA``) it is optional.
     """
     if cfg.evaluate.method not in METHODS:
         raise SearchkitError(f"unknown evaluate.method {cfg.evaluate.method!r}; choose one of {', '.join(METHODS)}")
-    if cfg.space.name != "nb201":
-        return None
     try:
-        return NB201Table.load(cfg.table)
+        return space.benchmark(cfg.table)
     except SearchkitError:
         if cfg.table is not None or cfg.evaluate.method == "table":
             raise
         return None
 
 
-def will_train(cfg: RunConfig, table: NB201Table | None) -> bool:
+def table_dataset(cfg: RunConfig, table: Benchmark | None, purpose: str) -> str:
+    """The table's dataset for the run's ``data.name``; SearchkitError when ``purpose`` needs a
+    table lookup that the space or the dataset does not offer."""
+    dataset = None if table is None else table.dataset_for(cfg.data.name)
+    if dataset is None:
+        raise SearchkitError(
+            f"{purpose} needs a space with a tabular benchmark and one of its datasets; the {cfg.space.name} space "
+            f"{'has no table here' if table is None else 'table has no results for ' + repr(cfg.data.name)}")
+    return dataset
+
+
+def will_train(cfg: RunConfig, table: Benchmark | None) -> bool:
     """Whether :func:`evaluate_arch` trains (rather than looks up, or skips) under ``cfg.evaluate``."""
     method = cfg.evaluate.method
-    lookup = method == "table" or (method == "auto" and table is not None and cfg.data.name in TABLE_DATASETS)
+    lookup = method == "table" or (method == "auto" and table is not None and table.dataset_for(cfg.data.name) is not None)
     return method != "none" and not lookup
 
 
@@ -90,7 +98,7 @@ def evaluation_protocol(cfg: RunConfig) -> Protocol:
 
 
 def evaluate_arch(
-    space: SearchSpace, arch: Any, cfg: RunConfig, table: NB201Table | None, device: torch.device,
+    space: SearchSpace, arch: Any, cfg: RunConfig, table: Benchmark | None, device: torch.device,
     splits: DatasetSplits | None = None, progress: bool = True, checkpoint: str | Path | None = None,
 ) -> Evaluation | None:
     """Look the architecture up (``table``/``auto`` on a benchmark dataset) or train it (``train``/``auto``).
@@ -103,18 +111,14 @@ def evaluate_arch(
     method = cfg.evaluate.method
     if method == "none":
         return None
-    dataset = TABLE_DATASETS.get(cfg.data.name)
     if not will_train(cfg, table):
-        if table is None or dataset is None:
-            raise SearchkitError(
-                f"evaluate.method=table needs the NB201 space, the NB201 table and one of its datasets "
-                f"({', '.join(TABLE_DATASETS)}); got space {cfg.space.name!r}, dataset {cfg.data.name!r}")
+        dataset = table_dataset(cfg, table, "evaluate.method=table")
         index = table.index_of(space.encode(arch))
         return Evaluation(
             test_accuracy=table.accuracy(index, dataset, "test", 200),
             valid_accuracy=table.accuracy(index, dataset, "valid", 200),
             source="table", dataset=dataset,
-            details={"table": table.source, "index": index, "epochs": 200,
+            details={"benchmark": table.name, "table": table.source, "index": index, "epochs": 200,
                      "params_m": table.params(index, dataset)},
         )
     protocol = evaluation_protocol(cfg)
@@ -130,3 +134,57 @@ def evaluate_arch(
                  "seconds": round(result.seconds, 2), "params": result.params, "inference_params": inference_params(net),
                  "train_loss": result.train_loss, "seed": cfg.evaluate.seed},
     )
+
+
+@dataclass
+class EvaluationRun:
+    """What :func:`run_evaluation` did: the architecture (encoded), its evaluation (None for
+    ``evaluate.method: none``) and the run directory (None for a table lookup without ``out``)."""
+
+    arch: str
+    evaluation: Evaluation | None
+    out: Path | None
+
+
+def run_evaluation(cfg: RunConfig, arch_text: str | None = None, out: str | Path | None = None,
+                   resume: str | Path | None = None, overwrite: bool = False, progress: bool = True,
+                   splits: DatasetSplits | None = None) -> EvaluationRun:
+    """``searchkit evaluate`` as an API: the final accuracy of one architecture.
+
+    A training gets a run directory (``out``, default ``runs/<time>-evaluate-SPACE/``) holding the
+    config (with the architecture), a checkpoint written every epoch and ``evaluation.json``; a
+    table lookup gets one only when ``out`` is given. ``resume``: an interrupted evaluation's
+    directory; its config and architecture are reused and the training continues from its
+    checkpoint (``cfg`` and ``arch_text`` are then ignored). ``splits``: the dataset, if not
+    ``cfg.data``'s (e.g. a study's test subset). Inputs are checked before anything is written.
+    """
+    from searchkit.config import config_from_dict
+    from searchkit.rundir import TRAIN_CHECKPOINT, RunDir
+    from searchkit.runtime import resolve_device
+    from searchkit.spaces import get_space
+
+    run = None
+    if resume is not None:
+        run = RunDir.existing(resume)
+        config = run.read_config()
+        arch_text, cfg = config.pop("arch", None), config_from_dict(config)
+        if not isinstance(arch_text, str):
+            raise SearchkitError(f"cannot resume {resume}: its config.yaml names no arch; it is not an evaluate run")
+    elif arch_text is None:
+        raise SearchkitError("give the architecture to evaluate (--arch ARCH) or --resume RUN_DIR")
+    space = get_space(cfg.space.name)
+    arch = space.decode(arch_text)
+    device = resolve_device(cfg.device)
+    table = open_benchmark(cfg, space)
+    if run is None and (out is not None or will_train(cfg, table)):
+        run = RunDir.fresh(out, overwrite) if out is not None else RunDir.new(f"evaluate-{cfg.space.name}")
+        if will_train(cfg, table):
+            evaluation_protocol(cfg)  # a bad protocol or override fails before the directory exists
+        run.start()
+    if run is not None:
+        run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})
+    evaluation = evaluate_arch(space, arch, cfg, table, device, splits, progress=progress,
+                               checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
+    if run is not None and evaluation is not None:
+        run.write_json("evaluation.json", {"arch": space.encode(arch), **evaluation.to_dict()})
+    return EvaluationRun(space.encode(arch), evaluation, None if run is None else run.path)

@@ -1,14 +1,13 @@
-"""Device choice, seeded network construction and the scoring setting, shared by scoring and evaluation."""
+"""Device choice and seeded network construction, shared by scoring and evaluation."""
 from __future__ import annotations
 
 from typing import Any
 
 import torch
 
-from searchkit.data.base import Batch, DatasetSplits
+from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.store import ScoreSetting, canonical_json
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,22 +31,3 @@ def build_network(space: SearchSpace, arch: Any, splits: DatasetSplits, seed: in
             return space.build(arch, splits.num_classes, in_channels=splits.input_shape[0], **build)
         except TypeError as err:
             raise SearchkitError(f"bad space.build options {build}: {err}") from None
-
-
-def canonical_build(space: str, build: dict) -> dict:
-    """``build`` with the registered space's own ``build`` defaults filled in (``{}`` and
-    ``{"C": 16, "N": 5}`` are the same NB201 networks); ``in_channels`` comes from the data."""
-    import inspect
-
-    from searchkit.spaces import SPACES
-
-    defaults = {name: p.default for name, p in inspect.signature(SPACES.get(space).build).parameters.items()
-                if p.default is not inspect.Parameter.empty and name != "in_channels"}
-    return {**defaults, **build}
-
-
-def score_setting(space: str, build: dict, dataset: str, batch: Batch, seed: int, device: torch.device) -> ScoreSetting:
-    """The :class:`~searchkit.store.ScoreSetting` of scoring in ``space`` with networks built with
-    ``build`` from ``seed``, on ``batch`` of ``dataset``, on ``device``."""
-    return ScoreSetting(space, canonical_json(canonical_build(space, build)), dataset, batch.fingerprint(), seed,
-                        device.type)

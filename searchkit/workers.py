@@ -1,7 +1,7 @@
 """Scoring many architectures through the score store: in this process, in worker processes, or
 on a Ray cluster.
 
-Every backend computes what :meth:`ScoringContext.score` computes in this process: a network is
+Every backend computes what :meth:`searchkit.scoring.ScoringContext.score` computes in this process: a network is
 built from the init seed alone (:func:`~searchkit.runtime.build_network`) and no metric draws
 random numbers, so a value does not depend on which worker scored the architecture or when.
 Values are bit-identical across backends when every scoring process runs the same number of
@@ -9,30 +9,22 @@ torch intra-op threads (``Parallel.threads``): BLAS reductions split differently
 threads and then differ in the last bits.
 
 Only the parent process touches the :class:`~searchkit.store.ScoreStore`: workers return
-results and :meth:`ScoreRunner.scores` writes each one as it arrives (one transaction per
-architecture), so a killed run keeps every score it received.
+results and :meth:`searchkit.scoring.ScoreRunner.scores` writes each one as it arrives (one
+transaction per architecture), so a killed run keeps every score it received.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 
-from searchkit.config import RunConfig
-from searchkit.data import get_dataset, scoring_batch
-from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
-from searchkit.metrics.base import Metric
-from searchkit.metrics.scoring import score_metrics
-from searchkit.runtime import build_network, score_setting
-from searchkit.spaces import get_space
-from searchkit.spaces.base import SearchSpace
-from searchkit.store import ScoreSetting, ScoreStore, metric_key
+
+if TYPE_CHECKING:
+    from searchkit.scoring import ScoringContext, ScoringRecipe
 
 BACKENDS = ("serial", "process", "ray")
 RAY_MISSING = 'the ray backend needs Ray; install it with: pip install -e ".[ray]"'
@@ -77,118 +69,8 @@ class Parallel:
         return cls(backend, workers, address, threads)
 
 
-@dataclass
-class ScoringRecipe:
-    """Everything that determines a training-free score besides the architecture, in a form a
-    worker process can rebuild the parent's :class:`ScoringContext` from (picklable).
-
-    ``metrics``: label -> configured metric; ``seed``: network initialisation seed;
-    ``fingerprint``: the parent's scoring batch, checked by every worker (None: not known yet).
-    """
-
-    space: str
-    dataset: str
-    root: str | None
-    options: dict
-    batch_size: int
-    data_seed: int
-    split: str
-    metrics: dict[str, Metric]
-    seed: int
-    build: dict
-    device: str
-    fingerprint: str | None = None
-
-    @classmethod
-    def from_config(cls, cfg: RunConfig, metrics: dict[str, Metric], device: torch.device) -> "ScoringRecipe":
-        """A run's scoring: its data section, space, build options and ``cfg.network_seed``."""
-        return cls(cfg.space.name, cfg.data.name, cfg.data.root, dict(cfg.data.options), cfg.data.batch_size,
-                   cfg.data.seed, cfg.data.split, metrics, cfg.network_seed, dict(cfg.space.build), str(device))
-
-    def open(self, space: SearchSpace | None = None, device: str | None = None) -> "ScoringContext":
-        """Load the dataset and the scoring batch; ``space`` overrides the registry's (e.g. a pool
-        of it), ``device`` the recipe's."""
-        splits = get_dataset(self.dataset, self.root, **self.options)
-        batch = scoring_batch(splits, self.batch_size, self.data_seed, self.split)
-        fingerprint = batch.fingerprint()
-        if self.fingerprint is not None and fingerprint != self.fingerprint:
-            raise SearchkitError(f"this process built scoring batch {fingerprint}, the run scores on {self.fingerprint}; "
-                                 "every worker needs the same dataset files")
-        dev = torch.device(device or self.device)
-        return ScoringContext(dataclasses.replace(self, fingerprint=fingerprint), space or get_space(self.space),
-                              splits, batch.to(dev), dev)
-
-
-@dataclass
-class ScoringContext:
-    """A loaded :class:`ScoringRecipe`: the space, the dataset's splits, the scoring batch on ``device``."""
-
-    recipe: ScoringRecipe
-    space: SearchSpace
-    splits: DatasetSplits
-    batch: Batch
-    device: torch.device
-
-    @property
-    def setting(self) -> ScoreSetting:
-        """The store's key for these scores (besides metric and architecture)."""
-        r = self.recipe
-        return score_setting(r.space, r.build, r.dataset, self.batch, r.seed, self.device)
-
-    def score(self, text: str) -> Scored:
-        """Every metric on the seeded network of the architecture ``text`` (one shared NTK)."""
-        start = time.perf_counter()
-        net = build_network(self.space, self.space.decode(text), self.splits, self.recipe.seed, self.recipe.build)
-        result = score_metrics(net.to(self.device), self.batch, self.recipe.metrics)
-        return result, time.perf_counter() - start
-
-
-class ScoreRunner:
-    """Scores architectures through ``store``: what it holds for every metric is served without
-    computing; the rest is scored by the backend ``parallel`` names and written to the store as
-    each result arrives. Use as a context manager (workers are stopped on exit)."""
-
-    def __init__(self, context: ScoringContext, store: ScoreStore | None, parallel: Parallel = Parallel()) -> None:
-        self.context, self.store, self.parallel = context, store, parallel
-        self.setting = context.setting
-        self.keys = {label: metric_key(metric) for label, metric in context.recipe.metrics.items()}
-        self._backend: Any = None  # started when something needs computing
-
-    def __enter__(self) -> "ScoreRunner":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-
-    def stored(self, text: str) -> dict[str, tuple[float, float]] | None:
-        """label -> (value, seconds) from the store, or None unless it holds every metric of ``text``."""
-        return None if self.store is None else self.store.get_all(self.setting, self.keys, text)
-
-    def scores(self, texts: Iterable[str]) -> Iterator[tuple[str, dict[str, tuple[float, float]], float | None]]:
-        """(arch, label -> (value, seconds), measured seconds or None if served by the store) for
-        every distinct arch of ``texts``: stored ones first, in order, then the computed ones in
-        the order they complete (at most two per worker in flight, so memory stays bounded)."""
-        missing = []
-        for text in dict.fromkeys(texts):
-            held = self.stored(text)
-            if held is None:
-                missing.append(text)
-            else:
-                yield text, held, None
-        if missing and self._backend is None:
-            self._backend = _open_backend(self.context, self.parallel)
-        for text, (result, seconds) in (self._backend.map(missing) if missing else ()):
-            if self.store is not None:
-                self.store.put_many(self.setting, [(self.keys[label], text, value, alone)
-                                                   for label, (value, alone) in result.items()])
-            yield text, result, seconds
-
-
-def _open_backend(context: ScoringContext, parallel: Parallel) -> Any:
+def open_backend(context: ScoringContext, parallel: Parallel) -> Any:
+    """The scoring backend ``parallel`` names for ``context`` (:meth:`map` texts -> results, :meth:`close`)."""
     if parallel.backend == "process":
         return _ProcessBackend(context.recipe, parallel)
     if parallel.backend == "ray":

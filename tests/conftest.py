@@ -11,3 +11,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def run_in_tmp(tmp_path, monkeypatch):
+    """Every test runs in its own temporary directory, so nothing it writes by default (e.g. a
+    search's ``runs/<time>-<name>/``) lands in the checkout."""
+    monkeypatch.chdir(tmp_path)

@@ -1,6 +1,13 @@
-"""Small shared test doubles."""
+"""Small shared test doubles: a plain dataset, and oracles for driving a strategy with the real
+driver (:class:`searchkit.driver.Driver`) on synthetic landscapes."""
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 from torch.utils.data import Dataset
+
+from searchkit.config import BudgetConfig
+from searchkit.driver import Driver, Reply, SearchLog
 
 
 class PlainData(Dataset):
@@ -16,23 +23,46 @@ class PlainData(Dataset):
         return self.x[i], int(self.y[i])
 
 
-def drive(strategy, score, accuracy, extras=None):
-    """The engine's ask/tell protocol without the engine, on synthetic oracles: ``score(arch)``,
-    ``accuracy(arch)`` and optional ``extras(arch) -> dict``. Returns the validated
-    (arch, accuracy) sequence."""
-    from searchkit.strategies import Validate
+@dataclass
+class FakeOracle:
+    """Answers queries with ``value(arch)`` (and ``extras(arch)``), charging ``cost(arch)``
+    simulated seconds; records the architectures it was asked about."""
 
-    validated = []
-    while True:
-        asks = strategy.ask()
-        if not asks:
-            return validated
-        for item in asks:
-            if isinstance(item, Validate):
-                value = accuracy(item.arch)
-                strategy.tell_validation(item.arch, value)
-                validated.append((item.arch, value))
-            else:
-                if extras is not None:
-                    strategy.tell_extras(item, extras(item))
-                strategy.tell(item, score(item))
+    kind: str
+    value: Callable[[Any], float]
+    extras: Callable[[Any], dict] | None = None
+    cost_of: Callable[[Any], float] | None = None
+    quantity: str = "fake"
+
+    def __post_init__(self) -> None:
+        self.asked: list = []
+
+    def cost(self, text: str) -> None:
+        return None
+
+    def prefetch(self, texts: list[str]) -> None:
+        return None
+
+    def __call__(self, query, text) -> Reply:
+        self.asked.append(query.arch)
+        extras = {} if self.extras is None else self.extras(query.arch)
+        cost = 0.0 if self.cost_of is None else self.cost_of(query.arch)
+        return Reply(self.value(query.arch), extras=extras, simulated_seconds=cost)
+
+
+def drive(strategy, score, accuracy=None, extras=None, archs=None, simulated_seconds=None) -> SearchLog:
+    """Drive ``strategy`` with the real driver on synthetic oracles: ``score(arch)`` (plus
+    ``extras(arch) -> dict``) answers score queries, ``accuracy(arch)`` validations. The budget is
+    ``archs`` queries and/or ``simulated_seconds`` (default: until the strategy stops, at most
+    10,000 queries)."""
+    oracles = {"score": FakeOracle("score", score, extras)}
+    if accuracy is not None:
+        oracles["validate"] = FakeOracle("validate", accuracy)
+    budget = BudgetConfig(archs=archs if archs is not None or simulated_seconds is not None else 10_000,
+                          simulated_seconds=simulated_seconds)
+    return Driver(strategy, strategy.space, oracles, budget).run()
+
+
+def validated(log: SearchLog) -> list[tuple[str, float]]:
+    """The (arch text, accuracy) of every validation row, in order."""
+    return [(row.arch, row.score) for row in log.history if row.kind == "validate"]

@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 import yaml
 
-from searchkit import benchmark as bench
-from searchkit.benchmark import PoolSpace, incumbent_curve, seed_store
+from searchkit.driver import incumbent_curve
+from searchkit.scoring import import_scores
+from searchkit.spaces.pool import PoolSpace
+from searchkit.study import benchmark as bench
+from searchkit.study.benchmark_config import load_benchmark_config
+from searchkit.study.report import anytime_accuracy
 from searchkit.cli import main
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.store import HistoryRow, ScoreSetting, ScoreStore, metric_key
+from searchkit.rundir import HistoryRow
+from searchkit.store import ScoreSetting, ScoreStore
 
 SPACE = get_space("nb201")
 needs_data = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None or find_data("cifar10") is None,
@@ -43,6 +48,20 @@ def test_pool_space_samples_members_and_projects_mutants_onto_the_pool():
     assert pool.decode(pool.encode(members[2])) == members[2] and pool.name == "nb201"
 
 
+def test_anytime_accuracy_is_the_incumbent_at_each_simulated_budget():
+    class Table:  # index = the arch string's number
+        def index_of(self, text):
+            return int(text)
+
+    rows = [HistoryRow(0, "0", None, 0.9, 5.0, False), HistoryRow(1, "1", None, 80.0, 0.0, False, "validate", 60.0),
+            HistoryRow(2, "2", None, 85.0, 0.0, False, "validate", 60.0),
+            HistoryRow(3, "3", None, 70.0, 0.0, False, "validate", 900.0)]
+    accuracy = np.array([10.0, 11.0, 12.0, 13.0])
+    # before 100 s: arch 1 validated (60 s); then arch 2 (120 s) leads; arch 3 never beats it
+    assert anytime_accuracy(rows, accuracy, Table(), (50, 100, 432, 5000)) == [10.0, 11.0, 12.0, 12.0]
+    assert np.isnan(anytime_accuracy(rows[1:], accuracy, Table(), (10,))[0])
+
+
 def test_incumbent_is_best_score_until_a_validation_then_best_validated():
     rows = [HistoryRow(0, "a", None, 0.5, 2.0, False), HistoryRow(1, "b", None, 0.9, 2.0, False),
             HistoryRow(2, "a", None, 80.0, 0.0, False, "validate", 100.0),
@@ -51,7 +70,7 @@ def test_incumbent_is_best_score_until_a_validation_then_best_validated():
     assert incumbent_curve(rows) == [(2.0, "a"), (4.0, "b"), (104.0, "a"), (106.0, "a"), (156.0, "b")]
 
 
-def test_seed_store_checks_settings_and_never_modifies_the_directory(tmp_path):
+def test_import_checks_the_recipe_and_never_modifies_the_directory(tmp_path):
     settings = {"dataset": "cifar10", "batch_size": 64, "data_seed": 0, "init_seed": 0, "build": {"C": 16, "N": 5},
                 "device": "cpu", "batch_fingerprint": "abc"}
     setting = ScoreSetting("nb201", '{"C":16,"N":5}', "cifar10", "abc", 0, "cpu")
@@ -61,19 +80,19 @@ def test_seed_store_checks_settings_and_never_modifies_the_directory(tmp_path):
     text = "index,arch_str,naswot,kcc:eps=0.5,naswot_s,kcc:eps=0.5_s\n1,|a|,700.5,0.3,0.4,9.0\n2,|b|,650.0,0.2,0.5,8.0\n3,|c|,1.0"
     (good / "scores.csv").write_text(text)  # the last row is still being written
     store = ScoreStore(tmp_path / "scores.db")
-    assert seed_store(store, setting, good).endswith("2 architectures x 2 metrics")
-    assert store.get(setting, metric_key(get_metric("naswot")), "|a|") == (700.5, 0.4)
-    assert store.get(setting, metric_key(get_metric("kcc", eps=0.5)), "|b|") == (0.2, 8.0)
-    assert store.get(setting, metric_key(get_metric("kcc")), "|b|") is None  # other options, other metric
-    assert store.get(setting, metric_key(get_metric("naswot")), "|c|") is None and len(store) == 4
+    assert import_scores(store, good, setting).endswith("2 architectures x 2 metrics")
+    assert store.get(setting, get_metric("naswot").key(), "|a|") == (700.5, 0.4)
+    assert store.get(setting, get_metric("kcc", eps=0.5).key(), "|b|") == (0.2, 8.0)
+    assert store.get(setting, get_metric("kcc").key(), "|b|") is None  # other options, other metric
+    assert store.get(setting, get_metric("naswot").key(), "|c|") is None and len(store) == 4
     assert (good / "scores.csv").read_text() == text
     other = tmp_path / "other"
     other.mkdir()
     (other / "settings.yaml").write_text(yaml.safe_dump({"metrics": ["naswot"], **settings, "batch_fingerprint": "abd",
                                                           "device": "cuda:0"}))
     (other / "scores.csv").write_text("index,arch_str,naswot,naswot_s\n")
-    assert "(batch, device differ)" in seed_store(store, setting, other)
-    assert "not used" in seed_store(store, setting, tmp_path / "missing")
+    assert "(batch, device differ)" in import_scores(store, other, setting)
+    assert "not used" in import_scores(store, tmp_path / "missing", setting)
 
 
 TINY = """
@@ -109,8 +128,8 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     out = tmp_path / "out"
     finished = []  # the summary is rewritten after every run: an interrupted benchmark still reports
     write_summary = bench.write_summary
-    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes: (finished.append(notes[-1]),
-                                                                           write_summary(o, n, rows, notes)))
+    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes, table: (finished.append(notes[-1]),
+                                                                                  write_summary(o, n, rows, notes, table)))
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     assert finished == [f"runs finished: {k} of 10" for k in range(1, 11)] + ["runs finished: 10 of 10"]
     monkeypatch.setattr(bench, "write_summary", write_summary)
@@ -132,14 +151,14 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     with ScoreStore(out / "scores.db") as store:
         entries = list(store.rows())
     assert len(entries) == 2 * 12 == len({(e["metric"], e["options"], e["arch"]) for e in entries})
-    assert {(e["metric"], e["options"]) for e in entries} == {metric_key(get_metric(m)) for m in ("naswot", "ntk_cond")}
+    assert {(e["metric"], e["options"]) for e in entries} == {get_metric(m).key() for m in ("naswot", "ntk_cond")}
 
     # resume: a scoring run lost its row and its best.json; no score is recomputed
     lost = next(i for i, r in enumerate(runs) if r["strategy"] == "REA")
     lines = (out / "runs.csv").read_text().splitlines(keepends=True)
     (out / "runs.csv").write_text("".join(line for i, line in enumerate(lines) if i != lost + 1))
     (out / runs[lost]["run"] / "best.json").unlink()
-    monkeypatch.setattr("searchkit.workers.score_metrics", lambda *a: pytest.fail("a stored score was recomputed"))
+    monkeypatch.setattr("searchkit.scoring.score_metrics", lambda *a: pytest.fail("a stored score was recomputed"))
     assert main(["benchmark", "--resume", str(out), "--quiet"]) == 0
     again = read_csv(out / "runs.csv")
     assert len(again) == len(runs) and again[-1]["run"] == runs[lost]["run"]
@@ -148,17 +167,17 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     assert float(again[-1]["wall_seconds"]) == pytest.approx(float(runs[lost]["wall_seconds"]), abs=1e-2)
     config.write_text(TINY.replace("seeds: 2", "seeds: 0"))
     with pytest.raises(SearchkitError, match="benchmark.seeds >= 1"):
-        bench.load_benchmark_config(config)
+        load_benchmark_config(config)
 
 
 @needs_data
 def test_a_search_cycling_over_answered_queries_stops(tmp_path, monkeypatch):
     """Training-based random search over a 3-architecture pool with a simulated budget it cannot
     spend: repeats are free, so only the consecutive-repeat guard ends it."""
-    from searchkit import engine
+    from searchkit import driver
     from searchkit.engine import run_search
 
-    monkeypatch.setattr(engine, "MAX_REPEATS", 25)
+    monkeypatch.setattr(driver, "MAX_REPEATS", 25)
     pool = PoolSpace(SPACE, [arch(*[op] * 6) for op in ("nor_conv_3x3", "skip_connect", "avg_pool_3x3")])
     config = {"data": {"name": "cifar10", "batch_size": 8}, "metric": {"name": "validation"},
               "strategy": {"name": "random"}, "budget": {"archs": None, "simulated_seconds": 1e9},

@@ -26,7 +26,8 @@ def one_line_error(capsys, argv, fragment):
 @pytest.mark.parametrize("argv,fragment", [
     (["score", "--arch", "|nor_conv_3x3~0|+|nor_conv_3x3~0|"], "has 2 node groups, expected 3"),
     (["score", "--arch", ARCH.replace("avg_pool_3x3", "max_pool_3x3")], "unknown op 'max_pool_3x3'"),
-    (["score", "--arch", "|nor_conv_3x3~1|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"], "~1"),
+    (["score", "--arch", "|nor_conv_3x3~1|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"],
+     "has edge 'nor_conv_3x3~1' into node 1 reading from node '1', expected 0"),
     (["search", "--config", "no/such.yaml"], "config file not found: no/such.yaml"),
     (["search", "budget.archz=3"], "unknown config key 'budget.archz'"),
     (["search", "metric.name=accuracy"], "unknown metric 'accuracy'"),
@@ -40,7 +41,7 @@ def one_line_error(capsys, argv, fragment):
     (["benchmark", "--resume", "/no/such/run"], "cannot resume /no/such/run: no config.yaml there"),
     (["benchmark", "--resume", "/no/such/run", "--seeds", "2"], "drop --config, --out, --seeds and --store"),
     (["benchmark", "--out", "x"], "benchmark needs --config FILE and --out DIR"),
-    (["search", "--resume", "/no/such/run", "--store", "s.db"], "drop --config, --store and overrides"),
+    (["search", "--resume", "/no/such/run", "--store", "s.db"], "drop --config, --store, --overwrite and overrides"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, fragment):
     one_line_error(capsys, argv, fragment)
@@ -53,11 +54,18 @@ def test_console_script_exit_code_and_no_traceback():
     assert proc.stderr.startswith("searchkit: error: ") and "Traceback" not in proc.stderr
 
 
-def test_score_prints_the_metric(capsys):
+def test_score_prints_each_metric_with_its_quantity(capsys):
     assert main(["score", "--arch", ARCH, "--dataset", "synthetic", "--quiet", *SMALL[1:]]) == 0
-    out = capsys.readouterr().out
-    value = float(out.split()[1])
-    assert out.startswith("kcc: ") and 0 < value < 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(ARCH + "  (synthetic, scoring batch of 8, init seed 0)")
+    assert lines[1].startswith("kcc: ") and "[KCC (eq. 9), in [0, 1];" in lines[1] and 0 < float(lines[1].split()[1]) < 1
+    # the one metric syntax: options in the spec, several metrics sharing one NTK (regression: "unknown metric")
+    assert main(["score", "--arch", ARCH, "--metric", "kcc:eps=0.01,ntk_cond,params", "--dataset", "synthetic",
+                 "--quiet", *SMALL[1:]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[1:]] == ["kcc", "ntk_cond", "params"]
+    assert lines[1].startswith("kcc:eps=0.01: ") and "-kappa (NTK condition number, negated)" in lines[2]
+    assert "parameters (millions)" in lines[3]
 
 
 def test_search_prints_selection_and_accuracy(capsys, tmp_path):
@@ -68,7 +76,7 @@ def test_search_prints_selection_and_accuracy(capsys, tmp_path):
     assert "selected architecture: |" in out and "final accuracy: " in out and "test accuracy on synthetic" in out
     assert (tmp_path / "r" / "best.json").is_file()
     assert main(["search", "--resume", str(tmp_path / "r"), "budget.archs=4"]) == 2
-    assert "drop --config, --store and overrides" in capsys.readouterr().err
+    assert "drop --config, --store, --overwrite and overrides" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs ../shared/data/nb201")

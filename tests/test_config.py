@@ -35,8 +35,8 @@ def test_override_merges_into_a_preset_mapping():
 @pytest.mark.parametrize("override,message", [
     ("budget.arch=5", "unknown config key 'budget.arch'; valid keys here: archs, seconds"),
     ("colour=red", "unknown config key 'colour'"),
-    ("budget.archs=many", "config key 'budget.archs' must be int or null, got 'many'"),
-    ("seed=true", "config key 'seed' must be int"),
+    ("budget.archs=many", "config key 'budget.archs' must be an integer or null, got 'many'"),
+    ("seed=true", "config key 'seed' must be an integer"),
     ("budget=3", "config section 'budget' must be a mapping"),
     ("noequals", "must look like key=value"),
     ("a..b=1", "empty key"),

@@ -5,26 +5,20 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from searchkit import correlate as correlate_module
-from searchkit import workers
+import shutil
+
+from searchkit import scoring
 from searchkit.cli import main
-from searchkit.correlate import ScoreFile, parse_metric_spec, read_indices, run_correlate, sample_indices
+from searchkit.correlate import distinct, read_indices, read_scores, run_correlate, sample_indices
 from searchkit.errors import SearchkitError
+from searchkit.scoring import import_scores
+from searchkit.store import ScoreStore
 from searchkit.paths import find_data
 from searchkit.tabular import NB201Table
 
 pytestmark = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs the NB201 table")
 METRICS = ["kcc", "kcc:eps=0.5:bn=eval", "params"]
 SMALL = dict(dataset="synthetic", batch_size=8, build={"C": 4, "N": 1}, progress=False)
-
-
-def test_metric_specs_carry_options():
-    label, metric = parse_metric_spec("kcc:eps=0.5:bn=eval")
-    assert label == "kcc:eps=0.5:bn=eval" and metric.eps == 0.5 and metric.bn == "eval"
-    with pytest.raises(SearchkitError, match="name:key=value"):
-        parse_metric_spec("kcc:eps")
-    with pytest.raises(SearchkitError, match="bad options for metric 'kcc'"):
-        parse_metric_spec("kcc:colour=1")
 
 
 def test_index_lists(tmp_path):
@@ -34,53 +28,65 @@ def test_index_lists(tmp_path):
     path.write_text("# chosen\n3\n\n15624  # the last one\n")
     assert read_indices(path, 15625) == [3, 15624]
     path.write_text("3\n15625\n")
-    with pytest.raises(SearchkitError, match="archs.txt:2: '15625' is not an NB201 index"):
+    with pytest.raises(SearchkitError, match="archs.txt:2: '15625' is not a benchmark index"):
         read_indices(path, 15625)
 
 
-def test_scores_report_and_resume(tmp_path):
-    indices = [1, 7, 42, 512, 9000]
-    out = run_correlate(METRICS, indices, tmp_path / "full", **SMALL)
-    rows = ScoreFile(out / "scores.csv", METRICS).read()
-    assert list(rows) == indices
-    table = NB201Table.load()
-    acc = table.column("cifar10", "test", 200)[indices]
-    rho = stats.spearmanr([rows[i]["kcc"] for i in indices], acc)[0]
-    assert f"| kcc | 5 | {rho:.3f} / " in (out / "correlation.md").read_text()
-    assert (out / "scatter_kcc.png").stat().st_size > 1000
-    assert all(0 < rows[i]["kcc"] < 1 and rows[i]["kcc_s"] > 0 for i in indices)
+def test_too_few_or_repeated_architectures():
+    """Regression: 2 architectures (or duplicates) printed Spearman 1.000 in every column."""
+    with pytest.raises(SearchkitError, match="a correlation over 2 distinct architectures is not meaningful; give at least 10"):
+        distinct([5, 9, 5, 9])
+    unique, note = distinct(list(range(10)) + [3, 4])
+    assert unique == list(range(10)) and note == "2 repeated indices dropped; 10 distinct architectures"
+    assert distinct(list(range(12))) == (list(range(12)), None)
 
-    # an interrupted run: two complete rows and a torn third one
+
+INDICES = [1, 7, 42, 512, 9000, 3, 77, 1024, 2048, 15000]
+
+
+def test_scores_report_and_resume(tmp_path):
+    out = run_correlate(METRICS, INDICES, tmp_path / "full", **SMALL)
+    rows = read_scores(out / "scores.csv")
+    assert list(rows) == INDICES
+    table = NB201Table.load()
+    acc = table.column("cifar10", "test", 200)[INDICES]
+    rho = stats.spearmanr([rows[i]["kcc"] for i in INDICES], acc)[0]
+    assert f"| kcc | 10 | {rho:.3f} / " in (out / "correlation.md").read_text()
+    assert (out / "scatter_kcc.png").stat().st_size > 1000
+    assert all(0 < rows[i]["kcc"] < 1 and rows[i]["kcc_s"] > 0 for i in INDICES)
+
+    # an interrupted run in a fresh clone (no scores.db): its settings and two complete rows and a torn third one
     partial = tmp_path / "partial"
     partial.mkdir()
+    shutil.copy(out / "settings.yaml", partial / "settings.yaml")
     lines = (out / "scores.csv").read_text().splitlines(keepends=True)
     (partial / "scores.csv").write_text("".join(lines[:3]) + lines[3][:20])
     torn = (partial / "scores.csv").read_bytes()
-    inode = (partial / "scores.csv").stat().st_ino
-    assert sorted(ScoreFile(partial / "scores.csv", METRICS).read()) == sorted(indices[:2])
-    # reading never rewrites: a run still appending to the file must not lose its rows to an unlinked copy
-    assert (partial / "scores.csv").read_bytes() == torn and (partial / "scores.csv").stat().st_ino == inode
-    with mock.patch.object(workers, "score_metrics", wraps=workers.score_metrics) as spy:
-        run_correlate(METRICS, indices, partial, **SMALL)
-    assert spy.call_count == 3
-    resumed = ScoreFile(partial / "scores.csv", METRICS).read()
-    for i in indices:
+    with ScoreStore(tmp_path / "probe.db") as probe:  # importing only reads the directory
+        assert import_scores(probe, partial).endswith("2 architectures x 3 metrics") and len(probe) == 6
+    assert (partial / "scores.csv").read_bytes() == torn
+    with mock.patch.object(scoring, "score_metrics", wraps=scoring.score_metrics) as spy:
+        run_correlate(METRICS, INDICES, partial, **SMALL)
+    assert spy.call_count == 8  # the two committed rows came from scores.csv
+    resumed = read_scores(partial / "scores.csv")
+    for i in INDICES:
         assert resumed[i]["kcc"] == rows[i]["kcc"] and resumed[i]["params"] == rows[i]["params"]
     assert (partial / "scores.csv").read_text().count("|nor_conv") >= 1  # arch strings survive the rewrite
     with pytest.raises(SearchkitError, match="written for other metrics"):
-        run_correlate(["kcc"], indices, partial, **SMALL)
-    with pytest.raises(SearchkitError, match=r"scored with other settings \(batch_size, batch_fingerprint differ\)"):
-        run_correlate(METRICS, indices, partial, **{**SMALL, "batch_size": 4})
+        run_correlate(["kcc"], INDICES, partial, **SMALL)
+    with pytest.raises(SearchkitError, match=r"scored with other settings \(batch differ\)"):
+        run_correlate(METRICS, INDICES, partial, **{**SMALL, "batch_size": 4})
 
 
 def test_resume_reads_the_recorded_settings_and_orders_rows_as_requested(tmp_path):
-    out = run_correlate(["params"], [9000, 1], tmp_path / "c", **SMALL)
-    (out / "indices.txt").write_text("42\n9000\n1\n")  # as if cut short before scoring 42 first
-    with mock.patch.object(workers, "score_metrics", wraps=workers.score_metrics) as spy:
+    first = list(range(100, 110))
+    out = run_correlate(["params"], first, tmp_path / "c", **SMALL)
+    (out / "indices.txt").write_text("".join(f"{i}\n" for i in [555, *first, 556]))  # cut short before 555 and 556
+    with mock.patch.object(scoring, "score_metrics", wraps=scoring.score_metrics) as spy:
         assert main(["correlate", "--resume", str(out), "--quiet"]) == 0
-    assert spy.call_count == 1
+    assert spy.call_count == 2
     lines = (out / "scores.csv").read_text().splitlines()
-    assert [int(line.split(",")[0]) for line in lines[1:]] == [42, 9000, 1]  # the requested order
+    assert [int(line.split(",")[0]) for line in lines[1:]] == [555, *first, 556]  # the requested order
     assert (out / "settings.yaml").read_text().count("batch_size: 8") == 1
 
 
@@ -91,7 +97,7 @@ def test_cli_needs_exactly_one_architecture_source(capsys, tmp_path):
 
 
 def test_tenas_rank_combination_is_reported(tmp_path):
-    out = run_correlate(["ntk_cond", "linear_regions"], [1, 2, 3, 4], tmp_path, **SMALL)
-    assert "| tenas_rank | 4 |" in (out / "correlation.md").read_text()
-    ranks = correlate_module.ScoreFile(out / "scores.csv", ["ntk_cond", "linear_regions"]).read()
+    out = run_correlate(["ntk_cond", "linear_regions"], INDICES, tmp_path, **SMALL)
+    assert "| tenas_rank | 10 |" in (out / "correlation.md").read_text()
+    ranks = read_scores(out / "scores.csv")
     assert np.isfinite([r["ntk_cond"] for r in ranks.values()]).all()

@@ -33,13 +33,15 @@ def test_study_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch: pytest.M
                                    command="python benchmarks/darts_study.py --out X", progress=False)
     text = readme.read_text()
     for label in [*darts_study.STRATEGIES, *darts_study.REFERENCES]:
-        result = json.loads((out / "train" / label / "evaluation.json").read_text())
+        result = json.loads((out / "runs" / f"train__{label}" / "evaluation.json").read_text())
         assert result["source"] == "trained" and result["details"]["epochs"] == 1
-        assert (out / "train" / label / "train.ckpt").is_file()
+        assert (out / "runs" / f"train__{label}" / "train.ckpt").is_file()
     for label in darts_study.STRATEGIES:
-        assert (out / "search" / label / "best.json").is_file()
-    protocols = {json.dumps(json.loads((out / "train" / n / "evaluation.json").read_text())["details"]["overrides"])
+        assert (out / "runs" / f"search__{label}" / "best.json").is_file()
+    protocols = {json.dumps(json.loads((out / "runs" / f"train__{n}" / "evaluation.json").read_text())["details"]["overrides"])
                  for n in [*darts_study.STRATEGIES, *darts_study.REFERENCES]}
+    recorded = (out / "runs.csv").read_text().splitlines()
+    assert len(recorded) == 1 + 2 * len(darts_study.STRATEGIES) + len(darts_study.REFERENCES)  # searches, trainings
     assert len(protocols) == 1  # one identical protocol for every genotype
     assert "2.76 +- 0.09" in text and "NOT comparable" in text and "python benchmarks/darts_study.py --out X" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "<" in line][1:]  # after the header
@@ -50,8 +52,8 @@ def test_study_runs_end_to_end_and_resumes(tmp_path: Path, monkeypatch: pytest.M
     def refuse(*args, **kwargs):
         raise AssertionError("a finished item was recomputed")
 
-    monkeypatch.setattr(darts_study, "run_search", refuse)
-    monkeypatch.setattr(darts_study, "evaluate_arch", refuse)
+    monkeypatch.setattr("searchkit.study.runs.run_search", refuse)
+    monkeypatch.setattr("searchkit.study.runs.run_evaluation", refuse)
     (out / "README.md").unlink()
     assert darts_study.run_study(out, "darts-tiny", epochs=1, small=True, config=CONFIG, progress=False).read_text() \
         .splitlines()[4:] == text.splitlines()[4:]

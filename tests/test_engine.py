@@ -7,7 +7,7 @@ import pytest
 from searchkit import run_search
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
-from searchkit.store import RunDir
+from searchkit.rundir import RunDir
 from searchkit.tabular import NB201Table
 
 SMALL = {

@@ -11,8 +11,9 @@ from searchkit import run_search
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.store import RunDir
-from searchkit.strategies import HNAS
+from searchkit.rundir import RunDir
+from searchkit.strategies import HNAS, Answer, Validate
+from searchkit.strategies.base import mean_ranks
 from searchkit.strategies.hnas import KAPPA_METRIC, hnas_objective, normalise
 from searchkit.tabular import NB201Table
 
@@ -56,31 +57,87 @@ def drive(strategy):
 
 
 def test_candidate_is_the_pool_argmin_of_eq_7():
-    hnas = HNAS(SPACE, np.random.default_rng(0), pool=30, iterations=1)
-    for arch in hnas.ask():
-        m, kappa = fake_scores(arch)
-        hnas.tell_extras(arch, {KAPPA_METRIC: -kappa})
-        hnas.tell(arch, m)
+    hnas = HNAS(SPACE, np.random.default_rng(0), pool=30, growth=0, iterations=1)
+    for query in hnas.ask():
+        m, kappa = fake_scores(query.arch)
+        hnas.tell(query, Answer(query.arch, m, {KAPPA_METRIC: -kappa}))
     m, kappa = normalise(*map(np.array, zip(*(fake_scores(a) for a in hnas.pool))))
     for mu, nu in [(1e-3, 0.5), (10.0, 1.0), (100.0, 3.0)]:
         expected = hnas.pool[int(np.argmin(hnas_objective(m, kappa, mu, nu)))]
         assert hnas.candidate(mu, nu) == expected
-    assert hnas.selected_by == "score" and hnas.best_score == max(m_ for m_, _ in map(fake_scores, hnas.pool))
 
 
 def test_bo_runs_k_steps_is_seeded_and_answers_the_best_validated():
-    runs = [drive(HNAS(SPACE, np.random.default_rng(seed), pool=40, iterations=5, init=2, grid=8))
-            for seed in (3, 3, 4)]
+    runs = [fakes.validated(drive(HNAS(SPACE, np.random.default_rng(seed), pool=40, growth=30, iterations=5, init=2,
+                                       grid=8))) for seed in (3, 3, 4)]
     assert len(runs[0]) == 5
     assert runs[0] == runs[1] and runs[0] != runs[2]
-    hnas = HNAS(SPACE, np.random.default_rng(3), pool=40, iterations=5, init=2, grid=8)
-    validated = drive(hnas)
-    assert hnas.selected_by == "validation"
-    assert hnas.best_score == max(a for _, a in validated) == fake_accuracy(hnas.best_arch)
-    state = json.loads(json.dumps(hnas.state_dict()))
-    copy = HNAS(SPACE, np.random.default_rng(99), pool=40)
-    copy.load_state_dict(state)
-    assert copy.accuracies == hnas.accuracies and copy.candidates == hnas.candidates and copy.best_arch == hnas.best_arch
+    log = drive(HNAS(SPACE, np.random.default_rng(3), pool=40, growth=30, iterations=5, init=2, grid=8))
+    assert log.incumbent.selected_by == "validation"
+    assert log.incumbent.value == max(a for _, a in fakes.validated(log)) == fake_accuracy(SPACE.decode(log.incumbent.arch))
+
+
+def test_the_main_metric_may_be_the_extra_metric(tmp_path):
+    """Regression: hnas with metric ntk_cond crashed with a KeyError (main and extra metrics shared
+    one label dictionary, and the main one was popped from it)."""
+    config = {"name": "hnas-cond", "data": {"name": "synthetic", "batch_size": 8,
+                                            "options": {"shape": [3, 8, 8], "n_train": 32, "n_valid": 16}},
+              "space": {"name": "nb201", "build": {"C": 2, "N": 1}}, "metric": {"name": "ntk_cond"},
+              "strategy": {"name": "hnas", "options": {"pool": 3, "growth": 0, "iterations": 1, "init": 1, "grid": 4}},
+              "validate": {"method": "train", "epochs": 1}, "evaluate": {"method": "none"},
+              "budget": {"archs": 3}}
+    result = run_search(config, out=tmp_path / "run", progress=False)  # the pool, then the budget ends
+    assert len(result.history) == 3 and all(r.extras[KAPPA_METRIC] == r.score < 0 for r in result.history)
+    config["budget"] = {"archs": 4}  # eq. 7 divides by M: M = -kappa < 0 is refused in words
+    with pytest.raises(SearchkitError, match="HNAS needs architectures with a positive metric M"):
+        run_search(config, out=tmp_path / "run2", progress=False)
+
+
+class PoolRecording(HNAS):
+    """HNAS that records the pool size whenever it asks for a validation."""
+
+    def ask(self):
+        queries = super().ask()
+        if queries and isinstance(queries[0], Validate):
+            self.sizes = getattr(self, "sizes", []) + [len(self.pool)]
+        return queries
+
+
+def test_the_pool_grows_by_fresh_uniform_draws_and_no_cell_is_validated_twice():
+    """The authors' code: every BO step adds uniform draws of the whole space to the pool (and
+    every new member is scored before the selection), and validated cells leave the pool."""
+    strategy = PoolRecording(SPACE, np.random.default_rng(7), pool=20, growth=50, iterations=8, init=2, grid=8)
+    log = drive(strategy)
+    validated = [arch for arch, _ in fakes.validated(log)]
+    assert len(validated) == 8 == len(set(validated))  # eight iterations, eight distinct cells
+    scored = [row.arch for row in log.history if row.kind == "score"]
+    assert len(scored) == len(set(scored)) == len(strategy.pool)  # every member scored once
+    assert strategy.sizes[0] == 20 and all(40 < b - a <= 50 for a, b in zip(strategy.sizes, strategy.sizes[1:]))
+    positions = [i for i, row in enumerate(log.history) if row.kind == "validate"]
+    assert [sum(r.kind == "score" for r in log.history[:p]) for p in positions] == strategy.sizes
+    again = drive(HNAS(SPACE, np.random.default_rng(7), pool=20, growth=50, iterations=8, init=2, grid=8))
+    assert [(r.arch, r.kind) for r in again.history] == [(r.arch, r.kind) for r in log.history]  # seeded
+    assert again.incumbent.arch == log.incumbent.arch
+
+
+def test_revisit_restores_repeated_candidates():
+    """revisit=True on a fixed pool of 3: BO must pick validated cells again within 6 iterations."""
+    log = drive(HNAS(SPACE, np.random.default_rng(0), pool=3, growth=0, iterations=6, init=2, grid=8, revisit=True))
+    validated = [arch for arch, _ in fakes.validated(log)]
+    assert len(validated) == 6 and len(set(validated)) <= 3
+    with pytest.raises(SearchkitError, match="no architecture left to validate"):
+        drive(HNAS(SPACE, np.random.default_rng(0), pool=3, growth=0, iterations=6, init=2, grid=8))
+
+
+def test_an_ensemble_ranks_several_metrics_into_m():
+    assert np.allclose(mean_ranks([np.array([1.0, 2.0, 3.0]), np.array([30.0, 10.0, 20.0])]), [2 / 3, 1.5 / 3, 2.5 / 3])
+    strategy = HNAS(SPACE, np.random.default_rng(0), pool=10, growth=0, iterations=1, ensemble=["synflow"])
+    assert strategy.needs.extra_metrics == (KAPPA_METRIC, "synflow")
+    for query in strategy.ask():
+        m, kappa = fake_scores(query.arch)
+        strategy.tell(query, Answer(query.arch, m, {KAPPA_METRIC: -kappa, "synflow": -m}))
+    m, _ = strategy._arrays()  # the two metrics disagree completely: every mean rank is the same
+    assert np.allclose(m, 1.0)
 
 
 def test_bad_options_are_refused():
@@ -95,7 +152,8 @@ def test_bad_options_are_refused():
 def test_engine_charges_12_epoch_validations_once_and_resumes(tmp_path):
     config = {
         "name": "hnas", "data": {"name": "cifar10", "batch_size": 8}, "space": {"name": "nb201", "build": {"C": 2, "N": 1}},
-        "metric": {"name": "naswot"}, "strategy": {"name": "hnas", "options": {"pool": 6, "iterations": 5, "init": 2, "grid": 8}},
+        "metric": {"name": "naswot"},
+        "strategy": {"name": "hnas", "options": {"pool": 6, "growth": 0, "revisit": True, "iterations": 5, "init": 2, "grid": 8}},
         "budget": {"archs": None, "simulated_seconds": 1e6}, "validate": {"method": "table"}, "evaluate": {"method": "table"},
     }
     result = run_search(config, out=tmp_path / "run", progress=False)
@@ -119,7 +177,7 @@ def test_engine_charges_12_epoch_validations_once_and_resumes(tmp_path):
     assert result.search_seconds == pytest.approx(sum(r.seconds for r in scores), abs=1e-3)
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     assert best["selected_by"] == "validation" and best["arch"] == max(validations, key=lambda r: r.score).arch
-    assert best["search_cost"]["validations"] == 5
+    assert best["search_cost"]["validations"] == 5 and best["search_cost"]["training_charged"].startswith("simulated")
     assert best["search_cost"]["simulated_seconds"] == pytest.approx(charged, abs=1e-2)
 
     partial = tmp_path / "partial"  # killed after the pool and two validations

@@ -166,7 +166,7 @@ def test_rms_reduction_is_the_mean_square_of_all_canonical_correlations():
     top = np.sort(values)[::-1][: C - 1]  # the c - 1 positive eigenvalues of eq. (9)
     assert kcc(theta, y, C, eps=0.01, reduce="rms") == pytest.approx(np.sqrt((top**2).mean()), rel=1e-8)
     assert kcc(theta, y, C, eps=0.01, reduce="rms") < kcc(theta, y, C, eps=0.01)
-    with pytest.raises(SearchkitError, match="reduce must be one of"):
+    with pytest.raises(SearchkitError, match="reduce must be .max. or .rms."):
         kcc(theta, y, C, reduce="min")
 
 
@@ -266,3 +266,7 @@ def test_kcc_crossfit_metric_on_a_network():
     posterior = get_metric("kcc_crossfit", folds=2, eps=0.1, posterior=True)
     assert posterior(net, batch) == pytest.approx(posterior_kcc(theta, batch.y, 5, folds=2, eps=0.1), rel=1e-9)
     assert get_metric("kcc", reduce="rms")(net, batch) == pytest.approx(kcc(theta, batch.y, 5, reduce="rms"), rel=1e-9)
+    with pytest.raises(SearchkitError, match="folds must be at least 2"):
+        get_metric("kcc_crossfit", folds=1)
+    with pytest.raises(SearchkitError, match="option reduce must be one of"):
+        get_metric("kcc", reduce="min")

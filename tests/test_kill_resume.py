@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from searchkit.paths import find_data
-from searchkit.store import RunDir, ScoreStore
+from searchkit.rundir import RunDir
+from searchkit.store import ScoreStore
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1",

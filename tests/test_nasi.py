@@ -9,15 +9,15 @@ import torch
 from searchkit import run_search
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.errors import SearchkitError
-from searchkit.metrics.kcc import kcc
-from searchkit.metrics.ntk_family import NTKTraceApprox
+from searchkit.metrics import parse_metric
+from searchkit.metrics.ntk_family import NTKTraceApprox, loss_gradient_sq_norm
 from searchkit.spaces import get_space
 from searchkit.spaces.nb201 import OPS, NB201Arch
-from searchkit.store import RunDir
+from searchkit.rundir import RunDir
 from searchkit.strategies import NASI, SearchContext
-from searchkit.strategies import nasi as nasi_module
-from searchkit.strategies.nasi import _Objective, adaptive_nu, differentiable_kcc, gumbel_straight_through, trace_norm
-from searchkit.strategies.supernets import NB201MixedCell, NB201SuperNet, SuperNet
+from searchkit.strategies.nasi import _Objective, adaptive_nu, gumbel_straight_through
+from searchkit.spaces.nb201_supernet import NB201MixedCell, NB201SuperNet
+from searchkit.spaces.supernet import SuperNet
 
 SPACE = get_space("nb201")
 SPLITS = get_dataset("synthetic", shape=[3, 8, 8], n_train=64, n_valid=0, n_test=16)
@@ -50,37 +50,25 @@ def test_straight_through_sample_is_one_hot_and_gradient_reaches_the_logits():
     assert ((weights.detach() > 0.5).sum(1) == 1).all() and torch.allclose(weights.detach().max(1).values, torch.ones(6))
     net = supernet()
     net.weights = weights
-    (grad,) = torch.autograd.grad(trace_norm(net, BATCH), alpha)
+    (grad,) = torch.autograd.grad(parse_metric("ntk_trace").differentiable(net, BATCH), alpha)
     assert grad.abs().sum() > 0  # the trace is differentiable w.r.t. the architecture logits
 
 
-def test_trace_norm_is_nasis_trace_approximation_of_the_sampled_network():
+def test_the_trace_objective_is_nasis_trace_approximation_of_the_sampled_network():
     net = supernet()
     arch = NB201Arch(("nor_conv_3x3", "skip_connect", "nor_conv_1x1", "avg_pool_3x3", "none", "nor_conv_3x3"))
     net.weights = NB201SuperNet.weights_of(arch, torch.zeros(1))
     expected = NTKTraceApprox()(net, BATCH)  # eq. 11-12 on the same fixed network
-    assert float(trace_norm(net, BATCH, differentiable=False)) == pytest.approx(expected, rel=1e-5)
+    assert float(loss_gradient_sq_norm(net, BATCH, frozen_stats=False, create_graph=True).detach()) == pytest.approx(
+        expected, rel=1e-5)
+    assert float(parse_metric("ntk_trace").differentiable(net, BATCH).detach()) == pytest.approx(expected, rel=1e-5)
 
 
-def test_differentiable_kcc_equals_kcc():
-    gen = torch.Generator().manual_seed(0)
-    for m, eps in [(12, 0.1), (20, 0.01), (20, 1.0)]:
-        j = torch.randn(m, 30, generator=gen, dtype=torch.float64)
-        theta = j @ j.T
-        y = torch.randint(0, 4, (m,), generator=gen)
-        for normalize in (True, False):
-            assert float(differentiable_kcc(theta, y, 4, eps, normalize)) == pytest.approx(
-                kcc(theta, y, 4, eps=eps, normalize=normalize), rel=1e-8)
-    y = torch.arange(6) % 3
-    for degenerate in (torch.zeros(6, 6), torch.full((6, 6), float("nan"))):  # e.g. a cell of none ops
-        assert float(differentiable_kcc(degenerate, y, 3)) == kcc(degenerate, y, 3) == 0.0
-
-
-def test_nu_eq_40_is_the_mean_trace_of_sampled_archs_and_eq_41_the_running_mean(monkeypatch):
+def test_nu_eq_40_is_the_mean_trace_of_sampled_archs_and_eq_41_the_running_mean():
     values = iter(np.arange(1.0, 51.0))
-    monkeypatch.setattr(nasi_module, "trace_norm", lambda net, batch, differentiable=True: torch.tensor(next(values)))
+    objective = _Objective(lambda net, batch: torch.tensor(next(values)), True)
     strategy = NASI(SPACE, np.random.default_rng(0), nu_samples=50)
-    nu = strategy.fixed_nu(supernet(), torch.zeros(6, 5), lambda: BATCH, torch.Generator().manual_seed(0))
+    nu = strategy.fixed_nu(supernet(), torch.zeros(6, 5), lambda: BATCH, torch.Generator().manual_seed(0), objective)
     assert nu == pytest.approx(25.5)  # eq. 40: (1 + ... + 50) / 50
     # eq. 41: nu_t = (nu_0 + sum_{tau < t} trace_tau) / t
     assert adaptive_nu(10.0, []) == 10.0
@@ -88,7 +76,7 @@ def test_nu_eq_40_is_the_mean_trace_of_sampled_archs_and_eq_41_the_running_mean(
 
 
 def context(metric, options=None, build=None):
-    return SearchContext(SPLITS, BATCH, torch.device("cpu"), metric, options or {}, build or {})
+    return SearchContext(SPLITS, BATCH, torch.device("cpu"), parse_metric(metric, options), build or {})
 
 
 def test_supernet_is_the_runs_network_unless_sized_explicitly():
@@ -117,7 +105,7 @@ def toy_value(net, c):
 
 
 def toy_search(preferred, **options):
-    strategy = NASI(SPACE, np.random.default_rng(0), steps=8, C=1, N=1, batch_size=4, **options)
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=8, C=1, N=1, batch_size=4, exclude_ops=[], **options)
     strategy._objective = lambda ctx: linear_objective(preferred, penalised=True)
     arch, _ = strategy.search(context("ntk_trace"))
     return [OPS.index(op) for op in arch.ops]
@@ -148,7 +136,7 @@ def test_search_returns_a_valid_seeded_genotype(metric, options):
 
 def test_unsupported_objective_and_options_are_refused():
     strategy = NASI(SPACE, np.random.default_rng(0), steps=1)
-    with pytest.raises(SearchkitError, match="no differentiable supernet form"):
+    with pytest.raises(SearchkitError, match="'synflow' has no differentiable form"):
         strategy.search(context("synflow"))
     with pytest.raises(SearchkitError, match="nu must be one of"):
         NASI(SPACE, np.random.default_rng(0), nu="sometimes")
@@ -173,14 +161,17 @@ def test_engine_times_the_one_shot_search_and_resumes_from_its_row(tmp_path):
 
 
 def test_excluded_ops_are_never_sampled_nor_selected():
-    """exclude_ops=[none] (B.2's treatment of DARTS' zero op) on NB201: even an objective that prefers
-    none everywhere selects another op."""
-    strategy = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9, exclude_ops=["none"])
+    """On NB201 none is excluded by default (B.2's treatment of DARTS' zero op): even an objective that
+    prefers none everywhere selects another op; exclude_ops=[] brings it back."""
+    strategy = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9)
     strategy._objective = lambda ctx: linear_objective([0] * 6, penalised=True)
     net = strategy.supernet(context("ntk_trace"), seed=0)
     assert not net.mask[:, OPS.index("none")].any() and net.mask[:, 1:].all()
     arch, _ = strategy.search(context("ntk_trace"))
     assert "none" not in arch.ops
+    included = NASI(SPACE, np.random.default_rng(0), steps=4, C=1, N=1, batch_size=4, nu0=1e9, exclude_ops=[])
+    included._objective = lambda ctx: linear_objective([0] * 6, penalised=True)
+    assert included.search(context("ntk_trace"))[0].ops == ("none",) * 6
     for bad in (["max_pool_3x3"], list(OPS)):
         with pytest.raises(SearchkitError, match="exclude_ops"):
             NASI(SPACE, np.random.default_rng(0), exclude_ops=bad)

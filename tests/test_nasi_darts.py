@@ -10,8 +10,9 @@ from searchkit.errors import SearchkitError
 from searchkit.spaces import get_space
 from searchkit.spaces.darts import OPS, DartsGenotype
 from searchkit.strategies import NASI, SearchContext
-from searchkit.strategies.nasi import _Objective, gumbel_straight_through, trace_norm
-from searchkit.strategies.supernets import DARTS_ROWS, DartsMixedNode, DartsSuperNet
+from searchkit.metrics import parse_metric
+from searchkit.strategies.nasi import _Objective, gumbel_straight_through
+from searchkit.spaces.darts_supernet import DARTS_ROWS, DartsMixedNode, DartsSuperNet
 from test_nasi import SPLITS, toy_value
 
 SPACE = get_space("darts")
@@ -53,7 +54,7 @@ def test_factorised_nodes_give_the_full_mixtures_trace_and_gradient(seed, monkey
         monkeypatch.setattr(DartsMixedNode, "forward", forward)
         net = supernet(seed)
         alpha, net.weights = sample(net, seed)
-        value = trace_norm(net, BATCH)
+        value = parse_metric("ntk_trace").differentiable(net, BATCH)
         results.append((value.detach(), torch.autograd.grad(value, alpha)[0]))
     (value, grad), (full_value, full_grad) = results
     assert torch.allclose(value, full_value, rtol=1e-6) and torch.allclose(grad, full_grad, rtol=1e-5, atol=1e-9)
@@ -96,7 +97,7 @@ def test_update_direction_on_darts():
         c[cell * DARTS_ROWS + 2 * n + 1, preferred_inputs[k]] = 5.0
     strategy = NASI(SPACE, np.random.default_rng(0), steps=6, C=2, layers=3, nu0=1e9)
     strategy._objective = lambda ctx: _Objective(lambda net, batch: toy_value(net, c), True)
-    genotype, _ = strategy.search(SearchContext(SPLITS, BATCH, torch.device("cpu"), "ntk_trace"))
+    genotype, _ = strategy.search(SearchContext(SPLITS, BATCH, torch.device("cpu"), parse_metric("ntk_trace")))
     pairs = genotype.normal + genotype.reduce
     assert [OPS.index(pairs[2 * k][0]) for k in range(8)] == preferred_ops
     assert [pairs[2 * k][1] for k in range(8)] == preferred_inputs
@@ -120,7 +121,7 @@ def test_nasi_searches_darts_through_the_engine(tmp_path):
 
 def test_supernet_size_follows_the_darts_build_and_rejects_nb201_options():
     strategy = NASI(SPACE, np.random.default_rng(0))
-    context = SearchContext(SPLITS, BATCH, torch.device("cpu"), "ntk_trace", build={"C": 4, "layers": 4, "auxiliary": True})
+    context = SearchContext(SPLITS, BATCH, torch.device("cpu"), parse_metric("ntk_trace"), build={"C": 4, "layers": 4, "auxiliary": True})
     assert strategy.supernet_size(context) == {"C": 4, "layers": 4, "stem_multiplier": 3}
     net = strategy.supernet(context, seed=0)
     assert len(net.cells) == 4 and net.stem[0].out_channels == 12 and sum(cell.reduction for cell in net.cells) == 2

@@ -12,7 +12,7 @@ import searchkit.train.trainer as trainer
 from searchkit.cli import main
 from searchkit.engine import run_search
 from searchkit.paths import find_data
-from searchkit.store import TRAIN_CHECKPOINT
+from searchkit.rundir import TRAIN_CHECKPOINT
 
 SEARCH = {
     "name": "ckpt", "device": "cpu",

@@ -18,29 +18,57 @@ from searchkit.cli import main
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
-from searchkit.runtime import score_setting
-from searchkit.store import ScoreSetting, ScoreStore, metric_key
+from searchkit.scoring import ScoringRecipe
+from searchkit.store import ScoreSetting, ScoreStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTING = ScoreSetting("nb201", '{"C":4,"N":1}', "synthetic", "abc123", 0, "cpu")
-KCC = metric_key(get_metric("kcc"))
+KCC = get_metric("kcc").key()
 
 
 def test_metric_keys_are_canonical():
-    assert metric_key(get_metric("kcc")) == metric_key(get_metric("kcc", eps=0.0001))
-    assert metric_key(get_metric("kcc", eps=1)) == metric_key(get_metric("kcc", eps=1.0))
-    assert metric_key(get_metric("kcc", eps=0.5)) != KCC
+    assert get_metric("kcc").key() == get_metric("kcc", eps=0.0001).key()
+    assert get_metric("kcc", eps=1).key() == get_metric("kcc", eps=1.0).key()
+    assert get_metric("kcc", eps=0.5).key() != KCC
     name, options = KCC
     assert name == "kcc" and '"eps":0.0001' in options and "worst" not in options
-    assert metric_key(get_metric("params")) == ("params", "{}")
+    assert get_metric("params").key() == ("params", "{}")
+
+
+def setting(build, device="cpu", **changes):
+    batch = Batch(torch.zeros(2, 3, 4, 4), torch.tensor([0, 1]), 2)
+    return ScoringRecipe("nb201", "synthetic", build=build, device=device, batch_fingerprint=batch.fingerprint(),
+                         **changes).setting()
 
 
 def test_settings_fill_in_the_space_build_defaults():
-    batch = Batch(torch.zeros(2, 3, 4, 4), torch.tensor([0, 1]), 2)
-    default = score_setting("nb201", {}, "synthetic", batch, 0, torch.device("cpu"))
-    assert default == score_setting("nb201", {"N": 5, "C": 16}, "synthetic", batch, 0, torch.device("cpu"))
-    assert default.build == '{"C":16,"N":5}' and default.batch == batch.fingerprint() and default.device == "cpu"
-    assert default != score_setting("nb201", {"C": 8}, "synthetic", batch, 0, torch.device("cpu"))
+    default = setting({})
+    assert default == setting({"N": 5, "C": 16}) == setting({}, device="cpu:0")
+    assert default.build == '{"C":16,"N":5}' and default.device == "cpu"
+    assert default != setting({"C": 8}) and default != setting({}, init_seed=1)
+    assert setting({}, data_seed=3) == default  # the batch's contents (its fingerprint) decide, not how it was drawn
+
+
+def test_recipes_round_trip_through_settings_yaml():
+    recipe = ScoringRecipe("nb201", "synthetic", metrics={"kcc:eps=0.5": get_metric("kcc", eps=0.5)}, build={"C": 4},
+                           batch_fingerprint="abc")
+    again = ScoringRecipe.from_dict(recipe.to_dict())
+    assert again.setting() == recipe.setting() and again.metrics["kcc:eps=0.5"] == recipe.metrics["kcc:eps=0.5"]
+    legacy = {"dataset": "cifar10", "batch_size": 64, "data_seed": 0, "init_seed": 0, "build": {"C": 16, "N": 5},
+              "device": "cpu", "batch_fingerprint": "3871fc12df02", "metrics": ["naswot"], "table": "t.csv"}
+    assert ScoringRecipe.from_dict(legacy).setting() == ScoreSetting("nb201", '{"C":16,"N":5}', "cifar10",
+                                                                     "3871fc12df02", 0, "cpu")
+
+
+def test_a_version_1_store_loses_chunk_size_from_its_keys(tmp_path):
+    path = tmp_path / "old.db"
+    with ScoreStore(path) as store:
+        store.put(SETTING, ("kcc", '{"bn":"batchstats","chunk_size":null,"eps":0.0001}'), "|a|", 0.5, 1.0)
+        store.put(SETTING, ("kcc", '{"bn":"batchstats","chunk_size":4,"eps":0.0001}'), "|a|", 0.5, 2.0)
+        store._db.execute("PRAGMA user_version = 1")
+    with ScoreStore(path) as store:
+        rows = list(store.rows())  # the two were one score computed twice: one row is kept
+        assert [(r["options"], r["value"]) for r in rows] == [('{"bn":"batchstats","eps":0.0001}', 0.5)]
 
 
 def test_round_trip_is_exact_and_first_write_wins(tmp_path):
@@ -54,7 +82,7 @@ def test_round_trip_is_exact_and_first_write_wins(tmp_path):
         assert math.isnan(store.get(SETTING, KCC, "|nan|")[0])
         other = ScoreSetting(**{**SETTING.__dict__, "device": "cuda"})
         assert store.get(other, KCC, "|a0|") is None and len(store) == 5
-        keys = {"k": KCC, "p": metric_key(get_metric("params"))}
+        keys = {"k": KCC, "p": get_metric("params").key()}
         assert store.get_all(SETTING, keys, "|a1|") is None
         store.put(SETTING, keys["p"], "|a1|", 2.0, 0.1)
         assert store.get_all(SETTING, keys, "|a1|") == {"k": (-math.inf, 1.5), "p": (2.0, 0.1)}
@@ -65,7 +93,7 @@ def test_stats_and_export(tmp_path, capsys):
     path = tmp_path / "s.db"
     with ScoreStore(path) as store:
         store.put_many(SETTING, [(KCC, f"|a{i}|", i / 3, 2.0) for i in range(3)])
-        store.put(SETTING, metric_key(get_metric("params")), "|a0|", 0.25, 0.5)
+        store.put(SETTING, get_metric("params").key(), "|a0|", 0.25, 0.5)
         groups = store.stats()
     assert [(g["metric"], g["rows"], g["seconds"]) for g in groups] == [("kcc", 3, 6.0), ("params", 1, 0.5)]
     assert main(["store", "stats", "--store", str(path)]) == 0

@@ -1,7 +1,5 @@
 """Zero-cost warm-up (Abdelfattah et al. 2021, section 5): screen order, warm start best-first,
 evolution on validation accuracy, the answer, resume, and the engine's budget."""
-import json
-
 import numpy as np
 import pytest
 
@@ -9,7 +7,11 @@ from searchkit import run_search
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.strategies import Validate, ZeroCostWarmup
+import fakes
+from searchkit.config import BudgetConfig
+from searchkit.driver import Driver
+from searchkit.strategies import Answer, Validate, ZeroCostWarmup
+from searchkit.strategies.base import mean_ranks
 from searchkit.tabular import NB201Table
 
 SPACE = get_space("nb201")
@@ -28,48 +30,39 @@ def accuracy(arch) -> float:
 def test_screens_then_validates_the_top_by_score_best_first_then_evolves():
     strategy = ZeroCostWarmup(SPACE, np.random.default_rng(0), warmup=60, population=5, sample_size=2)
     screen = strategy.ask()
-    assert len(screen) == len(set(screen)) == 60 and not any(isinstance(a, Validate) for a in screen)
-    for arch in screen:
-        strategy.tell(arch, convs(arch))
-    assert strategy.selected_by == "score" and strategy.best_score == max(map(convs, screen))
-    top = sorted(screen, key=convs, reverse=True)[:5]
+    assert len(screen) == len({q.arch for q in screen}) == 60 and not any(isinstance(q, Validate) for q in screen)
+    for query in screen:
+        strategy.tell(query, Answer(query.arch, convs(query.arch)))
+    top = sorted((q.arch for q in screen), key=convs, reverse=True)[:5]
     for expected in top:  # the warm start: the 5 best by score, best first
-        (item,) = strategy.ask()
-        assert isinstance(item, Validate) and item.arch == expected
-        strategy.tell_validation(item.arch, accuracy(item.arch))
+        (query,) = strategy.ask()
+        assert isinstance(query, Validate) and query.arch == expected
+        strategy.tell(query, Answer(query.arch, accuracy(query.arch)))
     (child,) = strategy.ask()  # then a mutation of a population member (one edge differs)
     assert isinstance(child, Validate)
     assert min(sum(a != b for a, b in zip(child.arch.ops, m.ops)) for m in top) == 1
-    assert strategy.selected_by == "validation" and strategy.best_score == max(map(accuracy, top))
 
 
-def run(steps: int, strategy: ZeroCostWarmup) -> list:
-    """``steps`` ask/tell rounds on the synthetic oracles; the validated architectures in order."""
-    seen = []
-    for _ in range(steps):
-        for item in strategy.ask():
-            if isinstance(item, Validate):
-                strategy.tell_validation(item.arch, accuracy(item.arch))
-                seen.append(item.arch)
-            else:
-                strategy.tell(item, convs(item))
-    return seen
+def run(queries: int, strategy: ZeroCostWarmup) -> list:
+    """The validated architectures (texts) of ``queries`` queries answered by the driver."""
+    return [arch for arch, _ in fakes.validated(fakes.drive(strategy, convs, accuracy, archs=queries))]
 
 
-def test_answer_is_the_best_validated_and_state_round_trips():
-    whole = ZeroCostWarmup(SPACE, np.random.default_rng(1), warmup=40, population=4, sample_size=2)
-    validated = run(31, whole)
-    assert len(validated) == 30 and whole.best_score == max(map(accuracy, validated)) == accuracy(whole.best_arch)
-    first = ZeroCostWarmup(SPACE, np.random.default_rng(1), warmup=40, population=4, sample_size=2)
-    head = run(11, first)
-    resumed = ZeroCostWarmup(SPACE, np.random.default_rng(7), warmup=40, population=4, sample_size=2)
-    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
-    assert head + run(20, resumed) == validated
-    assert resumed.best_arch == whole.best_arch
+def test_answer_is_the_best_validated_and_replay_continues_identically():
+    log = fakes.drive(ZeroCostWarmup(SPACE, np.random.default_rng(1), warmup=40, population=4, sample_size=2),
+                      convs, accuracy, archs=70)
+    validated = fakes.validated(log)
+    assert len(validated) == 30 and log.incumbent.selected_by == "validation"
+    assert log.incumbent.value == max(a for _, a in validated) == accuracy(SPACE.decode(log.incumbent.arch))
+    oracles = {"score": fakes.FakeOracle("score", convs), "validate": fakes.FakeOracle("validate", accuracy)}
+    resumed = Driver(ZeroCostWarmup(SPACE, np.random.default_rng(1), warmup=40, population=4, sample_size=2), SPACE,
+                     oracles, BudgetConfig(archs=70), replay=log.history[:51]).run()
+    assert [(r.arch, r.kind) for r in resumed.history] == [(r.arch, r.kind) for r in log.history]
+    assert not oracles["score"].asked and resumed.incumbent.arch == log.incumbent.arch
 
 
 def test_seeded_and_bad_options_refused():
-    a, b, c = (run(15, ZeroCostWarmup(SPACE, np.random.default_rng(seed), warmup=30, population=3)) for seed in (3, 3, 4))
+    a, b, c = (run(45, ZeroCostWarmup(SPACE, np.random.default_rng(seed), warmup=30, population=3)) for seed in (3, 3, 4))
     assert a == b and a != c
     with pytest.raises(SearchkitError, match="population <= warmup"):
         ZeroCostWarmup(SPACE, np.random.default_rng(0), warmup=5, population=10)
@@ -95,3 +88,18 @@ def test_engine_budget_screens_then_validates_within_the_simulated_budget(tmp_pa
     best = max(validations, key=lambda r: r.score)
     assert result.selected_by == "validation" and result.arch == best.arch
     assert best.score == table.accuracy(table.index_of(best.arch), "cifar10", "valid", 12)
+
+
+def test_an_ensemble_screen_validates_the_best_mean_rank_first():
+    def skips(arch):
+        return float(arch.ops.count("skip_connect"))
+
+    strategy = ZeroCostWarmup(SPACE, np.random.default_rng(2), warmup=40, population=4, ensemble=["skips"])
+    assert strategy.needs.extra_metrics == ("skips",) and strategy.needs.validation
+    screen = strategy.ask()
+    for query in screen:
+        strategy.tell(query, Answer(query.arch, convs(query.arch), {"skips": skips(query.arch)}))
+    ranks = mean_ranks([np.array([convs(q.arch) for q in screen]), np.array([skips(q.arch) for q in screen])])
+    expected = [screen[i].arch for i in np.argsort(-ranks, kind="stable")[:4]]
+    assert [strategy.ask()[0].arch for _ in range(1)] == expected[:1]
+    assert strategy._seeds() == expected

@@ -6,7 +6,7 @@ from unittest import mock
 
 import pytest
 
-from searchkit import workers
+from searchkit import scoring, workers
 from searchkit.cli import main
 from searchkit.correlate import run_correlate
 from searchkit.engine import run_search
@@ -18,7 +18,7 @@ from searchkit.workers import Parallel
 needs_table = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs the NB201 table")
 METRICS = ["kcc", "naswot", "params"]
 SMALL = dict(dataset="synthetic", batch_size=8, build={"C": 4, "N": 1}, progress=False)
-INDICES = [5, 100, 2024, 7777, 15000, 9, 3333, 12]
+INDICES = [5, 100, 2024, 7777, 15000, 9, 3333, 12, 606, 10101]
 
 
 def values(out):
@@ -45,7 +45,7 @@ def test_parallel_flags_are_checked(capsys):
 @needs_table
 def test_missing_ray_is_one_line_with_the_install_command(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
-    assert main(["correlate", "--metrics", "params", "--n", "2", "--dataset", "synthetic", "--batch-size", "8",
+    assert main(["correlate", "--metrics", "params", "--n", "10", "--dataset", "synthetic", "--batch-size", "8",
                  "--build", "C=4", "--build", "N=1", "--out", str(tmp_path), "--backend", "ray", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err == 'searchkit: error: the ray backend needs Ray; install it with: pip install -e ".[ray]"\n'
@@ -56,7 +56,7 @@ def test_an_unreachable_ray_address_is_one_line(tmp_path, capsys, monkeypatch):
     """Ray itself retries an unreachable cluster for minutes; searchkit checks the port first."""
     fake = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: pytest.fail("ray.init was called"))
     monkeypatch.setitem(sys.modules, "ray", fake)
-    assert main(["correlate", "--metrics", "params", "--n", "2", "--dataset", "synthetic", "--batch-size", "8",
+    assert main(["correlate", "--metrics", "params", "--n", "10", "--dataset", "synthetic", "--batch-size", "8",
                  "--out", str(tmp_path), "--backend", "ray", "--address", "127.0.0.1:1", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("searchkit: error: cannot reach the Ray cluster at 127.0.0.1:1 (") and err.count("\n") == 1
@@ -74,13 +74,13 @@ def test_worker_processes_give_the_serial_scores(tmp_path):
 @needs_table
 def test_a_shared_store_serves_other_runs(tmp_path):
     store = tmp_path / "shared.db"
-    run_correlate(METRICS, INDICES[:5], tmp_path / "a", store=store, **SMALL)
-    with mock.patch.object(workers, "score_metrics", wraps=workers.score_metrics) as spy:
+    run_correlate(METRICS, INDICES[:5] + [1, 2, 3, 4, 6], tmp_path / "a", store=store, **SMALL)
+    with mock.patch.object(scoring, "score_metrics", wraps=scoring.score_metrics) as spy:
         out = run_correlate(METRICS, INDICES, tmp_path / "b", store=store, **SMALL)
-    assert spy.call_count == 3  # only the three architectures the first run did not score
+    assert spy.call_count == len(INDICES) - 5  # only the architectures the first run did not score
     assert not (out / "scores.db").exists()
     with ScoreStore(store) as db:
-        assert len(db) == len(METRICS) * len(INDICES)
+        assert len(db) == len(METRICS) * (len(INDICES) + 5)
     # everything is stored: no worker process is started
     with mock.patch.object(workers, "_ProcessBackend", side_effect=AssertionError("workers started")):
         run_correlate(METRICS, INDICES, tmp_path / "c", store=store, parallel=Parallel("process", 2), **SMALL)
@@ -100,6 +100,6 @@ def test_a_search_with_worker_processes_equals_the_serial_search(tmp_path):
 @needs_table
 def test_ray_gives_the_serial_scores(tmp_path):
     pytest.importorskip("ray")
-    serial = run_correlate(METRICS, INDICES[:4], tmp_path / "serial", parallel=Parallel(threads=1), **SMALL)
-    on_ray = run_correlate(METRICS, INDICES[:4], tmp_path / "ray", parallel=Parallel("ray", 2, threads=1), **SMALL)
+    serial = run_correlate(METRICS, INDICES, tmp_path / "serial", parallel=Parallel(threads=1), **SMALL)
+    on_ray = run_correlate(METRICS, INDICES, tmp_path / "ray", parallel=Parallel("ray", 2, threads=1), **SMALL)
     assert values(serial) == values(on_ray)

@@ -7,15 +7,14 @@ more accurate on NAS-Bench-201. A network without parameters (or MACs) scores 0,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import METRICS
+from searchkit.metrics.base import Metric, metric
 from searchkit.metrics.ntk import train_mode
-from searchkit.metrics.zero_cost import forward_hooks, on_net_device, weighted_modules
+from searchkit.metrics.zero_cost import forward_hooks, weighted_modules
 
 
 def count_params(net: nn.Module) -> int:
@@ -41,22 +40,20 @@ def count_macs(net: nn.Module, input_shape: tuple[int, ...], device: torch.devic
     return macs
 
 
-@METRICS.register("params")
-@dataclass
-class Params:
+@metric("params")
+class Params(Metric):
     """Trainable parameters in millions, BN affine parameters included: the NAS-Bench-201 /
     Suite-Zero ``params`` column (equal to it for all 300 architectures checked). Worst 0."""
 
-    name: str = "params"
-    worst: float = 0.0
+    worst = 0.0
+    quantity = "parameters (millions)"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
+    def compute(self, net: nn.Module, batch: Batch) -> float:
         return count_params(net) / 1e6
 
 
-@METRICS.register("flops")
-@dataclass
-class Flops:
+@metric("flops")
+class Flops(Metric):
     """Conv + linear multiply-accumulates of one sample, in millions (see :func:`count_macs`).
 
     This is the usual "FLOPs = MACs" convention of NAS papers. NAS-Bench-Suite-Zero's ``flops``
@@ -67,9 +64,8 @@ class Flops:
     ``results/reference-agreement``). Worst 0.
     """
 
-    name: str = "flops"
-    worst: float = 0.0
+    worst = 0.0
+    quantity = "multiply-accumulates of one sample (millions)"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        batch = on_net_device(net, batch)
+    def compute(self, net: nn.Module, batch: Batch) -> float:
         return count_macs(net, tuple(batch.x.shape[1:]), batch.x.device) / 1e6

@@ -12,14 +12,19 @@ Why not solve (9) literally: its right-hand matrix B is singular. K is centred (
 rank K <= m - 1) and, for one-hot labels, rank L <= c - 1 << m; every direction in the null
 space of B makes (9) ill-posed (infinite or arbitrary eigenvalues in a generalised eigensolver).
 Only coefficients in range(K) + range(L) change f = K alpha and g = L beta, so we restrict to
-those ranges. With K = U diag(k) U^T (k > 0) and L = Q diag(s^2) Q^T (Q from the thin SVD of
-H Y), substituting a = (K + m eps I)^(1/2) K^(1/2) alpha and likewise b reduces (9) to an
-ordinary singular value problem (Bach & Jordan 2002, regularised KCCA):
+those ranges. With K = U diag(k) U^T and L = Q diag(s^2) Q^T (Q from the thin SVD of H Y),
+substituting a = (K + m eps I)^(1/2) K^(1/2) alpha and likewise b reduces (9) to an ordinary
+singular value problem (Bach & Jordan 2002, regularised KCCA):
 
-    gamma = sigma_max( diag(sqrt(k / (k + m eps))) U^T Q diag(sqrt(s^2 / (s^2 + m eps))) ).
+    gamma = sigma_max(C),   C = diag(sqrt(k / (k + r))) U^T Q D,   D = diag(sqrt(s^2 / (s^2 + r))),
 
-The matrix is (rank K) x (rank L), at most m x (c - 1), so after one eigendecomposition of K
-the score costs almost nothing. ``tests/test_kcc.py`` checks it against (9) solved on the
+r = m eps. We never form U: C^T C = D Q^T K (K + r I)^-1 Q D = D Q^T (I - r (K + r I)^-1) Q D, so
+
+    gamma^2 = lambda_max( D Q^T (I - r (K + r I)^-1) Q D ),
+
+a (c-1) x (c-1) eigenproblem after one m x m linear solve. This is the only KCC implementation:
+it is smooth in Theta (the solve's gradient), so NASI optimises it through its supernet
+(:meth:`KCC.differentiable`). ``tests/test_kcc.py`` checks it against (9) solved on the
 restricted ranges.
 
 Choices the paper leaves open, as options:
@@ -50,14 +55,15 @@ classes, and (with ``normalize``) to the scale of Theta.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from torch import nn
 
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
-from searchkit.metrics.base import METRICS
-from searchkit.metrics.ntk import NTKMetric
+from searchkit.metrics.base import metric
+from searchkit.metrics.ntk import NTKMetric, empirical_ntk
 
 #: The score of a degenerate network (constant or non-finite NTK): the lower end of [0, 1].
 KCC_WORST = 0.0
@@ -81,66 +87,7 @@ def label_features(y: torch.Tensor, num_classes: int | None = None) -> torch.Ten
     return features - features.mean(0, keepdim=True)
 
 
-def _spectrum(kernel: torch.Tensor, rel_tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positive eigenpairs of a symmetric PSD kernel: values (r,), vectors (m, r)."""
-    values, vectors = torch.linalg.eigh((kernel + kernel.T) / 2)
-    keep = values > rel_tol * values.abs().max().clamp_min(torch.finfo(values.dtype).tiny)
-    return values[keep], vectors[:, keep]
-
-
-@dataclass
-class Reduced:
-    """Eq. (9) on the ranges of K and L, as the matrix whose singular values are the regularised
-    canonical correlations: ``core`` = diag(left) U^T Q diag(right): (r_K, r_L).
-
-    K = H Theta H = U diag(k) U^T, H Y = Q diag(s) V^T; ``k`` and the label eigenvalues ``e`` are
-    normalised when asked; left = sqrt(k / (k + m eps)), right = sqrt(e / (e + m eps)).
-    """
-
-    u: torch.Tensor
-    k: torch.Tensor
-    left: torch.Tensor
-    q: torch.Tensor
-    s: torch.Tensor
-    v: torch.Tensor
-    right: torch.Tensor
-
-    @property
-    def core(self) -> torch.Tensor:
-        return self.left[:, None] * (self.u.T @ self.q) * self.right[None, :]
-
-
-def reduce_eq9(theta: torch.Tensor, hy: torch.Tensor, eps: float, normalize: bool = True,
-               labels: str = "linear") -> Reduced | None:
-    """:class:`Reduced` for theta: (m, m) and centred label features hy: (m, c); None when the centred
-    kernel or the labels are zero or not finite."""
-    m = theta.shape[0]
-    k_centred = centre(theta.double())
-    if not torch.isfinite(k_centred).all():
-        return None
-    k, u = _spectrum(k_centred)
-    q, s, vh = torch.linalg.svd(hy.double(), full_matrices=False)
-    keep = s > 1e-10 * s.max().clamp_min(1e-300)
-    q, s, v = q[:, keep], s[keep], vh[keep].T
-    if labels == "balanced":
-        e = torch.ones_like(s)
-    elif labels == "linear":
-        e = s**2
-    else:
-        raise SearchkitError(f"kcc: labels must be 'linear' or 'balanced', got {labels!r}")
-    if k.numel() == 0 or e.numel() == 0:
-        return None
-    if normalize:
-        k = k / (k.sum() / m)
-        e = e / (e.sum() / m)
-    ridge = m * eps
-    return Reduced(u, k, torch.sqrt(k / (k + ridge)), q, s, v, torch.sqrt(e / (e + ridge)))
-
-
-REDUCTIONS = ("max", "rms")
-
-
-def kcc(
+def kcc_tensor(
     theta: torch.Tensor,
     y: torch.Tensor,
     num_classes: int | None = None,
@@ -148,58 +95,95 @@ def kcc(
     normalize: bool = True,
     labels: str = "linear",
     reduce: str = "max",
-) -> float:
-    """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,).
+) -> torch.Tensor:
+    """gamma = lambda_max of eq. (9) for an NTK Gram matrix theta: (m, m) and labels y: (m,), as a
+    float64 scalar tensor differentiable in theta (see the module docstring).
 
     ``labels``: "linear" (L = H Y Y^T H) or "balanced" (L = the projector onto range(H Y)).
     ``reduce``: "max" (the largest canonical correlation, eq. 9) or "rms" (the root mean square of
-    all rank(L) canonical correlations: every label direction counts, not only the best-fitted one).
-
-    Returns :data:`KCC_WORST` when the centred kernel is zero or not finite (a network whose
-    output does not depend on its input, or overflowed).
+    all rank(L) canonical correlations, sqrt(trace(C^T C) / rank L): every label direction counts,
+    not only the best-fitted one; issue 15, question 4).
+    Returns :data:`KCC_WORST` (a constant) when the centred kernel is zero or not finite (a
+    network whose output does not depend on its input, or overflowed) or the labels are constant.
     """
-    if reduce not in REDUCTIONS:
-        raise SearchkitError(f"kcc: reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}")
-    problem = reduce_eq9(theta, label_features(y.to(theta.device), num_classes), eps, normalize, labels)
-    if problem is None:
-        return KCC_WORST
-    core = problem.core
+    m = theta.shape[0]
+    worst = torch.tensor(KCC_WORST, dtype=torch.float64, device=theta.device)
+    k = centre(theta.double())
+    scale = torch.trace(k) / m
+    if not bool(torch.isfinite(k).all()) or not float(scale.detach()) > 0:
+        return worst
+    hy = label_features(y.to(theta.device), num_classes)
+    q, s, _ = torch.linalg.svd(hy, full_matrices=False)
+    label_eig = s**2
+    keep = label_eig > 1e-10 * label_eig.max().clamp_min(1e-300)
+    q, label_eig = q[:, keep], label_eig[keep]
+    if labels == "balanced":
+        label_eig = torch.ones_like(label_eig)
+    elif labels != "linear":
+        raise SearchkitError(f"kcc: labels must be 'linear' or 'balanced', got {labels!r}")
+    if label_eig.numel() == 0:
+        return worst
+    if normalize:
+        k = k / scale
+        label_eig = label_eig / (label_eig.sum() / m)
+    ridge = m * eps
+    d = torch.sqrt(label_eig / (label_eig + ridge))
+    solved = torch.linalg.solve(k + ridge * torch.eye(m, dtype=k.dtype, device=k.device), q)
+    core = d[:, None] * (q.T @ q - ridge * (q.T @ solved)) * d[None, :]
     if reduce == "rms":
-        return float(torch.sqrt((core * core).sum() / problem.s.numel()))
-    return float(torch.linalg.matrix_norm(core, ord=2))
+        return (torch.trace(core) / core.shape[0]).clamp_min(0).sqrt()
+    if reduce != "max":
+        raise SearchkitError(f"kcc: reduce must be 'max' or 'rms', got {reduce!r}")
+    return torch.linalg.eigvalsh((core + core.T) / 2)[-1].clamp_min(0).sqrt()
 
 
-@METRICS.register("kcc")
-@dataclass
+def kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int | None = None, eps: float = 1e-4,
+        normalize: bool = True, labels: str = "linear", reduce: str = "max") -> float:
+    """:func:`kcc_tensor` as a float."""
+    return float(kcc_tensor(theta, y, num_classes, eps, normalize, labels, reduce))
+
+
+@metric("kcc")
 class KCC(NTKMetric):
     """Kernel canonical correlation of the empirical NTK and the labels (seed 000, eq. 9).
 
-    Options: ``eps`` (regulariser), ``normalize`` (trace-normalise both kernels, see above),
-    ``labels`` ("linear" or "balanced" label kernel, see above), and
-    the NTK's ``bn`` / ``output`` / ``chunk_size`` (:mod:`searchkit.metrics.ntk`). Range [0, 1];
-    degenerate networks score :data:`KCC_WORST`.
+    Options: ``eps`` (regulariser, > 0), ``normalize`` (trace-normalise both kernels, see above),
+    ``labels`` ("linear" or "balanced" label kernel, see above), ``reduce`` ("max": eq. 9; "rms":
+    every canonical correlation, see :func:`kcc_tensor`), and the NTK's ``bn`` / ``output``
+    / ``chunk_size`` (:mod:`searchkit.metrics.ntk`). Range [0, 1]; degenerate networks score
+    :data:`KCC_WORST`. Differentiable (NASI): Theta by ``torch.func`` (the batch statistics, if
+    any, held constant) and the closed form above.
     """
 
     eps: float = 1e-4
     normalize: bool = True
-    labels: str = "linear"
-    reduce: str = "max"
+    labels: Literal["linear", "balanced"] = "linear"
+    reduce: Literal["max", "rms"] = "max"
 
-    name = "kcc"
     worst = KCC_WORST
+    quantity = "KCC (eq. 9), in [0, 1]"
+    min_classes = 2
+
+    def check(self) -> None:
+        if not self.eps > 0:
+            raise SearchkitError(f"metric 'kcc' option eps must be > 0, got {self.eps}")
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels,
                    reduce=self.reduce)
 
+    def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
+        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size)
+        return kcc_tensor(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels,
+                          reduce=self.reduce)
 
-@METRICS.register("kcc_crossfit")
-@dataclass
+
+@metric("kcc_crossfit")
 class KCCCrossfit(NTKMetric):
     """Cross-fitted KCC (issue 15; seed 000 section 4 items 1-2): eq. (9) solved on ``folds`` - 1
-    stratified folds of the batch, its witness functions correlated on the held-out fold, averaged
-    over folds (:func:`searchkit.metrics.kcc_variants.crossfit_kcc`). ``posterior``: judge samples of
-    the NTK-GP posterior (eq. 5 and 7) instead of its mean
+    class-stratified folds of the batch, its witness functions correlated on the held-out fold,
+    averaged over the folds (:func:`searchkit.metrics.kcc_variants.crossfit_kcc`). ``posterior``:
+    judge samples of the NTK-GP posterior (eq. 5 and 7) instead of its mean
     (:func:`~searchkit.metrics.kcc_variants.posterior_kcc`). ``eps``, ``normalize``, ``labels`` as
     for :class:`KCC`. Range [-1, 1]; degenerate networks score -1.
     """
@@ -207,14 +191,24 @@ class KCCCrossfit(NTKMetric):
     folds: int = 4
     eps: float = 1e-2
     normalize: bool = True
-    labels: str = "linear"
+    labels: Literal["linear", "balanced"] = "linear"
     posterior: bool = False
 
-    name = "kcc_crossfit"
     worst = -1.0
+    quantity = "cross-fitted KCC, in [-1, 1]"
+    min_classes = 2
+
+    def check(self) -> None:
+        if not self.eps > 0:
+            raise SearchkitError(f"metric 'kcc_crossfit' option eps must be > 0, got {self.eps}")
+        if self.folds < 2:
+            raise SearchkitError(f"metric 'kcc_crossfit' option folds must be at least 2, got {self.folds}")
+
+    def minimum_batch(self) -> int:
+        return 2 * self.folds
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
-        from searchkit.metrics.kcc_variants import crossfit_kcc, posterior_kcc
+        from searchkit.metrics.kcc_variants import crossfit_kcc, posterior_kcc  # it imports this module
 
         score = posterior_kcc if self.posterior else crossfit_kcc
         return score(theta, batch.y, batch.num_classes, folds=self.folds, eps=self.eps, normalize=self.normalize,

@@ -8,8 +8,8 @@ deterministic.
 
 * :func:`canonical_pair` solves eq. (9) on some points and returns its witness functions in a form
   that can be evaluated elsewhere: f(x) = Theta(x, X_fit) alpha and g(y) = y . w (up to constants).
-  The f-side solution of (9) satisfies (K + m eps I) alpha ∝ g on the fit points, so f on new
-  points is the NTK-GP posterior mean of eq. (5), with ridge m eps, of the fitted label direction.
+  The f-side solution of (9) is alpha = (K + m eps I)^-1 g on the fit points, so f on new points
+  is the NTK-GP posterior mean of eq. (5), with ridge m eps, of the fitted label direction.
 * :func:`crossfit_kcc` (section 4 item 2, over-fitting of the witness function): eq. (9) solved on
   k - 1 folds of the batch, the correlation of f and g measured on the held-out fold, averaged over
   the folds: a generalisation estimate rather than a capacity estimate.
@@ -25,10 +25,13 @@ from typing import Iterator
 import torch
 
 from searchkit.errors import SearchkitError
-from searchkit.metrics.kcc import centre, reduce_eq9
+from searchkit.metrics.kcc import centre
 
 #: Score of a network whose fit-fold kernel is zero or not finite (the bottom of [-1, 1]).
 CROSSFIT_WORST = -1.0
+#: Relative singular value below which a label direction counts as null.
+REL_TOL = 1e-10
+LABEL_KERNELS = ("linear", "balanced")
 
 
 def ce_kernel(theta_sum: torch.Tensor, theta_label: torch.Tensor, cross: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -70,18 +73,37 @@ def canonical_pair(theta: torch.Tensor, features: torch.Tensor, eps: float, norm
     (:func:`searchkit.metrics.kcc.kcc`); signs make f and g covary positively on the fit points.
     None when either kernel is zero or not finite.
 
-    With the reduction of :func:`~searchkit.metrics.kcc.reduce_eq9` (K = U diag(k) U^T,
-    H Y = Q diag(s) V^T), gamma is the top singular value of diag(left) U^T Q diag(right), with
-    singular vectors (a, b); then f = K alpha = U (left a) and g = L beta = Q (right b) up to one
-    common scale, i.e. alpha = U (left a / k) and w = V (right b / s).
+    As in :mod:`searchkit.metrics.kcc` (K = H theta H and H Y = Q diag(s) V^T, both normalised,
+    r = n eps, D = diag(sqrt(e / (e + r))) with e the label kernel's eigenvalues), gamma^2 is the top
+    eigenvalue of D Q^T K (K + r I)^-1 Q D, with eigenvector b. The label witness is then
+    g = L beta = Q D b on the fit points, i.e. w = V (D b / s), and the f-side of (9),
+    (K^2 + r K) alpha = gamma K L beta, gives f = K alpha with alpha = (K + r I)^-1 g (up to the
+    common scale, which a correlation ignores): the NTK-GP posterior mean (eq. 5, ridge r) of g.
     """
-    hy = features.double() - features.double().mean(0, keepdim=True)
-    problem = reduce_eq9(theta, hy, eps, normalize, labels)
-    if problem is None:
+    n = theta.shape[0]
+    k = centre(theta.double())
+    scale = torch.trace(k) / n
+    if not bool(torch.isfinite(k).all()) or not float(scale) > 0:
         return None
-    p, sigma, rh = torch.linalg.svd(problem.core)
-    a, b = p[:, 0], rh[0]
-    return problem.u @ (problem.left * a / problem.k), problem.v @ (problem.right * b / problem.s), float(sigma[0])
+    hy = features.double() - features.double().mean(0, keepdim=True)
+    q, s, vh = torch.linalg.svd(hy, full_matrices=False)
+    keep = s > REL_TOL * s.max().clamp_min(1e-300)
+    q, s, v = q[:, keep], s[keep], vh[keep].T
+    if s.numel() == 0:
+        return None
+    if labels not in LABEL_KERNELS:
+        raise SearchkitError(f"labels must be one of {LABEL_KERNELS}, got {labels!r}")
+    e = s**2 if labels == "linear" else torch.ones_like(s)
+    if normalize:
+        k, e = k / scale, e / (e.sum() / n)
+    r = n * eps
+    d = torch.sqrt(e / (e + r))
+    system = k + r * torch.eye(n, dtype=k.dtype)
+    core = d[:, None] * (q.T @ q - r * (q.T @ torch.linalg.solve(system, q))) * d[None, :]
+    values, vectors = torch.linalg.eigh((core + core.T) / 2)
+    b = vectors[:, -1]
+    g = q @ (d * b)
+    return torch.linalg.solve(system, g), v @ (d * b / s), float(values[-1].clamp_min(0).sqrt())
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:

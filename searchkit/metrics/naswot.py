@@ -20,14 +20,13 @@ code everywhere, e.g. a network whose cells are all ``none``), with a warning.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import METRICS, guarded
-from searchkit.metrics.zero_cost import on_net_device, train_forward
+from searchkit.metrics.base import Metric, metric
+from searchkit.metrics.zero_cost import train_forward
 
 #: Lower bound of log|det K_H| for a non-singular integer kernel; singular kernels get it too.
 NASWOT_WORST = 0.0
@@ -65,17 +64,16 @@ def activation_kernel(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return kernel
 
 
-@METRICS.register("naswot")
-@dataclass
-class NASWOT:
+@metric("naswot")
+class NASWOT(Metric):
     """log |det K_H| of the ReLU activation-code kernel (Mellor et al. 2021 v2, sec. 3; see the
     module docstring). BN on batch statistics; higher is better; singular kernels, networks
     without ReLUs and non-finite activations score :data:`NASWOT_WORST`.
     """
 
-    name: str = "naswot"
-    worst: float = NASWOT_WORST
+    worst = NASWOT_WORST
+    quantity = "log|det K_H| (NASWOT)"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        _, logabsdet = torch.linalg.slogdet(activation_kernel(net, on_net_device(net, batch).x))
-        return guarded(self, float(logabsdet))
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        _, logabsdet = torch.linalg.slogdet(activation_kernel(net, batch.x))
+        return float(logabsdet)

@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from searchkit.metrics.base import Metric, is_out_of_memory, memory_option
+
 if TYPE_CHECKING:
     from searchkit.data.base import Batch
 
@@ -156,12 +158,6 @@ def empirical_ntk(
     return gram(jacobian(net, x, bn=bn, output=output, chunk_size=chunk_size), x.shape[0])
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """True for CUDA and CPU allocator failures (the CPU one is a plain RuntimeError)."""
-    text = str(err)
-    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
-
-
 def robust_ntk(
     net: nn.Module, x: torch.Tensor, bn: BNMode, output: OutputMode, chunk_size: int | None = None
 ) -> torch.Tensor:
@@ -180,26 +176,26 @@ def robust_ntk(
 
 
 @dataclass
-class NTKMetric:
+class NTKMetric(Metric):
     """Base of the metrics computed from the empirical NTK Gram matrix Theta: (m, m).
 
-    Subclasses implement :meth:`from_ntk`. Metrics with the same :attr:`ntk_key` on the same
-    network and batch can share one Theta (see :func:`searchkit.metrics.scoring.score_metrics`).
+    Options: the NTK's ``bn`` and ``output`` modes (see the module docstring) and ``chunk_size``
+    (how many vector-Jacobian products run at once: memory only, not in the store key).
+    Subclasses implement :meth:`from_ntk` (or :meth:`score_with` when they need the network
+    too). Metrics with the same :attr:`ntk_key` on the same network and batch share one Theta
+    (:func:`searchkit.metrics.scoring.score_metrics`).
     """
 
     bn: BNMode = "batchstats"
     output: OutputMode = "sum"
-    chunk_size: int | None = None
-
-    name = ""
-    worst = float("-inf")
+    chunk_size: int | None = memory_option(None)
 
     @property
     def ntk_key(self) -> tuple[str, str]:
         return (self.bn, self.output)
 
-    def ntk(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return robust_ntk(net, x, self.bn, self.output, self.chunk_size)
+    def ntk(self, net: nn.Module, batch: "Batch") -> torch.Tensor:
+        return robust_ntk(net, batch.x, self.bn, self.output, self.chunk_size)
 
     def from_ntk(self, theta: torch.Tensor, batch: "Batch") -> float:
         raise NotImplementedError
@@ -208,8 +204,5 @@ class NTKMetric:
         """The score given this network's Theta (most metrics need only Theta)."""
         return self.from_ntk(theta, batch)
 
-    def __call__(self, net: nn.Module, batch: "Batch") -> float:
-        from searchkit.metrics.base import guarded
-
-        batch = batch.to(next(net.parameters()).device)
-        return guarded(self, self.score_with(self.ntk(net, batch.x), net, batch))
+    def compute(self, net: nn.Module, batch: "Batch") -> float:
+        return self.score_with(self.ntk(net, batch), net, batch)

@@ -8,15 +8,14 @@ one NTK computation (:func:`searchkit.metrics.scoring.score_metrics`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import METRICS, guarded
+from searchkit.errors import SearchkitError
+from searchkit.metrics.base import Metric, metric
 from searchkit.metrics.kcc import centre, label_features
 from searchkit.metrics.ntk import NTKMetric, batch_statistics, train_mode
 
@@ -38,40 +37,45 @@ def condition_number(theta: torch.Tensor) -> float:
     return top / max(float(eig[0]), top / COND_CAP)
 
 
-@METRICS.register("ntk_trace")
-@dataclass
+@metric("ntk_trace")
 class NTKTrace(NTKMetric):
-    """M_Trace = sqrt(||Theta_0||_tr / m) (HNAS, seed 003, eq. 4; NASI's objective, seed 002)."""
+    """M_Trace = sqrt(||Theta_0||_tr / m) (HNAS, seed 003, eq. 4; NASI's objective, seed 002).
 
-    name = "ntk_trace"
+    Differentiable form: NASI's approximation of the trace, ||b^-1 sum_x grad L_x||^2 (seed 002,
+    eq. 11-12; :class:`NTKTraceApprox`), which is what NASI's Algorithm 1 optimises: the exact
+    trace would need per-sample gradients of the supernet with their own graph."""
+
     worst = 0.0
+    quantity = "sqrt(NTK trace / m)"
+    unbounded = True
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return math.sqrt(float(torch.trace(theta)) / theta.shape[0])
 
+    def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
+        return loss_gradient_sq_norm(net, batch, frozen_stats=False, create_graph=True)
 
-@METRICS.register("ntk_cond")
-@dataclass
+
+@metric("ntk_cond")
 class NTKCond(NTKMetric):
     """-kappa, kappa = lambda_max(Theta_0) / lambda_min(Theta_0) (TE-NAS, Chen et al. 2021; seed 003
     Theorem 2). Negated: a smaller condition number trains better. Range [-COND_CAP, -1]."""
 
-    name = "ntk_cond"
     worst = -COND_CAP
+    quantity = "-kappa (NTK condition number, negated)"
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return -condition_number(theta)
 
 
-@METRICS.register("ntk_eig_min")
-@dataclass
+@metric("ntk_eig_min")
 class NTKEigMin(NTKMetric):
     """lambda_min(Theta_0) / m, the smallest NTK eigenvalue (EigenNAS, seed 004: a larger minimum
     eigenvalue bounds the generalisation error better). Divided by m so batches of different size
     compare; clamped at 0 (round-off can make it slightly negative)."""
 
-    name = "ntk_eig_min"
     worst = 0.0
+    quantity = "smallest NTK eigenvalue / m"
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return max(float(_eigenvalues(theta)[0]), 0.0) / theta.shape[0]
@@ -86,37 +90,36 @@ def _centred_pair(theta: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torc
     return k / (torch.trace(k) / m), ell / (torch.trace(ell) / m)
 
 
-@METRICS.register("hsic")
-@dataclass
+@metric("hsic")
 class HSIC(NTKMetric):
     """HSIC(K, L) = tr(K L) / (m - 1)^2 with K, L the centred NTK and linear label kernels
     (Gretton et al. 2005; seed 000 section 4), both trace-normalised so it is scale invariant."""
 
-    name = "hsic"
     worst = 0.0
+    quantity = "HSIC of the NTK and the labels"
+    min_classes = 2
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         k, ell = _centred_pair(theta, batch)
         return float((k * ell).sum()) / (theta.shape[0] - 1) ** 2
 
 
-@METRICS.register("kta")
-@dataclass
+@metric("kta")
 class KTA(NTKMetric):
     """Centred kernel-target alignment <K, L>_F / (||K||_F ||L||_F) (Cortes et al. 2012; seed 000
     section 4). In [-1, 1]; invariant to the scale of Theta."""
 
-    name = "kta"
     worst = -1.0
+    quantity = "centred kernel-target alignment, in [-1, 1]"
+    min_classes = 2
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         k, ell = _centred_pair(theta, batch)
         return float((k * ell).sum() / (torch.linalg.norm(k) * torch.linalg.norm(ell)))
 
 
-@METRICS.register("linear_regions")
-@dataclass
-class LinearRegions:
+@metric("linear_regions")
+class LinearRegions(Metric):
     """log(1 + number of linear-region boundaries crossed) along straight segments between pairs of
     scoring images: TE-NAS's expressivity measure (Chen et al. 2021), counted along lines as in
     Hanin & Rolnick 2019 ("Complexity of Linear Regions in Deep Networks").
@@ -132,13 +135,22 @@ class LinearRegions:
     n_pairs: int = 4
     n_points: int = 100
 
-    name = "linear_regions"
     worst = 0.0
+    quantity = "log(1 + linear-region boundaries crossed)"
+
+    def check(self) -> None:
+        if self.n_pairs < 1 or self.n_points < 2:
+            raise SearchkitError(f"metric 'linear_regions' needs n_pairs >= 1 and n_points >= 2, "
+                                 f"got {self.n_pairs} and {self.n_points}")
+
+    def minimum_batch(self) -> int:
+        return 2 * self.n_pairs
 
     def crossings(self, net: nn.Module, batch: Batch) -> int:
         x = batch.x.to(next(net.parameters()).device)
         if x.shape[0] < 2 * self.n_pairs:
-            raise ValueError(f"linear_regions needs a batch of >= {2 * self.n_pairs} images")
+            raise SearchkitError(f"linear_regions needs a scoring batch of >= {2 * self.n_pairs} images "
+                                 f"(2 n_pairs), got {x.shape[0]}; raise the batch size or lower n_pairs")
         buffers = batch_statistics(net, x)
         t = torch.linspace(0, 1, self.n_points, device=x.device).view(-1, 1, 1, 1)
         total = 0
@@ -159,12 +171,11 @@ class LinearRegions:
                 hook.remove()
         return total
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        return guarded(self, math.log1p(self.crossings(net, batch)))
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        return math.log1p(self.crossings(net, batch))
 
 
-@METRICS.register("tenas")
-@dataclass
+@metric("tenas")
 class TENAS(NTKMetric):
     """log(1 + #region boundaries) - log(kappa): TE-NAS's trade-off of expressivity against trainability
     (Chen et al. 2021) as one per-architecture number. TE-NAS itself ranks a population by the
@@ -172,18 +183,21 @@ class TENAS(NTKMetric):
     rank combination of ``linear_regions`` and ``ntk_cond``. Here both enter in log scale, with
     equal weight."""
 
-    name = "tenas"
     worst = -math.log(COND_CAP)
+    quantity = "log(1 + region boundaries) - log(kappa)"
 
     def score_with(self, theta: torch.Tensor, net: nn.Module, batch: Batch) -> float:
-        return LinearRegions()(net, batch) - math.log(condition_number(theta))
+        return LinearRegions().compute(net, batch) - math.log(condition_number(theta))
 
 
-def _loss_gradient_sq_norm(net: nn.Module, batch: Batch, frozen_stats: bool) -> float:
-    """||d L / d theta||_2^2 over all parameters, L = mean cross-entropy on the batch.
+def loss_gradient_sq_norm(net: nn.Module, batch: Batch, frozen_stats: bool,
+                          create_graph: bool = False) -> torch.Tensor:
+    """||d L / d theta||_2^2 over all parameters (a float64 scalar), L = mean cross-entropy on the batch.
 
     ``frozen_stats``: BN normalises with the batch statistics held constant (samples independent,
     so the batch gradient is the mean of per-sample gradients); otherwise train-mode BN.
+    ``create_graph``: keep the graph, so the value is differentiable in whatever the forward
+    depends on besides the parameters (a supernet's architecture weights: NASI's objective).
     """
     params = {k: v.detach().requires_grad_(True) for k, v in net.named_parameters()}
     if frozen_stats:
@@ -194,36 +208,38 @@ def _loss_gradient_sq_norm(net: nn.Module, batch: Batch, frozen_stats: bool) -> 
         buffers = {k: v.clone() for k, v in net.named_buffers()}
         with train_mode(net, True):
             logits = functional_call(net, (params, buffers), (batch.x,))
-    grads = torch.autograd.grad(F.cross_entropy(logits, batch.y), list(params.values()), allow_unused=True)
-    return float(sum((g.double() ** 2).sum() for g in grads if g is not None))
+    grads = torch.autograd.grad(F.cross_entropy(logits, batch.y), list(params.values()), allow_unused=True,
+                                create_graph=create_graph)
+    return sum((g.double() ** 2).sum() for g in grads if g is not None)
 
 
-@METRICS.register("ntk_trace_approx")
-@dataclass
-class NTKTraceApprox:
+@metric("ntk_trace_approx")
+class NTKTraceApprox(Metric):
     """NASI's approximation of the NTK trace, ||b^-1 sum_{x in X_j} grad_theta L_x||_2^2 (seed 002,
     eq. 11-12; the constant m / gamma of eq. 12 is dropped, it does not change rankings). One
-    backward of the mean loss with train-mode BN, as NASI computes it on a mini-batch."""
+    backward of the mean loss with train-mode BN, as NASI computes it on a mini-batch.
+    Differentiable (create_graph): NASI's objective."""
 
-    name = "ntk_trace_approx"
     worst = 0.0
+    quantity = "||mean loss gradient||^2 (NASI's trace approximation)"
+    unbounded = True
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        batch = batch.to(next(net.parameters()).device)
-        return guarded(self, _loss_gradient_sq_norm(net, batch, frozen_stats=False))
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        return float(loss_gradient_sq_norm(net, batch, frozen_stats=False))
+
+    def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
+        return loss_gradient_sq_norm(net, batch, frozen_stats=False, create_graph=True)
 
 
-@METRICS.register("knas")
-@dataclass
-class KNAS:
+@metric("knas")
+class KNAS(Metric):
     """KNAS's mean of the Gram matrix of per-sample loss gradients (Xu et al. 2021, "MGM"):
     (1/m^2) sum_ij <g_i, g_j> = ||(1/m) sum_i g_i||^2, so it is computed exactly by one backward
     of the mean loss with the batch statistics frozen (per-sample gradients are independent).
     It equals ``ntk_trace_approx`` except for the gradient through the BN statistics."""
 
-    name = "knas"
     worst = 0.0
+    quantity = "mean gradient-Gram entry (KNAS MGM)"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        batch = batch.to(next(net.parameters()).device)
-        return guarded(self, _loss_gradient_sq_norm(net, batch, frozen_stats=True))
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        return float(loss_gradient_sq_norm(net, batch, frozen_stats=True))

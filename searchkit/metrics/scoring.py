@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import Metric, guarded
+from searchkit.metrics.base import Metric
 from searchkit.metrics.ntk import NTKMetric
 
 
@@ -26,11 +26,11 @@ def score_metrics(net: nn.Module, batch: Batch, metrics: Mapping[str, Metric]) -
         start = time.perf_counter()
         if isinstance(metric, NTKMetric):
             if metric.ntk_key not in kernels:
-                theta = metric.ntk(net, batch.x)
+                theta = metric.ntk(net, batch)
                 kernels[metric.ntk_key] = (theta, time.perf_counter() - start)
                 start = time.perf_counter()
             theta, ntk_seconds = kernels[metric.ntk_key]
-            value = guarded(metric, metric.score_with(theta, net, batch))
+            value = metric.guard(metric.score_with(theta, net, batch))
             results[label] = (value, ntk_seconds + time.perf_counter() - start)
         else:
             value = metric(net, batch)

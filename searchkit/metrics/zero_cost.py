@@ -29,7 +29,6 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -38,7 +37,7 @@ from torch import nn
 from torch.func import functional_call
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import METRICS, Metric, guarded
+from searchkit.metrics.base import Metric, metric
 from searchkit.metrics.ntk import train_mode
 
 #: Layers whose ``weight`` the per-weight proxies sum over (the references' conv2d + linear).
@@ -54,9 +53,9 @@ NONNEGATIVE_WORST = 0.0
 UNBOUNDED_WORST = -1e8
 
 
-def score(metric: Metric, value: float) -> float:
-    """``guarded(metric, value)``, with an exact 0 (no gradient reached any weight) degenerate too."""
-    return guarded(metric, math.nan if value == 0.0 else value)
+def nonzero(value: float) -> float:
+    """``value``, or NaN (degenerate: the metric's worst) for an exact 0: no gradient reached any weight."""
+    return math.nan if value == 0.0 else value
 
 
 def weighted_modules(net: nn.Module) -> dict[str, nn.Module]:
@@ -115,15 +114,9 @@ def loss_weight_grads(
     return weights, {k: torch.zeros_like(w) if g is None else g for (k, w), g in zip(weights.items(), grads)}
 
 
-def on_net_device(net: nn.Module, batch: Batch) -> Batch:
-    """``batch`` on the device of the network's parameters (unchanged for a parameter-free net)."""
-    first = next(net.parameters(), None)
-    return batch if first is None else batch.to(first.device)
 
-
-@METRICS.register("grad_norm")
-@dataclass
-class GradNorm:
+@metric("grad_norm")
+class GradNorm(Metric):
     """Sum over layers of the loss gradient's norm, sum_l ||dL/dW_l||_2 (Abdelfattah et al. 2021,
     sec. 3). HNAS seed 003 eq. 2 takes one global norm ||(1/m) sum_i grad l_i||_2 instead; we
     follow the zero-cost code that both references ran: per-layer Frobenius norms of the
@@ -133,17 +126,16 @@ class GradNorm:
     degenerate networks score :data:`NONNEGATIVE_WORST`.
     """
 
-    name: str = "grad_norm"
-    worst: float = NONNEGATIVE_WORST
+    worst = NONNEGATIVE_WORST
+    quantity = "sum of per-layer loss-gradient norms"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        _, grads = loss_weight_grads(net, on_net_device(net, batch))
-        return score(self, float(sum(g.norm() for g in grads.values())))
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        _, grads = loss_weight_grads(net, batch)
+        return nonzero(float(sum(g.norm() for g in grads.values())))
 
 
-@METRICS.register("snip")
-@dataclass
-class Snip:
+@metric("snip")
+class Snip(Metric):
     """SNIP connection sensitivity summed over weights, sum_l sum |W_l * dL/dW_l| (Lee et al. 2019,
     sec. 4.1, without its normalisation; Abdelfattah et al. 2021 sec. 3). HNAS seed 003 eq. 3
     takes |theta^T g| / m instead; we follow the zero-cost code (elementwise absolute values).
@@ -152,17 +144,16 @@ class Snip:
     networks score :data:`NONNEGATIVE_WORST`.
     """
 
-    name: str = "snip"
-    worst: float = NONNEGATIVE_WORST
+    worst = NONNEGATIVE_WORST
+    quantity = "SNIP saliency, summed"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        weights, grads = loss_weight_grads(net, on_net_device(net, batch))
-        return score(self, float(sum((w.detach() * grads[k]).abs().sum() for k, w in weights.items())))
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        weights, grads = loss_weight_grads(net, batch)
+        return nonzero(float(sum((w.detach() * grads[k]).abs().sum() for k, w in weights.items())))
 
 
-@METRICS.register("grasp")
-@dataclass
-class Grasp:
+@metric("grasp")
+class Grasp(Metric):
     """GraSP, -sum_l sum W_l * (H g)_l with g = dL/dW and H the Hessian of L over the conv/linear
     weights (Wang et al. 2020, sec. 4, S(-theta) = -theta * H g; Abdelfattah et al. 2021 sec. 3).
 
@@ -175,22 +166,21 @@ class Grasp:
     :data:`UNBOUNDED_WORST`.
     """
 
-    name: str = "grasp"
-    worst: float = UNBOUNDED_WORST
+    worst = UNBOUNDED_WORST
+    quantity = "-theta^T H g (GraSP, negated)"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        weights, grads = loss_weight_grads(net, on_net_device(net, batch), create_graph=True)
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        weights, grads = loss_weight_grads(net, batch, create_graph=True)
         if not any(g.requires_grad for g in grads.values()):
-            return score(self, 0.0)
+            return nonzero(0.0)
         z = sum((g.detach() * g).sum() for g in grads.values() if g.requires_grad)
         hg = torch.autograd.grad(z, list(weights.values()), allow_unused=True)
         theta_hg = sum((w.detach() * h).sum() for w, h in zip(weights.values(), hg) if h is not None)
-        return score(self, -float(theta_hg))
+        return nonzero(-float(theta_hg))
 
 
-@METRICS.register("fisher")
-@dataclass
-class Fisher:
+@metric("fisher")
+class Fisher(Metric):
     """Fisher pruning saliency summed over channels (Theis et al. 2018, sec. 2.1; Turner et al.
     2020), as the zero-cost code computes it on the output a of every conv/linear layer:
 
@@ -204,11 +194,10 @@ class Fisher:
     """
 
     weight_by_fan_in: bool = True
-    name: str = "fisher"
-    worst: float = NONNEGATIVE_WORST
+    worst = NONNEGATIVE_WORST
+    quantity = "Fisher channel saliency, summed"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        batch = on_net_device(net, batch)
+    def compute(self, net: nn.Module, batch: Batch) -> float:
         layers = weighted_modules(net)
         outputs: list[tuple[nn.Module, torch.Tensor]] = []
         with forward_hooks(layers.values(), lambda mod, inp, out: outputs.append((mod, out))):
@@ -222,7 +211,7 @@ class Fisher:
             delta_k = 0.5 * g_nk.pow(2).mean(0)
             fan_in = module.weight[0].numel() if self.weight_by_fan_in else 1
             total += float(delta_k.sum()) * fan_in
-        return score(self, total)
+        return nonzero(total)
 
 
 def without_batchnorm(net: nn.Module) -> nn.Module:
@@ -235,9 +224,8 @@ def without_batchnorm(net: nn.Module) -> nn.Module:
     return clone
 
 
-@METRICS.register("synflow")
-@dataclass
-class Synflow:
+@metric("synflow")
+class Synflow(Metric):
     """Synaptic flow (Tanaka et al. 2020, sec. 6 and Algorithm 1): with every parameter replaced by
     |theta| and BN removed, R = 1^T f(1) for an all-ones input of one sample, and the score is
     sum over conv/linear weights of theta * dR/dtheta (all terms >= 0).
@@ -250,25 +238,24 @@ class Synflow:
     :data:`NONNEGATIVE_WORST`. Data-independent: only the batch's input shape is used.
     """
 
-    name: str = "synflow"
-    worst: float = NONNEGATIVE_WORST
+    worst = NONNEGATIVE_WORST
+    quantity = "synaptic flow (natural scale, not log)"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
+    def compute(self, net: nn.Module, batch: Batch) -> float:
         linear = without_batchnorm(net).double().eval()  # eval only matters for dropout here
         params = {k: v.detach().abs().requires_grad_(True) for k, v in linear.named_parameters()}
         names = weight_names(linear)
         if not names:
-            return score(self, 0.0)
+            return nonzero(0.0)
         ones = torch.ones((1, *batch.x.shape[1:]), dtype=torch.float64, device=params[names[0]].device)
         out = functional_call(linear, params, (ones,)).sum()
         grads = torch.autograd.grad(out, [params[k] for k in names], allow_unused=True)
         total = sum(float((params[k].detach() * g).sum()) for k, g in zip(names, grads) if g is not None)
-        return score(self, total)
+        return nonzero(total)
 
 
-@METRICS.register("jacob_cov")
-@dataclass
-class JacobCov:
+@metric("jacob_cov")
+class JacobCov(Metric):
     """Jacobian covariance (Mellor et al., "Neural Architecture Search without Training",
     arXiv:2006.04647 v1, sec. 3; the zero-cost code's ``jacob_cov``):
 
@@ -284,18 +271,18 @@ class JacobCov:
     """
 
     k: float = 1e-5
-    name: str = "jacob_cov"
-    worst: float = UNBOUNDED_WORST
+    worst = UNBOUNDED_WORST
+    min_batch = 2
+    quantity = "Jacobian covariance score"
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        batch = on_net_device(net, batch)
+    def compute(self, net: nn.Module, batch: Batch) -> float:
         x = batch.x.detach().clone().requires_grad_(True)
         out = train_forward(net, x).sum()
         if not out.requires_grad:  # the output does not depend on the input at all
-            return guarded(self, math.nan)
+            return math.nan
         (jac,) = torch.autograd.grad(out, x)
         corr = torch.corrcoef(jac.reshape(x.shape[0], -1).double())
         if not torch.isfinite(corr).all():
-            return guarded(self, math.nan)
+            return math.nan
         eig = torch.linalg.eigvalsh(corr) + self.k
-        return guarded(self, float(-(eig.log() + 1.0 / eig).sum()))
+        return float(-(eig.log() + 1.0 / eig).sum())

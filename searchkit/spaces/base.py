@@ -1,12 +1,62 @@
-"""The search-space protocol every space implements (see docs/design.md, "Interfaces")."""
+"""The search-space protocol, and the capabilities a space may offer (docs/architecture.md).
+
+Every space samples, mutates, lists neighbours, encodes/decodes and builds architectures.
+Beyond that a space may offer:
+
+* a tabular **benchmark** (:class:`Benchmark`): ground-truth accuracies and recorded training
+  times of its architectures (NAS-Bench-201's table). The engine's validation oracle, table
+  evaluation, ``searchkit correlate`` and ``searchkit benchmark`` use whatever space offers one;
+  nothing compares space names.
+* a **supernet** (one-shot network over all its architectures, for NASI): :meth:`Space.supernet`
+  returns its class (:class:`searchkit.spaces.supernet.SuperNet`: size options, ops, ``derive``).
+
+:class:`Space` is the base with the defaults (no benchmark, no supernet); spaces derive from it.
+"""
 from __future__ import annotations
 
-from typing import Hashable, Protocol, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Hashable, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from torch import nn
 
+from searchkit.errors import SearchkitError
+
+if TYPE_CHECKING:
+    from searchkit.spaces.supernet import SuperNet
+
 Arch = TypeVar("Arch", bound=Hashable)
+
+
+@runtime_checkable
+class Benchmark(Protocol):
+    """Tabular ground truth over a space: architectures by index, accuracies (%) per dataset,
+    split (test, valid) and epochs, the recorded seconds of one training run, and parameter
+    counts (millions).
+
+    ``name``: the benchmark's name; ``source``: where it was read from. ``dataset_for(name)``: the
+    table's dataset for one of our dataset names (``cifar10-valid`` ->
+    ``cifar10``), or None when the table has no results for it.
+    """
+
+    name: str
+    source: str
+
+    def __len__(self) -> int: ...
+
+    def dataset_for(self, name: str) -> str | None: ...
+
+    def index_of(self, arch_str: str) -> int: ...
+
+    def arch_str(self, index: int) -> str: ...
+
+    def accuracy(self, index: int, dataset: str, split: str = "test", epochs: int = 200) -> float: ...
+
+    def column(self, dataset: str, split: str = "test", epochs: int = 200) -> np.ndarray: ...
+
+    def train_time(self, index: int, dataset: str, epochs: int = 200) -> float: ...
+
+    def params(self, index: int, dataset: str) -> float: ...
 
 
 @runtime_checkable
@@ -15,7 +65,9 @@ class SearchSpace(Protocol[Arch]):
 
     Architectures are immutable and hashable, so strategies can keep them in sets and dicts.
     ``encode``/``decode`` round-trip exactly; ``decode`` is strict and raises
-    :class:`searchkit.errors.SearchkitError` with a message naming the problem.
+    :class:`searchkit.errors.SearchkitError` with a message naming the problem. ``neighbours``
+    lists every architecture one :meth:`mutate` step away (local search); ``features`` gives
+    categorical coordinates (edge Hamming distance = the number of differing coordinates).
     """
 
     name: str
@@ -26,8 +78,30 @@ class SearchSpace(Protocol[Arch]):
 
     def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch: ...
 
+    def neighbours(self, arch: Arch) -> list[Arch]: ...
+
+    def features(self, arch: Arch) -> tuple[int, ...]: ...
+
     def encode(self, arch: Arch) -> str: ...
 
     def decode(self, text: str) -> Arch: ...
 
-    def build(self, arch: Arch, num_classes: int, **kwargs) -> nn.Module: ...
+    def build(self, arch: Arch, num_classes: int, **kwargs: Any) -> nn.Module: ...
+
+    def benchmark(self, path: str | Path | None = None) -> Benchmark | None: ...
+
+
+class Space:
+    """Defaults of the optional capabilities: no tabular benchmark, no supernet."""
+
+    name: str = ""
+
+    def benchmark(self, path: str | Path | None = None) -> Benchmark | None:
+        """This space's tabular benchmark (``path``: the user's copy), or None when it has none."""
+        if path is not None:
+            raise SearchkitError(f"the {self.name} space has no tabular benchmark; drop table: {path}")
+        return None
+
+    def supernet(self) -> type[SuperNet]:
+        """The class of this space's one-shot network over all its architectures (NASI)."""
+        raise SearchkitError(f"the {self.name} space has no supernet; NASI searches spaces that have one")

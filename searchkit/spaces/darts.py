@@ -20,7 +20,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,8 +28,12 @@ from torch import nn
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import require_data
+from searchkit.spaces.base import Space
 from searchkit.spaces.darts_ops import OP_FACTORIES, FactorizedReduce, drop_path
 from searchkit.spaces.ops import ReLUConvBN
+
+if TYPE_CHECKING:
+    from searchkit.spaces.darts_supernet import DartsSuperNet
 
 OPS: tuple[str, ...] = (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
@@ -374,7 +378,7 @@ class DartsNetwork(nn.Module):
 # --- the space -----------------------------------------------------------------------------------
 
 
-class DartsSpace:
+class DartsSpace(Space):
     """The DARTS space: strict text/JSON/name codec, sampling, mutation and networks.
 
     ``genotypes``: the published-genotypes JSON (``{name: {"normal": ..., ...}}``) that names in
@@ -493,6 +497,10 @@ class DartsSpace:
         other inputs (node i's pair may move to any of its other i - 2 allowed inputs)."""
         return [self._apply(arch, change) for change in self._changes(arch)]
 
+    def features(self, arch: DartsGenotype) -> tuple[int, ...]:
+        """(op index, input) of every pair of the normal then the reduction cell."""
+        return tuple(v for cell in CELLS for op, j in getattr(arch, cell) for v in (DECODE_OPS.index(op), j))
+
     # --- networks ------------------------------------------------------------------------------------
 
     def build(self, arch: DartsGenotype, num_classes: int, in_channels: int = 3, C: int = 16, layers: int = 5,
@@ -508,3 +516,11 @@ class DartsSpace:
         """
         return DartsNetwork(arch, num_classes, in_channels=in_channels, C=C, layers=layers, auxiliary=auxiliary,
                             drop_path=drop_path, stem_multiplier=stem_multiplier)
+
+    # --- capabilities --------------------------------------------------------------------------
+
+    def supernet(self) -> type[DartsSuperNet]:
+        """NASI's supernet of this space (:class:`~searchkit.spaces.darts_supernet.DartsSuperNet`)."""
+        from searchkit.spaces.darts_supernet import DartsSuperNet
+
+        return DartsSuperNet

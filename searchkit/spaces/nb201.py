@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,7 +19,12 @@ from torch import nn
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import require_data
+from searchkit.spaces.base import Space
 from searchkit.spaces.ops import OP_FACTORIES, ResNetBasicBlock
+
+if TYPE_CHECKING:
+    from searchkit.spaces.nb201_supernet import NB201SuperNet
+    from searchkit.tabular import NB201Table
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -91,8 +97,9 @@ class NB201Network(nn.Module):
         return self.head(self.cells(self.stem(x)))
 
 
-class NB201Space:
-    """The NAS-Bench-201 space: strict string codec, sampling, mutation, official indices, networks.
+class NB201Space(Space):
+    """The NAS-Bench-201 space: strict string codec, sampling, mutation, official indices, networks,
+    and its capabilities: the benchmark table (:meth:`benchmark`) and NASI's supernet.
 
     ``table``: the benchmark table CSV (columns ``index``, ``arch_str``) that defines the official
     index order; by default found as ``nb201/nb201_table.csv`` under :func:`searchkit.paths.find_data`.
@@ -106,6 +113,7 @@ class NB201Space:
         self.table = Path(table).expanduser() if table is not None else None
         self._index_of: dict[NB201Arch, int] | None = None
         self._arch_at: list[NB201Arch] | None = None
+        self._benchmarks: dict[str | None, NB201Table] = {}
 
     # --- string codec -------------------------------------------------------------------
 
@@ -167,6 +175,10 @@ class NB201Space:
             NB201Arch(arch.ops[:k] + (op,) + arch.ops[k + 1:])
             for k in range(len(EDGES)) for op in OPS if op != arch.ops[k]
         ]
+
+    def features(self, arch: NB201Arch) -> tuple[int, ...]:
+        """The op index of every edge (edge Hamming distance = differing coordinates)."""
+        return tuple(OPS.index(op) for op in arch.ops)
 
     # --- integer keys ------------------------------------------------------------------------
 
@@ -240,3 +252,21 @@ class NB201Space:
         benchmark's 200-epoch records are off by one conv op (NATS-Bench issue #36).
         """
         return NB201Network(arch, num_classes, C=C, N=N, in_channels=in_channels)
+
+    # --- capabilities --------------------------------------------------------------------------
+
+    def benchmark(self, path: str | Path | None = None) -> NB201Table:
+        """The NAS-Bench-201 table (``path``: the CSV export or an official ``.pth`` / NATS file;
+        None: the default location), loaded once per path."""
+        from searchkit.tabular import NB201Table
+
+        key = None if path is None else str(path)
+        if key not in self._benchmarks:
+            self._benchmarks[key] = NB201Table.load(path)
+        return self._benchmarks[key]
+
+    def supernet(self) -> type[NB201SuperNet]:
+        """NASI's supernet of this space (:class:`~searchkit.spaces.nb201_supernet.NB201SuperNet`)."""
+        from searchkit.spaces.nb201_supernet import NB201SuperNet
+
+        return NB201SuperNet

@@ -1,129 +1,175 @@
-"""The ask/tell strategy protocol (docs/design.md, "Interfaces").
+"""The strategy protocol: ``ask()`` returns queries, ``tell(query, answer)`` is the one way back.
 
-A strategy sees two oracles through the engine, and the engine, not the strategy, charges each
-answer to the run's budget:
+A strategy proposes; the driver (:class:`searchkit.driver.Driver`) answers each query with an
+oracle and charges its cost to the run's budget. Three kinds of query:
 
-* ``score``: every plain architecture returned by :meth:`Strategy.ask` is scored by the run's
-  training-free metric and told back with ``tell(arch, score)``. A strategy that also needs
-  other metrics of the same network lists their specs in :attr:`Strategy.extra_metrics`
-  (e.g. ``"ntk_cond"``); the engine scores them together (one shared NTK) and calls
-  ``tell_extras(arch, {spec: value})`` just before ``tell``.
-* ``validate``: an architecture wrapped as ``Validate(arch)`` gets the expensive oracle instead
-  (NAS-Bench-201's 12-epoch validation accuracy, charged its simulated training time, or a real
-  short training), told back with ``tell_validation(arch, accuracy)``. A strategy that does this
-  sets :attr:`Strategy.validates`, so the engine opens the oracle (and reports a missing table or
-  validation split) before the search starts.
+* :class:`Score` -- the training-free score of an architecture by the run's metric (for a
+  training-based run, ``metric.name: validation``, the validation accuracy instead, so random
+  search and evolution become the training-based baselines unchanged). The answer's ``extras``
+  hold the strategy's :attr:`Needs.extra_metrics` of the same network (one shared NTK).
+* :class:`Validate` -- the expensive oracle: NAS-Bench-201's short-schedule validation accuracy
+  charged its simulated training time, or a real short training (a hybrid strategy's signal).
+* :class:`OneShot` -- a whole one-shot search (e.g. NASI's supernet) run by the driver, which
+  times it as training-free work; the answer names the architecture it selected.
 
-``ask`` returning an empty list means the strategy has finished. A :class:`OneShotStrategy`
-(e.g. a supernet method) does not ask: the engine calls its :meth:`~OneShotStrategy.search`
-once with the run's data and times the call as training-free work.
+A strategy declares what it needs (:class:`Needs`) so the engine opens the oracles (and reports
+a missing validation split or table) before any work. It is seeded by the
+``np.random.Generator`` it is given and is deterministic given the answers it is told, so a run
+resumes by replaying its history into a fresh strategy. ``ask`` returning [] means it is done.
 
-A strategy is seeded by the ``np.random.Generator`` it is given and is deterministic given the
-answers it is told, so a run can be resumed by replaying the answers of its history into a
-fresh strategy.
+The answer the run reports is the driver's, by one rule for every strategy
+(:class:`searchkit.driver.Incumbent`): the best validated architecture once any was validated,
+else the best scored.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence, TypeVar, Union
 
 import numpy as np
 
+from searchkit.options import check_options
+from searchkit.registry import Registry
 from searchkit.spaces.base import SearchSpace
 
 if TYPE_CHECKING:
     import torch
 
     from searchkit.data.base import Batch, DatasetSplits
+    from searchkit.metrics.base import Metric
 
 
-def distinct_samples(space: SearchSpace, rng: np.random.Generator, size: int) -> list[Any]:
-    """Up to ``size`` distinct uniform samples of ``space``, in draw order (fewer if the space is
-    smaller: at most 50 * size draws)."""
-    members: dict[Any, None] = {}
-    for _ in range(50 * size):
-        if len(members) == size:
-            break
-        members[space.sample(rng)] = None
-    return list(members)
+@dataclass(frozen=True)
+class Score:
+    """Ask for the training-free score of ``arch`` (and the strategy's extra metrics)."""
+
+    arch: Any
+    kind: ClassVar[str] = "score"
 
 
 @dataclass(frozen=True)
 class Validate:
-    """Returned by :meth:`Strategy.ask` to ask for the validate oracle on ``arch``."""
+    """Ask for the validation accuracy (%) of ``arch``."""
 
     arch: Any
+    kind: ClassVar[str] = "validate"
+
+
+@dataclass(frozen=True)
+class OneShot:
+    """Ask the driver to run ``search(context)`` -> (architecture, objective value): a one-shot
+    search whose wall time is training-free work. ``arch`` is unknown until answered."""
+
+    search: Callable[["SearchContext"], tuple[Any, float]]
+    kind: ClassVar[str] = "oneshot"
+    arch: ClassVar[Any] = None
+
+
+Query = Union[Score, Validate, OneShot]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a query returned: the architecture (a one-shot query's selection; else the query's),
+    the value (score, validation accuracy in %, or a one-shot objective) and, for a score, the
+    strategy's extra metrics by spec."""
+
+    arch: Any
+    value: float
+    extras: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a strategy needs from the run: ``extra_metrics`` (specs scored beside the run's
+    metric on the same network), ``validation`` (it asks :class:`Validate` queries),
+    ``training_free`` (it needs a training-free metric: ``metric.name: validation`` is refused),
+    ``gradient`` (the metric's differentiable form, for a one-shot supernet search)."""
+
+    extra_metrics: tuple[str, ...] = ()
+    validation: bool = False
+    training_free: bool = False
+    gradient: bool = False
 
 
 @dataclass
 class SearchContext:
-    """What a one-shot strategy may use: the run's dataset, scoring batch (on ``device``), metric,
+    """What a one-shot search may use: the run's dataset, scoring batch (on ``device``), metric,
     and ``build``: the run's ``space.build`` options, i.e. the size of the network every
     architecture is scored and evaluated at (a supernet should represent that network)."""
 
     splits: DatasetSplits
     batch: Batch
     device: torch.device
-    metric: str
-    metric_options: dict = field(default_factory=dict)
+    metric: Metric
     build: dict = field(default_factory=dict)
 
 
-class Strategy(ABC):
-    """Proposes architectures (``ask``) and learns from their scores (``tell``); higher is better.
+def distinct_samples(space: SearchSpace, rng: np.random.Generator, size: int,
+                     exclude: Any = frozenset()) -> list[Any]:
+    """Up to ``size`` distinct uniform samples of ``space`` not in ``exclude``, in draw order
+    (fewer if the space is smaller: at most 50 * size draws)."""
+    members: dict[Any, None] = {}
+    for _ in range(50 * size):
+        if len(members) == size:
+            break
+        arch = space.sample(rng)
+        if arch not in exclude:
+            members[arch] = None
+    return list(members)
 
-    ``best_arch`` / ``best_score`` is the answer so far; ``selected_by`` says whether it was
-    chosen by training-free score (``"score"``) or by validation accuracy (``"validation"``).
+
+def mean_ranks(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean over columns of each row's rank within its column, divided by n: (n,) in (0, 1]
+    (ties averaged; higher values rank higher). A rank ensemble of several metrics over a
+    population (the sum-of-ranks rule of TE-NAS and of our correlation study)."""
+    from scipy.stats import rankdata
+
+    return np.mean([rankdata(column) for column in columns], axis=0) / len(columns[0])
+
+
+class Strategy(ABC):
+    """Proposes queries (:meth:`ask`) and learns from their answers (:meth:`tell`).
+
+    Subclasses set ``name`` and, if they need more than a metric, :attr:`needs`; options are
+    keyword arguments of ``__init__`` after ``space`` and ``rng`` (type-checked by
+    :func:`searchkit.strategies.get_strategy`).
     """
 
-    name: str = ""
-    extra_metrics: tuple[str, ...] = ()
-    validates: bool = False
-    selected_by: str = "score"
+    name: ClassVar[str] = ""
+    needs: Needs = Needs()
 
     def __init__(self, space: SearchSpace, rng: np.random.Generator) -> None:
         self.space = space
         self.rng = rng
-        self.best_arch: Any = None
-        self.best_score = -np.inf
 
     @abstractmethod
-    def ask(self) -> list[Any]:
-        """Architectures to score (or ``Validate(arch)`` to validate) next; [] when finished."""
-
-    def tell(self, arch: Any, score: float) -> None:
-        """Record the score of an architecture returned by :meth:`ask`."""
-        if score > self.best_score:
-            self.best_arch, self.best_score = arch, score
-
-    def tell_extras(self, arch: Any, extras: dict[str, float]) -> None:
-        """Scores of :attr:`extra_metrics` (spec -> value) of the architecture told next."""
-
-    def tell_validation(self, arch: Any, accuracy: float) -> None:
-        """Record the validation accuracy (%) of an architecture asked for as ``Validate(arch)``."""
-        raise NotImplementedError(f"strategy {self.name!r} does not ask for validations")
-
-    def state_dict(self) -> dict:
-        """Everything needed to continue: the generator state and the best so far (archs encoded)."""
-        return {
-            "rng": self.rng.bit_generator.state,
-            "best": None if self.best_arch is None else self.space.encode(self.best_arch),
-            "best_score": float(self.best_score),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.best_arch = None if state["best"] is None else self.space.decode(state["best"])
-        self.best_score = state["best_score"]
-
-
-class OneShotStrategy(Strategy):
-    """A strategy that searches in one call (e.g. over a supernet) instead of asking."""
-
-    def ask(self) -> list[Any]:
-        raise TypeError(f"{self.name!r} is a one-shot strategy; the engine calls search(context)")
+    def ask(self) -> list[Query]:
+        """Queries to answer next, in order; [] when finished."""
 
     @abstractmethod
-    def search(self, context: SearchContext) -> tuple[Any, float]:
-        """The selected architecture and the strategy's objective at it."""
+    def tell(self, query: Query, answer: Answer) -> None:
+        """The answer to a query returned by :meth:`ask`."""
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+S = TypeVar("S", bound=type)
+
+
+def strategy(name: str) -> Callable[[S], S]:
+    """Class decorator: name ``cls`` and register it as strategy ``name``."""
+
+    def register(cls: S) -> S:
+        cls.name = name
+        STRATEGIES.register(name)(cls)
+        return cls
+
+    return register
+
+
+def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **options: Any) -> Strategy:
+    """The registered strategy ``name`` over ``space``, seeded by ``rng``, configured by ``options``
+    (unknown or mistyped options -> SearchkitError)."""
+    cls = STRATEGIES.get(name)
+    return cls(space, rng, **check_options(f"strategy {name!r}", cls, options, given=("space", "rng")))

@@ -15,7 +15,7 @@ import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Strategy
+from searchkit.strategies.base import Answer, Query, Score, Strategy, strategy
 
 
 def tournament_winner(population: Sequence[tuple[Any, float]], sample_size: int, rng: np.random.Generator) -> Any:
@@ -24,10 +24,9 @@ def tournament_winner(population: Sequence[tuple[Any, float]], sample_size: int,
     return max((population[i] for i in picks), key=lambda member: member[1])[0]
 
 
+@strategy("evolution")
 class RegularizedEvolution(Strategy):
     """Aging evolution with population P and tournament sample size S (S <= P)."""
-
-    name = "evolution"
 
     def __init__(self, space: SearchSpace, rng: np.random.Generator, population: int = 20, sample_size: int = 5) -> None:
         if population < 2 or not 1 <= sample_size <= population:
@@ -39,23 +38,13 @@ class RegularizedEvolution(Strategy):
         self.sample_size = sample_size
         self.population: deque[tuple[Any, float]] = deque()
 
-    def ask(self) -> list[Any]:
+    def ask(self) -> list[Query]:
         if len(self.population) < self.population_size:
-            return [self.space.sample(self.rng)]
+            return [Score(self.space.sample(self.rng))]
         parent = tournament_winner(self.population, self.sample_size, self.rng)
-        return [self.space.mutate(parent, self.rng)]
+        return [Score(self.space.mutate(parent, self.rng))]
 
-    def tell(self, arch: Any, score: float) -> None:
-        super().tell(arch, score)
-        self.population.append((arch, score))
+    def tell(self, query: Query, answer: Answer) -> None:
+        self.population.append((answer.arch, answer.value))
         if len(self.population) > self.population_size:
             self.population.popleft()
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["population"] = [(self.space.encode(a), s) for a, s in self.population]
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.population = deque((self.space.decode(a), s) for a, s in state["population"])

@@ -2,7 +2,7 @@
 Search at Initialization", ICLR 2022 = seed 002, section 3.3, Algorithm 1, appendix B), on the
 NAS-Bench-201 and DARTS spaces.
 
-One machinery for every space: a space's supernet (:mod:`searchkit.strategies.supernets`) exposes
+One machinery for every space: a space's supernet (:meth:`searchkit.spaces.base.Space.supernet`) exposes
 its architecture choices as the rows of a (R, K) matrix with a mask of valid options; NASI keeps
 logits alpha: (R, K) and feeds the supernet one-hot weights from a straight-through
 Gumbel-softmax sample per row (appendix B.3, eq. 42, tau = 1): the forward is the sampled
@@ -34,12 +34,15 @@ nu (appendix B.1): ``nu="fixed"`` uses nu_0 for all steps, by default the mean t
 nu_t = (nu_0 + sum_{tau < t} ||Theta~(A_tau)||_tr) / t (eq. 41), with a "relatively large"
 nu_0, by default 5 x the eq. 40 estimate (the ratio of the paper's DARTS settings, 500 vs 100).
 
-Objective by the run's metric: ``ntk_trace`` / ``ntk_trace_approx`` -> R above (the paper's);
-``kcc`` -> R(A) = KCC(Theta(A)) (seed 000, eq. 9, no constraint), differentiated through the
-empirical NTK (``bn="batchstats"``, per-sample Jacobians with ``torch.func``; the batch
-statistics are constants) and the smooth closed form of :func:`differentiable_kcc`. KCC needs
-the whole m x p Jacobian and its derivative, so it is several times slower per step than the
-trace; it is practical on CPU only with a small supernet and batch (see the benchmark config).
+Objective: the run's metric in its differentiable form (:meth:`searchkit.metrics.base.Metric.differentiable`),
+with the same options the run scores with. ``ntk_trace`` / ``ntk_trace_approx`` -> R above (the
+paper's: their differentiable form is the trace approximation of eq. 11-12); an unbounded metric
+(``Metric.unbounded``, the trace) gets eq. 13's penalty, a bounded one is maximised as it is:
+``kcc`` -> R(A) = KCC(Theta(A)) (seed 000, eq. 9), differentiated through the empirical NTK
+(per-sample Jacobians with ``torch.func``; batch statistics held constant) and KCC's closed form.
+KCC needs the whole m x p Jacobian and its derivative, so it is several times slower per step
+than the trace; it is practical on CPU only with a small supernet and batch (see the benchmark
+config). A metric without a differentiable form is refused before the search starts.
 
 Supernet size: the one-shot architecture represents the search space (section 3.3), so by default
 it is the network the run scores and evaluates, the run's ``space.build`` (NB201: C=16, N=5;
@@ -50,6 +53,14 @@ C=8, N=1, where average pooling raises the trace; searching that small supernet 
 pooling-heavy cells (CIFAR-10 test accuracy of seeds 0-4: 49.0, 89.9, 74.8, 81.2, 87.9 %; at
 full size: 92.6, 87.3, 93.6, 92.0, 93.4 %). Seed 1's weak cell reads two nodes through ``none``;
 with ``exclude_ops=[none]`` it selects a 93.4 % cell instead.
+
+Excluded ops: each supernet names the ops NASI leaves out by default (``SuperNet.excluded``). DARTS
+never has ``none`` (B.2: DARTS never selects it). On NB201 ``none`` is excluded too, a departure:
+the paper has no NB201 experiment, and ``none``'s output is 0 whatever its input, so its
+straight-through gradient d R / d w_none = <dR/d(edge), none(x)> = 0 while the other ops' gradients
+are signed; on any edge where the other ops lower R on average, ``none`` wins the argmax of
+eq. 18's accumulated gradient without ever raising R (4 of 5 full-size seeds selected it; seed 1
+cut node 1 off the input). ``exclude_ops: []`` restores it.
 
 Search cost is the measured wall time of the whole call (the engine times it): on NB201 at full
 size about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20
@@ -68,15 +79,11 @@ from torch import nn
 from searchkit.data import scoring_batch
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
-from searchkit.metrics.kcc import centre, label_features
-from searchkit.metrics.ntk import empirical_ntk, train_mode
 from searchkit.runtime import build_network
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import OneShotStrategy, SearchContext
-from searchkit.strategies.supernets import SUPERNETS, SuperNet
+from searchkit.strategies.base import Answer, Needs, OneShot, Query, SearchContext, Strategy, strategy
+from searchkit.spaces.supernet import SuperNet
 
-TRACE_METRICS = ("ntk_trace", "ntk_trace_approx")
-KCC_METRIC = "kcc"
 NU_MODES = ("fixed", "adaptive")
 
 
@@ -94,53 +101,6 @@ def gumbel_straight_through(logits: torch.Tensor, generator: torch.Generator, ta
     return hard - soft.detach() + soft
 
 
-def trace_norm(net: nn.Module, batch: Batch, differentiable: bool = True) -> torch.Tensor:
-    """||Theta~||_tr = ||grad_theta L||_2^2, L the mean cross-entropy on the batch (eq. 11-12; train-mode
-    BN), a scalar; ``differentiable``: keep the graph (it reaches the supernet's ``weights``)."""
-    params = [p for p in net.parameters() if p.requires_grad]
-    with train_mode(net, True):
-        loss = F.cross_entropy(net(batch.x), batch.y)
-    grads = torch.autograd.grad(loss, params, create_graph=differentiable, allow_unused=True)
-    return sum((g.double() ** 2).sum() for g in grads if g is not None)
-
-
-def differentiable_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int | None, eps: float = 0.1,
-                       normalize: bool = True) -> torch.Tensor:
-    """KCC (seed 000, eq. 9) as a smooth function of Theta: (m, m), equal to
-    :func:`searchkit.metrics.kcc.kcc` but without an eigendecomposition of the m x m kernel.
-
-    With K = U diag(k) U^T the centred (trace-normalised) NTK, H Y = Q diag(s) V^T, r = m eps and
-    D = diag(sqrt(s^2 / (s^2 + r))) (label eigenvalues normalised likewise), kcc's core matrix
-    C = diag(sqrt(k / (k + r))) U^T Q D has C^T C = D Q^T K (K + r I)^-1 Q D, so
-
-        gamma^2 = lambda_max(D Q^T (I - r (K + r I)^-1) Q D),
-
-    a (c-1) x (c-1) eigenproblem; K enters only through a linear solve, whose gradient is smooth.
-    A degenerate kernel (zero or not finite, e.g. a cell of ``none`` ops) gives kcc's worst score,
-    0, as a constant without gradient.
-    """
-    m = theta.shape[0]
-    k = centre(theta.double())
-    scale = torch.trace(k) / m
-    if not torch.isfinite(k).all() or not float(scale.detach()) > 0:
-        return torch.zeros((), dtype=torch.float64, device=theta.device)
-    if normalize:
-        k = k / scale
-    hy = label_features(y.to(theta.device), num_classes)
-    q, s, _ = torch.linalg.svd(hy, full_matrices=False)
-    label_eig = s**2
-    keep = label_eig > 1e-10 * label_eig.max().clamp_min(1e-300)
-    q, label_eig = q[:, keep], label_eig[keep]
-    if normalize:
-        label_eig = label_eig / (label_eig.sum() / m)
-    ridge = m * eps
-    d = torch.sqrt(label_eig / (label_eig + ridge))
-    solved = torch.linalg.solve(k + ridge * torch.eye(m, dtype=k.dtype, device=k.device), q)
-    inner = q.T @ q - ridge * (q.T @ solved)
-    core = d[:, None] * inner * d[None, :]
-    return torch.linalg.eigvalsh((core + core.T) / 2)[-1].clamp_min(0).sqrt()
-
-
 def adaptive_nu(nu0: float, traces: list[float]) -> float:
     """Eq. 41: nu_t = (nu_0 + sum_{tau < t} ||Theta~(A_tau)||_tr) / t, ``traces`` the t - 1 earlier ones."""
     return (nu0 + sum(traces)) / (len(traces) + 1)
@@ -155,61 +115,55 @@ class _Objective:
     penalised: bool
 
 
-class NASI(OneShotStrategy):
+@strategy("nasi")
+class NASI(Strategy):
     """NASI over a space's supernet (see the module docstring for the algorithm and every option).
 
     Options: ``steps`` (T), ``batch_size`` (b; None: the run's scoring batch size), ``mu``
     (penalty coefficient), ``nu`` ("fixed" | "adaptive"), ``nu0`` (None: from eq. 40),
     ``nu_samples`` (N of eq. 40), ``tau`` (Gumbel temperature); supernet size, None: the run's
     ``space.build`` (else the space's defaults): ``C`` (both spaces), ``N`` (NB201 cells per
-    stage), ``layers`` (DARTS cells). ``exclude_ops``: ops removed from every op choice, e.g.
-    ``[none]`` on NB201 (B.2 removes DARTS' zero op because DARTS never selects it; NB201 keeps
-    ``none`` unless this is set).
+    stage), ``layers`` (DARTS cells). ``exclude_ops``: ops removed from every op choice (None: the
+    supernet's ``excluded``, ``none`` on NB201; see the module docstring; ``[]``: none removed).
     """
 
-    name = "nasi"
+    needs = Needs(training_free=True, gradient=True)
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,
         mu: float = 1.0, nu: str = "fixed", nu0: float | None = None, nu_samples: int = 50, tau: float = 1.0,
         C: int | None = None, N: int | None = None, layers: int | None = None, exclude_ops: list[str] | None = None,
     ) -> None:
-        if space.name not in SUPERNETS:
-            raise SearchkitError(f"nasi has supernets for the {', '.join(SUPERNETS)} spaces, not {space.name!r}")
+        supernet = space.supernet()
         if nu not in NU_MODES:
             raise SearchkitError(f"nasi option nu must be one of {', '.join(NU_MODES)}, got {nu!r}")
         size = {key: value for key, value in (("C", C), ("N", N), ("layers", layers)) if value is not None}
         for key in size:
-            if key not in SUPERNETS[space.name].size_defaults:
+            if key not in supernet.size_defaults:
                 raise SearchkitError(f"nasi option {key} does not apply to the {space.name} supernet; its size options "
-                                     f"are {', '.join(SUPERNETS[space.name].size_defaults)}")
+                                     f"are {', '.join(supernet.size_defaults)}")
         if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or any(value < 1 for value in size.values()):
             raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, tau > 0 and supernet sizes >= 1")
         super().__init__(space, rng)
         self.steps, self.batch_size, self.mu, self.nu_mode, self.nu0 = steps, batch_size, mu, nu, nu0
         self.nu_samples, self.tau, self.size = nu_samples, tau, size
-        self.exclude_ops = list(exclude_ops or [])
-        supernet = SUPERNETS[space.name]
+        self.exclude_ops = list(supernet.excluded if exclude_ops is None else exclude_ops)
         unknown = [op for op in self.exclude_ops if op not in supernet.ops]
         if unknown or len(set(supernet.ops) - set(self.exclude_ops)) < supernet.min_ops:
             raise SearchkitError(f"nasi option exclude_ops={self.exclude_ops} must name ops of the {space.name} "
                                  f"supernet ({', '.join(supernet.ops)}) and leave at least {supernet.min_ops}")
         self.nu_used: float | None = None
+        self.done = False
+
+    def ask(self) -> list[Query]:
+        return [] if self.done else [OneShot(self.search)]
+
+    def tell(self, query: Query, answer: Answer) -> None:
+        self.done = True
 
     def _objective(self, context: SearchContext) -> _Objective:
-        if context.metric in TRACE_METRICS:
-            return _Objective(trace_norm, True)
-        if context.metric == KCC_METRIC:
-            options = {k: v for k, v in context.metric_options.items() if k in ("eps", "normalize")}
-
-            def kcc_value(net: nn.Module, batch: Batch) -> torch.Tensor:
-                theta = empirical_ntk(net, batch.x, bn="batchstats", output="sum")
-                return differentiable_kcc(theta, batch.y, batch.num_classes, **options)
-
-            return _Objective(kcc_value, False)
-        raise SearchkitError(
-            f"nasi optimises the NTK trace (metric ntk_trace, eq. 13) or KCC (metric kcc) through its supernet; "
-            f"metric {context.metric!r} has no differentiable supernet form here")
+        """The run's metric, differentiable; eq. 13's penalty for an unbounded one (the trace)."""
+        return _Objective(context.metric.differentiable, type(context.metric).unbounded)
 
     def search(self, context: SearchContext) -> tuple[Any, float]:
         """Algorithm 1; returns the architecture alpha* derives and R of it on the run's scoring batch."""
@@ -225,7 +179,7 @@ class NASI(OneShotStrategy):
         alpha = torch.zeros(net.mask.shape, device=context.device, requires_grad=True)
         nu = self.nu0
         if objective.penalised and nu is None:
-            nu = self.fixed_nu(net, alpha, minibatch, generator)
+            nu = self.fixed_nu(net, alpha, minibatch, generator, objective)
             if self.nu_mode == "adaptive":
                 nu *= 5.0
         traces: list[float] = []
@@ -257,7 +211,7 @@ class NASI(OneShotStrategy):
     def supernet_size(self, context: SearchContext) -> dict[str, int]:
         """The supernet's size options: the strategy's when given, else the run's network
         (``space.build``), else the space's defaults."""
-        size = dict(SUPERNETS[self.space.name].size_defaults)
+        size = dict(self.space.supernet().size_defaults)
         size.update({k: v for k, v in context.build.items() if k in size})
         size.update(self.size)
         return size
@@ -266,25 +220,17 @@ class NASI(OneShotStrategy):
         """The supernet at :meth:`supernet_size`, initialised from ``seed`` (theta_0 of Algorithm 1)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = SUPERNETS[self.space.name](context.splits.num_classes, in_channels=context.splits.input_shape[0],
-                                             **self.supernet_size(context))
+            net = self.space.supernet()(context.splits.num_classes, in_channels=context.splits.input_shape[0],
+                                        **self.supernet_size(context))
         net.exclude_ops(self.exclude_ops)
         return net.to(context.device)
 
     def fixed_nu(self, net: SuperNet, alpha: torch.Tensor, minibatch: Callable[[], Batch],
-                 generator: torch.Generator) -> float:
-        """Eq. 40: the mean trace norm of ``nu_samples`` architectures sampled from alpha_0, each on its own mini-batch."""
+                 generator: torch.Generator, objective: _Objective) -> float:
+        """Eq. 40: the mean objective (the trace norm) of ``nu_samples`` architectures sampled from
+        alpha_0, each on its own mini-batch."""
         values = []
         for _ in range(self.nu_samples):
             net.weights = gumbel_straight_through(alpha.detach(), generator, self.tau, net.mask)
-            values.append(float(trace_norm(net, minibatch(), differentiable=False)))
+            values.append(float(objective.fn(net, minibatch()).detach()))
         return float(np.mean(values))
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["nu_used"] = self.nu_used
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.nu_used = state["nu_used"]

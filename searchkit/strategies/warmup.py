@@ -2,7 +2,9 @@
 accuracy (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021, section 5:
 "zero-cost warmup" of aging evolution).
 
-1. Screen: ``warmup`` distinct uniform samples are scored with the run's training-free metric M.
+1. Screen: ``warmup`` distinct uniform samples are scored with the run's training-free metric M
+   (with ``ensemble``: and those metrics too, ranked together: M is then the mean rank over the
+   screen, the correlation study's rank ensemble; not in the paper).
 2. Warm start: the ``population`` best of them by M are validated, best first (so a budget that
    ends early has validated the most promising ones).
 3. Evolution: regularized evolution (Real et al. 2019) on validation accuracy: a tournament of
@@ -15,43 +17,47 @@ an architecture already validated is answered from the run's history at no cost 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Strategy, Validate, distinct_samples
+from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, Validate, distinct_samples, mean_ranks,
+                                       strategy)
 from searchkit.strategies.evolution import tournament_winner
 
 
+@strategy("warmup")
 class ZeroCostWarmup(Strategy):
     """Training-free screen of ``warmup`` samples, then REA on validation from the top ``population``."""
 
-    name = "warmup"
-    validates = True
-
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, warmup: int = 500, population: int = 10,
-        sample_size: int = 3,
+        sample_size: int = 3, ensemble: Sequence[str] = (),
     ) -> None:
         if warmup < 1 or population < 1 or not 1 <= sample_size <= population or population > warmup:
             raise SearchkitError(f"warmup needs 1 <= population <= warmup and 1 <= sample_size <= population; "
                                  f"got warmup={warmup}, population={population}, sample_size={sample_size}")
         super().__init__(space, rng)
-        self.population_size, self.sample_size = population, sample_size
+        self.population_size, self.sample_size, self.ensemble = population, sample_size, tuple(ensemble)
+        self.needs = Needs(extra_metrics=self.ensemble, validation=True, training_free=True)
         self.screen = distinct_samples(space, rng, warmup)
-        self.scores: dict[Any, float] = {}
+        self.scores: dict[Any, Answer] = {}
         self.population: deque[tuple[Any, float]] = deque()
         self.validated = 0
 
     def _seeds(self) -> list[Any]:
-        """The screened architectures to start the population from, best M first."""
-        ranked = sorted(self.screen, key=lambda arch: -self.scores[arch])
-        return ranked[: self.population_size]
+        """The screened architectures to start the population from, best M first (stable on ties)."""
+        values = np.array([self.scores[arch].value for arch in self.screen], dtype=float)
+        if self.ensemble:
+            values = mean_ranks([values, *(np.array([self.scores[a].extras[spec] for a in self.screen], dtype=float)
+                                           for spec in self.ensemble)])
+        order = np.argsort(-values, kind="stable")
+        return [self.screen[i] for i in order[: self.population_size]]
 
-    def ask(self) -> list[Any]:
-        unscored = [arch for arch in self.screen if arch not in self.scores]
+    def ask(self) -> list[Query]:
+        unscored = [Score(arch) for arch in self.screen if arch not in self.scores]
         if unscored:
             return unscored
         seeds = self._seeds()
@@ -60,31 +66,11 @@ class ZeroCostWarmup(Strategy):
         parent = tournament_winner(self.population, self.sample_size, self.rng)
         return [Validate(self.space.mutate(parent, self.rng))]
 
-    def tell(self, arch: Any, score: float) -> None:
-        self.scores[arch] = score
-        if self.selected_by == "score":
-            super().tell(arch, score)
-
-    def tell_validation(self, arch: Any, accuracy: float) -> None:
+    def tell(self, query: Query, answer: Answer) -> None:
+        if isinstance(query, Score):
+            self.scores[query.arch] = answer
+            return
         self.validated += 1
-        self.population.append((arch, float(accuracy)))
+        self.population.append((query.arch, float(answer.value)))
         if len(self.population) > self.population_size:
             self.population.popleft()
-        if self.selected_by == "score" or accuracy > self.best_score:
-            self.best_arch, self.best_score, self.selected_by = arch, float(accuracy), "validation"
-
-    def state_dict(self) -> dict:
-        encode = self.space.encode
-        state = super().state_dict()
-        state.update(screen=[encode(a) for a in self.screen], scores={encode(a): v for a, v in self.scores.items()},
-                     population=[(encode(a), v) for a, v in self.population], validated=self.validated,
-                     selected_by=self.selected_by)
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        decode = self.space.decode
-        super().load_state_dict(state)
-        self.screen = [decode(s) for s in state["screen"]]
-        self.scores = {decode(s): v for s, v in state["scores"].items()}
-        self.population = deque((decode(s), v) for s, v in state["population"])
-        self.validated, self.selected_by = state["validated"], state["selected_by"]

@@ -33,6 +33,9 @@ DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 SPLITS = ("test", "valid")
 EPOCHS = (200, 12)
 DEFAULT_CSV = "nb201/nb201_table.csv"
+#: searchkit dataset names (:mod:`searchkit.data`) -> the table's dataset.
+DATA_NAMES = {"cifar10": "cifar10", "cifar10-valid": "cifar10", "cifar100": "cifar100",
+              "ImageNet16-120": "ImageNet16-120"}
 
 _ALIASES = {
     "cifar10": "cifar10",
@@ -108,6 +111,8 @@ class NB201Table:
     array of shape (n,), n = 15,625 for the full benchmark; ``source`` names where it came from.
     Accuracies are percent, parameters millions, times seconds.
     """
+
+    name = "NAS-Bench-201"
 
     def __init__(self, arch_strs: list[str], columns: dict[str, np.ndarray], source: str) -> None:
         n = len(arch_strs)
@@ -254,6 +259,11 @@ class NB201Table:
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
         return len(self._arch_strs)
+
+    def dataset_for(self, name: str) -> str | None:
+        """The table's dataset for one of searchkit's dataset names (``cifar10-valid``: CIFAR-10,
+        whose validation accuracies come from that protocol), or None when it has no results."""
+        return DATA_NAMES.get(name)
 
     def _check_index(self, index: int) -> int:
         try:

@@ -1,0 +1,243 @@
+"""The one search loop: a strategy's queries answered by oracles within a budget.
+
+:class:`Driver` owns everything between a strategy and the oracles, for every caller (the engine,
+the benchmark, the tests): dispatch by query kind, the budget, replay of an earlier history
+(resume), prefetching the scores a strategy asks for at once, repeats, and the incumbent.
+
+* Dispatch: each query goes to ``oracles[query.kind]``; the oracle's own ``kind`` is the history
+  row's (a training-based run answers score queries with the validation oracle).
+* Budget (:class:`~searchkit.config.BudgetConfig`): the search stops when the queries answered
+  (repeats included) reach ``archs``, the training-free wall seconds charged reach ``seconds``,
+  or the simulated training seconds reach ``simulated_seconds``; a query whose known cost
+  (``oracle.cost``) would overrun the simulated budget is not started.
+* Repeats: a query answered earlier in the run is answered from its row and charged nothing;
+  :data:`MAX_REPEATS` in a row end the search (a strategy cycling over what it already knows).
+* Replay: the first ``len(replay)`` queries are answered from those rows without any oracle;
+  strategies are deterministic given their answers, so a resumed run equals an uninterrupted
+  one. A query that differs from its row is a resume of another search (SearchkitError).
+* Incumbent (:class:`Incumbent`): the best validated architecture once any was validated, else
+  the best scored; ties keep the earlier.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+from tqdm import tqdm
+
+from searchkit.config import BudgetConfig
+from searchkit.errors import SearchkitError
+from searchkit.spaces.base import SearchSpace
+from searchkit.rundir import HistoryRow
+from searchkit.strategies.base import Answer, OneShot, Query, Score, Strategy
+
+#: A search stops after this many consecutive repeated queries: they are free, so a strategy
+#: cycling over architectures it has already queried would otherwise never end.
+MAX_REPEATS = 1000
+
+
+@dataclass
+class Reply:
+    """An oracle's answer: the value, the strategy's extra metrics, the architecture a one-shot
+    search selected (encoded), and the cost charged: training-free wall ``seconds`` and training
+    ``simulated_seconds`` (the table's recorded time, or a real training's measured time)."""
+
+    value: float
+    seconds: float = 0.0
+    simulated_seconds: float = 0.0
+    extras: dict[str, float] = field(default_factory=dict)
+    arch: str | None = None
+
+
+class Oracle(Protocol):
+    """Answers one kind of query. ``kind``: the history rows it writes (score, validate, oneshot);
+    ``quantity``: what its values are, for messages ("kcc", "validation accuracy (%)")."""
+
+    kind: str
+    quantity: str
+
+    def __call__(self, query: Query, text: str | None) -> Reply: ...
+
+    def cost(self, text: str) -> float | None:
+        """The simulated seconds answering ``text`` will be charged, when known in advance."""
+
+    def prefetch(self, texts: list[str]) -> None:
+        """Start computing these answers ahead (a parallel scorer); a no-op otherwise."""
+
+
+@dataclass
+class Incumbent:
+    """The run's answer so far: the best validated architecture once any was validated, else the
+    best scored (one-shot answers count as scored); ties keep the earlier. Values are kept per
+    row kind with the oracle's quantity, so a number always says what it is."""
+
+    best: dict[str, tuple[float, str, str]] = field(default_factory=dict)  # group -> (value, arch, quantity)
+
+    def update(self, row: HistoryRow, quantity: str) -> None:
+        group = "validate" if row.kind == "validate" else "score"
+        if group not in self.best or row.score > self.best[group][0]:
+            self.best[group] = (row.score, row.arch, quantity)
+
+    @property
+    def _entry(self) -> tuple[float, str, str] | None:
+        return self.best.get("validate") or self.best.get("score")
+
+    @property
+    def arch(self) -> str | None:
+        return None if self._entry is None else self._entry[1]
+
+    @property
+    def value(self) -> float:
+        return float("nan") if self._entry is None else self._entry[0]
+
+    @property
+    def quantity(self) -> str:
+        return "" if self._entry is None else self._entry[2]
+
+    @property
+    def selected_by(self) -> str:
+        """``validation`` or ``score``: which oracle's value chose the answer."""
+        return "validation" if "validate" in self.best else "score"
+
+    def describe(self) -> str:
+        """``kcc=0.9964`` or ``validation accuracy (%)=93.31``."""
+        return "" if self._entry is None else f"{self.quantity}={self.value:.4g}"
+
+
+def incumbent_curve(rows: Iterable[HistoryRow], simulated_only: bool = False) -> list[tuple[float, str]]:
+    """(cumulative search cost, incumbent arch) after every row; cost = training-free wall
+    seconds + simulated seconds (``simulated_only``: simulated training seconds alone)."""
+    incumbent, curve, cost = Incumbent(), [], 0.0
+    for row in rows:
+        cost += row.simulated_seconds + (0.0 if simulated_only else row.seconds)
+        incumbent.update(row, "")
+        curve.append((cost, incumbent.arch))
+    return curve
+
+
+@dataclass
+class SearchLog:
+    """What a driven search produced: every row answered (replayed ones included), the
+    incumbent, and the costs charged (``strategy_seconds``: the strategy's own bookkeeping,
+    e.g. fitting a GP; reported, not budgeted)."""
+
+    history: list[HistoryRow]
+    incumbent: Incumbent
+    seconds: float
+    simulated_seconds: float
+    strategy_seconds: float
+
+    def count(self, kind: str) -> int:
+        return sum(row.kind == kind for row in self.history)
+
+    @property
+    def unique_archs(self) -> int:
+        return len({row.arch for row in self.history})
+
+
+class Driver:
+    """Runs ``strategy`` against ``oracles`` (query kind -> oracle) within ``budget``.
+
+    ``replay``: rows of an earlier run of the same search to answer from; ``record(row)``: called
+    with every newly answered row (the run's history file); ``index(text)``: the architecture's
+    benchmark index for the rows (or None); ``progress``: show a progress bar.
+    """
+
+    def __init__(self, strategy: Strategy, space: SearchSpace, oracles: Mapping[str, Oracle], budget: BudgetConfig,
+                 replay: Sequence[HistoryRow] = (), record: Callable[[HistoryRow], None] = lambda row: None,
+                 index: Callable[[str], int | None] = lambda text: None, progress: bool = False) -> None:
+        self.strategy, self.space, self.oracles, self.budget = strategy, space, oracles, budget
+        self.replay, self.record, self.index, self.progress = list(replay), record, index, progress
+        self.history: list[HistoryRow] = []
+        self.answered: dict[tuple[str, str], HistoryRow] = {}
+        self.incumbent = Incumbent()
+        self.spent = {"seconds": 0.0, "simulated_seconds": 0.0, "strategy": 0.0}
+        self.repeats = 0
+
+    def run(self) -> SearchLog:
+        bar = tqdm(total=self.budget.archs, disable=not self.progress, desc="search", unit="query")
+        try:
+            stopped = False
+            while not stopped and not self.exhausted():
+                asks = self._timed(self.strategy.ask)
+                if not asks:
+                    break
+                self._prefetch(asks)
+                for query in asks:
+                    if self.exhausted():
+                        break
+                    row = self.answer(query)
+                    if row is None:  # the next validation would overrun the simulated budget
+                        stopped = True
+                        break
+                    arch = self.space.decode(row.arch) if isinstance(query, OneShot) else query.arch
+                    self._timed(lambda: self.strategy.tell(query, Answer(arch, row.score, row.extras)))
+                    bar.update(1)
+                    bar.set_postfix_str(f"best {self.incumbent.describe()}")
+        finally:
+            bar.close()
+        return SearchLog(self.history, self.incumbent, self.spent["seconds"], self.spent["simulated_seconds"],
+                         self.spent["strategy"])
+
+    def exhausted(self) -> bool:
+        b, spent = self.budget, self.spent
+        return (self.repeats >= MAX_REPEATS or (b.archs is not None and len(self.history) >= b.archs)
+                or (b.seconds is not None and spent["seconds"] >= b.seconds)
+                or (b.simulated_seconds is not None and spent["simulated_seconds"] >= b.simulated_seconds))
+
+    def answer(self, query: Query) -> HistoryRow | None:
+        """The row answering ``query`` (replayed, repeated or new), or None when a new answer's
+        known cost would overrun the simulated budget. The row is recorded and charged."""
+        oracle = self.oracles.get(query.kind)
+        if oracle is None:
+            raise SearchkitError(f"strategy {self.strategy.name!r} asked a {query.kind} query, which this run "
+                                 f"cannot answer (it answers {', '.join(self.oracles)})")
+        step = len(self.history)
+        text = None if isinstance(query, OneShot) else self.space.encode(query.arch)
+        if step < len(self.replay):
+            row = self.replay[step]
+            if row.kind != oracle.kind or (text is not None and row.arch != text):
+                raise SearchkitError(f"cannot resume: the run's history diverges from this search at step {step}")
+        elif text is not None and (oracle.kind, text) in self.answered:
+            first = self.answered[(oracle.kind, text)]
+            row = HistoryRow(step, text, first.index, first.score, 0.0, True, oracle.kind, extras=dict(first.extras))
+            self.record(row)
+        else:
+            cost = None if text is None else oracle.cost(text)
+            limit = self.budget.simulated_seconds
+            if limit is not None and cost is not None and self.spent["simulated_seconds"] + cost > limit:
+                return None
+            reply = oracle(query, text)
+            text = text if reply.arch is None else reply.arch
+            row = HistoryRow(step, text, self.index(text), reply.value, reply.seconds, False, oracle.kind,
+                             reply.simulated_seconds, dict(reply.extras))
+            self.record(row)
+        self.history.append(row)
+        self.answered.setdefault((row.kind, row.arch), row)
+        self.repeats = self.repeats + 1 if row.cached else 0
+        self.spent["seconds"] += row.seconds
+        self.spent["simulated_seconds"] += row.simulated_seconds
+        self.incumbent.update(row, oracle.quantity)
+        return row
+
+    def _prefetch(self, asks: list[Query]) -> None:
+        """Hand the not yet answered score queries of one ask (within the arch budget) to the
+        score oracle at once, so a parallel scorer works on them together."""
+        oracle = self.oracles.get(Score.kind)
+        if oracle is None:
+            return
+        replayed = {row.arch for row in self.replay}
+        texts = [t for t in dict.fromkeys(self.space.encode(q.arch) for q in asks if isinstance(q, Score))
+                 if (oracle.kind, t) not in self.answered and t not in replayed]
+        if self.budget.archs is not None:
+            texts = texts[:max(0, self.budget.archs - len(self.history))]
+        if texts:
+            oracle.prefetch(texts)
+
+    def _timed(self, call: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.spent["strategy"] += time.perf_counter() - start

@@ -1,0 +1,187 @@
+"""The oracles a search's queries are answered by (:mod:`searchkit.driver`).
+
+* :class:`ScoreOracle`: the run's training-free metric (and the strategy's extra metrics, one
+  shared NTK) on the architecture's seeded network, through the score store
+  (:class:`~searchkit.scoring.ScoreRunner`): a score the store holds is not computed again and
+  is charged the seconds it took then, so costs stay honest whichever run paid first. With a
+  parallel backend, the scores a strategy asks for at once are computed ahead on the workers
+  (:meth:`ScoreOracle.prefetch`); each is still charged its own measured seconds.
+* :class:`TableValidator`: the space's tabular benchmark's ``epochs``-epoch validation accuracy,
+  charged the table's training time as simulated seconds (NAS-Bench-201: 12/200 of the
+  recorded 200-epoch time).
+* :class:`TrainValidator`: a real short training, charged its measured seconds.
+* :class:`OneShotOracle`: runs a one-shot search (NASI) and charges its wall time as
+  training-free work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from searchkit.config import RunConfig
+from searchkit.data.base import DatasetSplits
+from searchkit.driver import Reply
+from searchkit.errors import SearchkitError
+from searchkit.evaluation import evaluate_arch, table_dataset
+from searchkit.metrics.base import Metric
+from searchkit.metrics.ntk import NTKMetric
+from searchkit.scoring import ScoreRunner
+from searchkit.spaces.base import Benchmark, SearchSpace
+from searchkit.strategies.base import OneShot, Query, SearchContext
+
+VALIDATE_METHODS = ("auto", "table", "train")
+
+
+def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]) -> float:
+    """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
+
+    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.scoring.score_metrics`),
+    so a group of them is charged its largest time; every other metric its own.
+    """
+    total, kernels = 0.0, {}
+    for label, metric in metrics.items():
+        if isinstance(metric, NTKMetric):
+            kernels[metric.ntk_key] = max(kernels.get(metric.ntk_key, 0.0), seconds[label])
+        else:
+            total += seconds[label]
+    return total + sum(kernels.values())
+
+
+class OracleDefaults:
+    """The defaults of :class:`~searchkit.driver.Oracle`: a cost unknown in advance, no prefetching."""
+
+    def cost(self, text: str) -> float | None:
+        return None
+
+    def prefetch(self, texts: list[str]) -> None:
+        return None
+
+
+@dataclass
+class ScoreOracle(OracleDefaults):
+    """The score oracle: ``main`` (the run's metric label) and ``extras`` (the strategy's extra
+    metric labels) of the runner's recipe. A computed score is charged the measured time of
+    scoring all its metrics on one network; one the store held is charged
+    :func:`combined_seconds` of the seconds stored with it."""
+
+    runner: ScoreRunner
+    main: str
+    extras: tuple[str, ...] = ()
+    kind: str = "score"
+    _ready: dict[str, tuple[dict[str, tuple[float, float]], float]] = field(default_factory=dict)
+
+    @property
+    def quantity(self) -> str:
+        return self.main
+
+    def prefetch(self, texts: list[str]) -> None:
+        if self.runner.parallel.backend == "serial":
+            return
+        for text, result, seconds in self.runner.scores(texts):
+            if seconds is not None:
+                self._ready[text] = (result, seconds)
+
+    def __call__(self, query: Query, text: str | None) -> Reply:
+        if text in self._ready:
+            result, seconds = self._ready.pop(text)
+        else:
+            ((_, result, seconds),) = self.runner.scores([text])
+        if seconds is None:
+            seconds = combined_seconds(self.runner.context.recipe.metrics, {k: alone for k, (_, alone) in result.items()})
+        return Reply(result[self.main][0], seconds, extras={label: result[label][0] for label in self.extras})
+
+
+@dataclass
+class TableValidator(OracleDefaults):
+    """validate(arch) from a tabular benchmark: the ``epochs``-epoch validation accuracy (%) on
+    ``dataset`` (NB201 CIFAR-10: the ``cifar10-valid`` protocol), charged the table's training
+    time for that many epochs as simulated seconds."""
+
+    table: Benchmark
+    dataset: str
+    epochs: int = 12
+    kind: str = "validate"
+    charged: str = "simulated from the benchmark table's recorded training time"
+
+    @property
+    def quantity(self) -> str:
+        return f"{self.epochs}-epoch validation accuracy (%)"
+
+    def cost(self, text: str) -> float:
+        """The simulated seconds a validation of ``text`` will be charged (known in advance)."""
+        return self.table.train_time(self.table.index_of(text), self.dataset, self.epochs)
+
+    def __call__(self, query: Query, text: str | None) -> Reply:
+        index = self.table.index_of(text)
+        return Reply(self.table.accuracy(index, self.dataset, "valid", self.epochs), simulated_seconds=self.cost(text))
+
+
+@dataclass
+class TrainValidator(OracleDefaults):
+    """validate(arch) by training: ``evaluate.protocol`` for ``validate.epochs`` epochs from
+    ``evaluate.seed``; the validation accuracy (%), charged the MEASURED training seconds (in the
+    budget's and the history's ``simulated_seconds``, the training time charged). ``checkpoint``:
+    where the training in progress is checkpointed (removed when it finishes), so that a resumed
+    search continues an interrupted validation."""
+
+    space: SearchSpace
+    cfg: RunConfig
+    device: torch.device
+    splits: DatasetSplits
+    checkpoint: Path | None = None
+    kind: str = "validate"
+    charged: str = "measured: real trainings on this machine"
+
+    @property
+    def quantity(self) -> str:
+        return f"{self.cfg.validate.epochs}-epoch validation accuracy (%, trained)"
+
+    def __call__(self, query: Query, text: str | None) -> Reply:
+        cfg = dataclasses.replace(self.cfg, evaluate=dataclasses.replace(
+            self.cfg.evaluate, method="train", epochs=self.cfg.validate.epochs))
+        evaluation = evaluate_arch(self.space, query.arch, cfg, None, self.device, self.splits, progress=False,
+                                   checkpoint=self.checkpoint)
+        if self.checkpoint is not None:
+            self.checkpoint.unlink(missing_ok=True)
+        return Reply(float(evaluation.valid_accuracy), simulated_seconds=float(evaluation.details["seconds"]))
+
+
+@dataclass
+class OneShotOracle(OracleDefaults):
+    """Runs a one-shot query's search in ``context``; charged its wall seconds as training-free work."""
+
+    context: SearchContext
+    space: SearchSpace
+    kind: str = "oneshot"
+
+    @property
+    def quantity(self) -> str:
+        return f"one-shot objective ({self.context.metric.name})"
+
+    def __call__(self, query: Query, text: str | None) -> Reply:
+        assert isinstance(query, OneShot)
+        start = time.perf_counter()
+        arch, value = query.search(self.context)
+        return Reply(float(value), time.perf_counter() - start, arch=self.space.encode(arch))
+
+
+def open_validator(cfg: RunConfig, space: SearchSpace, table: Benchmark | None, device: torch.device,
+                   splits: DatasetSplits, checkpoint: Path | None = None) -> Any:
+    """The run's validate oracle (``validate.method``; see :class:`searchkit.config.ValidateConfig`);
+    ``checkpoint``: a training validator's checkpoint file."""
+    method = cfg.validate.method
+    if method not in VALIDATE_METHODS:
+        raise SearchkitError(f"unknown validate.method {method!r}; choose one of {', '.join(VALIDATE_METHODS)}")
+    if method == "table" or (method == "auto" and table is not None and table.dataset_for(cfg.data.name)):
+        return TableValidator(table, table_dataset(cfg, table, "validate.method=table"), cfg.validate.epochs)
+    if splits.valid is None:
+        raise SearchkitError(
+            f"validate.method=train needs a dataset with a validation split; {splits.name!r} has none "
+            "(an image folder: add root/valid/<class>/; or use e.g. cifar10-valid, or validate.method=table "
+            "on a space with a tabular benchmark)")
+    return TrainValidator(space, cfg, device, splits, checkpoint)

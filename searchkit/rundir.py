@@ -1,0 +1,208 @@
+"""A run's output directory: the resolved config, the streamed ``history.csv``, ``best.json``.
+
+``history.csv`` gets one row per oracle query answered, flushed as it is written, so an
+interrupted run loses at most the query in progress and ``--resume DIR`` can replay it.
+Files rewritten whole (``config.yaml``, ``best.json``) are replaced atomically.
+
+A new run directory is checked before any work (:meth:`RunDir.fresh`): a directory that already
+holds a run is refused unless the run is resumed or ``overwrite`` is asked for, and an output
+that cannot be written is a one-line error; nothing is written until the run's inputs are valid.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from searchkit.errors import SearchkitError
+
+TRAIN_CHECKPOINT = "train.ckpt"
+"""A run directory's resumable checkpoint of the final training (search) or the training (evaluate)."""
+VALIDATE_CHECKPOINT = "validate.ckpt"
+"""A run directory's checkpoint of the validation training in progress (removed when it finishes)."""
+HISTORY_FIELDS = ("step", "arch", "index", "score", "seconds", "cached", "kind", "simulated_seconds", "extras")
+KINDS = ("score", "validate", "oneshot")
+
+
+@dataclass
+class HistoryRow:
+    """One oracle query answered: step, canonical arch string, official index (or None), value, cost.
+
+    ``kind``: ``score`` (training-free fitness; ``extras`` holds the strategy's extra metrics),
+    ``validate`` (``score`` is the validation accuracy, %) or ``oneshot`` (a one-shot strategy's
+    whole search; ``score`` is its objective at the selected architecture). ``seconds``: wall
+    time of training-free work charged; ``simulated_seconds``: training time charged. ``cached``:
+    a repeat within the run, answered from its earlier row and charged nothing.
+    """
+
+    step: int
+    arch: str
+    index: int | None
+    score: float
+    seconds: float
+    cached: bool
+    kind: str = "score"
+    simulated_seconds: float = 0.0
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+def _new_columns(raw: dict) -> dict:
+    """``kind``, ``simulated_seconds``, ``extras`` of a history line (absent in older files).
+
+    A line torn inside these columns raises ValueError/TypeError, like one torn earlier."""
+    if "kind" not in raw:
+        return {}
+    if raw["kind"] not in KINDS:
+        raise ValueError(raw["kind"])
+    extras = json.loads(raw["extras"])
+    return {"kind": raw["kind"], "simulated_seconds": float(raw["simulated_seconds"]),
+            "extras": {str(k): float(v) for k, v in extras.items()}}
+
+
+#: The files a run writes into its directory (a score store beside them is a cache, not a run).
+RUN_FILES = ("config.yaml", "history.csv", "best.json", "evaluation.json", TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT)
+
+
+def check_writable(path: str | Path, flag: str = "--out") -> None:
+    """SearchkitError unless ``path`` (a directory, existing or not) can be created and written;
+    creates nothing."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe == path and not path.is_dir():
+        raise SearchkitError(f"cannot write to {path}: it is a file, not a directory; choose another {flag}")
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise SearchkitError(f"cannot write to {path}: {probe} is not writable (read-only or no permission); "
+                             f"choose another {flag}")
+
+
+class RunDir:
+    """A run's output directory (created on demand)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def fresh(cls, path: str | Path, overwrite: bool = False, flag: str = "--out") -> "RunDir":
+        """The directory for a new run at ``path``, checked before any work, nothing written: one
+        that already holds a run is refused (resume it, or pass ``overwrite``), an unwritable one
+        too. With ``overwrite`` the old run's files are removed when :meth:`start` is called."""
+        run = cls(path)
+        held = run.held_files()
+        if held and not overwrite:
+            raise SearchkitError(f"{run.path} already holds a run ({', '.join(held)}); continue it with --resume "
+                                 f"{run.path}, replace it with --overwrite, or choose another {flag}")
+        check_writable(run.path, flag)
+        return run
+
+    def held_files(self) -> list[str]:
+        """The run files (:data:`RUN_FILES`) present in the directory."""
+        return [name for name in RUN_FILES if (self.path / name).exists()]
+
+    def start(self) -> None:
+        """Create the directory, removing an earlier run's files (see :meth:`fresh`)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        for name in self.held_files():
+            (self.path / name).unlink()
+
+    @classmethod
+    def new(cls, name: str, root: str | Path = "runs") -> "RunDir":
+        """``runs/<YYYYmmdd-HHMMSS>-<name>/`` (a numeric suffix keeps two runs in one second apart),
+        checked like :meth:`fresh`; nothing is created."""
+        stem = Path(root) / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"
+        path, n = stem, 1
+        while path.exists():
+            n += 1
+            path = stem.with_name(f"{stem.name}-{n}")
+        check_writable(path)
+        return cls(path)
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunDir":
+        run = cls(path)
+        if not (run.path / "config.yaml").is_file():
+            raise SearchkitError(f"cannot resume {path}: no config.yaml there; pass the directory of an earlier run")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    def write_config(self, config: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.config_path, yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict:
+        return yaml.safe_load(self.config_path.read_text()) or {}
+
+    def read_history(self) -> list[HistoryRow]:
+        """Rows of ``history.csv``; a torn last line (from a kill mid-write) is dropped. Files
+        written before the ``kind``/``simulated_seconds``/``extras`` columns read as score rows."""
+        path = self.path / "history.csv"
+        if not path.exists():
+            return []
+        rows = []
+        for raw in csv.DictReader(complete_lines(path)):
+            try:
+                rows.append(HistoryRow(
+                    step=int(raw["step"]), arch=raw["arch"],
+                    index=int(raw["index"]) if raw["index"] else None,
+                    score=float(raw["score"]), seconds=float(raw["seconds"]),
+                    cached=raw["cached"] == "1",
+                    **_new_columns(raw),
+                ))
+            except (TypeError, ValueError, KeyError):
+                break
+        return rows
+
+    def history_writer(self, rows: list[HistoryRow]) -> "HistoryWriter":
+        """A writer that rewrites ``history.csv`` with ``rows`` (the replayed part) and appends after it."""
+        return HistoryWriter(self.path / "history.csv", rows)
+
+    def write_json(self, name: str, data: dict) -> Path:
+        path = self.path / name
+        write_atomic(path, json.dumps(data, indent=2) + "\n")
+        return path
+
+
+def complete_lines(path: Path) -> list[str]:
+    """The lines of a file written by appending, without a last line torn by a kill (one that
+    does not end with a newline)."""
+    lines = path.read_text().splitlines(keepends=True)
+    return lines[:-1] if lines and not lines[-1].endswith("\n") else lines
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a kill leaves either the old file or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+class HistoryWriter:
+    """Appends :class:`HistoryRow` lines to a CSV file, flushing each one."""
+
+    def __init__(self, path: Path, rows: list[HistoryRow]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        self._handle = tmp.open("w", newline="")
+        self._writer = csv.writer(self._handle)
+        self._writer.writerow(HISTORY_FIELDS)
+        for row in rows:
+            self.append(row)
+        tmp.replace(path)  # the replayed rows appear at once: a kill never loses them
+
+    def append(self, row: HistoryRow) -> None:
+        self._writer.writerow([row.step, row.arch, "" if row.index is None else row.index,
+                               repr(row.score), f"{row.seconds:.4f}", int(row.cached), row.kind,
+                               f"{row.simulated_seconds:.4f}", json.dumps(row.extras, sort_keys=True)])
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()

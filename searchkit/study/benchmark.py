@@ -1,0 +1,157 @@
+"""``searchkit benchmark``: strategies x metrics x seeds on a space with a tabular benchmark, with
+shared scores.
+
+Every run is an ordinary :func:`~searchkit.engine.run_search` in ``OUT/runs/<label>__<metric>__s<seed>/``
+(:class:`~searchkit.study.runs.Study`). Runs that score search a
+:class:`~searchkit.spaces.pool.PoolSpace` of the benchmark's architectures so that training-free
+scores are shared by every strategy and seed: scoring networks are initialised from the
+benchmark's ``init_seed`` (not the run's seed), so a score depends only on the architecture and
+the recipe. Training-based runs (metric ``validation``: table lookups only) and one-shot runs
+(a supernet) search the whole space.
+
+Scores live in the score store (``OUT/scores.db``, or ``--store PATH`` / ``store:`` shared with
+other commands). The ``score_cache`` directories' exports are imported into it first (when their
+recipe matches); then the pool's missing scores are computed (with ``--workers``/``--backend``: in
+parallel, see :mod:`searchkit.workers`) before any run starts, so every run is served from the
+store and charged the seconds each score took to compute.
+
+Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun, or ``--resume OUT``,
+skips the rows already there and resumes an interrupted run from its history), ``OUT/summary.md``
+and ``OUT/anytime.png`` (:mod:`searchkit.study.report`), rewritten after every run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+import yaml
+from tqdm import tqdm
+
+from searchkit.config import RunConfig, config_from_dict
+from searchkit.correlate import sample_indices
+from searchkit.errors import SearchkitError
+from searchkit.metrics import parse_metric
+from searchkit.rundir import check_writable, write_atomic
+from searchkit.runtime import resolve_device
+from searchkit.scoring import ScoreRunner, ScoringRecipe, import_scores
+from searchkit.spaces import get_space
+from searchkit.spaces.base import Benchmark
+from searchkit.spaces.pool import PoolSpace
+from searchkit.store import ScoreStore
+from searchkit.spaces.base import SearchSpace
+from searchkit.strategies import Needs, get_strategy
+from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config
+from searchkit.study.report import REPORTED, plot_anytime, write_summary
+from searchkit.study.runs import Study, dirname
+from searchkit.workers import Parallel
+
+RUN_FIELDS = ("strategy", "metric", "seed", "arch", "index", "selected_by", "score",
+              *(f"{title}_test" for _, title in REPORTED), "wall_seconds", "simulated_seconds",
+              "strategy_seconds", "archs_scored", "validations", "unique_archs", "run")
+
+
+def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int) -> RunConfig:
+    """One run's config: the shared settings with this strategy, metric spec, seed and budget."""
+    config = base.to_dict()
+    config.update(
+        name=f"{entry.title}-{metric}-s{seed}", seed=seed, benchmark={},
+        metric={"name": metric, "options": {}},
+        strategy={"name": entry.name, "options": dict(entry.options)},
+        budget={**config["budget"], **entry.budget},
+    )
+    return config_from_dict(config)
+
+
+def needs(entry: StrategyEntry, space: SearchSpace) -> Needs:
+    """What the entry's strategy, with its options, needs from a run."""
+    return get_strategy(entry.name, space, np.random.default_rng(0), **entry.options).needs
+
+
+def pool_metrics(bench: BenchmarkConfig, space: SearchSpace) -> dict:
+    """Spec -> metric of every score the pool needs: the runs' metrics and their strategies'
+    extra metrics, for the strategies that search the pool (not training-based or one-shot runs)."""
+    specs: set[str] = set()
+    for entry, metric, _ in bench.runs():
+        wants = needs(entry, space)
+        if metric != VALIDATION and not wants.gradient:
+            specs.update((metric, *wants.extra_metrics))
+    return {spec: parse_metric(spec) for spec in sorted(specs)}
+
+
+def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None, progress: bool = True,
+                  store: str | Path | None = None, parallel: Parallel = Parallel()) -> Path:
+    """Run every (strategy, metric, seed) not yet in ``out/runs.csv``; write the reports. Returns ``out``.
+
+    ``store``: the score store (None: the config's ``store``, else ``out/scores.db``); it is
+    recorded in ``out/config.yaml``, which :func:`resume_benchmark` reads. ``parallel``: how the
+    pool's missing scores are computed.
+    """
+    base, bench = load_benchmark_config(config)
+    if seeds is not None:
+        bench = dataclasses.replace(bench, seeds=seeds)
+    if store is not None:
+        base = dataclasses.replace(base, store=str(store))
+    space = get_space(base.space.name)
+    table = space.benchmark(base.table)
+    if table is None:
+        raise SearchkitError(f"the benchmark needs a space with a tabular benchmark (its ground truth); "
+                             f"the {base.space.name} space has none")
+    out = Path(out)
+    check_writable(out)
+    runs = bench.runs()
+    metrics = pool_metrics(bench, space)
+    context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
+    study = Study(out, RUN_FIELDS)
+    with ScoreStore(base.store or out / "scores.db") as db:
+        notes = [import_scores(db, directory, context.recipe.setting()) for directory in bench.score_cache]
+        indices = range(len(table)) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, len(table))
+        texts = [table.arch_str(i) for i in indices]
+        with ScoreRunner(context, db, parallel) as runner:
+            if bench.pool.scored_only:
+                texts = [t for t in texts if runner.stored(t) is not None]
+            elif metrics:
+                for _ in tqdm(runner.scores(texts), desc="pool scores", unit="arch", total=len(texts),
+                              disable=not progress):
+                    pass
+        pool = PoolSpace(space, [space.decode(t) for t in texts])
+        notes.append(f"pool: {len(pool.members)} architectures" + (
+            f" (of {len(indices)}: those scored with {', '.join(metrics)})" if bench.pool.scored_only else ""))
+        done = study.done()
+        todo = [(e, m, s) for e, m, s in runs if dirname(e.title, m, f"s{s}") not in done]
+        for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
+            searches_pool = metric != VALIDATION and not needs(entry, space).gradient
+            name = dirname(entry.title, metric, f"s{seed}")
+            result = study.search(name, run_config(base, entry, metric, seed), space=pool if searches_pool else None,
+                                  store=db)
+            study.record({
+                "strategy": entry.title, "metric": metric, "seed": seed, "arch": result.arch, "index": result.index,
+                "selected_by": result.selected_by, "score": repr(result.score),
+                **{f"{title}_test": table.accuracy(result.index, dataset, "test", 200) for dataset, title in REPORTED},
+                "wall_seconds": f"{result.search_seconds:.3f}", "simulated_seconds": f"{result.simulated_seconds:.3f}",
+                "strategy_seconds": f"{result.strategy_seconds:.3f}", "archs_scored": result.archs_scored,
+                "validations": result.validations, "unique_archs": result.unique_archs, "run": f"runs/{name}",
+            })
+            report(study, base.name, notes, table, len(runs))  # the reports always show the runs finished so far
+    report(study, base.name, notes, table, len(runs))
+    return out
+
+
+def report(study: Study, name: str, notes: list[str], table: Benchmark, total: int) -> None:
+    """``summary.md`` and ``anytime.png`` of the runs in ``runs.csv`` (``total`` planned)."""
+    rows = study.rows()
+    write_summary(study.out, name, rows, [*notes, f"runs finished: {len(rows)} of {total}"], table)
+    plot_anytime(study.out, rows, table)
+
+
+def resume_benchmark(out: str | Path, progress: bool = True, parallel: Parallel = Parallel()) -> Path:
+    """Continue the benchmark in ``out`` with the config (and store) it recorded."""
+    config = Path(out) / "config.yaml"
+    if not config.is_file():
+        raise SearchkitError(f"cannot resume {out}: no config.yaml there; pass the --out directory of an earlier "
+                             "searchkit benchmark")
+    return run_benchmark(config, out, progress=progress, parallel=parallel)

@@ -1,0 +1,81 @@
+"""The schema of a benchmark file (``configs/bench-nb201.yaml``): a run config every run shares,
+plus a ``benchmark:`` section with the matrix of strategies x metrics x seeds."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from searchkit.config import RunConfig, build_section, load_config
+from searchkit.errors import SearchkitError
+from searchkit.metrics import parse_metric
+
+#: The metric of a training-based run (engine.VALIDATION): every query is a validation.
+VALIDATION = "validation"
+
+
+@dataclass
+class StrategyEntry:
+    """One strategy of the benchmark: registry ``name``, ``label`` in the tables, its ``options``,
+    the ``metrics`` it runs with (None: the benchmark's list; ``validation`` for a training-based
+    search) and ``budget`` keys overriding the shared config's."""
+
+    name: str = "random"
+    label: str | None = None
+    options: dict = field(default_factory=dict)
+    metrics: list | None = None
+    budget: dict = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+@dataclass
+class PoolConfig:
+    """The architectures searched: ``n`` drawn with ``seed`` exactly as ``searchkit correlate --n N
+    --seed S`` draws them (null: every architecture of the benchmark); ``scored_only``: keep only
+    those the score store already holds for every metric (a benchmark that computes no new scores)."""
+
+    n: int | None = 1000
+    seed: int = 0
+    scored_only: bool = False
+
+
+@dataclass
+class BenchmarkConfig:
+    """The ``benchmark:`` section: runs use seeds 0 .. seeds-1; ``metrics`` are metric specs (with
+    options, e.g. ``kcc:eps=0.001``); ``score_cache`` lists ``searchkit correlate`` output
+    directories whose scores (their ``scores.csv``, an export of a store) are imported into the
+    benchmark's store first, when their recipe matches."""
+
+    seeds: int = 5
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    score_cache: list = field(default_factory=list)
+    metrics: list = field(default_factory=lambda: ["kcc"])
+    strategies: list = field(default_factory=list)
+
+    def entries(self) -> list[StrategyEntry]:
+        return [build_section(StrategyEntry, entry, f"benchmark.strategies[{i}].")
+                for i, entry in enumerate(self.strategies)]
+
+    def runs(self) -> list[tuple[StrategyEntry, str, int]]:
+        """Every (strategy, metric spec, seed) of the matrix, in order."""
+        return [(entry, metric, seed) for entry in self.entries() for metric in (entry.metrics or self.metrics)
+                for seed in range(self.seeds)]
+
+
+def load_benchmark_config(path: str | Path) -> tuple[RunConfig, BenchmarkConfig]:
+    """(the settings every run shares, the benchmark section) of the YAML at ``path``, every key
+    and metric spec checked. Scoring networks are initialised from the shared ``init_seed`` (0
+    when null) in every run, so a score depends only on the architecture and the recipe."""
+    base = load_config(path)
+    if base.init_seed is None:
+        base = dataclasses.replace(base, init_seed=0)
+    bench = build_section(BenchmarkConfig, base.benchmark, "benchmark.")
+    if bench.seeds < 1 or not bench.entries():
+        raise SearchkitError("the benchmark needs benchmark.seeds >= 1 and at least one entry under benchmark.strategies")
+    for _, metric, _ in bench.runs():
+        if metric != VALIDATION:
+            parse_metric(metric)
+    return base, bench

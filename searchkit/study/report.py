@@ -1,0 +1,160 @@
+"""The benchmark's report: ``summary.md`` (mean +- std over seeds of the selected architectures'
+accuracies and the search cost, beside seed 003's published table) and ``anytime.png``
+(best-so-far accuracy against search cost)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchkit.driver import incumbent_curve
+from searchkit.rundir import RunDir
+from searchkit.spaces.base import Benchmark
+
+#: (table dataset, column title) of the accuracies reported per run.
+REPORTED = (("cifar10", "C10"), ("cifar100", "C100"), ("ImageNet16-120", "IN16"))
+
+#: Seed 003 (Shu et al. 2022), table 3: (name, C10, C100, IN16 test accuracy "mean+-std", cost in GPU seconds).
+PUBLISHED = (
+    ("REA", "93.92 ± 0.30", "71.84 ± 0.99", "45.15 ± 0.89", "12000"),
+    ("RS (w/o sharing)", "93.70 ± 0.36", "71.04 ± 1.07", "44.57 ± 1.25", "12000"),
+    ("NASWOT", "92.96 ± 0.81", "69.98 ± 1.22", "44.44 ± 2.10", "306"),
+    ("TE-NAS", "93.90 ± 0.47", "71.24 ± 0.56", "42.38 ± 0.46", "1558"),
+    ("NASI", "93.55 ± 0.10", "71.20 ± 0.14", "44.84 ± 1.41", "120"),
+    ("HNAS (M_Grad)", "94.04 ± 0.21", "71.75 ± 1.04", "45.91 ± 0.88", "3010"),
+    ("HNAS (M_Trace)", "94.07 ± 0.10", "72.30 ± 0.70", "45.93 ± 0.37", "3006"),
+    ("optimal", "94.37", "73.51", "47.31", "-"),
+)
+
+#: Simulated-second budgets at which the incumbent of a hybrid or training-based run is reported:
+#: ~100 s, Zero-Cost-PT + ZiCo's 432 s, 1,000 s, and the anchors' ~3,051 s (RoBoT; HNAS: 3,006).
+CHECKPOINTS = (100, 432, 1000, 3051)
+
+
+def _mean_std(values: list[float]) -> str:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.2f} ± {np.std(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def anytime_accuracy(rows: list, accuracy: np.ndarray, table: Benchmark, checkpoints: tuple = CHECKPOINTS) -> list[float]:
+    """The incumbent's accuracy (``accuracy[index]``) once at most each checkpoint's simulated
+    training seconds were spent (NaN before any answer). rows: a run's history."""
+    values, position = [], 0
+    curve = incumbent_curve(rows, simulated_only=True)
+    for checkpoint in checkpoints:
+        while position < len(curve) and curve[position][0] <= checkpoint:
+            position += 1
+        values.append(math.nan if position == 0 else float(accuracy[table.index_of(curve[position - 1][1])]))
+    return values
+
+
+def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], table: Benchmark | None = None) -> Path:
+    """``out/summary.md``: one line per (strategy, metric) with mean +- std over seeds, for runs that
+    validate the incumbent's CIFAR-10 test accuracy after each of :data:`CHECKPOINTS` simulated
+    seconds (needs ``table``), then the published rows of seed 003's table 3."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["strategy"], row["metric"]), []).append(row)
+    lines = [
+        f"# NAS-Bench-201 benchmark: {name}", "",
+        "Test accuracy (%) after 200 epochs of the selected architecture (NAS-Bench-201 table), mean ± std "
+        "over seeds (population std). Search cost: **wall** = measured seconds of training-free work on "
+        "this machine (cached scores are charged the seconds they took to compute); **simulated** = "
+        "training time charged for validations (12-epoch queries: 12/200 of the table's 200-epoch time). "
+        "Scores / validations: queries answered per run, repeats included (a repeat is free); unique archs: "
+        "distinct architectures queried.", "",
+        "| strategy | metric | seeds | C10 | C100 | IN16 | wall s | simulated s | scores | validations | unique archs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (strategy, metric), group in groups.items():
+        accuracy = " | ".join(_mean_std([float(r[f"{title}_test"]) for r in group]) for _, title in REPORTED)
+        mean = {key: np.mean([float(r[key]) for r in group])
+                for key in ("wall_seconds", "simulated_seconds", "archs_scored", "validations", "unique_archs")}
+        lines.append(f"| {strategy} | {metric} | {len(group)} | {accuracy} | {mean['wall_seconds']:.1f} | "
+                     f"{mean['simulated_seconds']:.0f} | {mean['archs_scored']:.0f} | {mean['validations']:.1f} | "
+                     f"{mean['unique_archs']:.0f} |")
+    validating = {key: group for key, group in groups.items() if any(float(r["validations"]) for r in group)}
+    if table is not None and validating:
+        accuracy = table.column("cifar10", "test", 200)
+        lines += ["", "Anytime: CIFAR-10 test accuracy of the incumbent once at most N simulated training seconds "
+                  "were spent (mean ± std over seeds; '-' before the first answer):", "",
+                  "| strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
+                  "|---|---|" + "---|" * len(CHECKPOINTS)]
+        for (strategy, metric), group in validating.items():
+            values = np.array([anytime_accuracy(RunDir(out / r["run"]).read_history(), accuracy, table) for r in group])
+            lines.append(f"| {strategy} | {metric} | " + " | ".join(_mean_std(list(column)) for column in values.T) + " |")
+    lines += ["", "Published (seed 003, table 3; cost in GPU seconds on a 1080Ti):", "",
+              "| algorithm | C10 | C100 | IN16 | cost s |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {c10} | {c100} | {in16} | {cost} |" for name, c10, c100, in16, cost in PUBLISHED]
+    lines += ["", "Score caches and pool:", ""] + [f"- {note}" for note in notes]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
+    """``out/anytime.png``: the incumbent's CIFAR-10 test accuracy of every (strategy, metric) row, the
+    mean over seeds with a band from the lowest to the highest seed (a one-shot search: a point
+    with its std). Left: rows that only score, against their training-free wall seconds. Right:
+    rows that validate (hybrid and training-based), against simulated training seconds, with the
+    :data:`CHECKPOINTS` marked (like seed 003, figure 2). Both axes log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    accuracy = table.column("cifar10", "test", 200)
+    panels: dict[bool, dict[str, list[list[tuple[float, float]]]]] = {False: {}, True: {}}
+    for row in rows:
+        history = RunDir(out / row["run"]).read_history()
+        validates = any(r.kind == "validate" for r in history)
+        curve = [(cost, float(accuracy[table.index_of(arch)]))
+                 for cost, arch in incumbent_curve(history, simulated_only=validates)]
+        panels[validates].setdefault(f"{row['strategy']} + {row['metric']}", []).append(curve)
+    shown = [(validates, lines) for validates, lines in panels.items() if lines]
+    optimum = float(np.nanmax(accuracy))
+    fig, axes = plt.subplots(1, len(shown), figsize=(6.4 * len(shown), 4.8), dpi=110, squeeze=False)
+    for ax, (validates, lines) in zip(axes[0], shown):
+        colours = plt.get_cmap("tab10")
+        for k, (label, runs) in enumerate(lines.items()):
+            _draw(ax, runs, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
+        if validates:
+            for checkpoint in CHECKPOINTS:
+                ax.axvline(checkpoint, color="0.6", linewidth=0.6, linestyle=":")
+        ax.axhline(optimum, color="k", linestyle="--", linewidth=0.8)
+        ax.set(xscale="log", xlabel="simulated training seconds" if validates else "training-free wall seconds",
+               title="hybrid and training-based searches" if validates else "training-free searches",
+               ylabel="incumbent's CIFAR-10 test accuracy (%)", ylim=(max(ax.get_ylim()[0], optimum - 6), optimum + 0.4))
+        ax.legend(fontsize=6, loc="lower right", ncol=2)
+    fig.tight_layout()
+    path = out / "anytime.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _draw(ax: Any, runs: list[list[tuple[float, float]]], label: str, style: str, colour: Any) -> None:
+    """Mean incumbent accuracy over seeds (a step line) and its min-max band, where every seed has one."""
+    costs = np.array(sorted({max(c, 1e-2) for curve in runs for c, _ in curve}))
+    values = np.array([[_value_at(curve, c) for c in costs] for curve in runs])
+    defined = ~np.isnan(values).any(0)
+    costs, values = costs[defined], values[:, defined]
+    if len(costs) == 1:
+        ax.errorbar(costs, values.mean(0), yerr=values.std(0), fmt="o", capsize=3, label=label, color=colour)
+        return
+    ax.step(costs, values.mean(0), where="post", linestyle=style, label=label, color=colour)
+    ax.fill_between(costs, values.min(0), values.max(0), step="post", alpha=0.08, color=colour)
+
+
+def _value_at(curve: list[tuple[float, float]], cost: float) -> float:
+    """The incumbent's accuracy once ``cost`` has been spent (NaN before the first answer)."""
+    value = math.nan
+    for spent, accuracy in curve:
+        if max(spent, 1e-2) > cost:
+            break
+        value = accuracy
+    return value
