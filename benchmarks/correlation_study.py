@@ -23,12 +23,13 @@ The KCC variants study of issue 15 (results/correlation/kcc-study) adds, when gi
   ``kcc``, then each group's best on the odd half with intervals against params, naswot, synflow;
 * ``--noise DIR ...``: the noise ceiling, each metric's rank agreement with itself across init
   seeds and across batches, and the mean over k draws against accuracy and cost;
-* ``--darts DIR``: every metric's Spearman against the accuracies of the DARTS CSV;
+* ``--darts DIR ...``: every metric's Spearman against the accuracies of the DARTS CSV;
 * the best rank ensembles containing the chosen KCC (sizes 2 to 4, chosen on the even half).
 
     python benchmarks/correlation_study.py results/correlation/ntk results/correlation/zero_cost \
         results/correlation/kcc-study/nb201 --noise results/correlation/kcc-study/noise/i* \
-        --darts results/correlation/kcc-study/darts --out results/correlation/kcc-study/study.md
+        --darts results/correlation/kcc-study/darts results/correlation/kcc-study/darts/costly \
+        --out results/correlation/kcc-study/study.md
 """
 from __future__ import annotations
 
@@ -242,28 +243,33 @@ def noise_lines(dirs: list[Path], table: NB201Table) -> list[str]:
     return lines + [""]
 
 
-def darts_lines(directory: Path) -> list[str]:
-    """Spearman / Kendall of every column of a DARTS study against the CSV's accuracies."""
+def darts_lines(directories: list[Path]) -> list[str]:
+    """Spearman / Kendall of every column of the DARTS studies against the CSV's accuracies, each on
+    the cells its directory scored."""
     from kcc_study import darts_rows  # benchmarks/ is sys.path[0]
 
-    settings = yaml.safe_load((directory / "settings.yaml").read_text())
-    spec = yaml.safe_load((directory / "study.yaml").read_text())
-    csv_path = (Path(__file__).resolve().parent.parent / spec["archs"]).resolve()
-    accuracy = np.array([acc for _, acc in darts_rows(csv_path)])
-    rows = read_scores(directory / "scores.csv")
-    indices = np.array(sorted(rows))
-    lines = ["## DARTS: the second held-out space (never tuned on)", "",
-             f"{len(indices)} of the {len(accuracy)} cells of `{spec['archs']}` (rank correlation only: its training "
-             f"protocol is undocumented), scored on the proxy network {spec['build']} with a CIFAR-10 batch of "
-             f"{spec['batch_size']}, init seed {spec['init_seed']}. Spearman rho / Kendall tau against the CSV's "
-             "accuracy; s/arch on one core (NTK metrics include the NTK).", "",
-             "| metric | rho / tau | s/arch |", "|---|---|---|"]
-    table_rows = []
-    for label in settings["metrics"]:
-        values = np.array([rows[i][label] for i in indices])
-        r, t = correlations(values, accuracy[indices])
-        table_rows.append((r, f"| {label} | {r:.3f} / {t:.3f} | {np.mean([rows[i][label + '_s'] for i in indices]):.3f} |"))
-    return lines + [line for _, line in sorted(table_rows, key=lambda x: -np.nan_to_num(x[0], nan=-9))] + [""]
+    root = Path(__file__).resolve().parent.parent
+    table_rows, notes = [], []
+    for directory in directories:
+        settings = yaml.safe_load((directory / "settings.yaml").read_text())
+        spec = yaml.safe_load((directory / "study.yaml").read_text())
+        accuracy = np.array([acc for _, acc in darts_rows((root / spec["archs"]).resolve())])
+        rows = read_scores(directory / "scores.csv")
+        indices = np.array(sorted(rows))
+        notes.append(f"`{directory}`: {len(indices)} of the {len(accuracy)} cells")
+        for label in settings["metrics"]:
+            values = np.array([rows[i][label] for i in indices])
+            r, t = correlations(values, accuracy[indices])
+            seconds = np.mean([rows[i][label + "_s"] for i in indices])
+            table_rows.append((r, f"| {label} | {len(indices)} | {r:.3f} / {t:.3f} | {seconds:.3f} |"))
+    spec = yaml.safe_load((directories[0] / "study.yaml").read_text())
+    return ["## DARTS: the second held-out space (never tuned on)", "",
+            f"Cells of `{spec['archs']}` (rank correlation only: its training protocol is undocumented), scored on "
+            f"the proxy network {spec['build']} with a CIFAR-10 batch of {spec['batch_size']}, init seed "
+            f"{spec['init_seed']}: {'; '.join(notes)}. Spearman rho / Kendall tau against the CSV's accuracy; s/arch "
+            "on one core (NTK metrics include the NTK).", "",
+            "| metric | n | rho / tau | s/arch |", "|---|---|---|---|",
+            *(line for _, line in sorted(table_rows, key=lambda x: -np.nan_to_num(x[0], nan=-9))), ""]
 
 
 def kcc_study_lines(dirs: list[Path], columns: dict[str, np.ndarray], indices: np.ndarray, seconds: dict[str, float],
@@ -309,7 +315,8 @@ def main() -> None:
     parser.add_argument("--ensemble-size", type=int, default=3, help="metrics per rank ensemble (default 3)")
     parser.add_argument("--noise", type=Path, nargs="*", default=[],
                         help="noise-ceiling directories (benchmarks/kcc_study.py), one draw each")
-    parser.add_argument("--darts", type=Path, default=None, help="a DARTS study directory (benchmarks/kcc_study.py)")
+    parser.add_argument("--darts", type=Path, nargs="*", default=[],
+                        help="DARTS study directories (benchmarks/kcc_study.py)")
     args = parser.parse_args()
 
     table = NB201Table.load()
@@ -382,7 +389,7 @@ def main() -> None:
     lines += kcc_study_lines(args.dirs, columns, indices, seconds, chosen, singles, accuracy)
     if args.noise:
         lines += noise_lines(args.noise, table)
-    if args.darts is not None:
+    if args.darts:
         lines += darts_lines(args.darts)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -15,6 +15,7 @@ architectures. Its ``study.yaml`` says what to compute:
     extras: [naswot, synflow]   # registry metrics scored on the network itself (not from a Theta)
     metrics: [kcc, kcc|ce, ...] # NTK metric columns scored from the cached Gram matrices (see Column)
     groups: {title: [column, ...]}  # optional: which question each column answers (for the report)
+    limit: 200                  # optional: only the first N architectures (in the order below)
 
 Two steps, each resumable:
 
@@ -213,14 +214,15 @@ class Study:
     def archs(self) -> dict[int, str]:
         """index -> architecture text, in the study's order (NB201: even indices first)."""
         space = self.spec["space"]
+        limit = self.spec.get("limit")
         if space == "nb201":
             from searchkit.tabular import NB201Table
 
             table = NB201Table.load()
-            indices = read_indices(self.archs_path, NUM_ARCHS)
+            indices = read_indices(self.archs_path, NUM_ARCHS)[:limit]
             return {i: table.arch_str(i) for i in sorted(indices, key=lambda i: (i % 2, indices.index(i)))}
         if space == "darts":
-            return {i: text for i, (text, _) in enumerate(darts_rows(self.archs_path))}
+            return {i: text for i, (text, _) in enumerate(darts_rows(self.archs_path)[:limit])}
         raise SystemExit(f"unknown space {space!r}")
 
     def cache_dir(self, cache: Path) -> Path:
