@@ -153,7 +153,8 @@ def held_out_lines(labels: list[str], columns: dict[str, np.ndarray], odd: np.nd
              "|---|" + "---|" * (len(HELD_OUT) + len(compare) * len(baselines))]
     for label in labels:
         cells = [f"{rho(columns[label][odd], accuracy[t][odd]):.3f}" for t in HELD_OUT]
-        cells += [interval_cell(columns[label][odd], columns[b][odd], accuracy[t][odd]) for b in baselines for t in compare]
+        cells += [interval_cell(columns[label][odd], columns[b][odd], accuracy[t][odd])
+                  for b in baselines for t in compare]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -326,7 +327,8 @@ def main() -> None:
     tune_target = accuracy[("cifar10", "valid")]
     kcc_variants = [k for k in columns if is_kcc_variant(k)]
     tuned = {k: (int(even.sum()), rho(columns[k][even], tune_target[even])) for k in kcc_variants}
-    chosen = max((k for k in tuned if not is_control(k)), key=lambda k: tuned[k][1])  # among those scored on both halves
+    # among those scored on both halves
+    chosen = max((k for k in tuned if not is_control(k)), key=lambda k: tuned[k][1])
     # variant -> (the chosen KCC's rho on the variant's architectures, interval of variant - chosen)
     against_chosen = {k: (tuned[chosen][1], *paired_bootstrap(columns[k][even], columns[chosen][even], tune_target[even]))
                       for k in kcc_variants if k != chosen}

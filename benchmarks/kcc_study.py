@@ -81,7 +81,8 @@ DEFAULT_CACHE = Path(os.environ.get("KCC_THETA_CACHE", "/tmp/kcc-thetas"))
 PERMUTATIONS = 3
 
 
-def joint_ntk(net: torch.nn.Module, batch: Batch, outputs: tuple[str, ...] = ("sum", "label")) -> dict[str, torch.Tensor]:
+def joint_ntk(net: torch.nn.Module, batch: Batch,
+              outputs: tuple[str, ...] = ("sum", "label")) -> dict[str, torch.Tensor]:
     """The Gram matrices of per-sample scalars, from one vmapped Jacobian (m, len(outputs), p):
     ``sum``: s_i = sum_k f_k(x_i) (the summed logits, ``output="sum"``), ``label``: t_i = f_{y_i}(x_i)
     (the true-class logit, HNAS's reduction); BN with the batch statistics frozen (``bn="batchstats"``).
@@ -144,8 +145,10 @@ class Column:
             values = [self.metric.from_ntk(grams["sum"], Batch(batch.x, y, batch.num_classes))
                       for y in permuted_labels(batch.y)]
             return self.metric.guard(sum(values) / len(values))
-        theta = {"sum": lambda: grams["sum"], "label": lambda: grams["label"],
-                 "ce": lambda: ce_kernel(grams["sum"], grams["label"], grams["cross"], batch.num_classes)}[self.kernel]()
+        if self.kernel == "ce":
+            theta = ce_kernel(grams["sum"], grams["label"], grams["cross"], batch.num_classes)
+        else:
+            theta = grams[self.kernel]
         return self.metric.guard(self.metric.from_ntk(theta, batch))
 
 

@@ -26,7 +26,8 @@ def study():
 
 def test_joint_ntk_matches_per_sample_loops(study):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 3))
     batch = Batch(torch.randn(6, 3, 5, 5), torch.tensor([0, 1, 2, 2, 1, 0]), 3)
     grams = study.joint_ntk(net, batch)
 

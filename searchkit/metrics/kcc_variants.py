@@ -34,7 +34,8 @@ REL_TOL = 1e-10
 LABEL_KERNELS = ("linear", "balanced")
 
 
-def ce_kernel(theta_sum: torch.Tensor, theta_label: torch.Tensor, cross: torch.Tensor, num_classes: int) -> torch.Tensor:
+def ce_kernel(theta_sum: torch.Tensor, theta_label: torch.Tensor, cross: torch.Tensor,
+              num_classes: int) -> torch.Tensor:
     """Gram matrix of the per-sample cross-entropy gradients at uniform softmax: (m, m) float64.
 
     With p = 1/c, d L_i / d w = (1/c) d s_i - d t_i (s_i = sum_k f_k(x_i), t_i = f_{y_i}(x_i)), so
@@ -126,8 +127,8 @@ def fold_pairs(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: in
         yield fit, held, canonical_pair(theta[fit][:, fit], features[fit], eps, normalize, labels)
 
 
-def crossfit_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4, eps: float = 1e-2,
-                 normalize: bool = True, labels: str = "linear") -> float:
+def crossfit_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4,
+                 eps: float = 1e-2, normalize: bool = True, labels: str = "linear") -> float:
     """Cross-fitted KCC: the mean over ``folds`` stratified folds B of corr(f(X_B), g(Y_B)), with the
     witness functions of eq. (9) fitted on the other folds (:func:`canonical_pair`).
     theta: (m, m), y: (m,) int; ``folds`` as for :func:`fold_pairs`.
@@ -159,8 +160,8 @@ def fit_centred_blocks(theta: torch.Tensor, fit: torch.Tensor, held: torch.Tenso
     return centred[fit][:, fit], centred[held][:, fit], centred[held][:, held]
 
 
-def posterior_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4, eps: float = 1e-2,
-                  normalize: bool = True, labels: str = "linear") -> float:
+def posterior_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4,
+                  eps: float = 1e-2, normalize: bool = True, labels: str = "linear") -> float:
     """Cross-fitted KCC judged on samples of the NTK-GP posterior (mean eq. 5, covariance eq. 7)
     instead of its mean; mean over the folds (``folds`` as for :func:`fold_pairs`). theta: (m, m), y: (m,) int.
 
