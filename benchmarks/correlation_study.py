@@ -171,10 +171,12 @@ def group_lines(groups: dict[str, list[str]], columns: dict[str, np.ndarray], se
         best = max(tuned, key=tuned.get)
         lines += [f"### {title}", "", f"Even half (n = {even.sum()}), Spearman vs CIFAR-10 validation accuracy; "
                   f"the interval is the paired bootstrap of the variant's rho minus `{reference}`'s.", "",
-                  f"| variant | rho (C10 valid, even) | minus {reference}, 95% | s/arch |", "|---|---|---|---|"]
+                  f"| variant | rho (C10 valid, even) | minus {reference}, 95% | median value [quartiles] | s/arch (joint NTK + own) |",
+                  "|---|---|---|---|---|"]
         for k in sorted(labels, key=lambda k: -tuned[k]):
             diff = interval_cell(columns[k][even], columns[reference][even], target) if k != reference else ""
-            lines.append(f"| {k} | {tuned[k]:.3f} | {diff} | {seconds[k]:.2f} |")
+            spread = "{:.3f} [{:.3f}, {:.3f}]".format(*np.percentile(columns[k][even], [50, 25, 75]))
+            lines.append(f"| {k} | {tuned[k]:.3f} | {diff} | {spread} | {seconds[k]:.2f} |")
         lines += ["", f"Best on the even half: `{best}`. Held out (odd half, n = {odd.sum()}):", "",
                   *held_out_lines(list(dict.fromkeys([best, reference])), columns, odd, accuracy, HELD_OUT[:1]), ""]
     return lines

@@ -128,7 +128,7 @@ def fold_pairs(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: in
 
 
 def crossfit_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4,
-                 eps: float = 1e-2, normalize: bool = True, labels: str = "linear") -> float:
+                 eps: float = 1e-4, normalize: bool = True, labels: str = "linear") -> float:
     """Cross-fitted KCC: the mean over ``folds`` stratified folds B of corr(f(X_B), g(Y_B)), with the
     witness functions of eq. (9) fitted on the other folds (:func:`canonical_pair`).
     theta: (m, m), y: (m,) int; ``folds`` as for :func:`fold_pairs`.
@@ -161,7 +161,7 @@ def fit_centred_blocks(theta: torch.Tensor, fit: torch.Tensor, held: torch.Tenso
 
 
 def posterior_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4,
-                  eps: float = 1e-2, normalize: bool = True, labels: str = "linear") -> float:
+                  eps: float = 1e-4, normalize: bool = True, labels: str = "linear") -> float:
     """Cross-fitted KCC judged on samples of the NTK-GP posterior (mean eq. 5, covariance eq. 7)
     instead of its mean; mean over the folds (``folds`` as for :func:`fold_pairs`). theta: (m, m), y: (m,) int.
 
