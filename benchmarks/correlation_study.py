@@ -78,7 +78,7 @@ def load(dirs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str,
 
 
 def is_control(label: str) -> bool:
-    """A column of benchmarks/kcc_study.py on another kernel (``SPEC|label``, ``SPEC|ce``, ``SPEC|permuted``):
+    """A column of benchmarks/kcc_study.py on another kernel (``SPEC|ce``, ``SPEC|permuted``):
     not a deployable metric, so never chosen and never an ensemble member."""
     return "|" in label
 

@@ -33,13 +33,13 @@ column per metric, then its seconds; :func:`searchkit.scoring.scores_header`) an
 ``benchmarks/correlation_study.py``) from whatever the cache holds. A metric's seconds are its
 Theta's seconds plus its own. Missing Thetas are reported, not computed.
 
-A metric column is ``SPEC`` (an NTK metric, e.g. ``kcc_crossfit:eps=0.1``, on the summed-logit NTK that
-``searchkit`` computes for it) or ``SPEC|KERNEL``: the same metric's :meth:`from_ntk` on another cached
-kernel, ``label`` (the NTK of the true-class logit f_{y_i}(x_i), HNAS's reduction; :func:`joint_ntk`),
-``ce`` (the per-sample cross-entropy gradient kernel, :func:`~searchkit.metrics.kcc_variants.ce_kernel`),
-or ``permuted`` (the summed-logit NTK with the labels randomly permuted: a control of how much of a
-score does not need the labels). These are study columns, not metric options: the metric's own NTK
-has no such output modes.
+A metric column is ``SPEC``, an NTK metric with ``bn="batchstats"`` and ``output`` ``sum`` or ``label``
+(e.g. ``kcc_crossfit:eps=0.1``, ``kcc:output=label``), scored from the cached NTK of its output
+(:func:`joint_ntk` computes both: the summed logits and the true-class logit f_{y_i}(x_i), HNAS's
+reduction), or ``SPEC|KERNEL``, an ``output=sum`` metric's :meth:`from_ntk` on another kernel: ``ce``
+(the per-sample cross-entropy gradient kernel, :func:`~searchkit.metrics.kcc_variants.ce_kernel`) or
+``permuted`` (the summed-logit NTK with the labels randomly permuted: a control of how much of a score
+does not need the labels). Those two are study columns, not metric options.
 
 DARTS (``space: darts``): ``archs`` is ``../shared/data/darts/darts_1000_cifar10_valid.csv`` (no header:
 genotype text, CIFAR-10 validation accuracy); the index is the row number. 811 of its 1,000 cells have a
@@ -112,8 +112,8 @@ def joint_ntk(net: torch.nn.Module, batch: Batch,
     return grams
 
 
-#: Kernels a ``SPEC|KERNEL`` column can read besides the summed-logit NTK.
-KERNELS = ("label", "ce", "permuted")
+#: Kernels a ``SPEC|KERNEL`` column can read besides the NTK of the metric's own ``output``.
+KERNELS = ("ce", "permuted")
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,13 @@ class Column:
     def parse(cls, label: str) -> "Column":
         spec, _, kernel = label.partition("|")
         metric = parse_metric(spec)
-        if not isinstance(metric, NTKMetric) or metric.bn != "batchstats" or metric.output != "sum":
+        if not isinstance(metric, NTKMetric) or metric.bn != "batchstats" or metric.output not in ("sum", "label"):
             raise SystemExit(f"{label}: the cache holds the bn=batchstats NTKs of the summed and true-class logits; "
                              f"{spec} is not an NTK metric on them")
-        if kernel and kernel not in KERNELS:
-            raise SystemExit(f"{label}: the kernel after | must be one of {', '.join(KERNELS)}")
-        return cls(label, metric, kernel or "sum")
+        if kernel and (kernel not in KERNELS or metric.output != "sum"):
+            raise SystemExit(f"{label}: the kernel after | must be one of {', '.join(KERNELS)} "
+                             "(for an output=sum metric)")
+        return cls(label, metric, kernel or metric.output)
 
     def value(self, grams: dict[str, torch.Tensor], batch: Batch) -> float:
         """The metric on its kernel (labels permuted for ``permuted``: mean over :func:`permuted_labels`)."""
@@ -351,8 +352,10 @@ def timing(study: Study, n: int, threads: int) -> None:
         position = {i: k for k, i in enumerate(read_indices(study.archs_path, NUM_ARCHS))}
         order.sort(key=lambda kv: position[kv[0]])
     columns = [Column.parse(label) for label in study.spec["metrics"]]
-    ntks = {"sum NTK (searchkit empirical_ntk)": lambda net: {"sum": robust_ntk(net, batch.x, "batchstats", "sum")},
-            "true-class-logit NTK alone": lambda net: joint_ntk(net, batch, ("label",)),
+    ntks = {"summed-logit NTK (searchkit empirical_ntk, the metrics' own)":
+                lambda net: {"sum": robust_ntk(net, batch.x, "batchstats", "sum")},
+            "true-class-logit NTK (searchkit empirical_ntk, output=label)":
+                lambda net: {"label": robust_ntk(net, batch.x, "batchstats", "label", y=batch.y)},
             "joint sum + true-class NTK (the study's cache)": lambda net: joint_ntk(net, batch)}
     seconds: dict[str, list[float]] = {key: [] for key in [*ntks, *(c.label for c in columns)]}
     for _, text in order[:n]:

@@ -39,6 +39,8 @@ def test_joint_ntk_matches_per_sample_loops(study):
     t = rows(lambda i: net(batch.x[i:i + 1])[0, batch.y[i]])
     for key, expected in (("sum", s @ s.T), ("label", t @ t.T), ("cross", s @ t.T)):
         assert torch.allclose(grams[key], expected, rtol=1e-5, atol=1e-7), key
+    label_ntk = empirical_ntk(net, batch.x, output="label", y=batch.y)  # searchkit's own, for kcc:output=label
+    assert torch.allclose(grams["label"], label_ntk, rtol=1e-5, atol=1e-7)
 
 
 def test_joint_ntk_sum_is_the_default_ntk_with_batchnorm(study):

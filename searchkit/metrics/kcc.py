@@ -161,7 +161,7 @@ class KCC(NTKMetric):
     reduce: Literal["max", "rms"] = "max"
 
     worst = KCC_WORST
-    quantity = "KCC (eq. 9), in [0, 1]"
+    quantity = "KCC γ, NTK-label kernel canonical correlation, in [0, 1]"
     min_classes = 2
 
     def check(self) -> None:
@@ -173,7 +173,10 @@ class KCC(NTKMetric):
                    reduce=self.reduce)
 
     def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
-        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size)
+        # the vmap(jacrev) reference keeps the graph to whatever the forward depends on; the fast
+        # path's per-layer contractions do not
+        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size,
+                              y=batch.y, method="reference")
         return kcc_tensor(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels,
                           reduce=self.reduce)
 

@@ -18,8 +18,6 @@ their full training set and split their test set into valid/test halves.
 """
 from __future__ import annotations
 
-import csv
-import operator
 import pickle
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +26,7 @@ import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import data_roots, find_data
+from searchkit.tabular.indexed import IndexedArchs, read_indexed_csv
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 SPLITS = ("test", "valid")
@@ -104,12 +103,13 @@ def _open_api(factory: Callable[[], Any], path: Path) -> Any:
         ) from None
 
 
-class NB201Table:
+class NB201Table(IndexedArchs):
     """All NAS-Bench-201 ground truth as numpy columns indexed by the official architecture index.
 
     ``columns`` maps a CSV column name (e.g. ``c10_test_acc_200ep``) to a read-only float64
     array of shape (n,), n = 15,625 for the full benchmark; ``source`` names where it came from.
-    Accuracies are percent, parameters millions, times seconds.
+    Accuracies are percent, parameters millions, times seconds. Index and arch-string lookups:
+    :class:`~searchkit.tabular.indexed.IndexedArchs`.
     """
 
     name = "NAS-Bench-201"
@@ -119,7 +119,7 @@ class NB201Table:
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
             raise SearchkitError(f"{source}: missing columns {', '.join(missing)}; {_FORMAT_HINT}")
-        self.source = source
+        super().__init__(arch_strs, source)
         self.columns: dict[str, np.ndarray] = {}
         for name, values in columns.items():
             arr = np.asarray(values, dtype=np.float64)
@@ -129,11 +129,6 @@ class NB201Table:
                 )
             arr.flags.writeable = False
             self.columns[name] = arr
-        self._arch_strs = list(arch_strs)
-        self._index = {s: i for i, s in enumerate(self._arch_strs)}
-        if len(self._index) != n:
-            dup = next(s for i, s in enumerate(self._arch_strs) if self._index[s] != i)
-            raise SearchkitError(f"{source}: architecture {dup} appears more than once")
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -164,39 +159,8 @@ class NB201Table:
 
     @classmethod
     def _from_csv(cls, path: Path) -> "NB201Table":
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
-                header = next(reader, None)
-                rows = list(reader)
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise SearchkitError(f"{path} is not a readable CSV ({e}); {_FORMAT_HINT}") from None
-        if not header or not rows:
-            raise SearchkitError(f"{path} has no header or no rows; {_FORMAT_HINT}")
-        missing = [c for c in ("index", "arch_str", *REQUIRED_COLUMNS) if c not in header]
-        if missing:
-            raise SearchkitError(f"{path}: missing columns {', '.join(missing)}; {_FORMAT_HINT}")
-        bad = next((i for i, r in enumerate(rows) if len(r) != len(header)), None)
-        if bad is not None:
-            raise SearchkitError(
-                f"{path} line {bad + 2}: {len(rows[bad])} fields, header has {len(header)}"
-            )
-        cols = {}
-        for name, texts in zip(header, zip(*rows)):
-            if name == "arch_str":
-                arch = texts
-                continue
-            try:
-                cols[name] = np.array(texts, dtype=np.float64)
-            except ValueError as e:
-                raise SearchkitError(f"{path}: column {name} is not all numbers ({e})") from None
-        index = cols.pop("index")
-        order = np.argsort(index, kind="stable")
-        if not np.array_equal(index[order], np.arange(len(rows))):
-            raise SearchkitError(
-                f"{path}: column 'index' must hold each of 0..{len(rows) - 1} once"
-            )
-        return cls([arch[i] for i in order], {k: v[order] for k, v in cols.items()}, str(path))
+        arch_strs, cols = read_indexed_csv(path, REQUIRED_COLUMNS, _FORMAT_HINT)
+        return cls(arch_strs, cols, str(path))
 
     @classmethod
     def _from_nb201_pth(cls, path: Path) -> "NB201Table":
@@ -257,42 +221,16 @@ class NB201Table:
         return cls([api[i] for i in range(n)], cols, source)
 
     # ------------------------------------------------------------------ queries
-    def __len__(self) -> int:
-        return len(self._arch_strs)
-
     def dataset_for(self, name: str) -> str | None:
         """The table's dataset for one of searchkit's dataset names (``cifar10-valid``: CIFAR-10,
         whose validation accuracies come from that protocol), or None when it has no results."""
         return DATA_NAMES.get(name)
-
-    def _check_index(self, index: int) -> int:
-        try:
-            i = operator.index(index)
-        except TypeError:
-            raise SearchkitError(f"architecture index must be an integer, got {index!r}") from None
-        if not 0 <= i < len(self):
-            raise SearchkitError(f"architecture index {i} out of range 0..{len(self) - 1}")
-        return i
 
     def _value(self, column: str, index: int) -> float:
         value = float(self.columns[column][self._check_index(index)])
         if np.isnan(value):
             raise SearchkitError(f"{self.source} has no value of {column} for architecture {index}")
         return value
-
-    def index_of(self, arch_str: str) -> int:
-        """Official index of an arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
-        try:
-            return self._index[arch_str.strip()]
-        except (KeyError, AttributeError):
-            raise SearchkitError(
-                f"{arch_str!r} is not a NAS-Bench-201 architecture string; expected e.g. "
-                f"{self._arch_strs[0]}"
-            ) from None
-
-    def arch_str(self, index: int) -> str:
-        """Official arch string of an index."""
-        return self._arch_strs[self._check_index(index)]
 
     def column(self, dataset: str, split: str = "test", epochs: int = 200) -> np.ndarray:
         """Accuracies (%) of all architectures, shape (n,), read-only (splits: module docstring)."""
