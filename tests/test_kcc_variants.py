@@ -270,3 +270,32 @@ def test_kcc_crossfit_metric_on_a_network():
         get_metric("kcc_crossfit", folds=1)
     with pytest.raises(SearchkitError, match="option reduce must be one of"):
         get_metric("kcc", reduce="min")
+
+
+# ---------------------------------------------------------------- kcc reduce="rms": invariances
+def test_rms_invariances():
+    theta, y = mixed(40, seed=6, signal=0.5)
+    base = kcc(theta, y, C, eps=0.01, reduce="rms")
+    assert kcc(37.0 * theta, y, C, eps=0.01, reduce="rms") == pytest.approx(base, rel=1e-9)  # kernel scale
+    assert kcc(theta + 5.0, y, C, eps=0.01, reduce="rms") == pytest.approx(base, rel=1e-9)  # constant: centring
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(1))
+    assert kcc(theta[perm][:, perm], y[perm], C, eps=0.01, reduce="rms") == pytest.approx(base, rel=1e-9)
+    relabel = torch.tensor([3, 0, 4, 1, 2])
+    assert kcc(theta, relabel[y], C, eps=0.01, reduce="rms") == pytest.approx(base, rel=1e-9)
+    assert 0.0 < base < 1.0
+
+
+# ---------------------------------------------------------------- kcc output="label": the true-class-logit NTK
+@pytest.mark.parametrize("method", ["reference", "auto"])
+def test_true_class_logit_ntk_of_a_linear_model_is_known(method):
+    # t_i = w_{y_i} . x_i + b_{y_i}: its gradient is (x_i, 1) in class y_i's row and 0 elsewhere, so
+    # Theta_ij = [y_i == y_j] (x_i . x_j + 1): the label kernel times the input kernel, whatever the weights.
+    torch.manual_seed(0)
+    lin = nn.Linear(6, C)
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(12, 6, generator=g), torch.randint(0, C, (12,), generator=g)
+    expected = (y[:, None] == y[None, :]).double() * (x.double() @ x.double().T + 1)
+    theta = empirical_ntk(lin, x, output="label", y=y, method=method)
+    assert torch.allclose(theta, expected, atol=1e-5)
+    assert get_metric("kcc", output="label", eps=0.01)(lin, Batch(x, y, C)) == pytest.approx(
+        kcc(expected, y, C, eps=0.01), rel=1e-6)
