@@ -150,6 +150,21 @@ def test_none_is_decoded_but_other_types_are_rejected(space: DartsSpace, v2: Dar
         replace(v2, normal=(("sep_conv_3x3", True),) + v2.normal[1:])
 
 
+def test_none_builds_zeros_in_normal_and_reduction_cells(space: DartsSpace, v2: DartsGenotype) -> None:
+    # node 2 of both cells reads node 0 through `none` (stride 2 in the reduction cell): a network
+    # whose node-2 other op is also `none` has node 2 identically zero
+    zero_node = (("none", 0), ("none", 1)) + v2.normal[2:]
+    arch = replace(v2, normal=zero_node, reduce=(("none", 0), ("none", 1)) + v2.reduce[2:])
+    torch.manual_seed(0)
+    net = space.build(arch, 10, C=4, layers=3).eval()
+    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    cell = net.cells[0]
+    states = cell.preprocess0(net.stem(torch.randn(2, 3, 16, 16))), None
+    assert torch.equal(cell.ops[0](states[0]), torch.zeros_like(states[0]))
+    reduce_op = net.cells[1].ops[0]
+    assert reduce_op(torch.ones(1, 8, 6, 6)).shape == (1, 8, 3, 3) and not reduce_op(torch.ones(1, 8, 6, 6)).any()
+
+
 # ---------------------------------------------------------------- sampling and mutation
 def _valid(arch: DartsGenotype) -> None:
     DartsGenotype.from_dict(arch.to_dict())  # re-validates

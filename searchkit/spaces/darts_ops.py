@@ -84,8 +84,9 @@ def drop_path(x: torch.Tensor, p: float) -> torch.Tensor:
     return x * mask / keep
 
 
-def _strided_zero(stride: int) -> nn.Module:
-    """``none``: zeros of the output shape; subsampling x[:, :, ::2, ::2] is MaxPool2d(1, 2)."""
+def _strided_zero(c: int, stride: int) -> nn.Module:
+    """``none``: zeros of the output shape (``c`` channels, as its input); subsampling x[:, :, ::2, ::2]
+    is MaxPool2d(1, 2)."""
     return Zero() if stride == 1 else nn.Sequential(nn.MaxPool2d(1, stride=stride), Zero())
 
 
