@@ -76,6 +76,8 @@ def _search(args: argparse.Namespace) -> None:
                                                                 f"{result.training_charged.split(':')[0]})")
     print(f"selected by {result.quantity} = {result.score:.6g}  ({', '.join(cost)}, {result.unique_archs} unique; "
           f"{result.search_seconds:.1f} s of training-free work)")
+    if result.validation_split:
+        print(result.validation_split)
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
     if result.hardware is not None:
@@ -349,7 +351,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one line on stderr, like errors: ``searchkit: warning: <message>``."""
+    return f"searchkit: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     command = None
     try:
         args = build_parser().parse_args(argv)

@@ -32,10 +32,13 @@ class DataConfig:
 
 @dataclass
 class SpaceConfig:
-    """The search space; ``build`` holds network options (e.g. NB201's C and N)."""
+    """The search space; ``build`` holds network options (e.g. NB201's C and N), ``options`` the
+    space's own (e.g. NB201's ``exclude_degenerate``, ``distinct``; a search starts from the
+    space's ``search_defaults``)."""
 
     name: str = "nb201"
     build: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -179,7 +179,7 @@ def run_correlate(
                                  *(f"{result[k][1]:.4f}" for k in labels)])
                 handle.flush()
         rows = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
-    write_correlation_report(out, rows, labels, table)
+    write_correlation_report(out, rows, labels, table, settings=recipe.to_dict())
     return out
 
 

@@ -35,11 +35,11 @@ from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark
 from searchkit.hardware.front import write_front
 from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
 from searchkit.metrics.base import Metric, parse_metric
-from searchkit.oracles import OneShotOracle, ScoreOracle, open_validator
+from searchkit.oracles import OneShotOracle, ScoreOracle, TrainValidator, open_validator
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe
-from searchkit.spaces import get_space
+from searchkit.spaces import search_space
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.store import ScoreStore
 from searchkit.strategies import get_strategy
@@ -68,6 +68,7 @@ class SearchResult:
     table, or measured by real trainings), ``strategy_seconds`` the strategy's own bookkeeping
     (e.g. fitting a GP), reported but not budgeted; ``training_charged`` says how the training
     seconds were charged (simulated from a table, or measured; None without validations);
+    ``validation_split``: where a training validator's validation images came from;
     ``hardware``: the selected architecture's cost on the run's device and the constraint it meets
     (:meth:`searchkit.hardware.run.RunHardware.describe`; None for a run without a cost model).
     """
@@ -88,6 +89,7 @@ class SearchResult:
     selected_by: str = "score"
     quantity: str = ""
     training_charged: str | None = None
+    validation_split: str | None = None
     hardware: dict | None = None
 
     def to_dict(self) -> dict:
@@ -100,6 +102,7 @@ class SearchResult:
                             "wall_seconds": round(self.search_seconds, 3),
                             "simulated_seconds": round(self.simulated_seconds, 3),
                             "training_charged": self.training_charged,
+                            "validation_split": self.validation_split,
                             "strategy_seconds": round(self.strategy_seconds, 3)},
             "hardware": self.hardware,
             "out": str(self.out),
@@ -176,7 +179,7 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     check_budget(cfg)
     constraint = parse_constraint(cfg)
     device = resolve_device(cfg.device)
-    space = space if space is not None else get_space(cfg.space.name)
+    space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
     strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     needs = strategy.needs
     train_based = cfg.metric.name == VALIDATION
@@ -276,6 +279,7 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
         simulated_seconds=log.simulated_seconds, strategy_seconds=log.strategy_seconds,
         selected_by=incumbent.selected_by, quantity=incumbent.quantity,
         training_charged=getattr(setup.validator, "charged", None) if log.count("validate") else None,
+        validation_split=setup.splits.describe_valid() if isinstance(setup.validator, TrainValidator) else None,
         hardware=None if setup.hardware is None else setup.hardware.describe(incumbent.arch),
     )
     if setup.strategy.needs.cost:

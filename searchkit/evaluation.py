@@ -36,8 +36,10 @@ class Evaluation:
 
     def describe(self) -> str:
         epochs = plural(self.details["epochs"], "epoch")
+        steps = f" = {plural(self.details['steps'], 'step')} of batch {self.details['batch_size']}" \
+            if self.details.get("steps") else ""
         how = (f"{self.details.get('benchmark', 'benchmark')} table, {epochs}" if self.source == "table"
-               else f"trained {epochs}, protocol {self.details['protocol']}, "
+               else f"trained {epochs}{steps}, protocol {self.details['protocol']}, "
                     f"{self.details.get('inference_params', self.details.get('params', 0)):,} parameters")
         return f"{self.test_accuracy:.2f}% test accuracy on {self.dataset} ({how})"
 
@@ -132,7 +134,9 @@ def evaluate_arch(
         test_accuracy=result.test_acc, valid_accuracy=result.valid_acc, source="trained", dataset=splits.name,
         details={"protocol": cfg.evaluate.protocol, "overrides": dict(cfg.evaluate.overrides), "epochs": result.epochs,
                  "seconds": round(result.seconds, 2), "params": result.params, "inference_params": inference_params(net),
-                 "train_loss": result.train_loss, "seed": cfg.evaluate.seed},
+                 "train_loss": result.train_loss, "seed": cfg.evaluate.seed, "steps": result.steps,
+                 "batch_size": result.batch_size, "lr": result.lr, "batch_note": result.batch_note,
+                 "validation_split": splits.info.get("valid_split")},
     )
 
 

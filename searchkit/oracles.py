@@ -181,7 +181,7 @@ def open_validator(cfg: RunConfig, space: SearchSpace, table: Benchmark | None, 
         return TableValidator(table, table_dataset(cfg, table, "validate.method=table"), cfg.validate.epochs)
     if splits.valid is None:
         raise SearchkitError(
-            f"validate.method=train needs a dataset with a validation split; {splits.name!r} has none "
-            "(an image folder: add root/valid/<class>/; or use e.g. cifar10-valid, or validate.method=table "
-            "on a space with a tabular benchmark)")
+            f"validate.method=train needs a dataset with a validation split; {splits.name!r} has none (an image "
+            "folder carves one from train/ unless data.options.valid_fraction=0, or add root/valid/<class>/; "
+            "CIFAR-10: use cifar10-valid)")
     return TrainValidator(space, cfg, device, splits, checkpoint)

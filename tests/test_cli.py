@@ -58,13 +58,13 @@ def test_score_prints_each_metric_with_its_quantity(capsys):
     assert main(["score", "--arch", ARCH, "--dataset", "synthetic", "--quiet", *SMALL[1:]]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(ARCH + "  (synthetic, scoring batch of 8, init seed 0)")
-    assert lines[1].startswith("kcc: ") and "[KCC (eq. 9), in [0, 1];" in lines[1] and 0 < float(lines[1].split()[1]) < 1
+    assert lines[1].startswith("kcc: ") and "[KCC γ, NTK-label kernel canonical correlation, in [0, 1];" in lines[1] and 0 < float(lines[1].split()[1]) < 1
     # the one metric syntax: options in the spec, several metrics sharing one NTK (regression: "unknown metric")
     assert main(["score", "--arch", ARCH, "--metric", "kcc:eps=0.01,ntk_cond,params", "--dataset", "synthetic",
                  "--quiet", *SMALL[1:]]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0] for line in lines[1:]] == ["kcc", "ntk_cond", "params"]
-    assert lines[1].startswith("kcc:eps=0.01: ") and "-kappa (NTK condition number, negated)" in lines[2]
+    assert lines[1].startswith("kcc:eps=0.01: ") and "−κ, negated NTK condition number" in lines[2]
     assert "parameters (millions)" in lines[3]
 
 

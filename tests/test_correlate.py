@@ -51,7 +51,7 @@ def test_scores_report_and_resume(tmp_path):
     table = NB201Table.load()
     acc = table.column("cifar10", "test", 200)[INDICES]
     rho = stats.spearmanr([rows[i]["kcc"] for i in INDICES], acc)[0]
-    assert f"| kcc | 10 | {rho:.3f} / " in (out / "correlation.md").read_text()
+    assert f"| kcc | 10 | {rho:.3f} [" in (out / "correlation.md").read_text()
     assert (out / "scatter_kcc.png").stat().st_size > 1000
     assert all(0 < rows[i]["kcc"] < 1 and rows[i]["kcc_s"] > 0 for i in INDICES)
 

@@ -403,7 +403,7 @@ def test_imagefolder_rgb_and_gray(tmp_path):
     values = unnormalise(X, d.info["mean"], d.info["std"])[:, 0, 0, 0] * 255
     assert np.allclose(values, [45, 55, 65, 5, 15, 25])  # cat (c=1) first, then dog
     write_imagefolder(tmp_path / "gray", mode="L", splits=("train", "test"))
-    g = get_dataset("imagefolder", root=tmp_path / "gray", image_size=4)
+    g = get_dataset("imagefolder", root=tmp_path / "gray", image_size=4, valid_fraction=0)
     assert g.input_shape == (1, 4, 4) and g.valid is None
     assert scoring_batch(g, 3, seed=0, split="test").x.shape == (3, 1, 4, 4)
     r = get_dataset("imagefolder", root=tmp_path / "rgb", image_size=(6, 8))

@@ -50,7 +50,9 @@ def make_net(seed: int = 0) -> nn.Module:
 
 
 def short(**kw) -> Protocol:
-    return get_protocol("nb201-short", **{"epochs": 3, "batch_size": 64, **kw})
+    """A 3-epoch protocol at batch 64 (8 steps per epoch on the 512-example toy set: kept as it is,
+    tests/test_small_data_training.py covers the small-set adaptation)."""
+    return get_protocol("nb201-short", **{"epochs": 3, "batch_size": 64, "min_steps_per_epoch": 0, **kw})
 
 
 # ---------------------------------------------------------------- learning

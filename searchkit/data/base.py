@@ -49,3 +49,24 @@ class DatasetSplits:
     valid: Dataset | None = None
     augment: bool = True
     info: dict = field(default_factory=dict)
+
+    def describe_valid(self) -> str:
+        """One line on the validation split and where it came from, for run logs and reports.
+
+        Uses ``info["valid_split"]`` where the factory recorded it (``source``: ``folder``,
+        ``carved`` with ``images``, ``per_class``, ``fraction``, ``min_per_class``, ``seed``, or
+        ``none``); otherwise the split's size.
+        """
+        record = self.info.get("valid_split", {})
+        if record.get("source") == "carved":
+            per_class = "/".join(str(k) for k in record["per_class"])
+            return (
+                f"validation split: {record['images']} images carved from train/ (stratified, "
+                f"{per_class} per class, valid_fraction={record['fraction']}, "
+                f"valid_min_per_class={record['min_per_class']}, valid_seed={record['seed']}); "
+                f"training keeps {record['train_images']} images"
+            )
+        if self.valid is None:
+            return f"validation split: none ({self.name} has no valid split)"
+        where = f" from {record['path']}" if record.get("source") == "folder" else ""
+        return f"validation split: {len(self.valid)} images{where}"

@@ -67,6 +67,7 @@ class Metric:
     name: ClassVar[str] = ""
     worst: ClassVar[float] = -math.inf
     quantity: ClassVar[str] = ""
+    magnitude: ClassVar[str | None] = None
     min_classes: ClassVar[int] = 1
     min_batch: ClassVar[int] = 1
     unbounded: ClassVar[bool] = False

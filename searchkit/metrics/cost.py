@@ -65,7 +65,7 @@ class Flops(Metric):
     """
 
     worst = 0.0
-    quantity = "multiply-accumulates of one sample (millions)"
+    quantity = "multiply-accumulates per image (millions)"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         return count_macs(net, tuple(batch.x.shape[1:]), batch.x.device) / 1e6

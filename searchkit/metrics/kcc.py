@@ -151,7 +151,7 @@ class KCC(NTKMetric):
     labels: Literal["linear", "balanced"] = "linear"
 
     worst = KCC_WORST
-    quantity = "KCC (eq. 9), in [0, 1]"
+    quantity = "KCC γ, NTK-label kernel canonical correlation, in [0, 1]"
     min_classes = 2
 
     def check(self) -> None:

@@ -72,7 +72,7 @@ class NASWOT(Metric):
     """
 
     worst = NASWOT_WORST
-    quantity = "log|det K_H| (NASWOT)"
+    quantity = "NASWOT log |det K_H|"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         _, logabsdet = torch.linalg.slogdet(activation_kernel(net, batch.x))

@@ -46,7 +46,7 @@ class NTKTrace(NTKMetric):
     trace would need per-sample gradients of the supernet with their own graph."""
 
     worst = 0.0
-    quantity = "sqrt(NTK trace / m)"
+    quantity = "NTK trace score √(tr Θ / m)"
     unbounded = True
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
@@ -62,7 +62,8 @@ class NTKCond(NTKMetric):
     Theorem 2). Negated: a smaller condition number trains better. Range [-COND_CAP, -1]."""
 
     worst = -COND_CAP
-    quantity = "-kappa (NTK condition number, negated)"
+    quantity = "−κ, negated NTK condition number λmax/λmin"
+    magnitude = "κ (NTK condition number)"
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return -condition_number(theta)
@@ -75,7 +76,7 @@ class NTKEigMin(NTKMetric):
     compare; clamped at 0 (round-off can make it slightly negative)."""
 
     worst = 0.0
-    quantity = "smallest NTK eigenvalue / m"
+    quantity = "smallest NTK eigenvalue λmin(Θ) / m"
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
         return max(float(_eigenvalues(theta)[0]), 0.0) / theta.shape[0]
@@ -96,7 +97,7 @@ class HSIC(NTKMetric):
     (Gretton et al. 2005; seed 000 section 4), both trace-normalised so it is scale invariant."""
 
     worst = 0.0
-    quantity = "HSIC of the NTK and the labels"
+    quantity = "HSIC of NTK and label kernels"
     min_classes = 2
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
@@ -110,7 +111,7 @@ class KTA(NTKMetric):
     section 4). In [-1, 1]; invariant to the scale of Theta."""
 
     worst = -1.0
-    quantity = "centred kernel-target alignment, in [-1, 1]"
+    quantity = "kernel-target alignment, in [−1, 1]"
     min_classes = 2
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
@@ -184,7 +185,7 @@ class TENAS(NTKMetric):
     equal weight."""
 
     worst = -math.log(COND_CAP)
-    quantity = "log(1 + region boundaries) - log(kappa)"
+    quantity = "TE-NAS score log(1 + boundaries) − log κ"
 
     def score_with(self, theta: torch.Tensor, net: nn.Module, batch: Batch) -> float:
         return LinearRegions().compute(net, batch) - math.log(condition_number(theta))
@@ -221,7 +222,7 @@ class NTKTraceApprox(Metric):
     Differentiable (create_graph): NASI's objective."""
 
     worst = 0.0
-    quantity = "||mean loss gradient||^2 (NASI's trace approximation)"
+    quantity = "NASI NTK-trace estimate ‖∇θ L‖²"
     unbounded = True
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
@@ -239,7 +240,7 @@ class KNAS(Metric):
     It equals ``ntk_trace_approx`` except for the gradient through the BN statistics."""
 
     worst = 0.0
-    quantity = "mean gradient-Gram entry (KNAS MGM)"
+    quantity = "KNAS mean gradient Gram ‖∇θ L‖² (frozen BN statistics)"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         return float(loss_gradient_sq_norm(net, batch, frozen_stats=True))

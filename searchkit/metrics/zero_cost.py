@@ -127,7 +127,7 @@ class GradNorm(Metric):
     """
 
     worst = NONNEGATIVE_WORST
-    quantity = "sum of per-layer loss-gradient norms"
+    quantity = "gradient norm Σ_l ‖∂L/∂W_l‖"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         _, grads = loss_weight_grads(net, batch)
@@ -145,7 +145,7 @@ class Snip(Metric):
     """
 
     worst = NONNEGATIVE_WORST
-    quantity = "SNIP saliency, summed"
+    quantity = "SNIP saliency Σ |W ⊙ ∂L/∂W|"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         weights, grads = loss_weight_grads(net, batch)
@@ -167,7 +167,7 @@ class Grasp(Metric):
     """
 
     worst = UNBOUNDED_WORST
-    quantity = "-theta^T H g (GraSP, negated)"
+    quantity = "GraSP score −Σ W ⊙ Hg"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         weights, grads = loss_weight_grads(net, batch, create_graph=True)
@@ -195,7 +195,7 @@ class Fisher(Metric):
 
     weight_by_fan_in: bool = True
     worst = NONNEGATIVE_WORST
-    quantity = "Fisher channel saliency, summed"
+    quantity = "Fisher saliency Σ Δ"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         layers = weighted_modules(net)
@@ -239,7 +239,7 @@ class Synflow(Metric):
     """
 
     worst = NONNEGATIVE_WORST
-    quantity = "synaptic flow (natural scale, not log)"
+    quantity = "synaptic flow Σ θ ⊙ ∂R/∂θ"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         linear = without_batchnorm(net).double().eval()  # eval only matters for dropout here
@@ -273,7 +273,8 @@ class JacobCov(Metric):
     k: float = 1e-5
     worst = UNBOUNDED_WORST
     min_batch = 2
-    quantity = "Jacobian covariance score"
+    quantity = "Jacobian covariance score −Σ [log(λ+k) + 1/(λ+k)]"
+    magnitude = "Σ [log(λ+k) + 1/(λ+k)] (λ: Jacobian correlation eigenvalues)"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         x = batch.x.detach().clone().requires_grad_(True)

@@ -1,6 +1,7 @@
 """Search spaces: one registry line per space; users call :func:`get_space`."""
 from __future__ import annotations
 
+from searchkit.options import check_options
 from searchkit.registry import Registry
 from searchkit.spaces.base import SearchSpace
 from searchkit.spaces.darts import DartsSpace
@@ -11,9 +12,17 @@ SPACES.register("nb201")(NB201Space)
 SPACES.register("darts")(DartsSpace)
 
 
-def get_space(name: str, **kwargs) -> SearchSpace:
-    """A search space by registry name, e.g. ``get_space("nb201", table=path)``."""
-    return SPACES.create(name, **kwargs)
+def get_space(name: str, **options) -> SearchSpace:
+    """A search space by registry name with its options, e.g. ``get_space("nb201", exclude_degenerate=True)``
+    (unknown or mistyped options -> SearchkitError)."""
+    cls = SPACES.get(name)
+    return cls(**check_options(f"space {name!r}", cls, options))
 
 
-__all__ = ["SPACES", "NB201Arch", "NB201Space", "SearchSpace", "get_space"]
+def search_space(name: str, options: dict) -> SearchSpace:
+    """The space a search runs in: its ``search_defaults`` (e.g. NB201 leaves out degenerate cells),
+    then the run's ``space.options``."""
+    return get_space(name, **{**getattr(SPACES.get(name), "search_defaults", {}), **options})
+
+
+__all__ = ["SPACES", "NB201Arch", "NB201Space", "SearchSpace", "get_space", "search_space"]
