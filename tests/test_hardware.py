@@ -480,6 +480,7 @@ class _Pool(NB201Space):
     is replaced by a uniform member; no ``neighbours``."""
 
     neighbours = None  # type: ignore[assignment]
+    members = None  # type: ignore[assignment]  # a plain attribute here (NB201Space's is a property)
 
     def __init__(self, members: list) -> None:
         super().__init__()

@@ -33,7 +33,9 @@ MEASURED_DEVICE = "cpu"
 @runtime_checkable
 class CostModel(Protocol):
     """Cost of architectures given as their text: ``quantity`` (latency | energy) in ``unit``
-    (ms | mJ) on ``device``; ``name`` is ``<device>_<quantity>``."""
+    (ms | mJ) on ``device``; ``name`` is ``<device>_<quantity>``. Optional: ``charge(text)``, the
+    wall seconds obtaining that cost took (a measurement; absent or 0 for a lookup), which a
+    search charges as training-free work (:class:`searchkit.hardware.run.CostOracle`)."""
 
     name: str
     device: str
@@ -43,10 +45,6 @@ class CostModel(Protocol):
     def cost(self, text: str) -> float: ...
 
     def costs(self, texts: Sequence[str]) -> np.ndarray: ...
-
-    def charge(self, text: str) -> float:
-        """Wall seconds that obtaining ``text``'s cost took (0 for a table lookup), to be charged
-        as training-free work once per run."""
 
 
 @runtime_checkable

@@ -13,7 +13,6 @@ here, charged as training-free seconds; :meth:`RunHardware.check` is the guard o
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,7 +110,8 @@ class CostOracle:
         arch = reply.arch if reply.arch is not None else text
         if value is None:
             value = self.hardware.cost_of(arch)
-        seconds = reply.seconds + self.hardware.cost.charge(arch)
+        charge = getattr(self.hardware.cost, "charge", None)
+        seconds = reply.seconds + (0.0 if charge is None else float(charge(arch)))
         return dataclasses.replace(reply, seconds=seconds, extras={**reply.extras, COST: value})
 
 
