@@ -107,6 +107,11 @@ class Space:
             raise SearchkitError(f"the {self.name} space has no tabular benchmark; drop table: {path}")
         return None
 
+    def allows(self, arch: Any) -> bool:
+        """Whether sampling and mutation may return ``arch`` (a space with sampling options, such as
+        NB201's ``exclude_degenerate``, says no to some); every architecture by default."""
+        return True
+
     def supernet(self) -> type[SuperNet]:
         """The class of this space's one-shot network over all its architectures (NASI)."""
         raise SearchkitError(f"the {self.name} space has no supernet; NASI searches spaces that have one")

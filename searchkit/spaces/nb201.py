@@ -339,14 +339,12 @@ class NB201Space(Space):
         """The representative of ``arch``'s equivalence class (:func:`canonical`)."""
         return canonical(arch)
 
-    @property
-    def members(self) -> list[NB201Arch] | None:
-        """Every cell :meth:`sample` and :meth:`mutate` may return, in code order, when the sampling
-        options restrict them; None without options (all 15,625 cells). A space restricted to a
-        hardware budget (:class:`~searchkit.spaces.constrained.FeasibleSpace`) keeps to these."""
-        if not (self.distinct or self.exclude_degenerate):
-            return None
-        return list(_sampling_pool(self.distinct, self.exclude_degenerate))
+    def allows(self, arch: NB201Arch) -> bool:
+        """Whether :meth:`sample` and :meth:`mutate` may return ``arch`` under the sampling options
+        (not degenerate with ``exclude_degenerate``; its class representative with ``distinct``).
+        A space restricted to a hardware budget (:class:`~searchkit.spaces.constrained.FeasibleSpace`)
+        keeps to these."""
+        return self._allowed(arch) and (not self.distinct or canonical(arch) == arch)
 
     def _allowed(self, arch: NB201Arch) -> bool:
         return not (self.exclude_degenerate and is_degenerate(arch))

@@ -158,6 +158,8 @@ def parse_hardware(bench: BenchmarkConfig, space: SearchSpace, base: RunConfig) 
     for target in targets:
         if (target.device, target.quantity) not in {(t.device, t.quantity) for t in truths.values()}:
             truths[target.device] = truth(space, table, dataset, target.device, target.quantity, base)
+        if target.constraint is not None:  # an infeasible budget: refused before anything is written
+            target.constraint.require_achievable(truths[target.device].cost)
     return HardwarePlan(targets, truths, rows.margin)
 
 
@@ -225,6 +227,10 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
     """Run every hardware row not yet in ``out/runs.csv`` and write the reports after each."""
     from searchkit.study.hardware_report import write_hardware_report
 
+    for target in plan.targets:  # a budget no pool member meets: refused before any run
+        if target.constraint is not None:
+            costs = plan.truths[target.device].cost[[table.index_of(pool.encode(a)) for a in pool.members]]
+            target.constraint.require_achievable(costs, f"NB201 cell of the benchmark's pool of {len(costs)}")
     study = Study(out, FIELDS)
     matrix = list(runs(plan, bench, pool.space))
     done = study.done()
