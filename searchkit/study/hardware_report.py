@@ -166,15 +166,10 @@ def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | 
     """``hypervolume.png``: per device, each multi-objective row's relative hypervolume (nadir
     reference) vs seconds: training-free wall seconds for rows that only score, simulated training
     seconds for rows that validate (a line style each), the 0.95 target dashed."""
-    devices = [t for t in plan.targets if t.constraint is None]
-    if not devices or not any(r["target"] == t.label for t in devices for r in rows):
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(devices), figsize=(6.0 * len(devices), 4.4), dpi=100, squeeze=False)
-    for ax, target in zip(axes[0], devices):
+
+    def draw(ax: Any, target: Target, colours: Any) -> None:
         truth = plan.truths[target.device]
         ref = plan.refs(target.device)["nadir"]
-        colours = plt.get_cmap("tab10")
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             simulated = any(int(r["validations"]) for r in group)
             curves = [hypervolume_curve(_history(out, r), truth, ref, simulated) for r in group]
@@ -183,25 +178,20 @@ def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | 
         ax.axhline(HV_TARGET, color="k", linestyle="--", linewidth=0.8)
         ax.set(xscale="log", xlabel="seconds charged (wall: training-free; simulated: training)",
                ylabel="hypervolume / true front's (nadir reference)", title=target.label, ylim=(0, 1.02))
-        ax.legend(fontsize=6, loc="lower right")
-    return _save(fig, out / "hypervolume.png")
+
+    return _per_device(rows, plan, out / "hypervolume.png", draw)
 
 
 def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
     """``fronts.png``: per device, every cell (grey), the true front (black) and the found front of
     each multi-objective row's first seed, at test accuracy."""
-    devices = [t for t in plan.targets if t.constraint is None]
-    if not devices or not any(r["target"] == t.label for t in devices for r in rows):
-        return None
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(devices), figsize=(6.0 * len(devices), 4.6), dpi=100, squeeze=False)
-    for ax, target in zip(axes[0], devices):
+
+    def draw(ax: Any, target: Target, colours: Any) -> None:
         truth = plan.truths[target.device]
         points = truth.points()
         line = points[pareto_front(points)]
         ax.scatter(points[:, 1], points[:, 0], s=1, color="0.85", rasterized=True, label="all cells")
         ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
-        colours = plt.get_cmap("tab10")
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             first = min(group, key=lambda r: int(r["seed"]))
             found = truth.front_points(found_front(_history(out, first)))
@@ -209,8 +199,22 @@ def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
                     label=f"{strategy} + {metric}, seed {first['seed']} ({len(found)})")
         ax.set(xlabel=f"{target.device} {target.quantity} ({truth.unit})", ylabel="CIFAR-10 test accuracy (%)",
                title=f"{target.label}: found fronts over the true front (80-95 %)", ylim=(80, 95))
+
+    return _per_device(rows, plan, out / "fronts.png", draw)
+
+
+def _per_device(rows: list[dict], plan: HardwarePlan, path: Path, draw: Any) -> Path | None:
+    """A figure with a panel per multi-objective device, ``draw(ax, target, colours)`` filling each
+    (a legend added), saved to ``path``; None without multi-objective rows."""
+    devices = [t for t in plan.targets if t.constraint is None]
+    if not devices or not any(r["target"] == t.label for t in devices for r in rows):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(devices), figsize=(6.0 * len(devices), 4.6), dpi=100, squeeze=False)
+    for ax, target in zip(axes[0], devices):
+        draw(ax, target, plt.get_cmap("tab10"))
         ax.legend(fontsize=6, loc="lower right")
-    return _save(fig, out / "fronts.png")
+    return _save(fig, path)
 
 
 def write_hardware_report(study: Study, name: str, plan: HardwarePlan, table: Benchmark, notes: list[str],
