@@ -115,6 +115,25 @@ def test_every_strategy_keeps_to_the_budget(tmp_path: Path, c10: HWNASTable, nam
         assert [float(r["cost"]) for r in rows] == sorted(float(r["cost"]) for r in rows)
 
 
+@needs_data
+def test_a_constrained_multi_objective_run_resumes_to_the_same_front(tmp_path: Path) -> None:
+    import shutil
+
+    config = {**TINY, "strategy": {"name": "nsga2", "options": {"population": 4}}, "constraint": TIGHT,
+              "budget": {"archs": 14}}
+    full = run_search(config, out=tmp_path / "full", progress=False)
+    partial = tmp_path / "partial"
+    shutil.copytree(tmp_path / "full", partial)
+    for name in ("best.json", "front.csv", "front.png"):
+        (partial / name).unlink()
+    lines = (partial / "history.csv").read_text().splitlines(keepends=True)
+    (partial / "history.csv").write_text("".join(lines[:7]))  # 6 rows answered before the "kill"
+    resumed = run_search(resume=partial, progress=False)
+    assert [(r.arch, r.extras) for r in resumed.history] == [(r.arch, r.extras) for r in full.history]
+    assert resumed.arch == full.arch and resumed.hardware == full.hardware
+    assert (partial / "front.csv").read_text() == (tmp_path / "full" / "front.csv").read_text()
+
+
 @needs_hw
 @pytest.mark.parametrize("name,options", [("random", {}), ("evolution", {"population": 5, "sample_size": 2}),
                                           ("local", {}), ("nsga2", {"population": 6})])
