@@ -85,7 +85,9 @@ class RunHardware:
 @dataclass
 class CostOracle:
     """``inner`` with the architecture's cost added to every reply's extras (:data:`COST`); a
-    measured cost is charged its measuring seconds as training-free work."""
+    measured cost is charged its measuring seconds as training-free work (architectures a
+    rejection-sampling :class:`FeasibleSpace` timed and turned down are the strategy's own time:
+    reported as strategy seconds, not budgeted)."""
 
     inner: Oracle
     hardware: RunHardware
