@@ -227,10 +227,17 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
     """Run every hardware row not yet in ``out/runs.csv`` and write the reports after each."""
     from searchkit.study.hardware_report import write_hardware_report
 
+    members = np.array([table.index_of(pool.encode(a)) for a in pool.members])
     for target in plan.targets:  # a budget no pool member meets: refused before any run
         if target.constraint is not None:
-            costs = plan.truths[target.device].cost[[table.index_of(pool.encode(a)) for a in pool.members]]
-            target.constraint.require_achievable(costs, f"NB201 cell of the benchmark's pool of {len(costs)}")
+            truth_ = plan.truths[target.device]
+            feasible = target.constraint.require_achievable(truth_.cost[members], f"NB201 cell of the benchmark's "
+                                                                                  f"pool of {len(members)}")
+            _, best = truth_.best_feasible(target.constraint)
+            in_pool = float(truth_.accuracy[members][feasible].max())
+            notes.append(f"{target.label}: {int(feasible.sum())} feasible cells in the pool; the pool's best feasible "
+                         f"test accuracy {in_pool:.2f} (the space's {best:.2f}: a pool search's gap is >= "
+                         f"{best - in_pool:.2f})")
     study = Study(out, FIELDS)
     matrix = list(runs(plan, bench, pool.space))
     done = study.done()
