@@ -142,7 +142,7 @@ class SearchSetup:
             oracles["validate"] = self.validator
         if self.train_based:
             oracles["score"] = self.validator
-            return oracles
+            return self.costed(oracles)
         if self.strategy.needs.gradient:
             context = SearchContext(self.splits, self.batch, self.device, self.metrics[self.main], dict(self.cfg.space.build))
             oracles["oneshot"] = OneShotOracle(context, self.space)

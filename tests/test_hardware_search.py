@@ -42,15 +42,19 @@ TINY = {"data": {"name": "cifar10", "batch_size": 8}, "space": {"name": "nb201",
         "metric": {"name": "params"}, "init_seed": 0, "budget": {"archs": 12}, "evaluate": {"method": "table"}}
 #: a tight pixel3 budget: about a tenth of NB201 meets it (results/hardware-aware/budgets.md)
 TIGHT = {"device": "pixel3", "latency_ms": 3.3}
+#: (strategy, options, budget, metric): every strategy, and the training-based ones (metric validation)
 STRATEGIES = [
-    ("random", {}, {}),
-    ("evolution", {"population": 4, "sample_size": 2}, {}),
-    ("local", {}, {}),
-    ("warmup", {"warmup": 6, "population": 3, "sample_size": 2}, {"archs": None, "simulated_seconds": 400}),
-    ("hnas", {"pool": 6, "iterations": 2, "init": 2, "grid": 4, "growth": 0}, {"archs": None, "simulated_seconds": 1e6}),
-    ("nsga2", {"population": 4}, {}),
-    ("nsga2", {"population": 4, "generations": 1, "validate": True}, {"archs": None, "simulated_seconds": 400}),
-    ("nasi", {"steps": 2, "nu_samples": 2, "batch_size": 8}, {}),
+    ("random", {}, {}, "params"),
+    ("evolution", {"population": 4, "sample_size": 2}, {}, "params"),
+    ("local", {}, {}, "params"),
+    ("warmup", {"warmup": 6, "population": 3, "sample_size": 2}, {"archs": None, "simulated_seconds": 400}, "params"),
+    ("hnas", {"pool": 6, "iterations": 2, "init": 2, "grid": 4, "growth": 0}, {"archs": None, "simulated_seconds": 1e6},
+     "params"),
+    ("nsga2", {"population": 4}, {}, "params"),
+    ("nsga2", {"population": 4, "generations": 1, "validate": True}, {"archs": None, "simulated_seconds": 400}, "params"),
+    ("nasi", {"steps": 2, "nu_samples": 2, "batch_size": 8}, {}, "ntk_trace"),  # a one-shot search: differentiable
+    ("random", {}, {"archs": None, "simulated_seconds": 300}, "validation"),
+    ("nsga2", {"population": 3}, {"archs": None, "simulated_seconds": 500}, "validation"),
 ]
 
 
@@ -92,14 +96,12 @@ def test_spaces_offer_their_cost_models(c10: HWNASTable) -> None:
 
 # ------------------------------------------------------------------ constrained runs of every strategy
 @needs_data
-@pytest.mark.parametrize("name,options,budget", STRATEGIES, ids=[f"{s[0]}{'-hybrid' if s[1].get('validate') else ''}"
-                                                                  for s in STRATEGIES])
+@pytest.mark.parametrize("name,options,budget,metric", STRATEGIES, ids=[
+    f"{s[0]}{'-hybrid' if s[1].get('validate') else ''}-{s[3]}" for s in STRATEGIES])
 def test_every_strategy_keeps_to_the_budget(tmp_path: Path, c10: HWNASTable, name: str, options: dict,
-                                           budget: dict) -> None:
+                                           budget: dict, metric: str) -> None:
     config = {**TINY, "strategy": {"name": name, "options": options}, "constraint": TIGHT,
-              "budget": {**TINY["budget"], **budget}}
-    if name == "nasi":  # a one-shot search optimises a differentiable metric
-        config["metric"] = {"name": "ntk_trace"}
+              "budget": {**TINY["budget"], **budget}, "metric": {"name": metric}}
     result = run_search(config, out=tmp_path / "run", progress=False)
     best = json.loads((tmp_path / "run" / "best.json").read_text())["hardware"]
     assert best["cost"] == c10.cost(result.arch, "pixel3") <= 3.3 and best["feasible"] is True
