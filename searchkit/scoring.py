@@ -28,7 +28,7 @@ from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, parse_metric
 from searchkit.metrics.scoring import score_metrics
-from searchkit.runtime import build_network
+from searchkit.runtime import build_network, release_memory
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
 from searchkit.rundir import complete_lines
@@ -136,7 +136,10 @@ class ScoringContext:
         start = time.perf_counter()
         net = build_network(self.space, self.space.decode(text), self.splits, self.recipe.init_seed, self.recipe.build)
         result = score_metrics(net.to(self.device), self.batch, self.recipe.metrics)
-        return result, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        del net
+        release_memory()
+        return result, seconds
 
 
 class ScoreRunner:

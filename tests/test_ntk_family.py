@@ -117,11 +117,11 @@ def test_ntk_retries_with_smaller_chunks_when_memory_runs_out():
     real = ntk_module.empirical_ntk
     chunks = []
 
-    def flaky(net, x, bn, output, chunk_size):
+    def flaky(net, x, bn, output, chunk_size, **options):
         chunks.append(chunk_size)
         if chunk_size > 3:
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
-        return real(net, x, bn=bn, output=output, chunk_size=chunk_size)
+        return real(net, x, bn=bn, output=output, chunk_size=chunk_size, **options)
 
     with mock.patch.object(ntk_module, "empirical_ntk", flaky):
         theta = ntk_module.robust_ntk(net, b.x, "batchstats", "sum")

@@ -46,7 +46,7 @@ evaluate: {{method: table}}
 benchmark:
   seeds: 1
   pool: {{n: 1000, seed: 0, scored_only: true}}
-  score_cache: [{root}/results/benchmark-nb201/pool-scores, {root}/results/correlation/ntk,
+  score_cache: [{root}/results/benchmark-nb201-before/pool-scores, {root}/results/correlation/ntk,
                 {root}/results/correlation/zero_cost]
   metrics: [naswot]
   strategies:
@@ -69,7 +69,7 @@ def test_committed_benchmark_rows_reproduce_from_the_store(tmp_path):
     config = tmp_path / "bench.yaml"
     config.write_text(BENCH.format(root=ROOT))
     out = run_benchmark(config, tmp_path / "out", progress=False)
-    committed = rows(ROOT / "results" / "benchmark-nb201" / "runs.csv")
+    committed = rows(ROOT / "results" / "benchmark-nb201-before" / "runs.csv")
     again = rows(out / "runs.csv")
     assert len(again) == 4
     for key, row in again.items():

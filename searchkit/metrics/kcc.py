@@ -162,5 +162,8 @@ class KCC(NTKMetric):
         return kcc(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels)
 
     def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
-        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size)
+        # the vmap(jacrev) reference keeps the graph to whatever the forward depends on; the fast
+        # path's per-layer contractions do not
+        theta = empirical_ntk(net, batch.x, bn=self.bn, output=self.output, chunk_size=self.chunk_size,
+                              y=batch.y, method="reference")
         return kcc_tensor(theta, batch.y, batch.num_classes, eps=self.eps, normalize=self.normalize, labels=self.labels)

@@ -23,6 +23,15 @@ Two choices the papers leave open are options here:
     d sum_k f_k(x_j)>.
   * ``"trace"``: the trace over classes of the (m c x m c) NTK: Theta_ij = sum_k <d f_k(x_i),
     d f_k(x_j)>; c times more Jacobian rows.
+  * ``"label"``: the scalar NTK of each sample's true-class logit, Theta_ij = <d f_{y_i}(x_i),
+    d f_{y_j}(x_j)> (what HNAS's authors use); needs the labels ``y``.
+
+``method`` — how Theta is computed (the values agree to float rounding):
+  * ``"reference"``: the per-parameter Jacobian from ``vmap(jacrev)`` (this module), then J J^T.
+  * ``"fast"``: one batched forward and backward with per-layer contractions, J never formed
+    (:mod:`searchkit.metrics.ntk_fast`); only for ``bn`` in ("batchstats", "eval"), and only for
+    networks whose layers it knows (it raises a SearchkitError otherwise).
+  * ``"auto"`` (default): fast where it applies, else the reference.
 """
 from __future__ import annotations
 
@@ -34,15 +43,18 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, is_out_of_memory, memory_option
 
 if TYPE_CHECKING:
     from searchkit.data.base import Batch
 
 BNMode = Literal["train", "batchstats", "eval"]
-OutputMode = Literal["sum", "trace"]
+OutputMode = Literal["sum", "trace", "label"]
+Method = Literal["auto", "fast", "reference"]
 BN_MODES: tuple[str, ...] = ("train", "batchstats", "eval")
-OUTPUT_MODES: tuple[str, ...] = ("sum", "trace")
+OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label")
+METHODS: tuple[str, ...] = ("auto", "fast", "reference")
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -89,8 +101,21 @@ def batch_statistics(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
     return buffers
 
 
-def _reduce(out: torch.Tensor, output: OutputMode) -> torch.Tensor:
+def _reduce(out: torch.Tensor, output: OutputMode, y: torch.Tensor) -> torch.Tensor:
+    """(m, c) logits -> (m,) for "sum" and "label" (the true class's logit), (m, c) for "trace"."""
+    if output == "label":
+        return out.gather(-1, y.reshape(-1, 1)).squeeze(-1)
     return out.sum(-1) if output == "sum" else out
+
+
+def check_modes(bn: str, output: str, x: torch.Tensor, y: torch.Tensor | None, method: str = "auto") -> None:
+    """Raise a SearchkitError for an unknown ``bn`` / ``output`` / ``method`` or missing labels."""
+    for name, value, allowed in (("bn", bn, BN_MODES), ("output", output, OUTPUT_MODES), ("method", method, METHODS)):
+        if value not in allowed:
+            raise SearchkitError(f"NTK {name} must be one of {', '.join(allowed)}, got {value!r}")
+    if output == "label" and (y is None or y.shape[:1] != x.shape[:1]):
+        raise SearchkitError(f"NTK output='label' needs one class label per sample (y of shape ({x.shape[0]},)); "
+                             "pass y=batch.y")
 
 
 def jacobian(
@@ -99,34 +124,35 @@ def jacobian(
     bn: BNMode = "batchstats",
     output: OutputMode = "sum",
     chunk_size: int | None = None,
+    *,
+    y: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-parameter Jacobian blocks of the network outputs at its current weights.
 
-    x: (m, *input_shape). Returns name -> J_t of shape (m, *param_shape) for ``output="sum"``
-    or (m, c, *param_shape) for ``"trace"``. ``chunk_size`` bounds how many vector-Jacobian
+    x: (m, *input_shape), y: (m,) class labels (only ``output="label"`` reads them). Returns
+    name -> J_t of shape (m, *param_shape) for ``output="sum"`` / ``"label"`` or
+    (m, c, *param_shape) for ``"trace"``. ``chunk_size`` bounds how many vector-Jacobian
     products run at once (memory), without changing the result.
     """
-    if bn not in BN_MODES:
-        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
-    if output not in OUTPUT_MODES:
-        raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
+    check_modes(bn, output, x, y)
+    labels = (y if y is not None else torch.zeros(x.shape[0], dtype=torch.long)).to(x.device).long()
     params = {k: v.detach() for k, v in net.named_parameters() if v.requires_grad}
     if bn == "train":
         buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
 
         def batch_out(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> torch.Tensor:
-            return _reduce(functional_call(net, (p, b), (x,)), output)
+            return _reduce(functional_call(net, (p, b), (x,)), output, labels)
 
         with train_mode(net, True):  # buffers go in as an argument: BN updates its running stats in place
             return jacrev(batch_out, chunk_size=chunk_size)(params, buffers)
 
     buffers = batch_statistics(net, x) if bn == "batchstats" else dict(net.named_buffers())
 
-    def sample_out(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
-        return _reduce(functional_call(net, (p, buffers), (xi.unsqueeze(0),)), output)[0]
+    def sample_out(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        return _reduce(functional_call(net, (p, buffers), (xi.unsqueeze(0),)), output, yi.unsqueeze(0))[0]
 
     with train_mode(net, False):
-        return vmap(jacrev(sample_out), in_dims=(None, 0), chunk_size=chunk_size)(params, x)
+        return vmap(jacrev(sample_out), in_dims=(None, 0, 0), chunk_size=chunk_size)(params, x, labels)
 
 
 def gram(blocks: dict[str, torch.Tensor], m: int) -> torch.Tensor:
@@ -149,24 +175,38 @@ def empirical_ntk(
     bn: BNMode = "batchstats",
     output: OutputMode = "sum",
     chunk_size: int | None = None,
+    *,
+    y: torch.Tensor | None = None,
+    method: Method = "auto",
 ) -> torch.Tensor:
     """The empirical NTK Gram matrix Theta(X, X): (m, m) float64 (see the module docstring).
 
     For ``output="trace"`` the (m, c, p) Jacobian is flattened to (m, c p), so
-    Theta_ij = sum_k <d f_k(x_i), d f_k(x_j)>.
+    Theta_ij = sum_k <d f_k(x_i), d f_k(x_j)>. ``y``: (m,) labels, for ``output="label"``.
+    ``chunk_size`` bounds the samples processed at once (memory) without changing the result.
     """
-    return gram(jacobian(net, x, bn=bn, output=output, chunk_size=chunk_size), x.shape[0])
+    check_modes(bn, output, x, y, method)
+    if method != "reference":
+        from searchkit.metrics import ntk_fast
+
+        try:
+            return ntk_fast.fast_ntk(net, x, bn=bn, output=output, y=y, chunk_size=chunk_size)
+        except ntk_fast.Unsupported as err:
+            if method == "fast":
+                raise SearchkitError(f"the fast NTK cannot compute this one exactly: {err}; use method='reference'") from None
+    return gram(jacobian(net, x, bn=bn, output=output, chunk_size=chunk_size, y=y), x.shape[0])
 
 
 def robust_ntk(
-    net: nn.Module, x: torch.Tensor, bn: BNMode, output: OutputMode, chunk_size: int | None = None
+    net: nn.Module, x: torch.Tensor, bn: BNMode, output: OutputMode, chunk_size: int | None = None,
+    *, y: torch.Tensor | None = None, method: Method = "auto",
 ) -> torch.Tensor:
-    """:func:`empirical_ntk`, retrying with half as many simultaneous vector-Jacobian products
-    whenever memory runs out (``chunk_size`` changes memory only, never the result)."""
+    """:func:`empirical_ntk`, retrying with half as many samples at once whenever memory runs out
+    (``chunk_size`` changes memory only, never the result)."""
     chunk = chunk_size or x.shape[0]
     while True:
         try:
-            return empirical_ntk(net, x, bn=bn, output=output, chunk_size=chunk)
+            return empirical_ntk(net, x, bn=bn, output=output, chunk_size=chunk, y=y, method=method)
         except (RuntimeError, torch.OutOfMemoryError) as err:
             if not is_out_of_memory(err) or chunk == 1:
                 raise
@@ -195,7 +235,8 @@ class NTKMetric(Metric):
         return (self.bn, self.output)
 
     def ntk(self, net: nn.Module, batch: "Batch") -> torch.Tensor:
-        return robust_ntk(net, batch.x, self.bn, self.output, self.chunk_size)
+        """Theta of the batch (its labels for ``output="label"``)."""
+        return robust_ntk(net, batch.x, self.bn, self.output, self.chunk_size, y=batch.y)
 
     def from_ntk(self, theta: torch.Tensor, batch: "Batch") -> float:
         raise NotImplementedError

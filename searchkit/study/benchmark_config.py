@@ -18,13 +18,15 @@ VALIDATION = "validation"
 class StrategyEntry:
     """One strategy of the benchmark: registry ``name``, ``label`` in the tables, its ``options``,
     the ``metrics`` it runs with (None: the benchmark's list; ``validation`` for a training-based
-    search) and ``budget`` keys overriding the shared config's."""
+    search), ``budget`` keys overriding the shared config's, and ``seeds`` (None: the benchmark's;
+    e.g. fewer for an expensive one-shot search)."""
 
     name: str = "random"
     label: str | None = None
     options: dict = field(default_factory=dict)
     metrics: list | None = None
     budget: dict = field(default_factory=dict)
+    seeds: int | None = None
 
     @property
     def title(self) -> str:
@@ -65,7 +67,7 @@ class BenchmarkConfig:
     def runs(self) -> list[tuple[StrategyEntry, str, int]]:
         """Every (strategy, metric spec, seed) of the matrix, in order."""
         return [(entry, metric, seed) for entry in self.entries() for metric in (entry.metrics or self.metrics)
-                for seed in range(self.seeds)]
+                for seed in range(self.seeds if entry.seeds is None else entry.seeds)]
 
 
 def load_benchmark_config(path: str | Path) -> tuple[RunConfig, BenchmarkConfig]:
