@@ -69,15 +69,17 @@ def test_both_contractions_give_the_same_theta(contraction):
     assert rel(ntk_fast.fast_ntk(net, x, contraction=contraction), ref) < 1e-8
 
 
-@pytest.mark.parametrize("method", ["grouped", "shifted"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("method", ["grouped", "shifted", "auto"])
 @pytest.mark.parametrize("c_in,c_out,kernel,padding,dilation,groups,stride", [
     (4, 6, 3, 1, 1, 1, 1), (4, 4, 3, 2, 2, 4, 1), (6, 4, 5, 2, 1, 2, 1), (3, 5, (3, 1), (1, 0), 1, 1, 1),
     (4, 4, 3, 0, 1, 1, 1), (4, 6, 3, 1, 1, 2, 2), (4, 4, 1, 0, 1, 2, 2)])
-def test_per_sample_conv_gradients_equal_autograd_per_sample(method, c_in, c_out, kernel, padding, dilation, groups, stride):
+def test_per_sample_conv_gradients_equal_autograd_per_sample(layout, method, c_in, c_out, kernel, padding, dilation,
+                                                            groups, stride):
     torch.manual_seed(0)
     conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation, groups=groups).double()
-    a = torch.randn(3, c_in, 6, 7, dtype=torch.float64)
-    delta = torch.randn_like(conv(a))
+    a = torch.randn(3, c_in, 6, 7, dtype=torch.float64).contiguous(memory_format=layout)
+    delta = torch.randn_like(conv(a)).contiguous(memory_format=layout)
     expected = torch.stack([torch.autograd.grad((conv(a[i:i + 1]) * delta[i:i + 1]).sum(), conv.weight)[0]
                             for i in range(3)]).reshape(3, c_out, -1)
     assert torch.allclose(per_sample_conv_weight_grad(conv, a, delta, method), expected, rtol=1e-10, atol=1e-12)
@@ -106,6 +108,35 @@ def test_fast_equals_reference_on_search_space_cells(space_name, text, build, bn
     for output in ("sum", "label"):
         ref = empirical_ntk(net, x, bn=bn, output=output, y=y, method="reference")
         assert rel(empirical_ntk(net, x, bn=bn, output=output, y=y, method="fast"), ref) < 1e-8
+
+
+def test_channels_last_batches_give_the_same_theta():
+    net, (x, y) = mixed_convnet(), data()
+    ref = empirical_ntk(net, x, output="label", y=y, method="reference")
+    assert rel(empirical_ntk(net, x.contiguous(memory_format=torch.channels_last), output="label", y=y,
+                             method="fast"), ref) < 1e-8
+
+
+class Doubled(nn.Module):
+    def __init__(self, in_place: bool) -> None:
+        super().__init__()
+        self.in_place = in_place
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(2.0) if self.in_place else x * 2.0
+
+
+def test_a_relu_output_changed_in_place_is_held_as_it_is():
+    # the conv's input is relu(x) * 2, not relu(x): the pass must keep it rather than recompute relu
+    # (plain autograd refuses the in-place version, so the reference runs the out-of-place twin)
+    def net(in_place: bool) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), Doubled(in_place), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).double()
+
+    x, _ = data(m=6)
+    ref = empirical_ntk(net(False), x, method="reference")
+    assert rel(empirical_ntk(net(True), x, method="fast"), ref) < 1e-8
 
 
 def test_chunks_change_memory_not_theta():
@@ -177,6 +208,20 @@ class ConvOutputTwice(nn.Module):
         return self.head(self.bn(h) + h)
 
 
+class Gated(nn.Module):
+    """Features scaled by a tensor that requires grad but is not a parameter (as NASI's supernet
+    mixes ops with weights derived from its architecture parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+        self.gate = torch.linspace(0.5, 1.0, 4).requires_grad_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x) * self.gate.view(1, -1, 1, 1).to(x.dtype))
+
+
 def unsupported_nets() -> dict[str, nn.Module]:
     torch.manual_seed(0)
     head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4)]
@@ -188,6 +233,7 @@ def unsupported_nets() -> dict[str, nn.Module]:
         "tied weight": Tied(),
         "module called twice": Reused(),
         "conv output used twice": ConvOutputTwice(),
+        "tensor requiring grad besides x": Gated(),
     }
 
 

@@ -30,40 +30,59 @@ def choose_gram_trick(contraction: str, explicit_flops: int, trick_flops: int, t
     return contraction == "gram"
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last for a 4-d tensor laid out so (CIFAR batches are), else contiguous_format."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _by_position(t: torch.Tensor) -> torch.Tensor:
+    """(m, C, H, W) -> (m, H W, C); a view for a channels_last tensor."""
+    return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1, t.shape[1])
+
+
+def _by_channel(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """(m, C, H, W) -> (m groups, C / groups, H W); a view for a contiguous tensor."""
+    return t.reshape(t.shape[0] * groups, t.shape[1] // groups, -1)
+
+
 def per_sample_conv_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor,
                                 method: str = "auto") -> torch.Tensor:
     """H_i = d (sum delta_i . conv(a_i)) / d W for each sample: (m, C_out, C_in / groups * kh * kw).
 
-    a: (m, C_in, H, W), delta: (m, C_out, H', W'). ``method``:
+    a: (m, C_in, H, W), delta: (m, C_out, H', W'), both in either memory format. ``method``:
       * "grouped": one ``convolution_backward`` with the samples as groups (a -> (1, m C_in, H, W),
         delta -> (1, m C_out, H', W'), m * groups groups);
       * "shifted" (stride 1 only): one batched matmul per kernel offset, delta laid on the padded
         input's width so that each offset's input window is a contiguous slice of the flattened
-        padded input (no unfolded copy);
+        padded input (no unfolded copy); position-major for channels_last tensors;
       * "auto": a 1 x 1 convolution without padding is one batched matmul; otherwise "shifted" for
         ungrouped stride-1 convolutions with at least :data:`SHIFTED_POSITIONS_PER_CHANNEL` output
         positions per output channel (long matmuls: NB201's first stage, 16 channels at 32 x 32),
-        else "grouped" (which costs about one weight gradient of the batch elsewhere). The rule
-        is what measured faster on the CPU (results/kcc-speed/README.md).
+        else "grouped" (about one weight gradient of the batch; channels_last tensors are copied to
+        contiguous first). The rule is what measured faster on the CPU (results/kcc-speed).
     All give the same H (tests check it).
     """
-    m = a.shape[0]
+    m, g = a.shape[0], conv.groups
+    last = memory_format(a) == memory_format(delta) == torch.channels_last
     if conv.kernel_size == (1, 1) and conv.padding == (0, 0):
-        g = conv.groups
         sub = a[:, :, ::conv.stride[0], ::conv.stride[1]]
-        d = delta.reshape(m * g, delta.shape[1] // g, -1)
-        return torch.bmm(d, sub.reshape(m * g, a.shape[1] // g, -1).transpose(1, 2)).reshape(m, delta.shape[1], -1)
+        if last and g == 1:
+            return torch.bmm(_by_position(delta).transpose(1, 2), _by_position(sub))
+        return torch.bmm(_by_channel(delta, g), _by_channel(sub, g).transpose(1, 2)).reshape(m, delta.shape[1], -1)
     stride_one = conv.stride == (1, 1)
     if method == "auto":
         long = delta.shape[2] * delta.shape[3] >= SHIFTED_POSITIONS_PER_CHANNEL * delta.shape[1]
-        method = "shifted" if stride_one and conv.groups == 1 and long else "grouped"
+        method = "shifted" if stride_one and g == 1 and long else "grouped"
     if method == "shifted" and stride_one:
-        return _shifted_weight_grad(conv, a, delta)
+        return _shifted_weight_grad(conv, a, delta, last and g == 1)
     weight_shape = (m * conv.weight.shape[0], *conv.weight.shape[1:])
     grad = torch.ops.aten.convolution_backward(
-        delta.reshape(1, m * delta.shape[1], *delta.shape[2:]), a.reshape(1, m * a.shape[1], *a.shape[2:]),
+        delta.contiguous().reshape(1, m * delta.shape[1], *delta.shape[2:]),
+        a.contiguous().reshape(1, m * a.shape[1], *a.shape[2:]),
         delta.new_empty(1).expand(weight_shape), None, conv.stride, conv.padding, conv.dilation, False, [0, 0],
-        m * conv.groups, [False, True, False])[1]
+        m * g, [False, True, False])[1]
     return grad.reshape(m, delta.shape[1], -1)
 
 
@@ -71,16 +90,22 @@ def per_sample_conv_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.T
 SHIFTED_POSITIONS_PER_CHANNEL = 64
 
 
-def _shifted_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def _shifted_weight_grad(conv: nn.Conv2d, a: torch.Tensor, delta: torch.Tensor, by_position: bool) -> torch.Tensor:
     """Stride-1 per-sample weight gradients by one batched matmul per kernel offset (u, v):
-    H_i[o, c, u, v] = sum_t delta_i[o, t] a_pad_i[c, t + offset(u, v)] on the flattened padded grid."""
+    H_i[o, c, u, v] = sum_t delta_i[o, t] a_pad_i[c, t + offset(u, v)] on the flattened padded grid.
+    ``by_position`` (groups 1): position-major matrices, views of channels_last tensors."""
     m, c_in = a.shape[:2]
     c_out, g = delta.shape[1], conv.groups
     (kh, kw), (dh, dw), (ph, pw) = conv.kernel_size, conv.dilation, conv.padding
     width = a.shape[3] + 2 * pw  # padded width; outputs have width - (kw - 1) dw columns
     extra = -(-(kw - 1) * dw // width)  # rows appended so the last offset's window fits
-    padded = F.pad(a, (pw, pw, ph, ph + extra)).reshape(m * g, c_in // g, -1)
-    grid = F.pad(delta, (0, width - delta.shape[3])).reshape(m * g, c_out // g, -1)
+    padded = F.pad(a, (pw, pw, ph, ph + extra))
+    grid = F.pad(delta, (0, width - delta.shape[3]))
+    if by_position:
+        padded = _by_position(padded.contiguous(memory_format=torch.channels_last)).transpose(1, 2)
+        grid = _by_position(grid.contiguous(memory_format=torch.channels_last)).transpose(1, 2)
+    else:
+        padded, grid = _by_channel(padded.contiguous(), g), _by_channel(grid.contiguous(), g)
     length = grid.shape[-1]
     out = torch.empty(kh, kw, m * g, c_out // g, c_in // g, dtype=delta.dtype, device=delta.device)
     for u in range(kh):

@@ -55,6 +55,7 @@ from torch import nn
 from searchkit.metrics.ntk import batch_statistics, train_mode
 from searchkit.metrics.ntk_contractions import (choose_gram_trick, conv_cost, conv_gram_trick, linear_weight_share,
                                                 per_sample_conv_weight_grad)
+from searchkit.metrics.ntk_ops import ConvInputGradOnly, FrozenNorm, ReLUKeepingInput
 
 Contraction = Literal["auto", "explicit", "gram"]
 CONTRACTIONS: tuple[str, ...] = ("auto", "explicit", "gram")
@@ -71,6 +72,8 @@ class Unsupported(Exception):
 def unsupported_reason(net: nn.Module) -> str | None:
     """Why the fast path cannot handle ``net`` by its module structure alone (None: it can, subject
     to the checks made during the forward)."""
+    if not any(p.requires_grad for p in net.parameters()):
+        return "the network has no trainable parameters"
     owner: dict[int, str] = {}
     for name, module in net.named_modules():
         label = f"module {name or '<root>'} ({type(module).__name__})"
@@ -100,50 +103,6 @@ def _trainable(module: nn.Module, name: str) -> torch.Tensor | None:
     return p if isinstance(p, torch.Tensor) and p.requires_grad else None
 
 
-def _side_by_side(parts: list[torch.Tensor], m: int, dtype: torch.dtype) -> torch.Tensor:
-    """Per-sample gradient pieces (m, ...) side by side as one (m, p) matrix of ``dtype`` (one copy
-    at most)."""
-    flat = [p.reshape(m, -1) for p in parts]
-    if len(flat) == 1 and flat[0].dtype == dtype:
-        return flat[0]
-    out = torch.empty(m, sum(f.shape[1] for f in flat), dtype=dtype, device=flat[0].device)
-    column = 0
-    for f in flat:
-        out[:, column:column + f.shape[1]].copy_(f)
-        column += f.shape[1]
-    return out
-
-
-class _ReLUKeepingInput(torch.autograd.Function):
-    """relu(x) that saves x rather than its output: the inputs of a node's several ReLUs are one tensor."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return torch.relu(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (x,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad, x, 0)
-
-
-class _ConvInputGradOnly(torch.autograd.Function):
-    """conv2d(x, W, b) with constant W, b that saves W only (its backward needs no x)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d) -> torch.Tensor:
-        ctx.save_for_backward(weight)
-        ctx.conf = (x.shape, conv.stride, conv.padding, conv.dilation, conv.groups)
-        return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (weight,) = ctx.saved_tensors
-        shape, stride, padding, dilation, groups = ctx.conf
-        return torch.nn.grad.conv2d_input(shape, weight, grad, stride, padding, dilation, groups), None, None, None
-
-
 @dataclass
 class _Layer:
     """A conv or linear call. Its input, while a per-sample weight gradient needs it, is kept as
@@ -168,7 +127,7 @@ class _Layer:
 
 @dataclass
 class _Norm:
-    """A BatchNorm call run as x * scale + shift; ``x`` kept only when no convolution is fused in."""
+    """A BatchNorm call with frozen statistics; ``x`` kept only when no convolution is fused in."""
 
     module: nn.Module
     mean: torch.Tensor
@@ -197,7 +156,7 @@ class _Pass:
     seconds: float = 0.0
     problem: str | None = None
     layers: dict[nn.Module, _Layer | _Norm] = field(default_factory=dict)
-    last_relu: tuple[torch.Tensor, torch.Tensor, int] | None = None  # (output, input, input version)
+    last_relu: tuple[torch.Tensor, torch.Tensor, int, int] | None = None  # (output, input, their versions)
     last_conv: tuple[torch.Tensor, _Layer, int] | None = None  # (output, record, output version)
     last_pass: bool = True
 
@@ -214,8 +173,8 @@ class _Pass:
     # --- forward ----------------------------------------------------------------------------
 
     def relu(self, x: torch.Tensor) -> torch.Tensor:
-        out = _ReLUKeepingInput.apply(x)
-        self.last_relu = (out, x, x._version)
+        out = ReLUKeepingInput.apply(x)
+        self.last_relu = (out, x, out._version, x._version)
         return out
 
     def layer(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -225,10 +184,12 @@ class _Pass:
         weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
         conv = isinstance(module, nn.Conv2d)
         source = None
-        if self.last_relu is not None and self.last_relu[0] is x and self.last_relu[1]._version == self.last_relu[2]:
-            source = self.last_relu[1]
+        if self.last_relu is not None:
+            out, relu_input, out_version, input_version = self.last_relu
+            if out is x and x._version == out_version and relu_input._version == input_version:
+                source = relu_input  # x == relu(source), recomputed in the backward
         keep = conv or _trainable(module, "weight") is not None
-        out = _ConvInputGradOnly.apply(x, weight, bias, module) if conv else F.linear(x, weight, bias)
+        out = ConvInputGradOnly.apply(x, weight, bias, module) if conv else F.linear(x, weight, bias)
         record = _Layer(module, x if keep and source is None else None, source if keep else None,
                         (source if source is not None else x)._version, out.grad_fn)
         self.layers[module] = record
@@ -251,10 +212,7 @@ class _Pass:
                 mean = x.mean(dims)
                 var = (x - mean.view(shape)).square_().mean(dims)
             invstd = torch.rsqrt(var + module.eps)
-            weight = module.weight.detach() if module.weight is not None else torch.ones_like(invstd)
-            bias = module.bias.detach() if module.bias is not None else torch.zeros_like(invstd)
-            scale = weight * invstd
-            shift = bias - mean * scale
+            scale = invstd if module.weight is None else module.weight.detach() * invstd
         conv = None
         if self.last_conv is not None and self.last_conv[0] is x and self.last_conv[2] == x._version:
             conv = self.last_conv[1]
@@ -263,17 +221,18 @@ class _Pass:
         keep_x = conv is None and _trainable(module, "weight") is not None
         record = _Norm(module, mean, invstd, scale, x if keep_x else None, x._version, conv)
         self.layers[module] = record
-        y = torch.addcmul(shift.view(shape), x, scale.view(shape))
+        y = FrozenNorm.apply(x, module, mean, var, scale)
         y.register_hook(lambda grad: self.norm_backward(record, grad))
         return y
 
     # --- backward ---------------------------------------------------------------------------
 
     def add(self, parts: list[torch.Tensor], dtype: torch.dtype) -> None:
-        """theta += G G^T for the per-sample gradients G = [parts] (m, p), the product in ``dtype``
-        (the network's), the sum over layers in float64."""
-        if parts:
-            g = _side_by_side(parts, self.m, dtype)
+        """theta += G G^T for the per-sample gradients G = [parts] (m, p): the sum of each piece's
+        Gram (no cross terms, no concatenated copy), each product in ``dtype`` (the network's),
+        the sum over pieces and layers in float64."""
+        for part in parts:
+            g = part.reshape(self.m, -1).to(dtype)
             self.theta += (g @ g.T).double()
 
     def _input(self, record: _Layer) -> torch.Tensor | None:

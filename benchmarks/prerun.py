@@ -1,0 +1,57 @@
+"""Run some of a benchmark's runs ahead of it, several at once, into the run directories the
+benchmark uses: for expensive rows that do not search the scored pool (a one-shot search such as
+NASI, ~13 CPU-minutes a run). ``searchkit benchmark`` later finds them finished, replays their
+history without any oracle and records their rows.
+
+    OMP_NUM_THREADS=1 python benchmarks/prerun.py --config configs/bench-nb201.yaml \\
+        --out results/benchmark-nb201 --label NASI --jobs 2
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+
+def run_one(config: str, out: str, label: str, metric: str, seed: int) -> str:
+    """One run of the benchmark (or its resumption) in its directory; returns the directory."""
+    import torch
+
+    from searchkit.spaces import get_space
+    from searchkit.study.benchmark import needs, run_config
+    from searchkit.study.benchmark_config import load_benchmark_config
+    from searchkit.study.runs import Study, dirname
+
+    torch.set_num_threads(1)
+    base, bench = load_benchmark_config(config)
+    entry = next(e for e in bench.entries() if e.title == label)
+    if metric != "validation" and not needs(entry, get_space(base.space.name)).gradient:
+        raise SystemExit(f"{label} searches the benchmark's scored pool; let searchkit benchmark run it")
+    name = dirname(entry.title, metric, f"s{seed}")
+    study = Study(out, ("run",))
+    if not (study.path(name) / "best.json").is_file():
+        study.search(name, run_config(base, entry, metric, seed))
+    return str(study.path(name))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from searchkit.study.benchmark_config import load_benchmark_config
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--label", required=True, help="the strategy entry's label")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args(argv)
+    _, bench = load_benchmark_config(args.config)
+    work = [(entry.title, metric, seed) for entry, metric, seed in bench.runs() if entry.title == args.label]
+    if not work:
+        raise SystemExit(f"no runs labelled {args.label!r} in {args.config}")
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for path in pool.map(run_one, *zip(*[(args.config, args.out, *w) for w in work])):
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
