@@ -14,12 +14,16 @@ kinds of rows (``configs/bench-hardware.yaml``):
   front (:func:`searchkit.hardware.front.found_front`) at the cells' test accuracy, relative to
   the true front of all cells (:class:`Truth`), under two reference points (:meth:`Truth.references`).
 
-Outputs: ``runs.csv`` (:data:`FIELDS`), ``summary.md``, ``anytime_gap.png``, ``hypervolume.png``,
-``fronts.png`` (:mod:`searchkit.study.hardware_report`), rewritten after every run.
+Outputs: ``runs.csv`` (:data:`FIELDS`, a row appended after every run), ``summary.md``,
+``anytime_gap.png``, ``hypervolume.png``, ``fronts.png`` (:mod:`searchkit.study.hardware_report`),
+rewritten at most every :data:`REPORT_EVERY` seconds of a benchmark and at its end (the reports
+read every run's history, so rewriting them after each of ~1,000 short runs would cost more than
+the runs).
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -45,6 +49,8 @@ from searchkit.study.runs import Study, dirname
 FIELDS = ("target", "device", "quantity", "limit", "strategy", "metric", "seed", "arch", "index", "selected_by",
           "cost", "test", "best_feasible", "gap", "hv", "hv_median_floor", "front_size", "wall_seconds",
           "simulated_seconds", "validations", "archs_scored", "run")
+#: the least seconds between two rewrites of the reports during a benchmark
+REPORT_EVERY = 120.0
 
 
 @dataclass
@@ -242,6 +248,7 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
     matrix = list(runs(plan, bench, pool.space))
     done = study.done()
     gradient = {entry.title: needs(entry, pool.space).gradient for entry in bench.entries()}
+    written = time.monotonic()
     for target, entry, metric, seed in tqdm(matrix, desc="hardware benchmark", unit="run", disable=not progress):
         name = dirname(entry.title, metric, target.label, f"s{seed}")
         if name in done:
@@ -250,7 +257,9 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
         result = study.search(name, target_config(base, target, entry, metric, seed),
                               space=pool if searches_pool else None, store=db)
         study.record(record(plan, target, entry, metric, seed, name, result))
-        write_hardware_report(study, base.name, plan, table, notes, len(matrix))
+        if time.monotonic() - written >= REPORT_EVERY:
+            write_hardware_report(study, base.name, plan, table, notes, len(matrix))
+            written = time.monotonic()
     write_hardware_report(study, base.name, plan, table, notes, len(matrix))
 
 
