@@ -80,6 +80,13 @@ def _search(args: argparse.Namespace) -> None:
         print(result.validation_split)
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
+    if result.hardware is not None:
+        hw = result.hardware
+        limit = [value for key, value in (hw["constraint"] or {}).items() if key != "device"]
+        budget = f" (constraint: <= {limit[0]:g} {hw['unit']})" if limit else ""
+        print(f"hardware cost: {hw['cost']:.4g} {hw['unit']} {hw['quantity']} on {hw['device']}{budget}")
+    if (result.out / "front.csv").is_file():
+        print(f"Pareto front: {result.out / 'front.csv'} (plot: front.png)")
     print(f"run directory: {result.out}")
 
 

@@ -104,6 +104,28 @@ class ValidateConfig:
 
 
 @dataclass
+class HardwareConfig:
+    """The hardware cost of architectures (docs: README "Hardware-aware search").
+
+    ``device``: where the cost is taken: a HW-NAS-Bench device (``pixel3``, ``edgegpu``, ``raspi4``,
+    ``edgetpu``, ``eyeriss``, ``fpga``; NB201 cells) or ``cpu`` (latency of the built network
+    measured on this machine, any space); null: the constraint's device, or no cost at all.
+    ``quantity``: ``latency`` (ms) or ``energy`` (mJ); null: the constraint's, else latency.
+    ``table``: the user's HW-NAS-Bench CSV or official ``HW-NAS-Bench-v1_0.pickle`` (null:
+    ``../shared/data/hwnas``). ``batch_size``, ``warmup``, ``repeats``, ``threads``: how ``cpu``
+    latency is measured (the median of ``repeats`` timed forward passes after ``warmup`` untimed ones).
+    """
+
+    device: str | None = None
+    quantity: str | None = None
+    table: str | None = None
+    batch_size: int = 1
+    warmup: int = 5
+    repeats: int = 20
+    threads: int = 1
+
+
+@dataclass
 class RunConfig:
     """One search run (see configs/default.yaml for a commented example).
 
@@ -111,6 +133,9 @@ class RunConfig:
     benchmark file is a run config whose settings every run shares, plus that section.
     ``store``: the SQLite score store to read and write (:class:`searchkit.store.ScoreStore`),
     e.g. one shared by many runs; null: ``scores.db`` in the run's output directory.
+    ``constraint``: a hardware budget every selected (and queried) architecture meets, e.g.
+    ``{device: pixel3, latency_ms: 5}`` or ``{device: edgegpu, energy_mj: 20}``
+    (:meth:`searchkit.hardware.Constraint.parse`); ``hardware``: where costs come from.
     """
 
     name: str = "default"
@@ -126,6 +151,8 @@ class RunConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    constraint: dict | None = None
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     benchmark: dict = field(default_factory=dict)
 
     @property

@@ -5,12 +5,16 @@ three steps, so that bad input fails before anything is computed or written:
 
 1. :func:`prepare` builds and checks every input (:class:`SearchSetup`): the config, the space,
    the strategy and what it needs (:class:`~searchkit.strategies.base.Needs`), the metrics, the
-   dataset and its scoring batch (checked against every metric), the tabular benchmark and the
+   dataset and its scoring batch (checked against every metric), the hardware cost model and
+   constraint (:mod:`searchkit.hardware.run`: the space is restricted to the budget before the
+   strategy is built; an infeasible budget is refused here), the tabular benchmark and the
    validation oracle.
 2. The run directory is created (a used one is refused unless resumed or overwritten) and the
    strategy is driven by :class:`~searchkit.driver.Driver` against the oracles of
    :mod:`searchkit.oracles`, every answered query streamed to ``history.csv``.
-3. The driver's incumbent is evaluated (table lookup or training) and ``best.json`` written.
+3. The driver's incumbent is evaluated (table lookup or training) and ``best.json`` written (with
+   its hardware cost, checked against the constraint); a multi-objective run also writes its
+   front (``front.csv``, ``front.png``: :mod:`searchkit.hardware.front`).
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from searchkit.data.base import Batch, DatasetSplits
 from searchkit.driver import Driver, Oracle, SearchLog
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark
+from searchkit.hardware.front import write_front
+from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
 from searchkit.metrics.base import Metric, parse_metric
 from searchkit.oracles import OneShotOracle, ScoreOracle, TrainValidator, open_validator
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir
@@ -62,7 +68,9 @@ class SearchResult:
     table, or measured by real trainings), ``strategy_seconds`` the strategy's own bookkeeping
     (e.g. fitting a GP), reported but not budgeted; ``training_charged`` says how the training
     seconds were charged (simulated from a table, or measured; None without validations);
-    ``validation_split``: where a training validator's validation images came from.
+    ``validation_split``: where a training validator's validation images came from;
+    ``hardware``: the selected architecture's cost on the run's device and the constraint it meets
+    (:meth:`searchkit.hardware.run.RunHardware.describe`; None for a run without a cost model).
     """
 
     arch: str
@@ -82,6 +90,7 @@ class SearchResult:
     quantity: str = ""
     training_charged: str | None = None
     validation_split: str | None = None
+    hardware: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -95,6 +104,7 @@ class SearchResult:
                             "training_charged": self.training_charged,
                             "validation_split": self.validation_split,
                             "strategy_seconds": round(self.strategy_seconds, 3)},
+            "hardware": self.hardware,
             "out": str(self.out),
         }
 
@@ -104,7 +114,8 @@ class SearchSetup:
     """A run's inputs, built and checked by :func:`prepare` before anything is written.
 
     ``metrics``: label -> metric the score oracle computes (the run's own under ``main``, the
-    strategy's extra metrics under their specs; empty for a training-based run).
+    strategy's extra metrics under their specs; empty for a training-based run). ``hardware``:
+    the cost model and constraint (None without); ``space`` is then the constrained space.
     """
 
     cfg: RunConfig
@@ -118,6 +129,7 @@ class SearchSetup:
     main: str | None
     metrics: dict[str, Metric]
     validator: Any
+    hardware: RunHardware | None = None
 
     @property
     def train_based(self) -> bool:
@@ -130,7 +142,7 @@ class SearchSetup:
             oracles["validate"] = self.validator
         if self.train_based:
             oracles["score"] = self.validator
-            return oracles
+            return self.costed(oracles)
         if self.strategy.needs.gradient:
             context = SearchContext(self.splits, self.batch, self.device, self.metrics[self.main], dict(self.cfg.space.build))
             oracles["oneshot"] = OneShotOracle(context, self.space)
@@ -138,7 +150,13 @@ class SearchSetup:
             store = closing.enter_context(ScoreStore(self.cfg.store or run.path / "scores.db"))
         runner = closing.enter_context(ScoreRunner(self.recipe.open(self.space), store, parallel))
         oracles["score"] = ScoreOracle(runner, self.main, self.strategy.needs.extra_metrics)
-        return oracles
+        return self.costed(oracles)
+
+    def costed(self, oracles: dict[str, Oracle]) -> dict[str, Oracle]:
+        """Every oracle's answers with the architecture's hardware cost, when the run has a cost model."""
+        if self.hardware is None:
+            return oracles
+        return {kind: CostOracle(oracle, self.hardware) for kind, oracle in oracles.items()}
 
 
 def check_budget(cfg: RunConfig) -> None:
@@ -159,6 +177,7 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     pool); ``run_path``: where a training validator checkpoints.
     """
     check_budget(cfg)
+    constraint = parse_constraint(cfg)
     device = resolve_device(cfg.device)
     space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
     strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
@@ -176,13 +195,17 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
         metrics.update((spec, parse_metric(spec)) for spec in needs.extra_metrics if spec not in metrics)
     recipe = ScoringRecipe.from_config(cfg, metrics, device)
     context = recipe.open(space)
+    hardware = open_hardware(cfg, constraint, space, needs, context.splits)
+    if hardware is not None:  # the strategy searches the constrained space (an infeasible budget fails here)
+        space = hardware.constrain(space, cfg.seed)
+        strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     table = open_benchmark(cfg, space)
     validator = None
     if train_based or needs.validation:
         checkpoint = None if run_path is None else run_path / VALIDATE_CHECKPOINT
         validator = open_validator(cfg, space, table, device, context.splits, checkpoint)
     return SearchSetup(cfg, space, strategy, device, context.recipe, context.splits, context.batch, table, main,
-                       metrics, validator)
+                       metrics, validator, hardware)
 
 
 def _resolve_config(config: RunConfig | dict | str | Path | None, overrides: list[str] | tuple[str, ...]) -> RunConfig:
@@ -257,6 +280,9 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
         selected_by=incumbent.selected_by, quantity=incumbent.quantity,
         training_charged=getattr(setup.validator, "charged", None) if log.count("validate") else None,
         validation_split=setup.splits.describe_valid() if isinstance(setup.validator, TrainValidator) else None,
+        hardware=None if setup.hardware is None else setup.hardware.describe(incumbent.arch),
     )
+    if setup.strategy.needs.cost:
+        write_front(run.path, log.history, setup.space, setup.hardware.cost, table, cfg.data.name)
     run.write_json("best.json", result.to_dict())
     return result

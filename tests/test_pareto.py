@@ -226,3 +226,19 @@ def test_nsga2_state_round_trip_and_errors() -> None:
         NSGA2Population(1, np.random.default_rng(0))
     with pytest.raises(SearchkitError, match="no population to breed from"):
         NSGA2Population(3, np.random.default_rng(0)).offspring(space)
+
+
+def test_hypervolume_agrees_with_botorch() -> None:
+    """The exact sweep against botorch's box-decomposition hypervolume (maximisation: the cost negated)."""
+    torch = pytest.importorskip("torch")
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    rng = np.random.default_rng(3)
+    for n, ref in ((1, (0.0, 1.0)), (40, (0.1, 0.9)), (300, (-0.5, 2.0))):
+        pts = np.round(rng.random((n, 2)), 2)  # ties included
+        y = torch.tensor(np.c_[pts[:, 0], -pts[:, 1]], dtype=torch.float64)
+        y = y[(y > torch.tensor([ref[0], -ref[1]], dtype=torch.float64)).all(1)]
+        expected = Hypervolume(torch.tensor([ref[0], -ref[1]], dtype=torch.float64)).compute(y[is_non_dominated(y)]) \
+            if len(y) else 0.0
+        assert hypervolume(pts, ref) == pytest.approx(expected, rel=1e-12, abs=1e-15)

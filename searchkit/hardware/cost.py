@@ -25,7 +25,6 @@ from torch import nn
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
 from searchkit.tabular.hwnas import UNITS, HWNASTable, check_device
-from searchkit.tabular.nb201 import canonical_dataset
 
 #: the device name of :class:`MeasuredLatency` (this machine's CPU)
 MEASURED_DEVICE = "cpu"
@@ -34,7 +33,9 @@ MEASURED_DEVICE = "cpu"
 @runtime_checkable
 class CostModel(Protocol):
     """Cost of architectures given as their text: ``quantity`` (latency | energy) in ``unit``
-    (ms | mJ) on ``device``; ``name`` is ``<device>_<quantity>``."""
+    (ms | mJ) on ``device``; ``name`` is ``<device>_<quantity>``. Optional: ``charge(text)``, the
+    wall seconds obtaining that cost took (a measurement; absent or 0 for a lookup), which a
+    search charges as training-free work (:class:`searchkit.hardware.run.CostOracle`)."""
 
     name: str
     device: str
@@ -73,6 +74,10 @@ class TableCost:
 
     def cost(self, text: str) -> float:
         return self.table.cost(text, self.device, self.quantity)
+
+    def charge(self, text: str) -> float:
+        """A lookup: nothing to charge."""
+        return 0.0
 
     def costs(self, texts: Sequence[str]) -> np.ndarray:
         """Costs of ``texts``, shape (len(texts),); SearchkitError at the first unmeasured one."""
@@ -131,7 +136,8 @@ def measure_latency(net: nn.Module, x: torch.Tensor, warmup: int = 5, repeats: i
 class MeasuredLatency:
     """CPU latency (ms) of ``space.build(arch, num_classes, in_channels=input_shape[0], **build)`` on
     this machine, for one batch of ``batch_size`` inputs of ``input_shape`` (C, H, W): see
-    :func:`measure_latency`. Networks are initialised from ``seed``; values are cached per text.
+    :func:`measure_latency`. Networks are initialised from ``seed``; values are cached per text,
+    with the wall seconds each measurement took (:meth:`charge`).
 
     Timings depend on the machine's load: measure on a quiet machine (the project's CPU lock).
     """
@@ -152,16 +158,23 @@ class MeasuredLatency:
         self.batch_size, self.warmup, self.repeats, self.threads = batch_size, warmup, repeats, threads
         self.build, self.seed, self.clock = dict(build or {}), seed, clock
         self.cache: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
 
     def cost(self, text: str) -> float:
         if text not in self.cache:
+            start = time.perf_counter()
             arch = self.space.decode(text)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed)
                 net = self.space.build(arch, self.num_classes, in_channels=self.input_shape[0], **self.build)
                 x = torch.randn(self.batch_size, *self.input_shape)
             self.cache[text] = measure_latency(net, x, self.warmup, self.repeats, self.threads, self.clock)
+            self.seconds[text] = time.perf_counter() - start
         return self.cache[text]
+
+    def charge(self, text: str) -> float:
+        """The wall seconds of building and timing ``text``'s network (0 before it was measured)."""
+        return self.seconds.get(text, 0.0)
 
     def costs(self, texts: Sequence[str]) -> np.ndarray:
         """Costs of ``texts``, shape (len(texts),): one timing per architecture not yet cached."""
@@ -174,20 +187,10 @@ class MeasuredLatency:
 
 def make_cost_model(device: str, quantity: str, space: SearchSpace, dataset: str = "cifar10",
                     table: str | Path | None = None, **measure: Any) -> CostModel:
-    """The cost model for ``quantity`` on ``device``: measured CPU latency for ``device='cpu'``
-    (``measure``: :class:`MeasuredLatency` options such as num_classes, input_shape, build), else the
-    HW-NAS-Bench table of ``dataset`` (NB201 only; ``table``: a CSV or the official pickle)."""
-    if device == MEASURED_DEVICE:
-        if quantity != "latency":
-            raise SearchkitError(f"only latency can be measured on {MEASURED_DEVICE}, not {quantity}")
-        return MeasuredLatency(space, **measure)
-    check_device(device, quantity)
-    if space.name != "nb201":
-        raise SearchkitError(f"HW-NAS-Bench has costs of NB201 cells only, not of the {space.name} space; "
-                             f"use device: {MEASURED_DEVICE} (latency measured on this machine)")
-    try:
-        dataset = canonical_dataset(dataset)
-    except SearchkitError:
-        raise SearchkitError(f"HW-NAS-Bench measured inputs of cifar10, cifar100 and ImageNet16-120 size, not "
-                             f"{dataset!r}; use device: {MEASURED_DEVICE} (latency measured on this machine)") from None
-    return TableCost.load(device, quantity, dataset, table)
+    """The cost model for ``quantity`` on ``device`` that ``space`` offers (:meth:`Space.cost_model`):
+    measured CPU latency for ``device='cpu'`` (``measure``: :class:`MeasuredLatency` options such as
+    num_classes, input_shape, build), else the space's cost table (NB201: HW-NAS-Bench for
+    ``dataset``'s input size; ``table``: a CSV or the official pickle)."""
+    if device != MEASURED_DEVICE:
+        check_device(device, quantity)
+    return space.cost_model(device, quantity, dataset, table, **measure)

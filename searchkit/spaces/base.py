@@ -9,8 +9,12 @@ Beyond that a space may offer:
   nothing compares space names.
 * a **supernet** (one-shot network over all its architectures, for NASI): :meth:`Space.supernet`
   returns its class (:class:`searchkit.spaces.supernet.SuperNet`: size options, ops, ``derive``).
+* a **hardware cost model** (:meth:`Space.cost_model`): the latency or energy of its
+  architectures on a named device. Every space offers ``cpu`` latency measured on this machine;
+  a space with a cost table adds its devices (NB201: HW-NAS-Bench's six).
 
-:class:`Space` is the base with the defaults (no benchmark, no supernet); spaces derive from it.
+:class:`Space` is the base with the defaults (no benchmark, no supernet, measured CPU latency);
+spaces derive from it.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from torch import nn
 from searchkit.errors import SearchkitError
 
 if TYPE_CHECKING:
+    from searchkit.hardware.cost import CostModel
     from searchkit.spaces.supernet import SuperNet
 
 Arch = TypeVar("Arch", bound=Hashable)
@@ -92,7 +97,7 @@ class SearchSpace(Protocol[Arch]):
 
 
 class Space:
-    """Defaults of the optional capabilities: no tabular benchmark, no supernet."""
+    """Defaults of the optional capabilities: no tabular benchmark, no supernet, CPU latency measured here."""
 
     name: str = ""
 
@@ -102,6 +107,28 @@ class Space:
             raise SearchkitError(f"the {self.name} space has no tabular benchmark; drop table: {path}")
         return None
 
+    def allows(self, arch: Any) -> bool:
+        """Whether sampling and mutation may return ``arch`` (a space with sampling options, such as
+        NB201's ``exclude_degenerate``, says no to some); every architecture by default."""
+        return True
+
     def supernet(self) -> type[SuperNet]:
         """The class of this space's one-shot network over all its architectures (NASI)."""
         raise SearchkitError(f"the {self.name} space has no supernet; NASI searches spaces that have one")
+
+    def cost_model(self, device: str, quantity: str = "latency", dataset: str | None = None,
+                   table: str | Path | None = None, **measure: Any) -> CostModel:
+        """The ``quantity`` (latency | energy) of this space's architectures on ``device``.
+
+        The default: ``cpu`` latency measured on this machine (``measure``:
+        :class:`~searchkit.hardware.cost.MeasuredLatency`'s options: num_classes, input_shape,
+        build, batch_size, warmup, repeats, threads, seed). A space with a cost table overrides
+        this for the table's devices (``dataset``: whose input size; ``table``: the user's copy)."""
+        from searchkit.hardware.cost import MEASURED_DEVICE, MeasuredLatency
+
+        if device == MEASURED_DEVICE:
+            if quantity != "latency":
+                raise SearchkitError(f"only latency can be measured on {MEASURED_DEVICE}, not {quantity}")
+            return MeasuredLatency(self, **measure)
+        raise SearchkitError(f"the {self.name} space has no hardware cost table (device {device!r}); "
+                             f"use device: {MEASURED_DEVICE} (latency measured on this machine)")

@@ -6,8 +6,9 @@
 ``decode``, ``build``, ``name``, ``index``, ...) is the wrapped space's.
 
 - Table cost (:class:`~searchkit.hardware.EnumerableCost`, e.g. HW-NAS-Bench): the feasible set
-  is enumerated once (cost <= limit; unmeasured cells excluded); an empty set is a SearchkitError
-  at construction, before any scoring. ``sample`` is uniform over it.
+  is enumerated once (cost <= limit; unmeasured cells, and cells the space's own sampling options
+  leave out, ``space.allows(arch)`` false, excluded); an empty set is a SearchkitError at
+  construction, before any scoring. ``sample`` is uniform over it.
 - Measured cost: ``sample`` is rejection sampling from the wrapped space, at most ``max_tries``
   draws (each new architecture is timed once), then a SearchkitError naming the cheapest seen.
 - Candidates: when the wrapped space is itself a finite set (it has a ``members`` list, like
@@ -64,8 +65,13 @@ class FeasibleSpace:
             self._set_members([candidates[i] for i in np.flatnonzero(mask)])
         elif isinstance(cost, EnumerableCost):
             texts, values = cost.all_costs()
+            archs = [space.decode(t) for t in texts]
+            allows = getattr(space, "allows", None)
+            if allows is not None:  # the space's own sampling options (e.g. no degenerate NB201 cells)
+                kept = [i for i, arch in enumerate(archs) if allows(arch)]
+                archs, values = [archs[i] for i in kept], np.asarray(values)[kept]
             mask = constraint.require_achievable(values, self.what)
-            self._set_members([space.decode(texts[i]) for i in np.flatnonzero(mask)])
+            self._set_members([archs[i] for i in np.flatnonzero(mask)])
 
     def _set_members(self, members: list[Any]) -> None:
         self.members = members

@@ -17,7 +17,7 @@ import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from searchkit.spaces.base import Space
 from searchkit.spaces.ops import OP_FACTORIES, ResNetBasicBlock
 
 if TYPE_CHECKING:
+    from searchkit.hardware.cost import CostModel
     from searchkit.spaces.nb201_supernet import NB201SuperNet
     from searchkit.tabular import NB201Table
 
@@ -105,7 +106,8 @@ class NB201Network(nn.Module):
 
 class NB201Space(Space):
     """The NAS-Bench-201 space: strict string codec, sampling, mutation, official indices, networks,
-    and its capabilities: the benchmark table (:meth:`benchmark`) and NASI's supernet.
+    and its capabilities: the benchmark table (:meth:`benchmark`), NASI's supernet and
+    HW-NAS-Bench's hardware costs (:meth:`cost_model`).
 
     ``table``: the benchmark table CSV (columns ``index``, ``arch_str``) that defines the official
     index order; by default found as ``nb201/nb201_table.csv`` under :func:`searchkit.paths.find_data`.
@@ -136,6 +138,7 @@ class NB201Space(Space):
         self._index_of: dict[NB201Arch, int] | None = None
         self._arch_at: list[NB201Arch] | None = None
         self._benchmarks: dict[str | None, NB201Table] = {}
+        self._costs: dict[tuple, CostModel] = {}
 
     # --- string codec -------------------------------------------------------------------
 
@@ -298,6 +301,28 @@ class NB201Space(Space):
             self._benchmarks[key] = NB201Table.load(path)
         return self._benchmarks[key]
 
+    def cost_model(self, device: str, quantity: str = "latency", dataset: str | None = None,
+                   table: str | Path | None = None, **measure: Any) -> CostModel:
+        """HW-NAS-Bench's ``quantity`` on ``device`` (Li et al., ICLR 2021: edgegpu, raspi4, edgetpu,
+        pixel3, eyeriss, fpga) for inputs of ``dataset``'s size (cifar10, cifar10-valid, cifar100,
+        ImageNet16-120; ``table``: a CSV export or the official pickle), or ``cpu`` latency
+        measured on this machine (:meth:`Space.cost_model`)."""
+        from searchkit.hardware.cost import MEASURED_DEVICE, TableCost
+        from searchkit.tabular.hwnas import check_device
+        from searchkit.tabular.nb201 import DATA_NAMES
+
+        if device == MEASURED_DEVICE:
+            return super().cost_model(device, quantity, dataset, table, **measure)
+        check_device(device, quantity)
+        hw_dataset = DATA_NAMES.get(dataset or "cifar10")
+        if hw_dataset is None:
+            raise SearchkitError(f"HW-NAS-Bench measured inputs of cifar10, cifar100 and ImageNet16-120 size, not "
+                                 f"{dataset!r}; use device: {MEASURED_DEVICE} (latency measured on this machine)")
+        key = (device, quantity, hw_dataset, None if table is None else str(table))
+        if key not in self._costs:
+            self._costs[key] = TableCost.load(device, quantity, hw_dataset, table)
+        return self._costs[key]
+
     def supernet(self) -> type[NB201SuperNet]:
         """NASI's supernet of this space (:class:`~searchkit.spaces.nb201_supernet.NB201SuperNet`)."""
         from searchkit.spaces.nb201_supernet import NB201SuperNet
@@ -313,6 +338,13 @@ class NB201Space(Space):
     def canonical(self, arch: NB201Arch) -> NB201Arch:
         """The representative of ``arch``'s equivalence class (:func:`canonical`)."""
         return canonical(arch)
+
+    def allows(self, arch: NB201Arch) -> bool:
+        """Whether :meth:`sample` and :meth:`mutate` may return ``arch`` under the sampling options
+        (not degenerate with ``exclude_degenerate``; its class representative with ``distinct``).
+        A space restricted to a hardware budget (:class:`~searchkit.spaces.constrained.FeasibleSpace`)
+        keeps to these."""
+        return self._allowed(arch) and (not self.distinct or canonical(arch) == arch)
 
     def _allowed(self, arch: NB201Arch) -> bool:
         return not (self.exclude_degenerate and is_degenerate(arch))

@@ -18,7 +18,7 @@ class PoolSpace(Space):
     projected onto the pool: the child itself if it is a member, else a uniform choice among the
     members nearest to it in Hamming distance over :meth:`~searchkit.spaces.base.SearchSpace.features`
     (the parent excluded). ``neighbours``: the members nearest to ``arch`` (itself excluded).
-    Codec, networks and the benchmark are the space's.
+    Codec, networks, the benchmark and the hardware cost tables are the space's.
     """
 
     def __init__(self, space: SearchSpace, members: list[Any]) -> None:
@@ -62,3 +62,8 @@ class PoolSpace(Space):
 
     def benchmark(self, path: Any = None) -> Benchmark | None:
         return self.space.benchmark(path)
+
+    def cost_model(self, device: str, quantity: str = "latency", dataset: str | None = None, table: Any = None,
+                   **measure: Any) -> Any:
+        """The space's cost model (its networks are the pool's)."""
+        return self.space.cost_model(device, quantity, dataset, table, **measure)

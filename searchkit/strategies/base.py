@@ -80,17 +80,26 @@ class Answer:
     extras: Mapping[str, float] = field(default_factory=dict)
 
 
+#: The key of an answer's ``extras`` that holds the architecture's hardware cost (the run's
+#: ``hardware`` device and quantity, e.g. pixel3 latency in ms), present whenever the run has a
+#: cost model (a constraint, or ``hardware.device``).
+COST = "hardware_cost"
+
+
 @dataclass(frozen=True)
 class Needs:
     """What a strategy needs from the run: ``extra_metrics`` (specs scored beside the run's
     metric on the same network), ``validation`` (it asks :class:`Validate` queries),
     ``training_free`` (it needs a training-free metric: ``metric.name: validation`` is refused),
-    ``gradient`` (the metric's differentiable form, for a one-shot supernet search)."""
+    ``gradient`` (the metric's differentiable form, for a one-shot supernet search), ``cost``
+    (every answer carries the architecture's hardware cost under :data:`COST`; the engine
+    refuses a run without a cost model, e.g. a multi-objective search)."""
 
     extra_metrics: tuple[str, ...] = ()
     validation: bool = False
     training_free: bool = False
     gradient: bool = False
+    cost: bool = False
 
 
 @dataclass

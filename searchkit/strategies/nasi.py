@@ -62,6 +62,25 @@ are signed; on any edge where the other ops lower R on average, ``none`` wins th
 eq. 18's accumulated gradient without ever raising R (4 of 5 full-size seeds selected it; seed 1
 cut node 1 off the input). ``exclude_ops: []`` restores it.
 
+Under a hardware constraint (the run's space is a :class:`~searchkit.spaces.constrained.FeasibleSpace`
+over a cost table; not in the paper, which has no hardware term): the budget enters twice.
+
+* Penalty: an additive per-(edge, op) model of the cost (:class:`~searchkit.hardware.AdditiveCost`,
+  least squares over the whole table; exact on HW-NAS-Bench's FPGA and Eyeriss columns) gives the
+  sampled architecture's predicted cost c(A_t) = bias + sum_{e,k} W[e, k] w_t[e, k] from the same
+  straight-through one-hot weights w_t (eq. 42) the supernet uses, so it is differentiable in
+  alpha like R. Each step maximises R(A_t) - ``hardware_mu`` |R(A_t)| max(0, c(A_t) / L - 1)
+  (L: the limit; |R| held constant): a sample x% over the budget loses x% x hardware_mu of its
+  objective, the hinge of eq. 13 applied to cost, dimensionless for every metric.
+* Decoding: instead of each row's argmax (line 8), the feasible architecture most likely under
+  the rows' distributions softmax(Delta alpha) (:meth:`FeasibleSpace.most_likely`: exact
+  argmax of sum_e log p_e over the feasible set; equal to line 8's architecture whenever that
+  one is feasible). Nearest-feasible projection in Hamming distance is NOT used: it can land on
+  dead cells (every edge into the output ``none``).
+
+``hardware_mu=0`` keeps the decoding alone. A measured cost (``device: cpu``, no table) has no
+enumerable feasible set, and NASI refuses such a constraint.
+
 Search cost is the measured wall time of the whole call (the engine times it): on NB201 at full
 size about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20
 minutes; on DARTS at C=8, 5 cells, b=64 about 10-20 s per step.
@@ -79,12 +98,17 @@ from torch import nn
 from searchkit.data import scoring_batch
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
+from searchkit.hardware.additive import AdditiveCost
+from searchkit.hardware.cost import EnumerableCost
 from searchkit.runtime import build_network
 from searchkit.spaces.base import SearchSpace
 from searchkit.strategies.base import Answer, Needs, OneShot, Query, SearchContext, Strategy, strategy
+from searchkit.spaces.constrained import FeasibleSpace
 from searchkit.spaces.supernet import SuperNet
 
 NU_MODES = ("fixed", "adaptive")
+#: the log-probability an excluded op gets in constrained decoding: far below any valid op's
+EXCLUDED_LOG_PROB = -1e4
 
 
 def gumbel_straight_through(logits: torch.Tensor, generator: torch.Generator, tau: float = 1.0,
@@ -115,6 +139,35 @@ class _Objective:
     penalised: bool
 
 
+@dataclass
+class _Budget:
+    """A hardware constraint as NASI uses it: the additive ``model`` of the cost (rows and columns
+    in the supernet's order), the ``limit`` and the penalty weight ``mu``."""
+
+    model: AdditiveCost
+    limit: float
+    mu: float
+
+    def penalised(self, value: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``value`` - mu |value| max(0, c(weights) / limit - 1), c the additive cost of ``weights`` (R, K)."""
+        over = torch.relu(self.model.expected(weights) / self.limit - 1.0)
+        return value - self.mu * value.detach().abs() * over
+
+
+def hardware_budget(space: SearchSpace, ops: tuple[str, ...], mu: float) -> _Budget | None:
+    """The budget of a constrained space (None for an unconstrained one): an additive cost model
+    fitted to every cell of its cost table, edges x ``ops``."""
+    if not isinstance(space, FeasibleSpace):
+        return None
+    if space.members is None or not isinstance(space.cost, EnumerableCost):
+        raise SearchkitError(f"nasi under a constraint needs a cost table for exact constrained decoding; "
+                             f"{space.cost.device} has none (choose a HW-NAS-Bench device, or another strategy)")
+    texts, costs = space.cost.all_costs()
+    column = {op: k for k, op in enumerate(ops)}
+    codes = np.array([[column[op] for op in space.space.decode(t).ops] for t in texts], dtype=np.int64)
+    return _Budget(AdditiveCost.fit(codes, costs, len(ops)), space.constraint.limit, mu)
+
+
 @strategy("nasi")
 class NASI(Strategy):
     """NASI over a space's supernet (see the module docstring for the algorithm and every option).
@@ -125,6 +178,7 @@ class NASI(Strategy):
     ``space.build`` (else the space's defaults): ``C`` (both spaces), ``N`` (NB201 cells per
     stage), ``layers`` (DARTS cells). ``exclude_ops``: ops removed from every op choice (None: the
     supernet's ``excluded``, ``none`` on NB201; see the module docstring; ``[]``: none removed).
+    ``hardware_mu``: the weight of the hardware-budget penalty under a constraint (module docstring).
     """
 
     needs = Needs(training_free=True, gradient=True)
@@ -133,6 +187,7 @@ class NASI(Strategy):
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,
         mu: float = 1.0, nu: str = "fixed", nu0: float | None = None, nu_samples: int = 50, tau: float = 1.0,
         C: int | None = None, N: int | None = None, layers: int | None = None, exclude_ops: list[str] | None = None,
+        hardware_mu: float = 1.0,
     ) -> None:
         supernet = space.supernet()
         if nu not in NU_MODES:
@@ -142,8 +197,9 @@ class NASI(Strategy):
             if key not in supernet.size_defaults:
                 raise SearchkitError(f"nasi option {key} does not apply to the {space.name} supernet; its size options "
                                      f"are {', '.join(supernet.size_defaults)}")
-        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or any(value < 1 for value in size.values()):
-            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, tau > 0 and supernet sizes >= 1")
+        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or hardware_mu < 0 or any(v < 1 for v in size.values()):
+            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, hardware_mu >= 0, tau > 0 and "
+                                 "supernet sizes >= 1")
         super().__init__(space, rng)
         self.steps, self.batch_size, self.mu, self.nu_mode, self.nu0 = steps, batch_size, mu, nu, nu0
         self.nu_samples, self.tau, self.size = nu_samples, tau, size
@@ -152,6 +208,7 @@ class NASI(Strategy):
         if unknown or len(set(supernet.ops) - set(self.exclude_ops)) < supernet.min_ops:
             raise SearchkitError(f"nasi option exclude_ops={self.exclude_ops} must name ops of the {space.name} "
                                  f"supernet ({', '.join(supernet.ops)}) and leave at least {supernet.min_ops}")
+        self.budget = hardware_budget(space, supernet.ops, hardware_mu)
         self.nu_used: float | None = None
         self.done = False
 
@@ -192,6 +249,8 @@ class NASI(Strategy):
                 nu_t = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
                 traces.append(float(value.detach()))
                 value = value - self.mu * torch.relu(value - nu_t)
+            if self.budget is not None:
+                value = self.budget.penalised(value, net.weights)
             grad = torch.autograd.grad(value, alpha)[0] if value.requires_grad else torch.zeros_like(alpha)
             if not torch.isfinite(grad).all():  # a degenerate sample carries no signal
                 grad = torch.zeros_like(alpha)
@@ -201,12 +260,23 @@ class NASI(Strategy):
         if objective.penalised:
             self.nu_used = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
         delta = total / self.steps  # eq. 18 with rho = 1
-        arch = net.derive(delta.detach().cpu())
+        arch = self.derive(net, delta.detach().cpu())
         value = objective.fn(build_network(self.space, arch, context.splits, seed, self.supernet_size(context))
                              .to(context.device), context.batch)
         if objective.penalised:
             value = value - self.mu * torch.relu(value - self.nu_used)
         return arch, float(value.detach())
+
+    def derive(self, net: SuperNet, delta: torch.Tensor) -> Any:
+        """Line 8: the supernet's architecture of alpha* (each row's argmax); under a constraint the
+        feasible architecture most likely under softmax(alpha*) over each row's valid ops. An
+        excluded op costs EXCLUDED_LOG_PROB, so it is used only where every feasible cell has one
+        (a budget below the cheapest cell without ``none``)."""
+        if self.budget is None:
+            return net.derive(delta)
+        mask = net.mask.cpu()
+        log_probs = torch.log_softmax(delta.masked_fill(~mask, float("-inf")), dim=-1).masked_fill(~mask, EXCLUDED_LOG_PROB)
+        return self.space.most_likely(log_probs.numpy(), type(net).ops)
 
     def supernet_size(self, context: SearchContext) -> dict[str, int]:
         """The supernet's size options: the strategy's when given, else the run's network

@@ -1,6 +1,7 @@
-"""NSGA-II selection machinery (Deb et al., IEEE TEVC 6(2), 2002) for architectures with two
-objectives (score to maximise, cost to minimise; see :mod:`searchkit.pareto`), independent of
-the strategy base class so that a strategy can wrap it.
+"""NSGA-II (Deb et al., IEEE TEVC 6(2), 2002) for architectures with two objectives: the run's
+value (a training-free score, or a validation accuracy) to maximise and the hardware cost to
+minimise (see :mod:`searchkit.pareto`). :class:`NSGA2Population` is the selection machinery;
+:class:`NSGA2` is the registered strategy ``nsga2`` built on it.
 
 One generation (sec. III-C, the main loop): N offspring are bred from the parent population P_t
 by binary tournaments on the crowded-comparison operator (sec. III-B: lower front first, then
@@ -24,6 +25,8 @@ import numpy as np
 from searchkit.errors import SearchkitError
 from searchkit.pareto import as_points, rank_and_crowding
 from searchkit.spaces.base import SearchSpace
+from searchkit.strategies.base import (COST, Answer, Needs, Query, Score, Strategy, Validate, distinct_samples,
+                                       strategy)
 
 #: an evaluated architecture: (arch, (score, cost))
 Member = tuple[Hashable, tuple[float, float]]
@@ -110,3 +113,99 @@ class NSGA2Population:
     def load_state(self, space: SearchSpace, rows: Sequence[Sequence[Any]]) -> None:
         """Inverse of :meth:`state`."""
         self.members = [(space.decode(text), (float(s), float(c))) for text, s, c in rows]
+
+
+#: the finite stand-in for a non-finite value (a degenerate network's worst score): below every real value
+FLOOR = -1e300
+#: generations in a row that bring no new architecture end the search (a space smaller than the population)
+MAX_STALE = 100
+
+
+def objectives(answer: Answer) -> tuple[float, float]:
+    """(value, cost) of an answer; a non-finite value becomes :data:`FLOOR`."""
+    value = float(answer.value)
+    return (value if np.isfinite(value) else FLOOR), float(answer.extras[COST])
+
+
+@strategy("nsga2")
+class NSGA2(Strategy):
+    """Multi-objective evolution: NSGA-II over (the run's value, the architecture's hardware cost).
+
+    The first population is ``population`` distinct uniform samples; each generation breeds
+    ``population`` children (binary tournaments on the crowded comparison, then the space's
+    mutation; see :class:`NSGA2Population` for the departures from the paper) and keeps the best
+    ``population`` of parents and children by non-dominated rank and crowding. Children that were
+    already answered are not asked again. The value is the run's: a training-free score, or the
+    validation accuracy with ``metric.name: validation``. ``generations``: how many generations
+    (null: until the budget ends).
+
+    ``validate`` (hybrid): after ``generations`` generations on the training-free score (which
+    cost no training), the score population is validated in NSGA-II's order of preference (front
+    by front, larger crowding distance first: each front's extremes first), and NSGA-II continues
+    on (validation accuracy, cost), its population started from the validated members. The run's
+    front is then the validated one (:func:`searchkit.hardware.front.found_front`).
+
+    Every answer carries the architecture's cost (``Needs.cost``: the engine adds it), so a cost is
+    computed once per architecture and run. The answer the run reports is the driver's incumbent
+    (the best value); the front is written to ``front.csv``.
+    """
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, population: int = 20,
+                 generations: int | None = None, validate: bool = False) -> None:
+        if population < 2 or (generations is not None and generations < 0):
+            raise SearchkitError(f"nsga2 needs population >= 2 and generations >= 0 (or null); got {population} "
+                                 f"and {generations}")
+        if validate and generations is None:
+            raise SearchkitError("nsga2 with validate: true needs generations (how many generations of training-free "
+                                 "evolution come before the validations), e.g. generations: 10")
+        super().__init__(space, rng)
+        self.size, self.generations, self.validate = population, generations, validate
+        self.needs = Needs(cost=True, validation=validate, training_free=validate)
+        self.population = NSGA2Population(population, rng)
+        self.known: dict[Any, tuple[float, float]] = {}
+        self.pending: list[Any] = distinct_samples(space, rng, population)
+        self.generation = 0
+        self.validating = False
+        self.stale = 0
+
+    @property
+    def _query(self) -> type:
+        return Validate if self.validating else Score
+
+    def ask(self) -> list[Query]:
+        while True:
+            unknown = list(dict.fromkeys(a for a in self.pending if a not in self.known))
+            if unknown:
+                self.stale = 0
+                return [self._query(arch) for arch in unknown]
+            if not self._next_generation():
+                return []
+
+    def tell(self, query: Query, answer: Answer) -> None:
+        if isinstance(query, self._query):
+            self.known[query.arch] = objectives(answer)
+
+    def _next_generation(self) -> bool:
+        """Select the survivors of the pending (all answered) architectures and breed the next
+        ones; False when the search is over."""
+        self.population.survive([(a, self.known[a]) for a in dict.fromkeys(self.pending)])
+        self.generation += 1
+        self.stale += 1  # reset by the next ask that has a new architecture to query
+        if self.stale >= MAX_STALE:
+            return False
+        if self.generations is not None and self.generation > self.generations:
+            if not self.validate or self.validating:
+                return False
+            self._start_validating()
+            return True
+        self.pending = self.population.offspring(self.space)
+        return True
+
+    def _start_validating(self) -> None:
+        """The hybrid's switch: validate the score population, best-preferred first."""
+        ranks, crowding = rank_and_crowding(self.population.points())
+        order = np.lexsort((-crowding, ranks))
+        self.pending = [self.population.members[int(i)][0] for i in order]
+        self.validating, self.generations, self.generation = True, None, 0
+        self.known = {}
+        self.population = NSGA2Population(self.size, self.rng)

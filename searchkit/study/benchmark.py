@@ -18,6 +18,10 @@ store and charged the seconds each score took to compute.
 Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun, or ``--resume OUT``,
 skips the rows already there and resumes an interrupted run from its history), ``OUT/summary.md``
 and ``OUT/anytime.png`` (:mod:`searchkit.study.report`), rewritten after every run.
+
+A ``benchmark.hardware`` section makes it the hardware-aware benchmark (:mod:`searchkit.study.hardware`):
+the same pool and scores, every strategy under each latency budget, multi-objective strategies
+per device.
 """
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
 from searchkit.rundir import check_writable, write_atomic
 from searchkit.runtime import resolve_device
-from searchkit.scoring import ScoreRunner, ScoringRecipe, import_scores
+from searchkit.scoring import ScoreRunner, ScoringContext, ScoringRecipe, import_scores
 from searchkit.spaces import get_space
 from searchkit.spaces.base import Benchmark
 from searchkit.spaces.pool import PoolSpace
@@ -81,6 +85,27 @@ def pool_metrics(bench: BenchmarkConfig, space: SearchSpace) -> dict:
     return {spec: parse_metric(spec) for spec in sorted(specs)}
 
 
+def score_pool(base: RunConfig, bench: BenchmarkConfig, space: SearchSpace, table: Benchmark, context: ScoringContext,
+               db: ScoreStore, parallel: Parallel, progress: bool) -> tuple[PoolSpace, list[str]]:
+    """The benchmark's pool, its scores in ``db``: the ``score_cache`` exports imported (when their
+    recipe matches), then the missing scores computed (unless ``scored_only``, which keeps the
+    architectures already scored). Returns (the pool, notes for the report)."""
+    metrics = context.recipe.metrics
+    notes = [import_scores(db, directory, context.recipe.setting()) for directory in bench.score_cache]
+    indices = range(len(table)) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, len(table))
+    texts = [table.arch_str(i) for i in indices]
+    with ScoreRunner(context, db, parallel) as runner:
+        if bench.pool.scored_only:
+            texts = [t for t in texts if runner.stored(t) is not None]
+        elif metrics:
+            for _ in tqdm(runner.scores(texts), desc="pool scores", unit="arch", total=len(texts), disable=not progress):
+                pass
+    pool = PoolSpace(space, [space.decode(t) for t in texts])
+    notes.append(f"pool: {len(pool.members)} architectures" + (
+        f" (of {len(indices)}: those scored with {', '.join(metrics)})" if bench.pool.scored_only else ""))
+    return pool, notes
+
+
 def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None, progress: bool = True,
                   store: str | Path | None = None, parallel: Parallel = Parallel()) -> Path:
     """Run every (strategy, metric, seed) not yet in ``out/runs.csv``; write the reports. Returns ``out``.
@@ -101,26 +126,20 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
                              f"the {base.space.name} space has none")
     out = Path(out)
     check_writable(out)
+    from searchkit.study.hardware import parse_hardware, run_hardware  # it builds on this module
+
+    hardware = parse_hardware(bench, space, base) if bench.hardware else None  # checked before anything is written
     runs = bench.runs()
     metrics = pool_metrics(bench, space)
     context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
-    study = Study(out, RUN_FIELDS)
     with ScoreStore(base.store or out / "scores.db") as db:
-        notes = [import_scores(db, directory, context.recipe.setting()) for directory in bench.score_cache]
-        indices = range(len(table)) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, len(table))
-        texts = [table.arch_str(i) for i in indices]
-        with ScoreRunner(context, db, parallel) as runner:
-            if bench.pool.scored_only:
-                texts = [t for t in texts if runner.stored(t) is not None]
-            elif metrics:
-                for _ in tqdm(runner.scores(texts), desc="pool scores", unit="arch", total=len(texts),
-                              disable=not progress):
-                    pass
-        pool = PoolSpace(space, [space.decode(t) for t in texts])
-        notes.append(f"pool: {len(pool.members)} architectures" + (
-            f" (of {len(indices)}: those scored with {', '.join(metrics)})" if bench.pool.scored_only else ""))
+        pool, notes = score_pool(base, bench, space, table, context, db, parallel, progress)
+        if hardware is not None:
+            run_hardware(hardware, out, base, bench, pool, table, db, notes, progress)
+            return out
+        study = Study(out, RUN_FIELDS)
         done = study.done()
         todo = [(e, m, s) for e, m, s in runs if dirname(e.title, m, f"s{s}") not in done]
         for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):

@@ -49,13 +49,16 @@ class BenchmarkConfig:
     """The ``benchmark:`` section: runs use seeds 0 .. seeds-1; ``metrics`` are metric specs (with
     options, e.g. ``kcc:eps=0.001``); ``score_cache`` lists ``searchkit correlate`` output
     directories whose scores (their ``scores.csv``, an export of a store) are imported into the
-    benchmark's store first, when their recipe matches."""
+    benchmark's store first, when their recipe matches. ``hardware``: the hardware-aware rows
+    (latency budgets and multi-objective devices, :class:`searchkit.study.hardware.HardwareRows`);
+    empty: the plain benchmark."""
 
     seeds: int = 5
     pool: PoolConfig = field(default_factory=PoolConfig)
     score_cache: list = field(default_factory=list)
     metrics: list = field(default_factory=lambda: ["kcc"])
     strategies: list = field(default_factory=list)
+    hardware: dict = field(default_factory=dict)
 
     def entries(self) -> list[StrategyEntry]:
         return [build_section(StrategyEntry, entry, f"benchmark.strategies[{i}].")

@@ -1,0 +1,111 @@
+"""The Pareto front a multi-objective run found, and the true front it is measured against.
+
+A run's found front (:func:`found_front`) is the non-dominated set, by (the run's value, the
+hardware cost), of the architectures it queried: among the validated ones once any was
+validated, else among the scored ones (the driver's incumbent rule, :class:`searchkit.driver.Incumbent`,
+applied to two objectives). It is written as ``front.csv`` and drawn in ``front.png``: accuracy vs
+cost, the found front over the true front when the space has a table of accuracies and an
+enumerable cost (NB201 + HW-NAS-Bench).
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from searchkit.hardware.cost import CostModel, EnumerableCost
+from searchkit.pareto import pareto_front
+from searchkit.rundir import HistoryRow
+from searchkit.spaces.base import Benchmark, SearchSpace
+from searchkit.strategies.base import COST
+
+FRONT_FIELDS = ("step", "arch", "index", "kind", "value", "cost", "test_accuracy")
+
+
+def found_front(history: Sequence[HistoryRow]) -> list[HistoryRow]:
+    """The non-dominated rows by (value max, cost min) of a run's first answers (repeats and
+    non-finite values left out): validation rows once there is one, else score and one-shot rows;
+    ordered by cost ascending."""
+    rows = [r for r in history if not r.cached and COST in r.extras and math.isfinite(r.score)]
+    validated = [r for r in rows if r.kind == "validate"]
+    rows = validated or rows
+    if not rows:
+        return []
+    return [rows[i] for i in pareto_front([(r.score, r.extras[COST]) for r in rows])]
+
+
+def true_points(space: SearchSpace, cost: CostModel, table: Benchmark, dataset: str) -> np.ndarray | None:
+    """(test accuracy, cost) of every architecture the space searches (its members when it is a
+    pool or a table-restricted space, else every cell with a cost), shape (n, 2); None when the
+    cost is not enumerable. Cells without a cost are left out."""
+    if not isinstance(cost, EnumerableCost):
+        return None
+    texts, values = cost.all_costs()
+    members = getattr(space, "members", None)
+    if members is not None:
+        lookup = dict(zip(texts, values))
+        texts = [space.encode(a) for a in members]
+        values = np.array([lookup.get(t, np.nan) for t in texts])
+    accuracy = table.column(dataset, "test", 200)
+    points = np.c_[accuracy[[table.index_of(t) for t in texts]], values]
+    return points[np.isfinite(points).all(1)]
+
+
+def write_front(out: Path, history: Sequence[HistoryRow], space: SearchSpace, cost: CostModel,
+                table: Benchmark | None, data_name: str) -> list[HistoryRow]:
+    """``out/front.csv`` (the found front; ``test_accuracy`` from the table when there is one) and
+    ``out/front.png``; returns the front's rows."""
+    front = found_front(history)
+    dataset = None if table is None else table.dataset_for(data_name)
+    accuracy = None if dataset is None else table.column(dataset, "test", 200)
+    with (out / "front.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FRONT_FIELDS)
+        for row in front:
+            test = "" if accuracy is None or row.index is None else f"{accuracy[row.index]:.4f}"
+            writer.writerow((row.step, row.arch, "" if row.index is None else row.index, row.kind, repr(row.score),
+                             repr(row.extras[COST]), test))
+    truth = None if dataset is None else true_points(space, cost, table, dataset)
+    plot_front(out / "front.png", front, cost, accuracy, truth)
+    return front
+
+
+def plot_front(path: Path, front: Sequence[HistoryRow], cost: CostModel, accuracy: np.ndarray | None,
+               truth: np.ndarray | None) -> Path:
+    """Accuracy vs cost: with a table, the found front at its test accuracy over every searched
+    cell and the true front; without, the found front's own values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=110)
+    xs = [r.extras[COST] for r in front]
+    label = f"{cost.device} {cost.quantity} ({cost.unit})"
+    if accuracy is not None and all(r.index is not None for r in front):
+        if truth is not None:
+            ax.scatter(truth[:, 1], truth[:, 0], s=2, color="0.8", label="searched cells", rasterized=True)
+            line = truth[pareto_front(truth)]
+            ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
+        ys: list[float] = [float(accuracy[r.index]) for r in front]
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(max(ax.get_ylim()[0], min([*ys, 80.0]) - 2), None)
+    else:
+        ys = [r.score for r in front]
+        ax.set_ylabel("the run's value (score or validation accuracy)")
+    ax.plot(xs, ys, "o", color="tab:red", markersize=4, label=f"found front ({len(front)})")
+    ax.set_xlabel(label)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def front_points(rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """(test accuracy, cost) of front.csv rows, shape (n, 2) (rows without a test accuracy left out)."""
+    pts = [(float(r["test_accuracy"]), float(r["cost"])) for r in rows if r.get("test_accuracy")]
+    return np.array(pts, dtype=np.float64).reshape(-1, 2)

@@ -1,0 +1,275 @@
+"""The hardware-aware benchmark: ``searchkit benchmark`` with a ``benchmark.hardware`` section.
+
+It shares the plain benchmark's pool, score store and resumable runner
+(:func:`searchkit.study.benchmark.score_pool`, :class:`~searchkit.study.runs.Study`) and adds two
+kinds of rows (``configs/bench-hardware.yaml``):
+
+* **Constrained** (``budgets``): every strategy that needs no cost, with each of its metrics and
+  seeds, under each budget (a ``constraint:`` in the run's config, so the run searches the pool
+  restricted to the budget, :mod:`searchkit.hardware.run`). A run is scored by its selected
+  cell's CIFAR-10 test accuracy against the best feasible cell's over the whole space (the gap,
+  in points; the issue's target: <= 0.5 at <= 1,000 simulated seconds).
+* **Multi-objective** (``devices``): every strategy that needs a cost (``Needs.cost``, e.g.
+  ``nsga2``) once per device, without a budget. A run is scored by the hypervolume of its found
+  front (:func:`searchkit.hardware.front.found_front`) at the cells' test accuracy, relative to
+  the true front of all cells (:class:`Truth`), under two reference points (:meth:`Truth.references`).
+
+Outputs: ``runs.csv`` (:data:`FIELDS`, a row appended after every run), ``summary.md``,
+``anytime_gap.png``, ``hypervolume.png``, ``fronts.png`` (:mod:`searchkit.study.hardware_report`),
+rewritten at most every :data:`REPORT_EVERY` seconds of a benchmark and at its end (the reports
+read every run's history, so rewriting them after each of ~1,000 short runs would cost more than
+the runs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from searchkit.config import RunConfig, build_section
+from searchkit.errors import SearchkitError
+from searchkit.hardware.constraint import Constraint
+from searchkit.hardware.cost import EnumerableCost
+from searchkit.hardware.front import found_front
+from searchkit.pareto import hypervolume, reference_point
+from searchkit.rundir import HistoryRow
+from searchkit.spaces.base import Benchmark, SearchSpace
+from searchkit.spaces.pool import PoolSpace
+from searchkit.store import ScoreStore
+from searchkit.strategies.base import COST
+from searchkit.study.benchmark import needs, run_config
+from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry
+from searchkit.study.runs import Study, dirname
+
+FIELDS = ("target", "device", "quantity", "limit", "strategy", "metric", "seed", "arch", "index", "selected_by",
+          "cost", "test", "best_feasible", "gap", "hv", "hv_median_floor", "front_size", "wall_seconds",
+          "simulated_seconds", "validations", "archs_scored", "run")
+#: the least seconds between two rewrites of the reports during a benchmark
+REPORT_EVERY = 120.0
+
+
+@dataclass
+class HardwareRows:
+    """The ``benchmark.hardware`` section. ``budgets``: the constrained rows, each a constraint with a
+    ``label``, e.g. ``{label: pixel3-tight, device: pixel3, latency_ms: 3.3}``; ``devices``: the
+    multi-objective rows' devices (cost ``quantity``); ``margin``: the hypervolume reference
+    point's distance beyond the true front's nadir, as a fraction of the front's range
+    (:func:`searchkit.pareto.reference_point`)."""
+
+    budgets: list = field(default_factory=list)
+    devices: list = field(default_factory=list)
+    quantity: str = "latency"
+    margin: float = 0.1
+
+
+@dataclass(frozen=True)
+class Target:
+    """A group of rows: a budget (``constraint``) or a multi-objective ``device`` (constraint None)."""
+
+    label: str
+    device: str
+    quantity: str
+    constraint: Constraint | None = None
+
+    @property
+    def limit(self) -> float | None:
+        return None if self.constraint is None else self.constraint.limit
+
+
+@dataclass
+class Truth:
+    """A device's ground truth over every cell the table has: ``accuracy`` (the 200-epoch test
+    accuracy, %) and ``cost`` by benchmark index, both (n,), NaN where a cost is missing."""
+
+    device: str
+    quantity: str
+    unit: str
+    accuracy: np.ndarray
+    cost: np.ndarray
+    _total: dict = field(default_factory=dict, repr=False)  # reference point -> the true front's hypervolume
+
+    def points(self) -> np.ndarray:
+        """(accuracy, cost) of every cell with both, shape (m, 2)."""
+        pts = np.c_[self.accuracy, self.cost]
+        return pts[np.isfinite(pts).all(1)]
+
+    def best_feasible(self, constraint: Constraint) -> tuple[int, float]:
+        """(index, test accuracy) of the most accurate cell that meets ``constraint``."""
+        accuracy = np.where(constraint.feasible(self.cost), self.accuracy, -np.inf)
+        index = int(np.argmax(accuracy))
+        return index, float(accuracy[index])
+
+    def references(self, margin: float) -> dict[str, np.ndarray]:
+        """The hypervolume reference points, (accuracy floor, cost ceiling): ``nadir`` = the true
+        front's nadir pushed ``margin`` of the front's range away from its ideal (the reported
+        one); ``median floor`` = the same cost ceiling with the median accuracy over all cells as
+        the floor (only trade-offs better than the typical cell count: a sensitivity check)."""
+        pts = self.points()
+        nadir = reference_point(pts, margin)
+        return {"nadir": nadir, "median floor": np.array([float(np.median(pts[:, 0])), nadir[1]])}
+
+    def relative_hypervolume(self, found: np.ndarray, ref: np.ndarray) -> float:
+        """HV(found) / HV(the true front) under ``ref``."""
+        key = tuple(np.asarray(ref, dtype=np.float64).tolist())
+        if key not in self._total:
+            self._total[key] = hypervolume(self.points(), ref)
+        return hypervolume(found, ref) / self._total[key]
+
+    def front_points(self, rows: Sequence[HistoryRow]) -> np.ndarray:
+        """(test accuracy, cost) of found-front rows, shape (k, 2)."""
+        return np.array([(self.accuracy[r.index], r.extras[COST]) for r in rows], dtype=np.float64).reshape(-1, 2)
+
+
+@dataclass
+class HardwarePlan:
+    """The checked hardware section: its targets, the devices' ground truth and the margin."""
+
+    targets: list[Target]
+    truths: dict[str, Truth]
+    margin: float
+
+    def refs(self, device: str) -> dict[str, np.ndarray]:
+        return self.truths[device].references(self.margin)
+
+
+def parse_hardware(bench: BenchmarkConfig, space: SearchSpace, base: RunConfig) -> HardwarePlan:
+    """The ``benchmark.hardware`` section checked (labels, constraints, devices with a cost table),
+    with every device's ground truth; SearchkitError, one line, on bad input."""
+    rows = build_section(HardwareRows, bench.hardware, "benchmark.hardware.")
+    targets = []
+    for i, spec in enumerate(rows.budgets):
+        if not isinstance(spec, dict) or not isinstance(spec.get("label"), str):
+            raise SearchkitError(f"benchmark.hardware.budgets[{i}] must be a constraint with a label, e.g. "
+                                 f"{{label: pixel3-tight, device: pixel3, latency_ms: 3.3}}; got {spec!r}")
+        constraint = Constraint.parse({k: v for k, v in spec.items() if k != "label"})
+        targets.append(Target(spec["label"], constraint.device, constraint.quantity, constraint))
+    for device in rows.devices:
+        Constraint.of(str(device), rows.quantity, 1.0)  # checks the device reports the quantity
+        targets.append(Target(str(device), str(device), rows.quantity))
+    labels = [t.label for t in targets]
+    if not targets or len(set(labels)) != len(labels):
+        raise SearchkitError(f"benchmark.hardware needs budgets and/or devices with distinct labels; got {labels}")
+    if not 0 <= rows.margin:
+        raise SearchkitError(f"benchmark.hardware.margin must be >= 0, got {rows.margin}")
+    table = space.benchmark(base.table)
+    dataset = table.dataset_for(base.data.name)
+    if dataset is None:
+        raise SearchkitError(f"the hardware benchmark needs one of the table's datasets, not {base.data.name!r}")
+    truths = {}
+    for target in targets:
+        if (target.device, target.quantity) not in {(t.device, t.quantity) for t in truths.values()}:
+            truths[target.device] = truth(space, table, dataset, target.device, target.quantity, base)
+        if target.constraint is not None:  # an infeasible budget: refused before anything is written
+            target.constraint.require_achievable(truths[target.device].cost)
+    return HardwarePlan(targets, truths, rows.margin)
+
+
+def truth(space: SearchSpace, table: Benchmark, dataset: str, device: str, quantity: str, base: RunConfig) -> Truth:
+    """The ground truth of ``device``: the table's test accuracy and the space's cost table."""
+    cost = space.cost_model(device, quantity, base.data.name, base.hardware.table)
+    if not isinstance(cost, EnumerableCost):
+        raise SearchkitError(f"the hardware benchmark needs a cost table for {device} (the true front and the best "
+                             f"feasible cell are computed over every cell)")
+    texts, values = cost.all_costs()
+    by_index = np.full(len(table), np.nan)
+    by_index[[table.index_of(t) for t in texts]] = values
+    return Truth(device, quantity, cost.unit, np.asarray(table.column(dataset, "test", 200), dtype=np.float64),
+                 by_index)
+
+
+def runs(plan: HardwarePlan, bench: BenchmarkConfig, space: SearchSpace) -> Iterator[tuple[Target, StrategyEntry, str, int]]:
+    """Every (target, strategy, metric, seed): strategies that need a cost under the devices,
+    the others under the budgets."""
+    entries = [(entry, needs(entry, space).cost) for entry in bench.entries()]
+    for target in plan.targets:
+        for entry, cost in entries:
+            if cost == (target.constraint is None):
+                for metric in entry.metrics or bench.metrics:
+                    for seed in range(bench.seeds):
+                        yield target, entry, metric, seed
+
+
+def target_config(base: RunConfig, target: Target, entry: StrategyEntry, metric: str, seed: int) -> RunConfig:
+    """One run's config: the plain benchmark's with the target's constraint, or its cost device."""
+    config = run_config(base, entry, metric, seed)
+    name = f"{entry.title}-{metric}-{target.label}-s{seed}"
+    if target.constraint is not None:
+        return dataclasses.replace(config, name=name, constraint=target.constraint.as_mapping())
+    hardware = dataclasses.replace(config.hardware, device=target.device, quantity=target.quantity)
+    return dataclasses.replace(config, name=name, hardware=hardware)
+
+
+def record(plan: HardwarePlan, target: Target, entry: StrategyEntry, metric: str, seed: int, name: str,
+           result) -> dict:
+    """The runs.csv row of a finished run."""
+    truth_ = plan.truths[target.device]
+    test = float(truth_.accuracy[result.index])
+    row = {"target": target.label, "device": target.device, "quantity": target.quantity,
+           "limit": "" if target.limit is None else target.limit, "strategy": entry.title, "metric": metric,
+           "seed": seed, "arch": result.arch, "index": result.index, "selected_by": result.selected_by,
+           "cost": result.hardware["cost"], "test": test, "best_feasible": "", "gap": "", "hv": "",
+           "hv_median_floor": "", "front_size": "", "wall_seconds": f"{result.search_seconds:.3f}",
+           "simulated_seconds": f"{result.simulated_seconds:.3f}", "validations": result.validations,
+           "archs_scored": result.archs_scored, "run": f"runs/{name}"}
+    if target.constraint is not None:
+        _, best = truth_.best_feasible(target.constraint)
+        row.update(best_feasible=best, gap=f"{best - test:.4f}")
+    else:
+        front = truth_.front_points(found_front(result.history))
+        refs = plan.refs(target.device)
+        row.update(hv=f"{truth_.relative_hypervolume(front, refs['nadir']):.4f}",
+                   hv_median_floor=f"{truth_.relative_hypervolume(front, refs['median floor']):.4f}",
+                   front_size=len(front))
+    return row
+
+
+def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: BenchmarkConfig, pool: PoolSpace,
+                 table: Benchmark, db: ScoreStore, notes: list[str], progress: bool) -> None:
+    """Run every hardware row not yet in ``out/runs.csv`` and write the reports after each."""
+    from searchkit.study.hardware_report import write_hardware_report
+
+    members = np.array([table.index_of(pool.encode(a)) for a in pool.members])
+    for target in plan.targets:  # a budget no pool member meets: refused before any run
+        if target.constraint is not None:
+            truth_ = plan.truths[target.device]
+            feasible = target.constraint.require_achievable(truth_.cost[members], f"NB201 cell of the benchmark's "
+                                                                                  f"pool of {len(members)}")
+            _, best = truth_.best_feasible(target.constraint)
+            in_pool = float(truth_.accuracy[members][feasible].max())
+            notes.append(f"{target.label}: {int(feasible.sum())} feasible cells in the pool; the pool's best feasible "
+                         f"test accuracy {in_pool:.2f} (the space's {best:.2f}: a pool search's gap is >= "
+                         f"{best - in_pool:.2f})")
+    study = Study(out, FIELDS)
+    matrix = list(runs(plan, bench, pool.space))
+    done = study.done()
+    gradient = {entry.title: needs(entry, pool.space).gradient for entry in bench.entries()}
+    written = time.monotonic()
+    for target, entry, metric, seed in tqdm(matrix, desc="hardware benchmark", unit="run", disable=not progress):
+        name = dirname(entry.title, metric, target.label, f"s{seed}")
+        if name in done:
+            continue
+        searches_pool = metric != VALIDATION and not gradient[entry.title]
+        result = study.search(name, target_config(base, target, entry, metric, seed),
+                              space=pool if searches_pool else None, store=db)
+        study.record(record(plan, target, entry, metric, seed, name, result))
+        if time.monotonic() - written >= REPORT_EVERY:
+            write_hardware_report(study, base.name, plan, table, notes, len(matrix))
+            written = time.monotonic()
+    write_hardware_report(study, base.name, plan, table, notes, len(matrix))
+
+
+def hypervolume_curve(rows: Sequence[HistoryRow], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
+    """(cumulative seconds, relative hypervolume of the found front so far) after every new row:
+    simulated training seconds, or training-free wall seconds."""
+    curve, spent = [], 0.0
+    for k, row in enumerate(rows):
+        spent += row.simulated_seconds if simulated else row.seconds
+        if not row.cached:
+            front = truth_.front_points(found_front(rows[:k + 1]))
+            curve.append((spent, truth_.relative_hypervolume(front, ref)))
+    return curve

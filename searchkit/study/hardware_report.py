@@ -1,0 +1,243 @@
+"""The hardware-aware benchmark's report (:mod:`searchkit.study.hardware`): ``summary.md``,
+``anytime_gap.png`` (constrained hybrids: gap to the best feasible cell vs simulated seconds),
+``hypervolume.png`` (multi-objective rows: relative hypervolume vs seconds) and ``fronts.png``
+(found fronts over the true front)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from searchkit.driver import incumbent_curve
+from searchkit.hardware.front import found_front
+from searchkit.pareto import pareto_front
+from searchkit.rundir import RunDir
+from searchkit.spaces.base import Benchmark
+from searchkit.study.hardware import HardwarePlan, Target, hypervolume_curve
+from searchkit.study.report import CHECKPOINTS, _draw, _mean_std, anytime_accuracy
+from searchkit.study.runs import Study
+
+#: the issue's targets: gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET simulated s
+GAP_TARGET, HV_TARGET, BUDGET = 0.5, 0.95, 1000
+
+
+def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
+    """(strategy, metric) -> the target's rows, in order of appearance."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        if row["target"] == target.label:
+            groups.setdefault((row["strategy"], row["metric"]), []).append(row)
+    return groups
+
+
+def _mean(group: list[dict], key: str) -> float:
+    return float(np.mean([float(r[key]) for r in group]))
+
+
+def _history(out: Path, row: dict) -> list:
+    return RunDir(out / row["run"]).read_history()
+
+
+def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: HardwarePlan, table: Benchmark,
+                           notes: list[str]) -> Path:
+    """``out/summary.md``: the constrained rows per budget (and which meet the gap target), their
+    anytime gaps, and the multi-objective rows' hypervolumes."""
+    lines = [f"# Hardware-aware benchmark: {name}", "",
+             "Ground truth: NAS-Bench-201's 200-epoch CIFAR-10 test accuracy and HW-NAS-Bench's cost (CIFAR-10 "
+             "inputs, batch 1) of every cell. Constrained rows: the selected cell's test accuracy against the best "
+             "feasible cell of the whole space (**gap** in points; **within 0.5**: the share of seeds with gap <= "
+             "0.5). Costs charged: **simulated** = training seconds of validations (12-epoch queries: 12/200 of the "
+             "table's 200-epoch time); **wall** = measured training-free seconds (stored scores are charged what "
+             "they took). Multi-objective rows: the hypervolume of the found front (its non-dominated set by the "
+             "run's own values and costs, evaluated at the cells' test accuracy) relative to the true front's.", ""]
+    constrained = [t for t in plan.targets if t.constraint is not None]
+    verdicts = []
+    if constrained:
+        lines += ["## Constrained search", "",
+                  "| budget | strategy | metric | seeds | test acc (%) | best feasible | gap | within 0.5 | cost | "
+                  "simulated s | wall s | validations |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for target in constrained:
+            index, best = plan.truths[target.device].best_feasible(target.constraint)
+            groups = _groups(rows, target)
+            for (strategy, metric), group in groups.items():
+                gaps = [float(r["gap"]) for r in group]
+                lines.append(f"| {target.label} ({target.constraint}) | {strategy} | {metric} | {len(group)} | "
+                             f"{_mean_std([float(r['test']) for r in group])} | {best:.2f} | {np.mean(gaps):.2f} | "
+                             f"{np.mean(np.array(gaps) <= GAP_TARGET):.0%} | {_mean(group, 'cost'):.3g} "
+                             f"{plan.truths[target.device].unit} | {_mean(group, 'simulated_seconds'):.0f} | "
+                             f"{_mean(group, 'wall_seconds'):.1f} | {_mean(group, 'validations'):.1f} |")
+            eligible = {k: g for k, g in groups.items() if _mean(g, "simulated_seconds") <= BUDGET}
+            if eligible:
+                key = min(eligible, key=lambda k: (np.mean([float(r["gap"]) for r in eligible[k]]), k))
+                gaps = np.array([float(r["gap"]) for r in eligible[key]])
+                verdicts.append(f"| {target.label} | {target.constraint} | {index} | {best:.2f} | {key[0]} + {key[1]} | "
+                                f"{gaps.mean():.2f} | {np.mean(gaps <= GAP_TARGET):.0%} | "
+                                f"{'yes' if gaps.mean() <= GAP_TARGET else 'no'} |")
+        lines += ["", f"Target: mean gap <= {GAP_TARGET} points at <= {BUDGET} simulated s, per budget (the best row "
+                      "by mean gap among rows within the simulated budget):", "",
+                  "| budget | constraint | best feasible cell | its test acc | best row | mean gap | within 0.5 | met |",
+                  "|---|---|---|---|---|---|---|---|", *verdicts]
+        lines += _anytime_lines(out, rows, plan, table, constrained)
+    devices = [t for t in plan.targets if t.constraint is None]
+    if devices:
+        lines += ["", "## Multi-objective search", "", "Reference points (test accuracy %, cost), per device: "
+                  f"**nadir** = the true front's nadir pushed {plan.margin:g} of the front's range beyond it "
+                  "(reported); **median floor** = the same cost ceiling with the median test accuracy of all cells "
+                  "as the floor (sensitivity: only trade-offs better than the typical cell count).", ""]
+        for target in devices:
+            refs = plan.refs(target.device)
+            lines.append(f"- {target.device} ({plan.truths[target.device].unit}): " + "; ".join(
+                f"{kind} ({ref[0]:.2f}, {ref[1]:.4g})" for kind, ref in refs.items()))
+        lines += ["", "| device | strategy | metric | seeds | HV (nadir) | HV (median floor) | front size | "
+                  f"HV >= {HV_TARGET} (nadir) | simulated s | wall s | validations |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for target in devices:
+            for (strategy, metric), group in _groups(rows, target).items():
+                hv = [float(r["hv"]) for r in group]
+                lines.append(f"| {target.label} | {strategy} | {metric} | {len(group)} | "
+                             f"{_mean_std([100 * v for v in hv])} % | "
+                             f"{_mean_std([100 * float(r['hv_median_floor']) for r in group])} % | "
+                             f"{_mean(group, 'front_size'):.1f} | {np.mean(np.array(hv) >= HV_TARGET):.0%} of seeds | "
+                             f"{_mean(group, 'simulated_seconds'):.0f} | {_mean(group, 'wall_seconds'):.1f} | "
+                             f"{_mean(group, 'validations'):.1f} |")
+    lines += ["", "Score caches and pool:", ""] + [f"- {note}" for note in notes]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark, targets: list[Target]) -> list[str]:
+    """The mean gap of the incumbent of each validating row once at most each checkpoint's
+    simulated seconds were spent."""
+    lines = ["", "Anytime: mean gap (points) of the incumbent once at most N simulated seconds were spent, rows that "
+                 "validate ('-' before the first answer):", "",
+             "| budget | strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
+             "|---|---|---|" + "---|" * len(CHECKPOINTS)]
+    for target in targets:
+        _, best = plan.truths[target.device].best_feasible(target.constraint)
+        accuracy = plan.truths[target.device].accuracy
+        for (strategy, metric), group in _groups(rows, target).items():
+            if not any(int(r["validations"]) for r in group):
+                continue
+            values = np.array([anytime_accuracy(_history(out, r), accuracy, table) for r in group])
+            lines.append(f"| {target.label} | {strategy} | {metric} | " +
+                         " | ".join(_mean_std(list(best - column)) for column in values.T) + " |")
+    return lines
+
+
+def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark) -> Path | None:
+    """``anytime_gap.png``: per budget, each validating row's gap to the best feasible cell vs
+    simulated seconds (mean over seeds, min-max band), the 0.5-point target dashed."""
+    targets = [t for t in plan.targets if t.constraint is not None]
+    panels = []
+    for target in targets:
+        _, best = plan.truths[target.device].best_feasible(target.constraint)
+        accuracy = plan.truths[target.device].accuracy
+        lines = {}
+        for (strategy, metric), group in _groups(rows, target).items():
+            if any(int(r["validations"]) for r in group):
+                lines[f"{strategy} + {metric}"] = [
+                    [(cost, best - float(accuracy[table.index_of(arch)])) for cost, arch in
+                     incumbent_curve(_history(out, r), simulated_only=True)] for r in group]
+        if lines:
+            panels.append((target, lines))
+    if not panels:
+        return None
+    plt = _pyplot()
+    columns = min(3, len(panels))
+    fig, axes = plt.subplots(-(-len(panels) // columns), columns, figsize=(5.2 * columns, 4.0 * -(-len(panels) // columns)),
+                             dpi=100, squeeze=False)
+    for ax, (target, lines) in zip(axes.flat, panels):
+        colours = plt.get_cmap("tab10")
+        for k, (label, curves) in enumerate(lines.items()):
+            _draw(ax, curves, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
+        ax.axhline(GAP_TARGET, color="k", linestyle="--", linewidth=0.8)
+        ax.axvline(BUDGET, color="0.6", linewidth=0.6, linestyle=":")
+        ax.set(xscale="log", xlabel="simulated training seconds", ylabel="gap to the best feasible cell (points)",
+               title=f"{target.label}: {target.constraint}", ylim=(0, None))
+        ax.legend(fontsize=6, loc="upper right")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    return _save(fig, out / "anytime_gap.png")
+
+
+def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
+    """``hypervolume.png``: per device, each multi-objective row's relative hypervolume (nadir
+    reference) vs seconds: training-free wall seconds for rows that only score, simulated training
+    seconds for rows that validate (a line style each), the 0.95 target dashed."""
+
+    def draw(ax: Any, target: Target, colours: Any) -> None:
+        truth = plan.truths[target.device]
+        ref = plan.refs(target.device)["nadir"]
+        for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
+            simulated = any(int(r["validations"]) for r in group)
+            curves = [hypervolume_curve(_history(out, r), truth, ref, simulated) for r in group]
+            unit = "simulated s" if simulated else "wall s"
+            _draw(ax, curves, f"{strategy} + {metric} (vs {unit})", "--" if simulated else "-", colours(k % 10))
+        ax.axhline(HV_TARGET, color="k", linestyle="--", linewidth=0.8)
+        ax.set(xscale="log", xlabel="seconds charged (wall: training-free; simulated: training)",
+               ylabel="hypervolume / true front's (nadir reference)", title=target.label, ylim=(0, 1.02))
+
+    return _per_device(rows, plan, out / "hypervolume.png", draw)
+
+
+def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
+    """``fronts.png``: per device, every cell (grey), the true front (black) and the found front of
+    each multi-objective row's first seed, at test accuracy."""
+
+    def draw(ax: Any, target: Target, colours: Any) -> None:
+        truth = plan.truths[target.device]
+        points = truth.points()
+        line = points[pareto_front(points)]
+        ax.scatter(points[:, 1], points[:, 0], s=1, color="0.85", rasterized=True, label="all cells")
+        ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
+        for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
+            first = min(group, key=lambda r: int(r["seed"]))
+            found = truth.front_points(found_front(_history(out, first)))
+            ax.plot(found[:, 1], found[:, 0], "o", markersize=3, color=colours(k % 10),
+                    label=f"{strategy} + {metric}, seed {first['seed']} ({len(found)})")
+        ax.set(xlabel=f"{target.device} {target.quantity} ({truth.unit})", ylabel="CIFAR-10 test accuracy (%)",
+               title=f"{target.label}: found fronts over the true front (80-95 %)", ylim=(80, 95))
+
+    return _per_device(rows, plan, out / "fronts.png", draw)
+
+
+def _per_device(rows: list[dict], plan: HardwarePlan, path: Path, draw: Any) -> Path | None:
+    """A figure with a panel per multi-objective device, ``draw(ax, target, colours)`` filling each
+    (a legend added), saved to ``path``; None without multi-objective rows."""
+    devices = [t for t in plan.targets if t.constraint is None]
+    if not devices or not any(r["target"] == t.label for t in devices for r in rows):
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(devices), figsize=(6.0 * len(devices), 4.6), dpi=100, squeeze=False)
+    for ax, target in zip(axes[0], devices):
+        draw(ax, target, plt.get_cmap("tab10"))
+        ax.legend(fontsize=6, loc="lower right")
+    return _save(fig, path)
+
+
+def write_hardware_report(study: Study, name: str, plan: HardwarePlan, table: Benchmark, notes: list[str],
+                          total: int) -> None:
+    """The summary and the plots of the runs in ``runs.csv`` (``total`` planned)."""
+    rows = study.rows()
+    write_hardware_summary(study.out, name, rows, plan, table, [*notes, f"runs finished: {len(rows)} of {total}"])
+    plot_gaps(study.out, rows, plan, table)
+    plot_hypervolume(study.out, rows, plan)
+    plot_fronts(study.out, rows, plan)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path)
+    _pyplot().close(fig)
+    return path

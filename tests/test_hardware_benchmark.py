@@ -1,0 +1,103 @@
+"""The hardware-aware benchmark (``benchmark.hardware``) on a tiny config: constrained and
+multi-objective rows, their numbers recomputed from the run directories, the reports, resume."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from searchkit.cli import main
+from searchkit.hardware import Constraint, TableCost
+from searchkit.hardware.front import front_points
+from searchkit.pareto import hypervolume, reference_point
+from searchkit.paths import find_data
+from searchkit.tabular import HWNASTable, NB201Table
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.skipif(
+    find_data("hwnas/hw_nas_bench_c10.csv") is None or find_data("nb201/nb201_table.csv") is None
+    or find_data("cifar10") is None, reason="needs ../shared/data (HW-NAS-Bench, NB201 table, CIFAR-10)")]
+
+TINY = """
+name: tiny-hw
+init_seed: 0
+data: {name: cifar10, batch_size: 8}
+space: {name: nb201, build: {C: 2, N: 1}}
+budget: {archs: 6}
+validate: {method: table, epochs: 12}
+evaluate: {method: table}
+benchmark:
+  seeds: 2
+  pool: {n: 40, seed: 0}
+  metrics: [params]
+  hardware:
+    budgets: [{label: edgegpu-mid, device: edgegpu, latency_ms: 4.4}]
+    devices: [pixel3]
+  strategies:
+    - {name: random}
+    - {name: warmup, options: {warmup: 6, population: 2, sample_size: 2}, budget: {archs: null, simulated_seconds: 300}}
+    - {name: random, label: random-train, metrics: [validation], budget: {archs: null, simulated_seconds: 300}}
+    - {name: nsga2, label: NSGA2, options: {population: 4}, budget: {archs: 12}}
+"""
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_tiny_hardware_benchmark(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "bench.yaml"
+    config.write_text(TINY)
+    out = tmp_path / "out"
+    assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    rows = read_csv(out / "runs.csv")
+    assert sorted((r["target"], r["strategy"]) for r in rows) == sorted(
+        [("edgegpu-mid", s) for s in ("random", "warmup", "random-train") for _ in range(2)] + [("pixel3", "NSGA2")] * 2)
+    nb201, hw = NB201Table.load(find_data("nb201/nb201_table.csv")), HWNASTable.load("cifar10")
+    test = nb201.column("cifar10", "test", 200)
+    latency = TableCost(hw, "edgegpu").all_costs()[1]
+    best = test[Constraint.of("edgegpu", "latency", 4.4).feasible(latency)].max()
+    pixel3 = np.c_[test, hw.column("pixel3")]
+    for row in rows:
+        assert float(row["test"]) == test[int(row["index"])]
+        if row["target"] == "edgegpu-mid":
+            assert float(row["cost"]) == hw.cost(int(row["index"]), "edgegpu") <= 4.4
+            assert float(row["best_feasible"]) == best
+            assert float(row["gap"]) == pytest.approx(best - float(row["test"]), abs=1e-4)
+        else:  # the hypervolume is recomputed from the run's front.csv against every cell
+            front = front_points(read_csv(out / row["run"] / "front.csv"))
+            assert len(front) == int(row["front_size"]) >= 1
+            ref = reference_point(pixel3, 0.1)
+            assert float(row["hv"]) == pytest.approx(hypervolume(front, ref) / hypervolume(pixel3, ref), abs=1e-4)
+            assert 0 < float(row["hv_median_floor"]) <= float(row["hv"]) <= 1
+        assert json.loads((out / row["run"] / "best.json").read_text())["hardware"]["device"] == row["device"]
+    summary = (out / "summary.md").read_text()
+    assert "| edgegpu-mid (edgegpu latency <= 4.4 ms) | random | params | 2 |" in summary
+    assert f"| edgegpu-mid | edgegpu latency <= 4.4 ms | 6330 | {best:.2f} |" in summary
+    assert "| pixel3 | NSGA2 | params | 2 |" in summary and "nadir (1.56, 25.94)" in summary
+    for plot in ("anytime_gap.png", "hypervolume.png", "fronts.png"):
+        assert (out / plot).stat().st_size > 0
+    # a rerun finds every row done: nothing is searched again
+    before = (out / "runs.csv").read_text()
+    assert main(["benchmark", "--resume", str(out), "--quiet"]) == 0
+    assert (out / "runs.csv").read_text() == before
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("section,fragment", [
+    ("{budgets: [{device: pixel3, latency_ms: 3}]}", "budgets[0] must be a constraint with a label"),
+    ("{budgets: [{label: a, device: pixel3, latency_ms: 0.001}]}", "infeasible constraint"),
+    ("{devices: [tpu]}", "unknown constraint device 'tpu'"),
+    ("{budgets: [{label: pixel3, device: pixel3, latency_ms: 3}], devices: [pixel3]}", "distinct labels"),
+])
+def test_a_bad_hardware_section_is_one_line_and_writes_nothing(tmp_path: Path, capsys, section: str, fragment: str) -> None:
+    config = tmp_path / "bench.yaml"
+    config.write_text(TINY.replace("""    budgets: [{label: edgegpu-mid, device: edgegpu, latency_ms: 4.4}]
+    devices: [pixel3]""", "").replace("  hardware:\n", f"  hardware: {section}\n"))
+    out = tmp_path / "out"
+    assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and fragment in err and not out.exists()
