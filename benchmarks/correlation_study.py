@@ -55,6 +55,11 @@ BASELINES = ("naswot", "synflow", "params")
 HELD_OUT = (("cifar10", "test"), ("cifar100", "test"), ("ImageNet16-120", "test"))
 
 
+def md(name: str) -> str:
+    """A metric column name as a markdown table cell (``kcc|ce`` holds a pipe)."""
+    return name.replace("|", "\\|")
+
+
 def label_of(directory: Path, label: str) -> str:
     """A column's name in the report: ``label``, with ``@batch=B`` when the directory scored with
     another batch size than 64."""
@@ -112,7 +117,7 @@ def table_lines(columns: dict[str, np.ndarray], accuracy: dict[str, np.ndarray],
     lines = [f"| metric | {head} | s/arch | published (C10 test) |", "|---|" + "---|" * (len(TARGETS) + 2)]
     for label, values in columns.items():
         cells = " | ".join("{:.3f} / {:.3f}".format(*correlations(values, accuracy[t])) for t in TARGETS)
-        lines.append(f"| {label} | {cells} | {seconds.get(label, float('nan')):.3f} | {PUBLISHED.get(label, '')} |")
+        lines.append(f"| {md(label)} | {cells} | {seconds.get(label, float('nan')):.3f} | {PUBLISHED.get(label, '')} |")
     return lines
 
 
@@ -130,7 +135,7 @@ def peer_lines(columns: dict[str, np.ndarray], indices: np.ndarray, table: NB201
         have = np.array([column in row for row in suite.values()])
         values = np.array([row.get(column, np.nan) for row in suite.values()])
         mine = have & np.array([i in ours_set for i in peer_index])
-        lines.append(f"| {name} | {rho(columns[name], accuracy[indices]):.3f} ({len(indices)}) | "
+        lines.append(f"| {md(name)} | {rho(columns[name], accuracy[indices]):.3f} ({len(indices)}) | "
                      f"{rho(values[have], accuracy[peer_index[have]]):.3f} ({have.sum()}) | "
                      f"{rho(values[mine], accuracy[peer_index[mine]]):.3f} ({mine.sum()}) | {PUBLISHED.get(name, '')} |")
     return lines
@@ -155,7 +160,7 @@ def held_out_lines(labels: list[str], columns: dict[str, np.ndarray], odd: np.nd
         cells = [f"{rho(columns[label][odd], accuracy[t][odd]):.3f}" for t in HELD_OUT]
         cells += [interval_cell(columns[label][odd], columns[b][odd], accuracy[t][odd])
                   for b in baselines for t in compare]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md(label)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -176,7 +181,7 @@ def group_lines(groups: dict[str, list[str]], columns: dict[str, np.ndarray], se
         for k in sorted(labels, key=lambda k: -tuned[k]):
             diff = interval_cell(columns[k][even], columns[reference][even], target) if k != reference else ""
             spread = "{:.3f} [{:.3f}, {:.3f}]".format(*np.percentile(columns[k][even], [50, 25, 75]))
-            lines.append(f"| {k} | {tuned[k]:.3f} | {diff} | {spread} | {seconds[k]:.2f} |")
+            lines.append(f"| {md(k)} | {tuned[k]:.3f} | {diff} | {spread} | {seconds[k]:.2f} |")
         lines += ["", f"Best on the even half: `{best}`. Held out (odd half, n = {odd.sum()}):", "",
                   *held_out_lines(list(dict.fromkeys([best, reference])), columns, odd, accuracy, HELD_OUT[:1]), ""]
     return lines
@@ -234,7 +239,7 @@ def noise_lines(dirs: list[Path], table: NB201Table) -> list[str]:
              "A score that agrees with itself at r ranks any fixed target at about sqrt(r) at most.", "",
              "| metric | across init seeds | across batches | s/arch (one draw, median over draws) |", "|---|---|---|---|"]
     for m in metrics:
-        lines.append(f"| {m} | {agreement(inits, m)} | {agreement(batches, m)} | {cost(list(draws), m):.2f} |")
+        lines.append(f"| {md(m)} | {agreement(inits, m)} | {agreement(batches, m)} | {cost(list(draws), m):.2f} |")
     lines += ["", "Mean over k draws (the mean of each architecture's per-draw ranks), Spearman against CIFAR-10 "
               "validation accuracy on the even architectures and test accuracy on the odd ones, averaged over every "
               "choice of k draws among the four; s/arch = k times the median draw's.", "",
@@ -246,7 +251,7 @@ def noise_lines(dirs: list[Path], table: NB201Table) -> list[str]:
                 means = [rank_combination([columns[d][m] for d in sub]) for sub in subsets]
                 r_even = np.mean([rho(v[even], valid[even]) for v in means])
                 r_odd = np.mean([rho(v[odd], test[odd]) for v in means])
-                lines.append(f"| {m} | {axis} | {k} | {r_even:.3f} | {r_odd:.3f} | {k * cost(keys, m):.2f} |")
+                lines.append(f"| {md(m)} | {axis} | {k} | {r_even:.3f} | {r_odd:.3f} | {k * cost(keys, m):.2f} |")
     return lines + [""]
 
 
@@ -268,7 +273,7 @@ def darts_lines(directories: list[Path]) -> list[str]:
             values = np.array([rows[i][label] for i in indices])
             r, t = correlations(values, accuracy[indices])
             seconds = np.mean([rows[i][label + "_s"] for i in indices])
-            table_rows.append((r, f"| {label} | {len(indices)} | {r:.3f} / {t:.3f} | {seconds:.3f} |"))
+            table_rows.append((r, f"| {md(label)} | {len(indices)} | {r:.3f} / {t:.3f} | {seconds:.3f} |"))
     spec = yaml.safe_load((directories[0] / "study.yaml").read_text())
     return ["## DARTS: the second held-out space (never tuned on)", "",
             f"Cells of `{spec['archs']}` (rank correlation only: its training protocol is undocumented), scored on "
@@ -313,7 +318,7 @@ def kcc_study_lines(dirs: list[Path], columns: dict[str, np.ndarray], indices: n
         for member, pool in ((chosen, singles), (None, without)):
             members, r_even = best_ensembles(columns, pool, member, even, target, (size,))[size]
             ens = rank_combination([columns[k][odd] for k in members])
-            lines.append(f"| {size} | {' + '.join(members)} | {r_even:.3f} | "
+            lines.append(f"| {size} | {md(' + '.join(members))} | {r_even:.3f} | "
                          + " | ".join(f"{rho(ens, accuracy[t][odd]):.3f}" for t in HELD_OUT) + " |")
     return lines + [""]
 
@@ -375,7 +380,7 @@ def main() -> None:
         f"even architectures; `{chosen}` is given on the same subset, and the 95% interval of the variant's rho "
         "minus its rho from a paired bootstrap of those architectures (2,000 resamples).", "",
         f"| variant | n (even) | rho (C10 valid) | {chosen}, same archs | variant - {chosen}, 95% |", "|---|---|---|---|---|",
-        *(f"| {k} | {n} | {r:.3f} | " + ("{:.3f} | [{:+.3f}, {:+.3f}] |".format(*against_chosen[k])
+        *(f"| {md(k)} | {n} | {r:.3f} | " + ("{:.3f} | [{:+.3f}, {:+.3f}] |".format(*against_chosen[k])
                                            if k in against_chosen else "| |")
           for k, (n, r) in sorted(tuned.items(), key=lambda kv: -kv[1][1])), "",
         f"Best variant: `{best_variant}`; best among those scored on the odd half too: `{chosen}`.", "",
@@ -385,7 +390,7 @@ def main() -> None:
     for label in [chosen, *(b for b in BASELINES if b in columns)]:
         r = [rho(columns[label][odd], accuracy[t][odd]) for t in
              [("cifar10", "test"), ("cifar10", "valid"), ("cifar100", "test"), ("ImageNet16-120", "test")]]
-        lines.append(f"| {label} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
+        lines.append(f"| {md(label)} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
     kcc_odd = rho(columns[chosen][odd], accuracy[("cifar10", "test")][odd])
     lines += ["", "KCC against the baselines on the odd half (C10 test, Spearman): " + "; ".join(
         f"{b} {rho(columns[b][odd], accuracy[('cifar10', 'test')][odd]):.3f} "
