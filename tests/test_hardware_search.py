@@ -29,7 +29,7 @@ from searchkit.strategies.base import COST
 from searchkit.strategies.nasi import _Budget
 from searchkit.strategies.nsga2 import NSGA2
 from searchkit.tabular import HWNASTable
-from tests.fakes import FakeOracle
+from fakes import FakeOracle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
