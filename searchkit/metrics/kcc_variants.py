@@ -20,7 +20,7 @@ deterministic.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -127,6 +127,23 @@ def fold_pairs(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: in
         yield fit, held, canonical_pair(theta[fit][:, fit], features[fit], eps, normalize, labels)
 
 
+FoldScore = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple], float]
+
+
+def mean_over_folds(score: FoldScore, theta: torch.Tensor, y: torch.Tensor, num_classes: int,
+                    folds: int | torch.Tensor, eps: float, normalize: bool, labels: str) -> float:
+    """Mean of ``score(theta, one_hot(y), fit, held, canonical_pair)`` over :func:`fold_pairs`, in
+    float64; :data:`CROSSFIT_WORST` as soon as a fold's fit kernel has no canonical pair."""
+    theta = theta.double()
+    features = one_hot(y, num_classes)
+    scores = []
+    for fit, held, pair in fold_pairs(theta, y, num_classes, folds, eps, normalize, labels):
+        if pair is None:
+            return CROSSFIT_WORST
+        scores.append(score(theta, features, fit, held, pair))
+    return sum(scores) / len(scores)
+
+
 def crossfit_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4,
                  eps: float = 1e-4, normalize: bool = True, labels: str = "linear") -> float:
     """Cross-fitted KCC: the mean over ``folds`` stratified folds B of corr(f(X_B), g(Y_B)), with the
@@ -137,15 +154,11 @@ def crossfit_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: 
     independent of them, negative when the fitted direction anti-generalises.
     :data:`CROSSFIT_WORST` when a fit kernel is zero or not finite.
     """
-    theta = theta.double()
-    features = one_hot(y, num_classes)
-    scores = []
-    for fit, held, pair in fold_pairs(theta, y, num_classes, folds, eps, normalize, labels):
-        if pair is None:
-            return CROSSFIT_WORST
+    def held_out_correlation(theta, features, fit, held, pair) -> float:
         alpha, w, _ = pair
-        scores.append(pearson(theta[held][:, fit] @ alpha, features[held] @ w))
-    return sum(scores) / len(scores)
+        return pearson(theta[held][:, fit] @ alpha, features[held] @ w)
+
+    return mean_over_folds(held_out_correlation, theta, y, num_classes, folds, eps, normalize, labels)
 
 
 def fit_centred_blocks(theta: torch.Tensor, fit: torch.Tensor, held: torch.Tensor
@@ -175,12 +188,7 @@ def posterior_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds:
     E<Hf, Hg> / sqrt(E|Hf|^2 |Hg|^2) = <H mu, H g> / (|H g| sqrt(|H mu|^2 + tr(H Sigma H))): the
     cross-fitted correlation shrunk by the posterior's uncertainty on B. In [-1, 1].
     """
-    theta = theta.double()
-    features = one_hot(y, num_classes)
-    scores = []
-    for fit, held, pair in fold_pairs(theta, y, num_classes, folds, eps, normalize, labels):
-        if pair is None:
-            return CROSSFIT_WORST
+    def posterior_agreement(theta, features, fit, held, pair) -> float:
         n = int(fit.sum())
         w = pair[1]
         g_fit = features[fit] @ w
@@ -196,5 +204,6 @@ def posterior_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds:
         mu, g_held = mu - mu.mean(), g_held - g_held.mean()
         spread = torch.trace(centre(sigma)).clamp_min(0.0)
         denom = torch.sqrt((g_held * g_held).sum() * ((mu * mu).sum() + spread))
-        scores.append(float((mu * g_held).sum() / denom) if denom > 0 else 0.0)
-    return sum(scores) / len(scores)
+        return float((mu * g_held).sum() / denom) if denom > 0 else 0.0
+
+    return mean_over_folds(posterior_agreement, theta, y, num_classes, folds, eps, normalize, labels)
