@@ -120,13 +120,14 @@ class ScoreStore:
         return None if row is None else (_value(row[0]), row[1])
 
     def get_all(self, setting: ScoreSetting, keys: dict[str, tuple[str, str]], arch: str) -> dict[str, tuple[float, float]] | None:
-        """label -> (value, seconds) for every metric of ``keys`` (label -> key), or None if any is missing."""
-        held = {(metric, options): (_value(value), seconds) for metric, options, value, seconds in self._db.execute(
-            f"SELECT metric, options, value, seconds FROM scores WHERE {_SETTING} AND arch = ?",
-            (*dataclasses.astuple(setting), arch))}
-        if not all(key in held for key in keys.values()):
-            return None
-        return {label: held[key] for label, key in keys.items()}
+        """label -> (value, seconds) for every metric of ``keys`` (label -> key), or None if any is missing.
+
+        One primary-key lookup per metric: a query by setting and arch alone cannot use the key
+        (metric and options come before arch in it) and scanned the setting's rows, 15 ms per
+        architecture in a store of 48,000 rows, so exporting 15,625 rows took 4 minutes.
+        """
+        held = {label: self.get(setting, key, arch) for label, key in keys.items()}
+        return None if any(value is None for value in held.values()) else held
 
     def put_many(self, setting: ScoreSetting, entries: Iterable[tuple[tuple[str, str], str, float, float]]) -> None:
         """Write (metric key, arch, value, seconds) entries in one transaction; existing rows are kept."""
