@@ -54,16 +54,17 @@ class DatasetSplits:
         """One line on the validation split and where it came from, for run logs and reports.
 
         Uses ``info["valid_split"]`` where the factory recorded it (``source``: ``folder``,
-        ``carved`` with ``images``, ``per_class``, ``fraction``, ``min_per_class``, ``seed``, or
+        ``carved`` with ``images``, ``per_class``, ``fraction``, ``min_per_class``, ``max_share``, ``seed``, or
         ``none``); otherwise the split's size.
         """
         record = self.info.get("valid_split", {})
         if record.get("source") == "carved":
             per_class = "/".join(str(k) for k in record["per_class"])
+            share = f", valid_max_share={record['max_share']}" if "max_share" in record else ""
             return (
                 f"validation split: {record['images']} images carved from train/ (stratified, "
                 f"{per_class} per class, valid_fraction={record['fraction']}, "
-                f"valid_min_per_class={record['min_per_class']}, valid_seed={record['seed']}); "
+                f"valid_min_per_class={record['min_per_class']}{share}, valid_seed={record['seed']}); "
                 f"training keeps {record['train_images']} images"
             )
         if self.valid is None:

@@ -97,15 +97,22 @@ class _Reindexed:
         return self.decode(int(self.indices[i]))
 
 
-def channel_stats(pixels: torch.Tensor) -> tuple[list[float], list[float]]:
+def channel_stats(pixels: torch.Tensor, chunk: int = 2048) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of ``pixels: (N,C,H,W)`` (uint8 scaled by 1/255, or float).
 
-    A constant channel gets std 1 so normalising never divides by zero.
+    Accumulated in float64 over ``chunk`` images at a time (memory bounded by a chunk, whatever
+    N). A constant channel gets std 1 so normalising never divides by zero.
     """
-    x = pixels.to(torch.float64)
-    if pixels.dtype == torch.uint8:
-        x = x / 255.0
-    x = x.transpose(0, 1).reshape(x.shape[1], -1)
-    mean, std = x.mean(dim=1), x.std(dim=1, correction=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
+    channels = pixels.shape[1]
+    total, squares = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(pixels), chunk):
+        x = pixels[start : start + chunk].to(torch.float64)
+        if pixels.dtype == torch.uint8:
+            x = x / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    count = pixels.numel() // channels
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt()
+    std = torch.where(std > 1e-12, std, torch.ones_like(std))
     return mean.tolist(), std.tolist()

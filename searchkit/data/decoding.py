@@ -1,0 +1,160 @@
+"""An image folder checked, decoded once and cached: headers of every image first, then every
+image decoded (in worker processes where that helps) into one uint8 array kept in a cache file.
+
+The cache lives in :func:`cache_dir` (``$SEARCHKIT_CACHE``, else ``$XDG_CACHE_HOME/searchkit``,
+else ``~/.cache/searchkit``) under ``images/<key>.npy`` (the pixels, ``(N,C,H,W)`` uint8, read
+back memory-mapped) and ``images/<key>.json`` (which file each row is, and how they were
+decoded). ``key`` hashes the folder's path, every file's name, size and mtime, and the decoding
+settings, so that adding, removing, replacing or touching any file, or changing
+``image_size``/``skip_bad``, decodes again; nothing else invalidates it. Both files are written
+whole and renamed into place, so a killed or concurrent writer never leaves a torn cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from searchkit.data.sources import probe_image, read_image
+from searchkit.errors import SearchkitError
+
+CACHE_VERSION = 1
+#: images per task handed to a worker process, and the fewest images worth starting workers for
+CHUNK = 1000
+PARALLEL_FROM = 4000
+#: problems as ``(path relative to the folder root, what is wrong and the fix)``
+Problem = tuple[str, str]
+
+
+def cache_dir() -> Path:
+    """searchkit's cache directory (created on first write, not here)."""
+    if os.environ.get("SEARCHKIT_CACHE"):
+        return Path(os.environ["SEARCHKIT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "searchkit"
+
+
+def decode_workers(n_images: int, workers: int | None) -> int:
+    """Worker processes for ``n_images``: ``workers`` if given, else every usable core (at most 8)
+    from :data:`PARALLEL_FROM` images on, else 1 (this process: starting workers costs more)."""
+    if workers is not None:
+        return workers
+    return min(len(os.sched_getaffinity(0)), 8) if n_images >= PARALLEL_FROM else 1
+
+
+def _in_chunks(task: Callable, root: Path, rels: Sequence[str], workers: int, *args) -> list:
+    """``task(root, chunk, *args)`` over chunks of ``rels`` of :data:`CHUNK`, results in order;
+    in ``workers`` forked processes when more than one (they need nothing but the arguments)."""
+    chunks = [list(rels[i : i + CHUNK]) for i in range(0, len(rels), CHUNK)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [task(root, chunk, *args) for chunk in chunks]
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(task, [root] * len(chunks), chunks, *([a] * len(chunks) for a in args)))
+
+
+def _probe_chunk(root: Path, rels: list[str]) -> list[tuple[str, tuple[int, int]] | str]:
+    found = []
+    for rel in rels:
+        try:
+            found.append(probe_image(root / rel))
+        except (OSError, SyntaxError, ValueError) as err:
+            found.append(f"unreadable image ({err}); replace or remove it")
+    return found
+
+
+def probe_all(root: Path, rels: Sequence[str], workers: int) -> tuple[dict[str, tuple[str, tuple[int, int]]], list[Problem]]:
+    """Every image's header: ``{rel: (mode, (W, H))}`` for the readable ones, and a problem for each other."""
+    headers, problems = {}, []
+    for rel, found in zip(rels, (f for chunk in _in_chunks(_probe_chunk, root, rels, workers) for f in chunk)):
+        if isinstance(found, str):
+            problems.append((rel, found))
+        else:
+            headers[rel] = found
+    return headers, problems
+
+
+def _decode_chunk(root: Path, rels: list[str], mode: str, size: tuple[int, int]) -> tuple[np.ndarray, list[Problem]]:
+    pixels = np.zeros((len(rels), 1 if mode == "L" else 3, *size), dtype=np.uint8)
+    problems = []
+    for i, rel in enumerate(rels):
+        try:
+            pixels[i] = read_image(root / rel, rel, mode, size, resize=True)
+        except SearchkitError as err:
+            problems.append((rel, f"unreadable image ({err.__cause__ or err}); replace or remove it"))
+    return pixels, problems
+
+
+def decode_all(root: Path, rels: Sequence[str], mode: str, size: tuple[int, int], workers: int) -> tuple[np.ndarray, list[Problem]]:
+    """Every image of ``rels`` as ``(N, C, H, W)`` uint8 (``size`` = (H, W), resized where needed by
+    :func:`~searchkit.data.sources.read_image`), and a problem for each that does not decode (its
+    row is left zero)."""
+    results = _in_chunks(_decode_chunk, root, rels, workers, mode, size)
+    if not results:
+        return np.zeros((0, 1 if mode == "L" else 3, *size), dtype=np.uint8), []
+    return np.concatenate([pixels for pixels, _ in results]), [p for _, problems in results for p in problems]
+
+
+@dataclass
+class DecodedFolder:
+    """A folder's decoded images: ``pixels[i]`` (C,H,W) uint8 is the file ``rows[i]`` (relative to
+    the root); ``mode`` "L" or "RGB", ``size`` (H, W), the line saying how it was chosen and whether the
+    default rule chose it for mixed sizes; ``skipped``: the problems left out (with ``skip_bad``);
+    ``source``: ``files`` (decoded now) or ``cache``."""
+
+    rows: list[str]
+    pixels: np.ndarray
+    mode: str
+    size: tuple[int, int]
+    size_rule: str
+    size_chosen: bool
+    skipped: list[Problem]
+    source: str = "files"
+
+    def save(self, key: str) -> None:
+        """Write the cache files for ``key`` (pixels first, so a found .json means a whole .npy);
+        a cache that cannot be written is a SearchkitError naming the fix."""
+        folder = cache_dir() / "images"
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("pixels", "source")}
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for suffix, write in ((".npy", lambda f: np.save(f, self.pixels)),
+                                  (".json", lambda f: f.write(json.dumps({"version": CACHE_VERSION, **meta}).encode()))):
+                tmp = folder / f"{key}{suffix}.{os.getpid()}.tmp"
+                with open(tmp, "wb") as f:
+                    write(f)
+                os.replace(tmp, folder / f"{key}{suffix}")
+        except OSError as err:
+            raise SearchkitError(
+                f"cannot write the decoded-image cache in {folder} ({err.strerror or err}); free space there, "
+                "set SEARCHKIT_CACHE to another directory, or set data.options.cache=false"
+            ) from err
+
+    @classmethod
+    def load(cls, key: str) -> DecodedFolder | None:
+        """The cached folder for ``key``, pixels memory-mapped (copy-on-write); None if absent or unreadable."""
+        folder = cache_dir() / "images"
+        try:
+            meta = json.loads((folder / f"{key}.json").read_text())
+            pixels = np.load(folder / f"{key}.npy", mmap_mode="c")
+        except (OSError, ValueError):
+            return None
+        if meta.pop("version", None) != CACHE_VERSION or len(pixels) != len(meta["rows"]):
+            return None
+        return cls(meta["rows"], pixels, meta["mode"], tuple(meta["size"]), meta["size_rule"], meta["size_chosen"],
+                   [tuple(p) for p in meta["skipped"]], source="cache")
+
+
+def folder_key(root: Path, stats: dict[str, tuple[int, int]], settings: dict) -> str:
+    """The cache key of a folder: its resolved path, every file's (name, bytes, mtime_ns), ``settings``."""
+    h = hashlib.sha1(json.dumps([CACHE_VERSION, str(root.resolve()), settings], sort_keys=True).encode())
+    for rel in sorted(stats):
+        size, mtime = stats[rel]
+        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    return h.hexdigest()[:20]
