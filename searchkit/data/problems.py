@@ -42,7 +42,7 @@ def _write_list(root: Path, problems: list[Problem]) -> str:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{len(problems)} problems in image folder {root}\n"
-                        + "".join(f"{root / rel}: {what}\n" for rel, what in problems))
+                        + "".join(f"{root}/{rel}: {what}\n" for rel, what in problems))
     except OSError:
         return ""
     return f", all listed in {path}"
