@@ -580,6 +580,7 @@ def test_imagefolder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypa
     assert len(list((tmp_path / "searchkit-cache" / "images").iterdir())) == 6
 
 
+@pytest.mark.filterwarnings("ignore::searchkit.data.folder.InputSizeWarning")
 def test_imagefolder_worker_processes_decode_the_same_pixels(tmp_path, monkeypatch):
     write_mixed_folder(tmp_path)
     monkeypatch.setattr(decoding, "CHUNK", 5)  # 36 images: 8 chunks over 2 processes
