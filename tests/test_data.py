@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from searchkit.data import DATASETS, get_dataset, scoring_batch
-from searchkit.data import decoding, sources
+from searchkit.data import decoding, folder, sources
 from searchkit.data.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES, read_valid_split
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
@@ -558,8 +558,8 @@ def test_imagefolder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypa
     write_imagefolder(tmp_path / "f", splits=("train", "valid", "test"))
     first = get_dataset("imagefolder", root=tmp_path / "f")
     decodes = []
-    real = decoding.read_image
-    monkeypatch.setattr(decoding, "read_image", lambda *a, **k: decodes.append(a[1]) or real(*a, **k))
+    real = decoding.image_array
+    monkeypatch.setattr(decoding, "image_array", lambda *a, **k: decodes.append(a[1]) or real(*a, **k))
     again = get_dataset("imagefolder", root=tmp_path / "f")
     assert (first.info["decoded_from"], again.info["decoded_from"]) == ("files", "cache") and decodes == []
     for split in ("train", "valid", "test"):
@@ -656,3 +656,19 @@ def test_folders_nest_one_level_only(tmp_path):
                                              r"inside class folder train/group/cls/; classes sit at train/<class>/ or "
                                              r"train/<group>/<class>/: move it"):
         get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+
+
+def test_a_colour_image_the_size_sample_missed_makes_the_folder_rgb(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder, "SIZE_SAMPLE", 2)  # sizes and channels guessed from 2 training images
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("L", (4, 4), 10 * i).save(tmp_path / split / cls / f"{i}.png")
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(tmp_path / "test" / "b" / "3.png")
+    d = get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+    assert d.input_shape == (3, 4, 4)
+    assert d.info["image_size_rule"] == "4x4 (the size of every training image in a seeded sample of 2)"
+    raw = torch.from_numpy(unnormalise(d.test.tensors()[0], d.info["mean"], d.info["std"])).float() * 255
+    assert torch.allclose(raw[7, :, 0, 0], torch.tensor([0.0, 0.0, 255.0]), atol=1e-3)
+    assert torch.allclose(raw[6, :, 0, 0], torch.tensor([20.0, 20.0, 20.0]), atol=1e-3)

@@ -1,5 +1,5 @@
-"""An image folder checked, decoded once and cached: headers of every image first, then every
-image decoded (in worker processes where that helps) into one uint8 array kept in a cache file.
+"""An image folder checked, decoded once and cached: every image opened once and decoded (in
+worker processes where that helps) into one uint8 array kept in a cache file.
 
 The cache lives in :func:`cache_dir` (``$SEARCHKIT_CACHE``, else ``$XDG_CACHE_HOME/searchkit``,
 else ``~/.cache/searchkit``) under ``images/<key>.npy`` (the pixels, ``(N,C,H,W)`` uint8, read
@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
-from searchkit.data.sources import probe_image, read_image
+from searchkit.data.sources import image_array, probe_image
 from searchkit.errors import SearchkitError
 
 CACHE_VERSION = 1
@@ -80,25 +81,32 @@ def probe_all(root: Path, rels: Sequence[str], workers: int) -> tuple[dict[str, 
     return headers, problems
 
 
-def _decode_chunk(root: Path, rels: list[str], mode: str, size: tuple[int, int]) -> tuple[np.ndarray, list[Problem]]:
+def _decode_chunk(root: Path, rels: list[str], mode: str, size: tuple[int, int]) -> tuple[np.ndarray, list, list[Problem]]:
     pixels = np.zeros((len(rels), 1 if mode == "L" else 3, *size), dtype=np.uint8)
-    problems = []
+    headers, problems = [], []
     for i, rel in enumerate(rels):
         try:
-            pixels[i] = read_image(root / rel, rel, mode, size, resize=True)
-        except SearchkitError as err:
-            problems.append((rel, f"unreadable image ({err.__cause__ or err}); replace or remove it"))
-    return pixels, problems
+            with Image.open(root / rel) as im:
+                found = (im.mode, im.size)
+                pixels[i] = image_array(im, rel, mode, size, resize=True)
+        except (OSError, SyntaxError, ValueError) as err:
+            found = None
+            problems.append((rel, f"unreadable image ({err}); replace or remove it"))
+        headers.append(found)
+    return pixels, headers, problems
 
 
-def decode_all(root: Path, rels: Sequence[str], mode: str, size: tuple[int, int], workers: int) -> tuple[np.ndarray, list[Problem]]:
-    """Every image of ``rels`` as ``(N, C, H, W)`` uint8 (``size`` = (H, W), resized where needed by
-    :func:`~searchkit.data.sources.read_image`), and a problem for each that does not decode (its
-    row is left zero)."""
+def decode_all(root: Path, rels: Sequence[str], mode: str, size: tuple[int, int],
+               workers: int) -> tuple[np.ndarray, list[tuple[str, tuple[int, int]] | None], list[Problem]]:
+    """Every image of ``rels``, each file opened once: ``(N, C, H, W)`` uint8 (``size`` = (H, W),
+    resized where needed by :func:`~searchkit.data.sources.image_array`), every image's header
+    ``(mode, (W, H))`` as found (None if unreadable), and a problem for each that does not decode
+    (its row is left zero)."""
     results = _in_chunks(_decode_chunk, root, rels, workers, mode, size)
     if not results:
-        return np.zeros((0, 1 if mode == "L" else 3, *size), dtype=np.uint8), []
-    return np.concatenate([pixels for pixels, _ in results]), [p for _, problems in results for p in problems]
+        return np.zeros((0, 1 if mode == "L" else 3, *size), dtype=np.uint8), [], []
+    return (np.concatenate([pixels for pixels, _, _ in results]), [h for _, headers, _ in results for h in headers],
+            [p for _, _, problems in results for p in problems])
 
 
 @dataclass

@@ -27,8 +27,9 @@ LAYOUT = "{train,test}[/valid]/<class>/*.jpg|png (or <group>/<class>/)"
 VALID_FRACTION = 0.1
 VALID_MIN_PER_CLASS = 5
 VALID_MAX_SHARE = 0.2
-#: the largest side the default rule picks for images of mixed sizes
+#: the largest side the default rule picks for images of mixed sizes, and the training images it looks at
 MAX_DEFAULT_SIDE = 64
+SIZE_SAMPLE = 1000
 #: largest / smallest training class at which a warning says the classes are imbalanced
 IMBALANCE_RATIO = 3.0
 
@@ -57,15 +58,16 @@ def imagefolder(
     ``"<group>/<class>"``, see :class:`~searchkit.data.sources.DirTree`); classes are train/'s,
     sorted by name.
 
-    Checks, all before any work: every file of every split is listed, every image's header read
-    and verified, every image decoded; all problems (a corrupt or truncated image, a non-image
+    Checks, all before any work: every file of every split is listed and every image decoded
+    (each file opened once); all problems (a corrupt or truncated image, a non-image
     file, an empty class folder, a misplaced folder) are reported in one SearchkitError, or with
     ``skip_bad`` left out and counted in one warning (``info["skipped"]``).
 
     Input format: channels 1 if every image is grayscale, else 3 (RGB; transparency composited
-    over black). ``image_size`` (an int or (H, W)) sets the input size; without it, the training
-    images' size when they all share one, else a square of their median shorter side, at most
-    :data:`MAX_DEFAULT_SIDE` (an :class:`InputSizeWarning` says so). Images of another size are
+    over black). ``image_size`` (an int or (H, W)) sets the input size; without it, the size of
+    the training images when they share one, else a square of their median shorter side, at
+    most :data:`MAX_DEFAULT_SIDE` (an :class:`InputSizeWarning` says so); the training images
+    looked at are a seeded sample of :data:`SIZE_SAMPLE` where there are more. Images of another size are
     scaled to cover it and centre-cropped. ``info["image_size_rule"]`` says which rule applied.
     mean/std are per channel over every pixel of the training split (after any validation images
     are carved out) and recorded in ``info`` (and :meth:`DatasetSplits.describe`).
@@ -116,7 +118,7 @@ def imagefolder(
     _warn_if_imbalanced(root, classes, counts)
     keep, carved, valid_split = _valid_split(labels, root, classes, valid_fraction, valid_min_per_class,
                                              valid_max_share, valid_seed)
-    mean, std = channel_stats(pixels["train"][torch.from_numpy(keep)])
+    mean, std = channel_stats(pixels["train"], rows=keep)
     sets = {split: ImageSet(labels[split], mean, std, pixels=pixels[split]) for split in rows}
     if carved is not None:
         sets["train"], sets["valid"] = sets["train"].subset(keep), sets["train"].subset(carved)
@@ -144,45 +146,52 @@ def _decode(tree: DirTree, resize_to: tuple[int, int] | None, skip_bad: bool, ca
     folders = {split: sorted(by_class) for split, by_class in tree.files.items()}  # empty ones have no file stats
     key = folder_key(root, tree.stats, {"image_size": resize_to, "skip_bad": skip_bad, "folders": folders,
                                         "problems": sorted(tree.problems)})
-    found = DecodedFolder.load(key) if cache else None
-    if found is not None:
-        report_problems(root, found.skipped, skip_bad)
-        return found
+    cached = DecodedFolder.load(key) if cache else None
+    if cached is not None:
+        report_problems(root, cached.skipped, skip_bad)
+        return cached
     rels = [f"{split}/{cls}/{name}" for split in SPLITS if split in tree.files
             for cls in sorted(tree.files[split]) for name in tree.files[split][cls]]
+    train = [rel for rel in rels if rel.startswith("train/")]
+    sample = np.random.default_rng(0).choice(len(train), size=min(SIZE_SAMPLE, len(train)), replace=False)
+    headers, unreadable = probe_all(root, [train[i] for i in np.sort(sample)], 1)
+    if not headers:
+        report_problems(root, tree.problems + unreadable, skip_bad)
+        raise SearchkitError(f"image folder {root / 'train'} has no readable images; expected {LAYOUT}")
+    mode, size, rule, chosen = _input_format(list(headers.values()), len(sample) < len(train), resize_to)
     n_workers = decode_workers(len(rels), workers)
-    headers, problems = probe_all(root, rels, n_workers)
-    rels = [rel for rel in rels if rel in headers]
-    mode, size, rule, chosen = _input_format(root, headers, rels, resize_to)
-    pixels, bad = decode_all(root, rels, mode, size, n_workers)
-    problems = tree.problems + problems + bad
+    pixels, found, bad = decode_all(root, rels, mode, size, n_workers)
+    if mode == "L" and any(h is not None and h[0] not in GRAY_MODES for h in found):  # the sample missed colour
+        mode = "RGB"
+        pixels, found, bad = decode_all(root, rels, mode, size, n_workers)
+    problems = tree.problems + bad
     report_problems(root, problems, skip_bad)
     if bad:
-        failed = {rel for rel, _ in bad}
-        kept = np.array([rel not in failed for rel in rels])
-        rels, pixels = [rel for rel in rels if rel not in failed], pixels[kept]
+        kept = np.array([h is not None for h in found])
+        rels, pixels = [rel for rel, ok in zip(rels, kept) if ok], pixels[kept]
     decoded = DecodedFolder(rels, pixels, mode, size, rule, chosen, problems, source="files")
     if cache:
         decoded.save(key)
     return decoded
 
 
-def _input_format(root: Path, headers: dict[str, tuple[str, tuple[int, int]]], rels: list[str],
+def _input_format(headers: list[tuple[str, tuple[int, int]]], sampled: bool,
                   resize_to: tuple[int, int] | None) -> tuple[str, tuple[int, int], str, bool]:
-    """(mode, (H, W), the rule that chose the size, whether the default rule chose it for mixed sizes)."""
-    mode = "L" if {headers[rel][0] for rel in rels} <= GRAY_MODES else "RGB"
+    """(mode, (H, W), the rule that chose the size, whether the default rule chose it for mixed
+    sizes) from training images' ``headers`` ``(mode, (W, H))``, all of them or (``sampled``) a sample."""
+    mode = "L" if {m for m, _ in headers} <= GRAY_MODES else "RGB"
     if resize_to is not None:
         return mode, resize_to, f"{resize_to[0]}x{resize_to[1]} (data.options.image_size)", False
-    sizes = [headers[rel][1] for rel in rels if rel.startswith("train/")]
-    if not sizes:
-        raise SearchkitError(f"image folder {root / 'train'} has no readable images; expected {LAYOUT}")
+    sizes = [s for _, s in headers]
+    where = f" in a seeded sample of {len(sizes)}" if sampled else ""
     if len(set(sizes)) == 1:
         w, h = sizes[0]
-        return mode, (h, w), f"{h}x{w} (the size of every training image)", False
+        return mode, (h, w), f"{h}x{w} (the size of every training image{where})", False
     shorter = int(np.median([min(s) for s in sizes]))
     side = min(shorter, MAX_DEFAULT_SIDE)
-    return mode, (side, side), (f"{side}x{side} (training images of {len(set(sizes))} sizes: their median shorter "
-                                f"side {shorter}, at most {MAX_DEFAULT_SIDE}; set data.options.image_size to choose)"), True
+    return mode, (side, side), (f"{side}x{side} (training images{where} of {len(set(sizes))} sizes: their median "
+                                f"shorter side {shorter}, at most {MAX_DEFAULT_SIDE}; set data.options.image_size to "
+                                "choose)"), True
 
 
 def _rows_by_split(rows: list[str]) -> dict[str, list[tuple[str, int]]]:

@@ -97,22 +97,36 @@ class _Reindexed:
         return self.decode(int(self.indices[i]))
 
 
-def channel_stats(pixels: torch.Tensor, chunk: int = 2048) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of ``pixels: (N,C,H,W)`` (uint8 scaled by 1/255, or float).
+def channel_stats(pixels: torch.Tensor, rows: np.ndarray | None = None,
+                  chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``pixels: (N,C,H,W)`` (uint8 scaled by 1/255, or float), over
+    the images ``rows`` (None: all).
 
-    Accumulated in float64 over ``chunk`` images at a time (memory bounded by a chunk, whatever
-    N). A constant channel gets std 1 so normalising never divides by zero.
+    Memory is bounded by ``chunk`` images at a time, whatever N. uint8 pixels are counted into a
+    256-bin histogram per channel, so the moments are exact sums (float64) of integers; float
+    pixels are summed in float64. A constant channel gets std 1 so normalising never divides by zero.
     """
+    rows = np.arange(len(pixels)) if rows is None else np.asarray(rows)
     channels = pixels.shape[1]
-    total, squares = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
-    for start in range(0, len(pixels), chunk):
-        x = pixels[start : start + chunk].to(torch.float64)
-        if pixels.dtype == torch.uint8:
-            x = x / 255.0
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
-    count = pixels.numel() // channels
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(0).sqrt()
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    if pixels.dtype == torch.uint8:
+        counts = np.zeros((channels, 256), dtype=np.int64)
+        for start in range(0, len(rows), chunk):
+            block = pixels[torch.from_numpy(rows[start : start + chunk])].numpy()
+            for c in range(channels):
+                counts[c] += np.bincount(block[:, c].ravel(), minlength=256)
+        values = np.arange(256) / 255.0
+        n = counts.sum(axis=1)
+        mean = counts @ values / n
+        var = counts @ values**2 / n - mean**2
+    else:
+        total, squares = np.zeros(channels), np.zeros(channels)
+        for start in range(0, len(rows), chunk):
+            block = pixels[torch.from_numpy(rows[start : start + chunk])].to(torch.float64)
+            total += block.sum(dim=(0, 2, 3)).numpy()
+            squares += block.square().sum(dim=(0, 2, 3)).numpy()
+        n = len(rows) * pixels[0, 0].numel()
+        mean = total / n
+        var = squares / n - mean**2
+    std = np.sqrt(np.clip(var, 0, None))
+    std = np.where(std > 1e-12, std, 1.0)
     return mean.tolist(), std.tolist()

@@ -171,29 +171,35 @@ def probe_image(src: Path | BinaryIO) -> tuple[str, tuple[int, int]]:
 def read_image(
     src: Path | BinaryIO, where: str, mode: str, size: tuple[int, int], resize: bool, hint: str = ""
 ) -> np.ndarray:
-    """Decode one image as ``(C,H,W)`` uint8 in ``mode`` ("RGB" or "L").
+    """Decode one image as ``(C,H,W)`` uint8 in ``mode`` ("RGB" or "L") by :func:`image_array`;
+    an unreadable image is a SearchkitError naming ``where``."""
+    try:
+        with Image.open(src) as im:
+            return image_array(im, where, mode, size, resize, hint)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise SearchkitError(f"cannot decode image {where}: {err}") from err
+
+
+def image_array(
+    im: Image.Image, where: str, mode: str, size: tuple[int, int], resize: bool, hint: str = ""
+) -> np.ndarray:
+    """The pixels of an opened image as ``(C,H,W)`` uint8 in ``mode`` ("RGB" or "L").
 
     ``size`` is (H, W): when ``resize``, an image of another size is scaled (bilinear, antialiased)
     to cover it and centre-cropped (aspect ratio kept, :func:`PIL.ImageOps.fit`); otherwise it
     must already have that size (a SearchkitError ending in ``hint``). A transparent image is
-    composited over black first, so its hidden pixels never leak in.
+    composited over black first, so its hidden pixels never leak in. PIL's errors pass through.
     """
-    try:
-        with Image.open(src) as im:
-            if im.mode in ALPHA_MODES or "transparency" in im.info:
-                im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
-            if im.mode != mode:
-                im = im.convert(mode)
-            h, w = size
-            if im.size != (w, h):
-                if not resize:
-                    raise SearchkitError(
-                        f"image {where} is {im.size[0]}x{im.size[1]} pixels, expected {w}x{h}{hint}"
-                    )
-                im = ImageOps.fit(im, (w, h), Image.BILINEAR)
-            pixels = np.asarray(im, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as err:
-        raise SearchkitError(f"cannot decode image {where}: {err}") from err
+    if im.mode in ALPHA_MODES or "transparency" in im.info:
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
+    if im.mode != mode:
+        im = im.convert(mode)
+    h, w = size
+    if im.size != (w, h):
+        if not resize:
+            raise SearchkitError(f"image {where} is {im.size[0]}x{im.size[1]} pixels, expected {w}x{h}{hint}")
+        im = ImageOps.fit(im, (w, h), Image.BILINEAR)
+    pixels = np.asarray(im, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
