@@ -102,31 +102,29 @@ def channel_stats(pixels: torch.Tensor, rows: np.ndarray | None = None,
     """Per-channel mean and std of ``pixels: (N,C,H,W)`` (uint8 scaled by 1/255, or float), over
     the images ``rows`` (None: all).
 
-    Memory is bounded by ``chunk`` images at a time, whatever N. uint8 pixels are counted into a
-    256-bin histogram per channel, so the moments are exact sums (float64) of integers; float
-    pixels are summed in float64. A constant channel gets std 1 so normalising never divides by zero.
+    Memory is bounded by ``chunk`` images at a time, whatever N. uint8 pixels are summed, and
+    their squares, as integers (exact), float pixels in float64. A constant channel gets std 1 so
+    normalising never divides by zero.
     """
     rows = np.arange(len(pixels)) if rows is None else np.asarray(rows)
-    channels = pixels.shape[1]
-    if pixels.dtype == torch.uint8:
-        counts = np.zeros((channels, 256), dtype=np.int64)
-        for start in range(0, len(rows), chunk):
-            block = pixels[torch.from_numpy(rows[start : start + chunk])].numpy()
-            for c in range(channels):
-                counts[c] += np.bincount(block[:, c].ravel(), minlength=256)
-        values = np.arange(256) / 255.0
-        n = counts.sum(axis=1)
-        mean = counts @ values / n
-        var = counts @ values**2 / n - mean**2
-    else:
-        total, squares = np.zeros(channels), np.zeros(channels)
-        for start in range(0, len(rows), chunk):
-            block = pixels[torch.from_numpy(rows[start : start + chunk])].to(torch.float64)
-            total += block.sum(dim=(0, 2, 3)).numpy()
-            squares += block.square().sum(dim=(0, 2, 3)).numpy()
-        n = len(rows) * pixels[0, 0].numel()
-        mean = total / n
-        var = squares / n - mean**2
+    _, channels, height, width = pixels.shape
+    per_image, exact = height * width, pixels.dtype == torch.uint8
+    total = np.zeros(channels, np.int64 if exact else np.float64)
+    squares = total.copy()
+    for start in range(0, len(rows), chunk):
+        block = pixels[torch.from_numpy(rows[start : start + chunk])].numpy().reshape(-1, channels, per_image)
+        if exact:
+            total += block.sum(axis=(0, 2), dtype=np.int64)
+            wide = block.astype(np.uint16)  # 255 ** 2 fits
+            squares += (wide * wide).sum(axis=(0, 2), dtype=np.int64)
+        else:
+            block = block.astype(np.float64)
+            total += block.sum(axis=(0, 2))
+            squares += (block * block).sum(axis=(0, 2))
+    scale = 255.0 if exact else 1.0
+    n = len(rows) * per_image
+    mean = total / n / scale
+    var = squares / n / scale**2 - mean**2
     std = np.sqrt(np.clip(var, 0, None))
     std = np.where(std > 1e-12, std, 1.0)
     return mean.tolist(), std.tolist()
