@@ -575,9 +575,10 @@ def test_imagefolder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypa
     assert torch.allclose(raw[3, :, 0, 0], torch.tensor([1.0, 2.0, 3.0]), atol=1e-3)  # test/dog/img0.png, new pixels
     assert get_dataset("imagefolder", root=tmp_path / "f", image_size=4).info["decoded_from"] == "files"
     cached = sorted(p.name for p in (tmp_path / "searchkit-cache" / "images").iterdir())
-    assert len(cached) == 6 and all(name.endswith((".npy", ".json")) for name in cached)
+    # one entry (.npy + .json) per folder and settings: the changed folder's replaced the first
+    assert len(cached) == 4 and all(name.endswith((".npy", ".json")) for name in cached)
     assert get_dataset("imagefolder", root=tmp_path / "f", cache=False).info["decoded_from"] == "files"
-    assert len(list((tmp_path / "searchkit-cache" / "images").iterdir())) == 6
+    assert len(list((tmp_path / "searchkit-cache" / "images").iterdir())) == 4
 
 
 @pytest.mark.filterwarnings("ignore::searchkit.data.folder.InputSizeWarning")

@@ -7,7 +7,9 @@ back memory-mapped) and ``images/<key>.json`` (which file each row is, and how t
 decoded). ``key`` hashes the folder's path, every file's name, size and mtime, and the decoding
 settings, so that adding, removing, replacing or touching any file, or changing
 ``image_size``/``skip_bad``, decodes again; nothing else invalidates it. Both files are written
-whole and renamed into place, so a killed or concurrent writer never leaves a torn cache.
+whole and renamed into place, so a killed or concurrent writer never leaves a torn cache; writing
+a folder's cache removes the one it replaces (same folder and settings, older contents), so the
+cache holds one entry per folder and settings.
 """
 from __future__ import annotations
 
@@ -138,6 +140,10 @@ class DecodedFolder:
                 with open(tmp, "wb") as f:
                     write(f)
                 os.replace(tmp, folder / f"{key}{suffix}")
+            place = key.split("-")[0]
+            for stale in folder.glob(f"{place}-*"):  # the same folder and settings, older contents
+                if not stale.name.startswith(key):
+                    stale.unlink(missing_ok=True)
         except OSError as err:
             raise SearchkitError(
                 f"cannot write the decoded-image cache in {folder} ({err.strerror or err}); free space there, "
@@ -160,9 +166,11 @@ class DecodedFolder:
 
 
 def folder_key(root: Path, stats: dict[str, tuple[int, int]], settings: dict) -> str:
-    """The cache key of a folder: its resolved path, every file's (name, bytes, mtime_ns), ``settings``."""
-    h = hashlib.sha1(json.dumps([CACHE_VERSION, str(root.resolve()), settings], sort_keys=True).encode())
+    """The cache key of a folder: ``<place>-<contents>``, ``place`` hashing its resolved path and
+    ``settings``, ``contents`` every file's (name, bytes, mtime_ns)."""
+    place = hashlib.sha1(json.dumps([CACHE_VERSION, str(root.resolve()), settings], sort_keys=True).encode())
+    contents = hashlib.sha1()
     for rel in sorted(stats):
         size, mtime = stats[rel]
-        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
-    return h.hexdigest()[:20]
+        contents.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    return f"{place.hexdigest()[:12]}-{contents.hexdigest()[:16]}"
