@@ -1,6 +1,7 @@
 """Tests for searchkit.data: registry, scoring batch, every dataset layout and its errors."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import tarfile
@@ -673,3 +674,22 @@ def test_a_colour_image_the_size_sample_missed_makes_the_folder_rgb(tmp_path, mo
     raw = torch.from_numpy(unnormalise(d.test.tensors()[0], d.info["mean"], d.info["std"])).float() * 255
     assert torch.allclose(raw[7, :, 0, 0], torch.tensor([0.0, 0.0, 255.0]), atol=1e-3)
     assert torch.allclose(raw[6, :, 0, 0], torch.tensor([20.0, 20.0, 20.0]), atol=1e-3)
+
+
+def test_a_trained_run_records_the_input_format(tmp_path):
+    """What an exported model needs (classes, input shape, the training split's mean/std) is in
+    evaluation.json (and best.json's final evaluation), read from the dataset that trained."""
+    from searchkit.cli import main
+
+    write_mixed_folder(tmp_path / "f")
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    with pytest.warns(UserWarning, match="the training set has 18 images"):
+        assert main(["evaluate", "--quiet", "--arch", arch, "--dataset", "imagefolder", "--out", str(tmp_path / "e"),
+                     "--epochs", "1", f"data.root={tmp_path / 'f'}", "data.options={image_size: 8, valid_fraction: 0}",
+                     "space.build={C: 2, N: 1}"]) == 0
+    recorded = json.loads((tmp_path / "e" / "evaluation.json").read_text())["details"]["dataset"]
+    d = get_dataset("imagefolder", root=tmp_path / "f", image_size=8, valid_fraction=0)
+    assert recorded == {"name": "imagefolder", "classes": ["animals/cat", "animals/dog", "vehicles/car"],
+                        "input_shape": [3, 8, 8], "mean": list(d.info["mean"]), "std": list(d.info["std"]),
+                        "image_size_rule": "8x8 (data.options.image_size)",
+                        "class_counts": {"animals/cat": 6, "animals/dog": 6, "vehicles/car": 6}, "skipped": 0}
