@@ -44,7 +44,7 @@ def cache_dir() -> Path:
     return Path(base) / "searchkit"
 
 
-def decode_workers(n_images: int, workers: int | None) -> int:
+def worker_count(n_images: int, workers: int | None) -> int:
     """Worker processes for ``n_images``: ``workers`` if given, else every usable core (at most 8)
     from :data:`PARALLEL_FROM` images on, else 1 (this process: starting workers costs more)."""
     if workers is not None:
@@ -62,24 +62,15 @@ def _in_chunks(task: Callable, root: Path, rels: Sequence[str], workers: int, *a
         return list(pool.map(task, [root] * len(chunks), chunks, *([a] * len(chunks) for a in args)))
 
 
-def _probe_chunk(root: Path, rels: list[str]) -> list[tuple[str, tuple[int, int]] | str]:
-    found = []
+def probe_all(root: Path, rels: Sequence[str]) -> tuple[dict[str, tuple[str, tuple[int, int]]], list[Problem]]:
+    """The headers of images ``rels`` (:func:`~searchkit.data.sources.probe_image`, no pixels
+    decoded): ``{rel: (mode, (W, H))}`` for the readable ones, and a problem for each other."""
+    headers, problems = {}, []
     for rel in rels:
         try:
-            found.append(probe_image(root / rel))
+            headers[rel] = probe_image(root / rel)
         except (OSError, SyntaxError, ValueError) as err:
-            found.append(f"unreadable image ({err}); replace or remove it")
-    return found
-
-
-def probe_all(root: Path, rels: Sequence[str], workers: int) -> tuple[dict[str, tuple[str, tuple[int, int]]], list[Problem]]:
-    """Every image's header: ``{rel: (mode, (W, H))}`` for the readable ones, and a problem for each other."""
-    headers, problems = {}, []
-    for rel, found in zip(rels, (f for chunk in _in_chunks(_probe_chunk, root, rels, workers) for f in chunk)):
-        if isinstance(found, str):
-            problems.append((rel, found))
-        else:
-            headers[rel] = found
+            problems.append((rel, f"unreadable image ({err}); replace or remove it"))
     return headers, problems
 
 

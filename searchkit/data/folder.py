@@ -17,7 +17,7 @@ import torch
 
 from searchkit.data.base import DatasetSplits
 from searchkit.data.catalog import DATASETS
-from searchkit.data.decoding import DecodedFolder, decode_all, decode_workers, folder_key, probe_all
+from searchkit.data.decoding import DecodedFolder, decode_all, folder_key, probe_all, worker_count
 from searchkit.data.imageset import ImageSet, channel_stats
 from searchkit.data.problems import report_problems
 from searchkit.data.sources import GRAY_MODES, SPLITS, DirTree
@@ -73,7 +73,7 @@ def imagefolder(
     are carved out) and recorded in ``info`` (and :meth:`DatasetSplits.describe`).
 
     Decoded pixels are cached (``cache=False``: not) and decoded by ``decode_workers`` processes
-    (None: every core from 4,000 images on, see :func:`~searchkit.data.decoding.decode_workers`).
+    (None: every core from 4,000 images on, see :func:`~searchkit.data.decoding.worker_count`).
 
     Validation split: ``root/valid/`` when it exists. Otherwise one is carved from train/
     (:func:`carve_validation` with ``valid_fraction``, ``valid_min_per_class``,
@@ -154,12 +154,12 @@ def _decode(tree: DirTree, resize_to: tuple[int, int] | None, skip_bad: bool, ca
             for cls in sorted(tree.files[split]) for name in tree.files[split][cls]]
     train = [rel for rel in rels if rel.startswith("train/")]
     sample = np.random.default_rng(0).choice(len(train), size=min(SIZE_SAMPLE, len(train)), replace=False)
-    headers, unreadable = probe_all(root, [train[i] for i in np.sort(sample)], 1)
+    headers, unreadable = probe_all(root, [train[i] for i in np.sort(sample)])
     if not headers:
         report_problems(root, tree.problems + unreadable, skip_bad)
         raise SearchkitError(f"image folder {root / 'train'} has no readable images; expected {LAYOUT}")
     mode, size, rule, chosen = _input_format(list(headers.values()), len(sample) < len(train), resize_to)
-    n_workers = decode_workers(len(rels), workers)
+    n_workers = worker_count(len(rels), workers)
     pixels, found, bad = decode_all(root, rels, mode, size, n_workers)
     if mode == "L" and any(h is not None and h[0] not in GRAY_MODES for h in found):  # the sample missed colour
         mode = "RGB"
