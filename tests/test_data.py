@@ -592,14 +592,16 @@ def test_imagefolder_worker_processes_decode_the_same_pixels(tmp_path, monkeypat
     assert torch.equal(one.test.tensors()[0], two.test.tensors()[0])
 
 
-def test_an_unwritable_cache_is_one_line(tmp_path, monkeypatch):
+def test_an_unwritable_cache_loses_nothing(tmp_path, monkeypatch):
     write_imagefolder(tmp_path / "f")
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("SEARCHKIT_CACHE", str(tmp_path / "file"))
-    with pytest.raises(SearchkitError, match=r"cannot write the decoded-image cache in .*file/images .*set "
-                                             "SEARCHKIT_CACHE to another directory, or set data.options.cache=false"):
-        get_dataset("imagefolder", root=tmp_path / "f", valid_fraction=0)
-    assert get_dataset("imagefolder", root=tmp_path / "f", valid_fraction=0, cache=False).num_classes == 2
+    with pytest.warns(decoding.CacheWarning, match=r"cannot write the decoded-image cache in .*file/images .*goes on "
+                                                   "without it.*set SEARCHKIT_CACHE to another directory, or set "
+                                                   "data.options.cache=false"):
+        d = get_dataset("imagefolder", root=tmp_path / "f", valid_fraction=0)
+    assert d.num_classes == 2 and d.train.tensors()[0].shape == (6, 3, 10, 12)
+    assert (tmp_path / "file").read_text() == ""
 
 
 # --- imagefolder: every image of every split checked before any work (issue 29) -------------

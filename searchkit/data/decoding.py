@@ -13,10 +13,12 @@ cache holds one entry per folder and settings.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -26,7 +28,6 @@ import numpy as np
 from PIL import Image
 
 from searchkit.data.sources import image_array, probe_image
-from searchkit.errors import SearchkitError
 
 CACHE_VERSION = 1
 #: images per task handed to a worker process, and the fewest images worth starting workers for
@@ -34,6 +35,10 @@ CHUNK = 1000
 PARALLEL_FROM = 4000
 #: problems as ``(path relative to the folder root, what is wrong and the fix)``
 Problem = tuple[str, str]
+
+
+class CacheWarning(UserWarning):
+    """The decoded-image cache could not be written."""
 
 
 def cache_dir() -> Path:
@@ -119,15 +124,16 @@ class DecodedFolder:
     source: str = "files"
 
     def save(self, key: str) -> None:
-        """Write the cache files for ``key`` (pixels first, so a found .json means a whole .npy);
-        a cache that cannot be written is a SearchkitError naming the fix."""
+        """Write the cache files for ``key`` (pixels first, so a found .json means a whole .npy).
+        A cache that cannot be written (full disk, no permission) loses nothing: a
+        :class:`CacheWarning` names the fix and the run goes on with the decoded images."""
         folder = cache_dir() / "images"
         meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("pixels", "source")}
+        tmp = folder / f"{key}.{os.getpid()}.tmp"
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for suffix, write in ((".npy", lambda f: np.save(f, self.pixels)),
                                   (".json", lambda f: f.write(json.dumps({"version": CACHE_VERSION, **meta}).encode()))):
-                tmp = folder / f"{key}{suffix}.{os.getpid()}.tmp"
                 with open(tmp, "wb") as f:
                     write(f)
                 os.replace(tmp, folder / f"{key}{suffix}")
@@ -136,10 +142,11 @@ class DecodedFolder:
                 if not stale.name.startswith(key):
                     stale.unlink(missing_ok=True)
         except OSError as err:
-            raise SearchkitError(
-                f"cannot write the decoded-image cache in {folder} ({err.strerror or err}); free space there, "
-                "set SEARCHKIT_CACHE to another directory, or set data.options.cache=false"
-            ) from err
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            warnings.warn(f"cannot write the decoded-image cache in {folder} ({err.strerror or err}); this run goes on "
+                          "without it, the next decodes again: free space there, set SEARCHKIT_CACHE to another "
+                          "directory, or set data.options.cache=false", CacheWarning, stacklevel=2)
 
     @classmethod
     def load(cls, key: str) -> DecodedFolder | None:
