@@ -651,6 +651,14 @@ def test_every_problem_is_listed_at_once(tmp_path):
     assert lines[7] == f"{tmp_path}/train/stray.jpg: an image outside a class folder; move it into train/<class>/"
 
 
+def test_a_broken_link_is_a_listed_problem(tmp_path):
+    write_imagefolder(tmp_path)
+    (tmp_path / "train" / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(SearchkitError, match=r"1 problem .*: train/cat/gone.png: cannot be read \(No such file or "
+                                             r"directory\); replace or remove it"):
+        get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+
+
 def test_folders_nest_one_level_only(tmp_path):
     write_imagefolder(tmp_path)
     deep = tmp_path / "train" / "group" / "cls" / "deeper"

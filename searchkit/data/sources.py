@@ -70,14 +70,23 @@ class DirTree(ImageTree):
     def _scan(self, folder: Path, rel: str, depth: int) -> None:
         """Record the images of ``folder`` (``rel`` from the root) as a class, recurse into its folders."""
         images, subdirs = [], []
-        for entry in os.scandir(folder):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            self.problems.append((rel + "/", f"cannot be listed ({err.strerror}); fix its permissions"))
+            return
+        for entry in entries:
             if entry.name.startswith("."):
                 continue
             path = f"{rel}/{entry.name}"
             if entry.is_dir():
                 subdirs.append(entry)
                 continue
-            stat = entry.stat()
+            try:
+                stat = entry.stat()
+            except OSError as err:  # e.g. a broken symbolic link
+                self.problems.append((path, f"cannot be read ({err.strerror}); replace or remove it"))
+                continue
             self.stats[path] = (stat.st_size, stat.st_mtime_ns)
             if not _is_image(entry.name):
                 self.problems.append((path, f"not an image ({', '.join(IMAGE_SUFFIXES)}); move it out of the folder"))
