@@ -6,7 +6,7 @@ against a later load (read back from the cache), each in a fresh process, as a n
 
 ``ROOT`` is a folder ``{train,test}/<class>/*.jpg`` (CIFAR-10's 60,000 JPEGs above). For each case
 a child process times ``get_dataset("imagefolder", root=ROOT)`` (the load) and then
-``train.tensors()`` plus ``test.tensors()`` (every image as the normalised float32 tensors a
+``tensors()`` of every split (every image as the normalised float32 tensors a
 trainer uses). Cases: ``first`` with ``--workers`` decode processes (the cache is written),
 ``cached`` (read back), and ``first, 1 process`` (no cache written), so that the gain of worker
 processes is seen beside the gain of the cache. The cache goes to a temporary directory.
@@ -29,7 +29,7 @@ root, workers, cache = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
 start = time.perf_counter()
 d = get_dataset("imagefolder", root=root, decode_workers=workers, cache=cache)
 loaded = time.perf_counter()
-d.train.tensors(), d.test.tensors()
+[split.tensors() for split in (d.train, d.valid, d.test) if split is not None]
 done = time.perf_counter()
 print(json.dumps({"load": loaded - start, "tensors": done - loaded, "from": d.info["decoded_from"],
                   "images": len(d.train) + len(d.valid) + len(d.test), "shape": d.input_shape}))
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as cache_dir:
         env = {**os.environ, "SEARCHKIT_CACHE": cache_dir, "OMP_NUM_THREADS": "1"}
         rows = [(f"first, {args.workers} processes", measure(args.root, args.workers, True, env)),
@@ -55,7 +56,8 @@ def main() -> None:
                 ("first, 1 process", measure(args.root, 1, False, env))]
     images = rows[0][1]["images"]
     lines = [f"# Loading an image folder: {args.root} ({images:,} images, input {tuple(rows[0][1]['shape'])})", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {len(os.sched_getaffinity(0))} cores with",
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {len(os.sched_getaffinity(0))} cores (load average "
+             f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after: the cores were shared) with",
              f"`nice -n 5 python benchmarks/folder_loading.py {args.root} --workers {args.workers}`.", "",
              "| case | decoded from | load (s) | to tensors (s) | images/s (load) |", "|---|---|---:|---:|---:|"]
     for name, row in rows:
