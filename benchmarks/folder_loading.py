@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from searchkit.data.decoding import usable_cores
+
 CHILD = """
 import json, sys, time
 from searchkit.data import get_dataset
@@ -45,7 +47,7 @@ def measure(root: Path, workers: int, cache: bool, env: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path)
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--workers", type=int, default=usable_cores())
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
@@ -56,7 +58,7 @@ def main() -> None:
                 ("first, 1 process", measure(args.root, 1, False, env))]
     images = rows[0][1]["images"]
     lines = [f"# Loading an image folder: {args.root} ({images:,} images, input {tuple(rows[0][1]['shape'])})", "",
-             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {len(os.sched_getaffinity(0))} cores (load average "
+             f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {usable_cores()} cores (load average "
              f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after: the cores were shared) with",
              f"`nice -n 5 python benchmarks/folder_loading.py {args.root} --workers {args.workers}`.", "",
              "| case | decoded from | load (s) | to tensors (s) | images/s (load) |", "|---|---|---:|---:|---:|"]

@@ -18,6 +18,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
@@ -54,16 +55,23 @@ def worker_count(n_images: int, workers: int | None) -> int:
     from :data:`PARALLEL_FROM` images on, else 1 (this process: starting workers costs more)."""
     if workers is not None:
         return workers
-    return min(len(os.sched_getaffinity(0)), 8) if n_images >= PARALLEL_FROM else 1
+    return min(usable_cores(), 8) if n_images >= PARALLEL_FROM else 1
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the platform says, else all)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _in_chunks(task: Callable, root: Path, rels: Sequence[str], workers: int, *args) -> list:
     """``task(root, chunk, *args)`` over chunks of ``rels`` of :data:`CHUNK`, results in order;
-    in ``workers`` forked processes when more than one (they need nothing but the arguments)."""
+    in ``workers`` processes when more than one (they need nothing but the arguments; forked on
+    Linux, where that starts them fastest, spawned elsewhere)."""
     chunks = [list(rels[i : i + CHUNK]) for i in range(0, len(rels), CHUNK)]
     if workers <= 1 or len(chunks) <= 1:
         return [task(root, chunk, *args) for chunk in chunks]
-    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("fork")) as pool:
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
         return list(pool.map(task, [root] * len(chunks), chunks, *([a] * len(chunks) for a in args)))
 
 
