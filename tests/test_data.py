@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from searchkit.data import DATASETS, get_dataset, scoring_batch
 from searchkit.data import decoding, folder, sources
@@ -703,3 +703,15 @@ def test_a_trained_run_records_the_input_format(tmp_path):
                         "input_shape": [3, 8, 8], "mean": list(d.info["mean"]), "std": list(d.info["std"]),
                         "image_size_rule": "8x8 (data.options.image_size)",
                         "class_counts": {"animals/cat": 6, "animals/dog": 6, "vehicles/car": 6}, "skipped": 0}
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result(tmp_path):
+    y, x = np.mgrid[0:300, 0:400]
+    smooth = np.stack([0.6 * x, 0.8 * y, 0.35 * (x + y)], -1).astype(np.uint8)  # gradients, as photos mostly are
+    Image.fromarray(smooth).save(tmp_path / "a.jpg", quality=95)
+    with Image.open(tmp_path / "a.jpg") as im:
+        reference = np.asarray(ImageOps.fit(im.convert("RGB"), (20, 16), Image.BILINEAR)).transpose(2, 0, 1)
+    with Image.open(tmp_path / "a.jpg") as im:
+        pixels = sources.image_array(im, "a.jpg", "RGB", (16, 20), resize=True)
+        assert im.size == (50, 38)  # decoded at 1/8 scale, which still covers the 22x16 that fit needs
+    assert pixels.shape == (3, 16, 20) and np.abs(pixels.astype(int) - reference).mean() < 2
