@@ -136,7 +136,7 @@ def evaluate_arch(
                  "seconds": round(result.seconds, 2), "params": result.params, "inference_params": inference_params(net),
                  "train_loss": result.train_loss, "seed": cfg.evaluate.seed, "steps": result.steps,
                  "batch_size": result.batch_size, "lr": result.lr, "batch_note": result.batch_note,
-                 "validation_split": splits.info.get("valid_split")},
+                 "validation_split": splits.info.get("valid_split"), "dataset": splits.describe()},
     )
 
 

@@ -15,6 +15,7 @@ transaction per architecture), so a killed run keeps every score it received.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -114,6 +115,14 @@ def _windowed(texts: list[str], submit: Callable[[str], Any], done: Callable[[li
 _WORKER: ScoringContext | None = None
 
 
+def _open_quietly(recipe: ScoringRecipe, device: str | None = None) -> ScoringContext:
+    """``recipe.open`` in a worker, without the dataset's warnings (class imbalance, skipped files):
+    the parent opened the same recipe first and said them once."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return recipe.open(device=device)
+
+
 def _init_worker(recipe: ScoringRecipe, threads: int, slots: Any) -> None:
     global _WORKER
     torch.set_num_threads(threads)
@@ -121,7 +130,7 @@ def _init_worker(recipe: ScoringRecipe, threads: int, slots: Any) -> None:
     device = recipe.device
     if device == "cuda" and torch.cuda.device_count() > 1:
         device = f"cuda:{slot % torch.cuda.device_count()}"
-    _WORKER = recipe.open(device=device)
+    _WORKER = _open_quietly(recipe, device)
 
 
 def _score_in_worker(text: str) -> Scored:
@@ -158,7 +167,7 @@ class _RayScorer:
 
     def __init__(self, recipe: ScoringRecipe, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.context = recipe.open()
+        self.context = _open_quietly(recipe)
 
     def score(self, text: str) -> Scored:
         return self.context.score(text)

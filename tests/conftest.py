@@ -18,3 +18,10 @@ def run_in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own temporary directory, so nothing it writes by default (e.g. a
     search's ``runs/<time>-<name>/``) lands in the checkout."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def cache_in_tmp(tmp_path, monkeypatch):
+    """searchkit's cache (decoded image folders, problem lists) goes to the test's temporary
+    directory, never the user's ~/.cache."""
+    monkeypatch.setenv("SEARCHKIT_CACHE", str(tmp_path / "searchkit-cache"))

@@ -1,6 +1,8 @@
 """Tests for searchkit.data: registry, scoring batch, every dataset layout and its errors."""
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import tarfile
 import time
@@ -9,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from searchkit.data import DATASETS, get_dataset, scoring_batch
-from searchkit.data import sources
+from searchkit.data import decoding, folder, sources
 from searchkit.data.cifar import CIFAR10_CLASSES, CIFAR100_CLASSES, read_valid_split
 from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
@@ -422,24 +424,17 @@ def test_imagefolder_errors(tmp_path):
     with pytest.raises(SearchkitError, match=r"image folder .*test is empty: expected <class>/"):
         get_dataset("imagefolder", root=tmp_path)
     (tmp_path / "test" / "dog").mkdir()
-    with pytest.raises(SearchkitError, match=r"image folder .*test/dog is empty"):
+    with pytest.raises(SearchkitError, match=r"1 problem found before any work .*: test/dog/: empty class folder"):
         get_dataset("imagefolder", root=tmp_path)
     Image.new("RGB", (12, 10)).save(tmp_path / "test" / "dog" / "a.jpg")
     (tmp_path / "test" / "bird").mkdir()
+    Image.new("RGB", (12, 10)).save(tmp_path / "test" / "bird" / "a.jpg")
     with pytest.raises(SearchkitError, match="class folder.* bird that train/ lacks"):
         get_dataset("imagefolder", root=tmp_path)
+    (tmp_path / "test" / "bird" / "a.jpg").unlink()
     (tmp_path / "test" / "bird").rmdir()
-    Image.new("RGB", (7, 7)).save(tmp_path / "train" / "dog" / "odd.png")
-    with pytest.raises(SearchkitError, match="different sizes .* set the image_size option"):
-        get_dataset("imagefolder", root=tmp_path)
-    assert get_dataset("imagefolder", root=tmp_path, image_size=8).train[0][0].shape == (3, 8, 8)
-    (tmp_path / "train" / "dog" / "odd.png").unlink()
-    Image.new("RGB", (5, 5)).save(tmp_path / "test" / "dog" / "b.jpg")  # only caught on decode
-    d = get_dataset("imagefolder", root=tmp_path)
-    with pytest.raises(
-        SearchkitError, match=r"b.jpg is 5x5 pixels, expected 12x10; set the image_s"
-    ):
-        d.test.tensors()
+    Image.new("RGB", (5, 5)).save(tmp_path / "test" / "dog" / "b.jpg")  # a test image of another size is resized
+    assert get_dataset("imagefolder", root=tmp_path, valid_fraction=0).test.tensors()[0].shape == (2, 3, 10, 12)
     with pytest.raises(SearchkitError, match="image_size must be"):
         get_dataset("imagefolder", root=tmp_path, image_size=(0, 3))
 
@@ -491,3 +486,232 @@ def test_shared_cifar10_valid_split(shared_cifar10):
     assert np.bincount(d.train.labels).min() > 2000
     x, _ = d.valid.batch([0])
     assert torch.equal(x, shared_cifar10.train.batch([valid[0]])[0])
+
+
+# --- imagefolder: folders as people have them, checked and decoded once ---------------------
+
+
+def write_mixed_folder(root: Path) -> None:
+    """Two groups of classes, JPEG and PNG, grayscale, RGB and RGBA, of mixed sizes:
+    train/animals/{cat,dog}/, train/vehicles/car/ (and the same in test/)."""
+    for split in ("train", "test"):
+        for c, cls in enumerate(["animals/cat", "animals/dog", "vehicles/car"]):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(6):
+                value = 30 * c + 10 * i
+                size = (20 + 4 * i, 16 + 2 * c)  # W x H: shorter sides 16, 18, 20
+                if i % 3 == 0:
+                    Image.new("L", size, value).save(folder / f"{i}.png")
+                elif i % 3 == 1:
+                    Image.new("RGB", size, (value, 0, 200)).save(folder / f"{i}.jpg", quality=95)
+                else:
+                    Image.new("RGBA", size, (value, 100, 0, 255)).save(folder / f"{i}.png")
+
+
+def test_imagefolder_as_people_have_them(tmp_path):
+    write_mixed_folder(tmp_path)
+    with pytest.warns(UserWarning, match=r"mixed sizes; each is scaled and centre-cropped to 18x18 \(training "
+                                         r"images of \d+ sizes: their median shorter side 18, at most 64"):
+        d = get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+    assert d.info["classes"] == ["animals/cat", "animals/dog", "vehicles/car"] and d.input_shape == (3, 18, 18)
+    X, Y = d.train.tensors()
+    raw = torch.from_numpy(unnormalise(X, d.info["mean"], d.info["std"])).float() * 255
+    assert Y.tolist() == [0] * 6 + [1] * 6 + [2] * 6
+    gray, jpeg, rgba = raw[6], raw[7], raw[8]  # dog: c=1, images 0 (L), 1 (JPEG), 2 (RGBA)
+    assert torch.allclose(gray, torch.full_like(gray, 30), atol=1e-3)  # grayscale: its value in every channel
+    assert abs(jpeg[0].mean() - 40) < 3 and abs(jpeg[2].mean() - 200) < 3  # JPEG: lossy, close
+    assert torch.allclose(rgba[:, 0, 0], torch.tensor([50.0, 100.0, 0.0]), atol=1e-3)
+    # the normalisation is every training pixel's per-channel mean and std, and is recorded
+    scaled = raw / 255
+    assert np.allclose(scaled.mean(dim=(0, 2, 3)).numpy(), d.info["mean"], atol=1e-6)
+    assert np.allclose(scaled.std(dim=(0, 2, 3), correction=0).numpy(), d.info["std"], atol=1e-6)
+    described = d.describe()
+    assert described["mean"] == list(d.info["mean"]) and described["input_shape"] == [3, 18, 18]
+    assert described["classes"] == d.info["classes"] and described["image_size_rule"].startswith("18x18")
+    stated = get_dataset("imagefolder", root=tmp_path, valid_fraction=0, image_size=(8, 12))
+    assert stated.input_shape == (3, 8, 12) and stated.info["image_size_rule"] == "8x12 (data.options.image_size)"
+
+
+def test_imagefolder_transparency_and_grayscale(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.new("LA", (4, 4), (200, 0)).save(tmp_path / split / cls / "clear.png")  # fully transparent
+            Image.new("L", (4, 4), 90).save(tmp_path / split / cls / "gray.jpg")
+    d = get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+    assert d.input_shape == (1, 4, 4) and d.info["image_size_rule"] == "4x4 (the size of every training image)"
+    raw = torch.from_numpy(unnormalise(d.train.tensors()[0], d.info["mean"], d.info["std"])).float() * 255
+    assert torch.allclose(raw[0], torch.zeros(1, 4, 4), atol=1e-3)  # hidden pixels composited over black
+    assert torch.allclose(raw[1], torch.full((1, 4, 4), 90.0), atol=2)
+
+
+def test_imagefolder_default_size_is_capped(tmp_path):
+    for split in ("train", "test"):
+        for cls, size in (("a", (100, 80)), ("b", (90, 120))):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.new("RGB", size).save(tmp_path / split / cls / "x.png")
+    with pytest.warns(UserWarning, match="median shorter side 85, at most 64"):
+        assert get_dataset("imagefolder", root=tmp_path, valid_fraction=0).input_shape == (3, 64, 64)
+
+
+def test_imagefolder_is_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    write_imagefolder(tmp_path / "f", splits=("train", "valid", "test"))
+    first = get_dataset("imagefolder", root=tmp_path / "f")
+    decodes = []
+    real = decoding.image_array
+    monkeypatch.setattr(decoding, "image_array", lambda *a, **k: decodes.append(a[1]) or real(*a, **k))
+    again = get_dataset("imagefolder", root=tmp_path / "f")
+    assert (first.info["decoded_from"], again.info["decoded_from"]) == ("files", "cache") and decodes == []
+    for split in ("train", "valid", "test"):
+        a, b = getattr(first, split).tensors(), getattr(again, split).tensors()
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert again.info["mean"] == first.info["mean"]
+    image = tmp_path / "f" / "test" / "dog" / "img0.png"
+    Image.new("RGB", (12, 10), (1, 2, 3)).save(image)
+    os.utime(image, ns=(1, 1))  # a replaced file (new size or mtime) is decoded again
+    changed = get_dataset("imagefolder", root=tmp_path / "f")
+    assert changed.info["decoded_from"] == "files" and len(decodes) == 18
+    raw = torch.from_numpy(unnormalise(changed.test.tensors()[0], changed.info["mean"], changed.info["std"])).float() * 255
+    assert torch.allclose(raw[3, :, 0, 0], torch.tensor([1.0, 2.0, 3.0]), atol=1e-3)  # test/dog/img0.png, new pixels
+    assert get_dataset("imagefolder", root=tmp_path / "f", image_size=4).info["decoded_from"] == "files"
+    cached = sorted(p.name for p in (tmp_path / "searchkit-cache" / "images").iterdir())
+    # one entry (.npy + .json) per folder and settings: the changed folder's replaced the first
+    assert len(cached) == 4 and all(name.endswith((".npy", ".json")) for name in cached)
+    assert get_dataset("imagefolder", root=tmp_path / "f", cache=False).info["decoded_from"] == "files"
+    assert len(list((tmp_path / "searchkit-cache" / "images").iterdir())) == 4
+
+
+@pytest.mark.filterwarnings("ignore::searchkit.data.folder.InputSizeWarning")
+def test_imagefolder_worker_processes_decode_the_same_pixels(tmp_path, monkeypatch):
+    write_mixed_folder(tmp_path)
+    monkeypatch.setattr(decoding, "CHUNK", 5)  # 36 images: 8 chunks over 2 processes
+    one = get_dataset("imagefolder", root=tmp_path, valid_fraction=0, cache=False, decode_workers=1)
+    two = get_dataset("imagefolder", root=tmp_path, valid_fraction=0, cache=False, decode_workers=2)
+    assert torch.equal(one.train.tensors()[0], two.train.tensors()[0])
+    assert torch.equal(one.test.tensors()[0], two.test.tensors()[0])
+
+
+def test_an_unwritable_cache_loses_nothing(tmp_path, monkeypatch):
+    write_imagefolder(tmp_path / "f")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SEARCHKIT_CACHE", str(tmp_path / "file"))
+    with pytest.warns(decoding.CacheWarning, match=r"cannot write the decoded-image cache in .*file/images .*goes on "
+                                                   "without it.*set SEARCHKIT_CACHE to another directory, or set "
+                                                   "data.options.cache=false"):
+        d = get_dataset("imagefolder", root=tmp_path / "f", valid_fraction=0)
+    assert d.num_classes == 2 and d.train.tensors()[0].shape == (6, 3, 10, 12)
+    assert (tmp_path / "file").read_text() == ""
+
+
+# --- imagefolder: every image of every split checked before any work (issue 29) -------------
+
+
+def test_a_corrupt_test_image_is_found_before_any_work(tmp_path):
+    write_imagefolder(tmp_path)
+    (tmp_path / "test" / "cat" / "img1.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(SearchkitError, match=r"image folder .*: 1 problem found before any work .*: test/cat/img1.png: "
+                                             r"unreadable image \(.*\); replace or remove it; fix them, or set "
+                                             "data.options.skip_bad=true"):
+        get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+
+
+def test_a_truncated_jpeg_with_a_good_header_is_found_by_the_decode(tmp_path):
+    write_imagefolder(tmp_path)
+    good = tmp_path / "good.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(good)
+    (tmp_path / "valid" / "dog").mkdir(parents=True)
+    (tmp_path / "valid" / "dog" / "cut.jpg").write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    good.unlink()
+    with pytest.raises(SearchkitError, match=r"1 problem .*: valid/dog/cut.jpg: unreadable image \((?i:truncated)"):
+        get_dataset("imagefolder", root=tmp_path)
+
+
+def test_every_problem_is_listed_at_once(tmp_path):
+    write_imagefolder(tmp_path)
+    for split, cls in (("train", "cat"), ("train", "dog"), ("test", "dog")):
+        (tmp_path / split / cls / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "test" / "dog" / "notes.txt").write_text("labels")
+    (tmp_path / "train" / "bird").mkdir()
+    (tmp_path / "train" / "dog" / "more").mkdir()
+    (tmp_path / "train" / "stray.jpg").write_bytes(b"")
+    with pytest.raises(SearchkitError) as caught:
+        get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+    message = str(caught.value)
+    assert "\n" not in message and "7 problems found before any work" in message
+    # sorted by path: the first three named, the rest in the written list
+    assert ": test/dog/bad.png: unreadable image" in message and "test/dog/notes.txt: not an image" in message
+    assert "train/bird/: empty class folder (no images); add images or remove it" in message
+    listed = Path(message.split("all listed in ")[1].split(";")[0])
+    lines = listed.read_text().splitlines()
+    assert lines[0] == f"7 problems in image folder {tmp_path}" and len(lines) == 8
+    assert lines[5] == (f"{tmp_path}/train/dog/bad.png: unreadable image (cannot identify image file "
+                        f"'{tmp_path}/train/dog/bad.png'); replace or remove it")
+    assert lines[6].startswith(f"{tmp_path}/train/dog/more/: a folder inside class folder train/dog/")
+    assert lines[7] == f"{tmp_path}/train/stray.jpg: an image outside a class folder; move it into train/<class>/"
+
+
+def test_a_broken_link_is_a_listed_problem(tmp_path):
+    write_imagefolder(tmp_path)
+    (tmp_path / "train" / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(SearchkitError, match=r"1 problem .*: train/cat/gone.png: cannot be read \(No such file or "
+                                             r"directory\); replace or remove it"):
+        get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+
+
+def test_folders_nest_one_level_only(tmp_path):
+    write_imagefolder(tmp_path)
+    deep = tmp_path / "train" / "group" / "cls" / "deeper"
+    deep.mkdir(parents=True)
+    Image.new("RGB", (12, 10)).save(deep / "x.png")
+    with pytest.raises(SearchkitError, match=r"1 problem .*: train/group/cls/deeper/: a folder "
+                                             r"inside class folder train/group/cls/; classes sit at train/<class>/ or "
+                                             r"train/<group>/<class>/: move it"):
+        get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+
+
+def test_a_colour_image_the_size_sample_missed_makes_the_folder_rgb(tmp_path, monkeypatch):
+    monkeypatch.setattr(folder, "SIZE_SAMPLE", 2)  # sizes and channels guessed from 2 training images
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(4):
+                Image.new("L", (4, 4), 10 * i).save(tmp_path / split / cls / f"{i}.png")
+    Image.new("RGB", (4, 4), (0, 0, 255)).save(tmp_path / "test" / "b" / "3.png")
+    d = get_dataset("imagefolder", root=tmp_path, valid_fraction=0)
+    assert d.input_shape == (3, 4, 4)
+    assert d.info["image_size_rule"] == "4x4 (the size of every training image in a seeded sample of 2)"
+    raw = torch.from_numpy(unnormalise(d.test.tensors()[0], d.info["mean"], d.info["std"])).float() * 255
+    assert torch.allclose(raw[7, :, 0, 0], torch.tensor([0.0, 0.0, 255.0]), atol=1e-3)
+    assert torch.allclose(raw[6, :, 0, 0], torch.tensor([20.0, 20.0, 20.0]), atol=1e-3)
+
+
+def test_a_trained_run_records_the_input_format(tmp_path):
+    """What an exported model needs (classes, input shape, the training split's mean/std) is in
+    evaluation.json (and best.json's final evaluation), read from the dataset that trained."""
+    from searchkit.cli import main
+
+    write_mixed_folder(tmp_path / "f")
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    with pytest.warns(UserWarning, match="the training set has 18 images"):
+        assert main(["evaluate", "--quiet", "--arch", arch, "--dataset", "imagefolder", "--out", str(tmp_path / "e"),
+                     "--epochs", "1", f"data.root={tmp_path / 'f'}", "data.options={image_size: 8, valid_fraction: 0}",
+                     "space.build={C: 2, N: 1}"]) == 0
+    recorded = json.loads((tmp_path / "e" / "evaluation.json").read_text())["details"]["dataset"]
+    d = get_dataset("imagefolder", root=tmp_path / "f", image_size=8, valid_fraction=0)
+    assert recorded == {"name": "imagefolder", "classes": ["animals/cat", "animals/dog", "vehicles/car"],
+                        "input_shape": [3, 8, 8], "mean": list(d.info["mean"]), "std": list(d.info["std"]),
+                        "image_size_rule": "8x8 (data.options.image_size)",
+                        "class_counts": {"animals/cat": 6, "animals/dog": 6, "vehicles/car": 6}, "skipped": 0}
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_result(tmp_path):
+    y, x = np.mgrid[0:300, 0:400]
+    smooth = np.stack([0.6 * x, 0.8 * y, 0.35 * (x + y)], -1).astype(np.uint8)  # gradients, as photos mostly are
+    Image.fromarray(smooth).save(tmp_path / "a.jpg", quality=95)
+    with Image.open(tmp_path / "a.jpg") as im:
+        reference = np.asarray(ImageOps.fit(im.convert("RGB"), (20, 16), Image.BILINEAR)).transpose(2, 0, 1)
+    with Image.open(tmp_path / "a.jpg") as im:
+        pixels = sources.image_array(im, "a.jpg", "RGB", (16, 20), resize=True)
+        assert im.size == (50, 38)  # decoded at 1/8 scale, which still covers the 22x16 that fit needs
+    assert pixels.shape == (3, 16, 20) and np.abs(pixels.astype(int) - reference).mean() < 2

@@ -97,15 +97,34 @@ class _Reindexed:
         return self.decode(int(self.indices[i]))
 
 
-def channel_stats(pixels: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of ``pixels: (N,C,H,W)`` (uint8 scaled by 1/255, or float).
+def channel_stats(pixels: torch.Tensor, rows: np.ndarray | None = None,
+                  chunk: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of ``pixels: (N,C,H,W)`` (uint8 scaled by 1/255, or float), over
+    the images ``rows`` (None: all).
 
-    A constant channel gets std 1 so normalising never divides by zero.
+    Memory is bounded by ``chunk`` images at a time, whatever N. uint8 pixels are summed, and
+    their squares, as integers (exact), float pixels in float64. A constant channel gets std 1 so
+    normalising never divides by zero.
     """
-    x = pixels.to(torch.float64)
-    if pixels.dtype == torch.uint8:
-        x = x / 255.0
-    x = x.transpose(0, 1).reshape(x.shape[1], -1)
-    mean, std = x.mean(dim=1), x.std(dim=1, correction=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
+    rows = np.arange(len(pixels)) if rows is None else np.asarray(rows)
+    _, channels, height, width = pixels.shape
+    per_image, exact = height * width, pixels.dtype == torch.uint8
+    total = np.zeros(channels, np.int64 if exact else np.float64)
+    squares = total.copy()
+    for start in range(0, len(rows), chunk):
+        block = pixels[torch.from_numpy(rows[start : start + chunk])].numpy().reshape(-1, channels, per_image)
+        if exact:
+            total += block.sum(axis=(0, 2), dtype=np.int64)
+            wide = block.astype(np.uint16)  # 255 ** 2 fits
+            squares += (wide * wide).sum(axis=(0, 2), dtype=np.int64)
+        else:
+            block = block.astype(np.float64)
+            total += block.sum(axis=(0, 2))
+            squares += (block * block).sum(axis=(0, 2))
+    scale = 255.0 if exact else 1.0
+    n = len(rows) * per_image
+    mean = total / n / scale
+    var = squares / n / scale**2 - mean**2
+    std = np.sqrt(np.clip(var, 0, None))
+    std = np.where(std > 1e-12, std, 1.0)
     return mean.tolist(), std.tolist()

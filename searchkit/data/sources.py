@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import tarfile
 import zlib
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from searchkit.errors import SearchkitError
 
 SPLITS = ("train", "valid", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 
 
 class ImageTree:
@@ -43,19 +45,67 @@ class ImageTree:
 
 
 class DirTree(ImageTree):
-    """Image folders on disk: ``root/<split>/<class>/<file>``."""
+    """Image folders on disk: ``root/<split>/<class>/<file>``, classes nested one level deep.
+
+    A class is a folder that holds images, directly under ``<split>/`` (``<split>/<class>/``) or
+    one level deeper (``<split>/<group>/<class>/``, class name ``"<group>/<class>"``); a folder
+    holding only folders is a group. Hidden entries are ignored. What does not fit is listed in
+    ``problems`` (``(path relative to the root, what is wrong and the fix)``), not raised, so that
+    a caller can report every one at once: a non-image file, an image directly under
+    ``<split>/``, a folder inside a class folder or below a group's classes, a class folder
+    without images (listed in ``files`` with no names). ``stats[rel]`` is ``(bytes, mtime_ns)`` of every
+    file listed (images and stray files alike), for caches keyed by the folder's contents.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.location = str(root)
         self.files = {}
+        self.problems: list[tuple[str, str]] = []
+        self.stats: dict[str, tuple[int, int]] = {}
         for split in SPLITS:
             if (root / split).is_dir():
-                self.files[split] = {
-                    entry.name: sorted(f.name for f in os.scandir(entry) if _is_image(f.name))
-                    for entry in os.scandir(root / split)
-                    if entry.is_dir() and not entry.name.startswith(".")
-                }
+                self.files[split] = {}
+                self._scan(root / split, split, depth=0)
+
+    def _scan(self, folder: Path, rel: str, depth: int) -> None:
+        """Record the images of ``folder`` (``rel`` from the root) as a class, recurse into its folders."""
+        images, subdirs = [], []
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            self.problems.append((rel + "/", f"cannot be listed ({err.strerror}); fix its permissions"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = f"{rel}/{entry.name}"
+            if entry.is_dir():
+                subdirs.append(entry)
+                continue
+            try:
+                stat = entry.stat()
+            except OSError as err:  # e.g. a broken symbolic link
+                self.problems.append((path, f"cannot be read ({err.strerror}); replace or remove it"))
+                continue
+            self.stats[path] = (stat.st_size, stat.st_mtime_ns)
+            if not _is_image(entry.name):
+                self.problems.append((path, f"not an image ({', '.join(IMAGE_SUFFIXES)}); move it out of the folder"))
+            elif depth == 0:
+                self.problems.append((path, f"an image outside a class folder; move it into {rel}/<class>/"))
+            else:
+                images.append(entry.name)
+        split, _, cls = rel.partition("/")
+        if images or (depth > 0 and not subdirs):
+            self.files[split][cls] = sorted(images)
+        if depth > 0 and not images and not subdirs:
+            self.problems.append((rel + "/", "empty class folder (no images); add images or remove it"))
+        for entry in subdirs:
+            if images or depth == 2:
+                self.problems.append((f"{rel}/{entry.name}/", f"a folder inside class folder {rel}/; classes sit "
+                                      f"at {split}/<class>/ or {split}/<group>/<class>/: move it"))
+            else:
+                self._scan(Path(entry.path), f"{rel}/{entry.name}", depth + 1)
 
     def open(self, rel: str) -> Path:
         return self.root / rel
@@ -118,28 +168,53 @@ def _cached_tar_tree(path: str, size: int, mtime_ns: int) -> TarTree:
     return TarTree(Path(path))
 
 
+def probe_image(src: Path | BinaryIO) -> tuple[str, tuple[int, int]]:
+    """``(mode, (W, H))`` of one image from its header, after PIL's ``verify()`` (PNG: every
+    chunk's CRC; other formats: the header only). Raises OSError/SyntaxError/ValueError if
+    unreadable; pixels are not decoded."""
+    with Image.open(src) as im:
+        mode, size = im.mode, im.size
+        im.verify()
+    return mode, size
+
+
 def read_image(
     src: Path | BinaryIO, where: str, mode: str, size: tuple[int, int], resize: bool, hint: str = ""
 ) -> np.ndarray:
-    """Decode one image as ``(C,H,W)`` uint8 in ``mode`` ("RGB" or "L").
-
-    ``size`` is (H, W): the image is resized to it when ``resize``, else it must already have
-    that size (a SearchkitError ending in ``hint`` otherwise).
-    """
+    """Decode one image as ``(C,H,W)`` uint8 in ``mode`` ("RGB" or "L") by :func:`image_array`;
+    an unreadable image is a SearchkitError naming ``where``."""
     try:
         with Image.open(src) as im:
-            if im.mode != mode:
-                im = im.convert(mode)
-            h, w = size
-            if im.size != (w, h):
-                if not resize:
-                    raise SearchkitError(
-                        f"image {where} is {im.size[0]}x{im.size[1]} pixels, expected {w}x{h}{hint}"
-                    )
-                im = im.resize((w, h), Image.BILINEAR)
-            pixels = np.asarray(im, dtype=np.uint8)
+            return image_array(im, where, mode, size, resize, hint)
     except (OSError, SyntaxError, ValueError) as err:
         raise SearchkitError(f"cannot decode image {where}: {err}") from err
+
+
+def image_array(
+    im: Image.Image, where: str, mode: str, size: tuple[int, int], resize: bool, hint: str = ""
+) -> np.ndarray:
+    """The pixels of an opened image as ``(C,H,W)`` uint8 in ``mode`` ("RGB" or "L").
+
+    ``size`` is (H, W): when ``resize``, an image of another size is scaled (bilinear, antialiased)
+    to cover it and centre-cropped (aspect ratio kept, :func:`PIL.ImageOps.fit`); otherwise it
+    must already have that size (a SearchkitError ending in ``hint``). A transparent image is
+    composited over black first, so its hidden pixels never leak in. A JPEG much larger than
+    ``size`` is decoded at a reduced scale (1/2, 1/4 or 1/8, still covering ``size``; PIL's
+    ``draft``), which is many times faster than decoding every pixel. PIL's errors pass through.
+    """
+    h, w = size
+    if resize and im.format == "JPEG" and (im.width > 2 * w or im.height > 2 * h):
+        scale = max(w / im.width, h / im.height)
+        im.draft(None, (math.ceil(im.width * scale), math.ceil(im.height * scale)))
+    if im.mode in ALPHA_MODES or "transparency" in im.info:
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im.convert("RGBA"))
+    if im.mode != mode:
+        im = im.convert(mode)
+    if im.size != (w, h):
+        if not resize:
+            raise SearchkitError(f"image {where} is {im.size[0]}x{im.size[1]} pixels, expected {w}x{h}{hint}")
+        im = ImageOps.fit(im, (w, h), Image.BILINEAR)
+    pixels = np.asarray(im, dtype=np.uint8)
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
