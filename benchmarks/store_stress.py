@@ -160,7 +160,8 @@ def main() -> int:
     figures = {"processes": args.processes, "seconds": args.seconds, "wall_seconds": round(wall, 1),
                **check(store, logs, args.sample), "tracebacks": tracebacks}
     ok = (figures["integrity_check"] == "ok" and figures["rows"] > 0
-          and all(figures[k] == 0 for k in ("lost", "duplicates", "mismatches", "unlogged", "unlike_alone", "tracebacks")))
+          and all(figures[k] == 0 for k in ("lost", "duplicates", "mismatches", "unlogged", "unlike_alone",
+                                            "tracebacks")))
     lines = [f"# Score store stress test ({'passed' if ok else 'FAILED'})", "",
              f"`python benchmarks/store_stress.py --processes {args.processes} --seconds {args.seconds:g} "
              f"--pool {args.pool} --sample {args.sample}` on {os.cpu_count()} cores (load average before: "

@@ -111,14 +111,16 @@ class ScoreStore:
             if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 message = (f"score store {self.path} stayed locked by another process for {self.timeout:.0f} s; "
                            "rerun (or resume) when it is less busy, or pass another --store")
-            elif primary in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            elif primary in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                             sqlite3.SQLITE_CANTOPEN):
                 message = (f"cannot write score store {self.path} ({err}): free disk space (or raise the file-size "
                            "limit, or make it writable), then resume; every score written before is kept")
             elif primary == sqlite3.SQLITE_NOTADB:
                 message = f"{self.path} is not a searchkit score store ({err}); pass another --store"
             else:
                 message = (f"score store {self.path} is damaged ({err}); move it aside and rerun (its scores are "
-                           f"recomputed), or salvage its rows first: sqlite3 {self.path} .recover | sqlite3 recovered.db")
+                           f"recomputed), or salvage its rows first: "
+                           f"sqlite3 {self.path} .recover | sqlite3 recovered.db")
             raise SearchkitError(message) from None
 
     def _migrate(self, version: int) -> None:
@@ -181,7 +183,8 @@ class ScoreStore:
     def rows(self) -> Iterator[dict]:
         """Every row as a dict of :data:`STORE_FIELDS`, in key order (streamed)."""
         with self._faults():
-            for row in self._db.execute(f"SELECT {', '.join(STORE_FIELDS)} FROM scores ORDER BY {', '.join(STORE_KEY)}"):
+            query = f"SELECT {', '.join(STORE_FIELDS)} FROM scores ORDER BY {', '.join(STORE_KEY)}"
+            for row in self._db.execute(query):
                 yield {**dict(zip(STORE_FIELDS, row)), "value": _value(row[-2])}
 
     def stats(self) -> list[dict]:
