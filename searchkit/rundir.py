@@ -155,7 +155,7 @@ class RunDir:
             return []
         text = path.read_text(errors="replace")
         lines = text.splitlines(keepends=True)
-        if not lines:
+        if not lines or not lines[0].endswith("\n"):  # empty, or a header torn before any row
             return []
         header = next(csv.reader(lines[:1]), [])
         if tuple(header) not in (HISTORY_FIELDS, HISTORY_FIELDS[:6]):
