@@ -409,6 +409,11 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def _finite(net: nn.Module) -> bool:
+    """Whether every parameter of ``net`` is finite."""
+    return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
 def read_checkpoint(path: Path) -> dict:
     """The state :func:`train` saved in ``path``; a damaged or foreign file is a SearchkitError."""
     try:
@@ -450,7 +455,9 @@ def train(
     one whose ``identity`` (JSON-like fields naming what is trained, e.g. the architecture) differs.
 
     A NaN or infinite mean loss over an epoch stops the training with :class:`TrainingDiverged`
-    (checked once per epoch: one host sync, no per-step cost).
+    (checked once per epoch: one host sync, no per-step cost). Under float16 autocast a step whose
+    forward overflows is skipped by the loss scaler and the weights stay finite, so there the
+    weights must have become non-finite too.
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
@@ -544,7 +551,8 @@ def train(
                     loss_sum += loss.detach() * len(y)
                 train_loss = loss_sum.item() / len(train_batches)
                 seconds += time.perf_counter() - start
-                if not math.isfinite(train_loss):  # stop before the checkpoint: it keeps the last finite epoch
+                if not math.isfinite(train_loss) and (not amp or not _finite(net)):
+                    # stopped before the checkpoint, which keeps the last finite epoch
                     raise TrainingDiverged(epoch + 1, protocol.epochs, train_loss, seconds)
                 bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.4g}")
                 if path is not None:
