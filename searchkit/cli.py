@@ -369,19 +369,15 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def _fault_signals() -> Iterator[None]:
-    """While a command runs: SIGTERM stops it like Ctrl-C (:class:`Terminated`), and SIGXFSZ (a
-    file-size limit hit) is ignored so that the write fails with an error searchkit reports in
-    one line instead of killing the process. The previous handlers are restored afterwards."""
-    wanted = {signal.SIGTERM: _terminate}
-    if hasattr(signal, "SIGXFSZ"):
-        wanted[signal.SIGXFSZ] = signal.SIG_IGN
-    previous = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated`; the previous handler is restored
+    afterwards. (A file-size limit needs nothing: Python ignores SIGXFSZ, so the write fails with
+    an OSError that :func:`searchkit.rundir.writing` reports in one line.)"""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = _one_line_warning
     command = None
     try:
-        with _fault_signals():
+        with _sigterm_stops_like_ctrl_c():
             args = build_parser().parse_args(argv)
             command = args.command
             args.func(args)
