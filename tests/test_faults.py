@@ -23,10 +23,10 @@ from searchkit import rundir, scoring
 from searchkit.cli import main
 from searchkit.engine import run_search
 from searchkit.errors import SearchkitError
+from searchkit.metrics import parse_metric
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, RunDir
 from searchkit.scoring import ScoreRunner, ScoringRecipe
 from searchkit.store import ScoreStore
-from searchkit.metrics import parse_metric
 from searchkit.workers import Parallel
 
 pytestmark = pytest.mark.usefixtures("one_thread")
