@@ -5,8 +5,11 @@ A thin layer over the Python API. Errors a user can cause print one line on stde
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from searchkit.errors import SearchkitError
 
@@ -356,24 +359,48 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"searchkit: warning: {message}\n"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that it stops like on Ctrl-C: every finished
+    epoch's checkpoint, history row and stored score is kept, and the run resumes."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated`; the previous handler is restored
+    afterwards. (A file-size limit needs nothing: Python ignores SIGXFSZ, so the write fails with
+    an OSError that :func:`searchkit.rundir.writing` reports in one line.)"""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.formatwarning = _one_line_warning
     command = None
     try:
-        args = build_parser().parse_args(argv)
-        command = args.command
-        args.func(args)
+        with _sigterm_stops_like_ctrl_c():
+            args = build_parser().parse_args(argv)
+            command = args.command
+            args.func(args)
     except SearchkitError as err:
         print(f"searchkit: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         how = {"search": "; a search continues with 'searchkit search --resume RUN_DIR'",
                "evaluate": "; a training continues with 'searchkit evaluate --resume RUN_DIR'",
                "correlate": "; rerun the same command to resume", "benchmark": "; rerun the same command to resume"}
-        print(f"searchkit: interrupted{how.get(command, '')}", file=sys.stderr)
-        return 130
+        terminated = isinstance(stop, Terminated)
+        print(f"searchkit: {'terminated (SIGTERM)' if terminated else 'interrupted'}{how.get(command, '')}",
+              file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return 0
 
 

@@ -24,13 +24,16 @@ from tqdm import tqdm
 
 from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
-from searchkit.rundir import check_writable, write_atomic
+from searchkit.rundir import check_writable, read_yaml, write_atomic, writing
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe, import_scores, scores_header
 from searchkit.spaces import get_space
 from searchkit.spaces.base import Benchmark
 from searchkit.store import ScoreSetting, ScoreStore
 from searchkit.workers import Parallel
+
+#: What to do about a damaged settings.yaml.
+SETTINGS_FIX = "delete it and rerun the original command with --out (the scores in scores.csv and the store are kept)"
 
 #: Fewer distinct architectures than this give no meaningful rank correlation.
 MIN_ARCHS = 10
@@ -113,7 +116,7 @@ def check_same_run(out: Path, recipe: ScoringRecipe) -> None:
     settings = out / "settings.yaml"
     if not settings.is_file():
         return
-    before = ScoringRecipe.from_dict(yaml.safe_load(settings.read_text()) or {})
+    before = ScoringRecipe.from_dict(read_yaml(settings, SETTINGS_FIX))
     if list(before.metrics) != list(recipe.metrics):
         raise SearchkitError(f"{out} was written for other metrics ({', '.join(before.metrics)}); "
                              "use another --out or the same --metrics")
@@ -170,14 +173,16 @@ def run_correlate(
         import_scores(db, out, setting)
         done = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
         todo = {table.arch_str(i): i for i in indices if i not in done}
-        with (out / "scores.csv").open("a", newline="") as handle:
+        appended = out / "scores.csv"
+        with writing(appended), appended.open("a", newline="") as handle:
             writer = csv.writer(handle)
             bar = tqdm(runner.scores(todo), desc="correlate", unit="arch", disable=not progress,
                        initial=len(indices) - len(todo), total=len(indices))
             for text, result, _ in bar:
-                writer.writerow([todo[text], text, *(repr(result[k][0]) for k in labels),
-                                 *(f"{result[k][1]:.4f}" for k in labels)])
-                handle.flush()
+                with writing(appended):
+                    writer.writerow([todo[text], text, *(repr(result[k][0]) for k in labels),
+                                     *(f"{result[k][1]:.4f}" for k in labels)])
+                    handle.flush()
         rows = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
     write_correlation_report(out, rows, labels, table, settings=recipe.to_dict())
     return out
@@ -193,7 +198,7 @@ def resume_correlate(out: str | Path, progress: bool = True, parallel: Parallel 
     if not indices_path.is_file():
         raise SearchkitError(f"cannot resume {out}: it has no indices.txt (written by an older searchkit); "
                              "rerun its original command with --out")
-    settings = yaml.safe_load(settings_path.read_text()) or {}
+    settings = read_yaml(settings_path, SETTINGS_FIX)
     recipe = ScoringRecipe.from_dict(settings)
     table = get_space(recipe.space).benchmark(settings.get("table"))
     indices = read_indices(indices_path, len(table))

@@ -20,6 +20,7 @@ the benchmark, the tests): dispatch by query kind, the budget, replay of an earl
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
@@ -70,12 +71,15 @@ class Oracle(Protocol):
 class Incumbent:
     """The run's answer so far: the best validated architecture once any was validated, else the
     best scored (one-shot answers count as scored); ties keep the earlier. Values are kept per
-    row kind with the oracle's quantity, so a number always says what it is."""
+    row kind with the oracle's quantity, so a number always says what it is. A validation that
+    is not finite (a diverged training) is no accuracy and never becomes the incumbent."""
 
     best: dict[str, tuple[float, str, str]] = field(default_factory=dict)  # group -> (value, arch, quantity)
 
     def update(self, row: HistoryRow, quantity: str) -> None:
         group = "validate" if row.kind == "validate" else "score"
+        if group == "validate" and not math.isfinite(row.score):
+            return
         if group not in self.best or row.score > self.best[group][0]:
             self.best[group] = (row.score, row.arch, quantity)
 

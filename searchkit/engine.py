@@ -19,6 +19,7 @@ three steps, so that bad input fails before anything is computed or written:
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark
 from searchkit.hardware.front import write_front
 from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
 from searchkit.metrics.base import Metric, parse_metric
-from searchkit.oracles import OneShotOracle, ScoreOracle, TrainValidator, open_validator
+from searchkit.oracles import DIVERGED, OneShotOracle, ScoreOracle, TrainValidator, open_validator
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe
@@ -44,6 +45,7 @@ from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.store import ScoreStore
 from searchkit.strategies import get_strategy
 from searchkit.strategies.base import SearchContext, Strategy
+from searchkit.train.trainer import TrainingDiverged, read_checkpoint
 from searchkit.workers import Parallel
 
 #: ``metric.name`` that answers every score query with the validate oracle: a training-based search
@@ -216,6 +218,21 @@ def _resolve_config(config: RunConfig | dict | str | Path | None, overrides: lis
     return load_config(config, overrides)
 
 
+def check_checkpoints(run: RunDir, replay: list[HistoryRow]) -> None:
+    """Before a resumed run does anything: its training checkpoints must be readable
+    (SearchkitError naming the file otherwise), and a validation checkpoint older than the
+    history (its validation already has a row, e.g. a directory restored from a backup) is
+    removed with a warning, so the next validation does not mistake it for its own."""
+    for name in (TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT):
+        if (run.path / name).exists():
+            state = read_checkpoint(run.path / name)
+            arch = state["run"].get("identity", {}).get("arch")
+            if name == VALIDATE_CHECKPOINT and any(r.kind == "validate" and r.arch == arch for r in replay):
+                (run.path / name).unlink()
+                warnings.warn(f"{run.path / name} was older than the history (its validation of {arch} is recorded "
+                              "there); removed", stacklevel=2)
+
+
 def run_search(
     config: RunConfig | dict | str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
@@ -243,6 +260,8 @@ def run_search(
         run = RunDir.existing(resume)
         cfg = config_from_dict(run.read_config())
         replay = run.read_history()
+        run.check_results()
+        check_checkpoints(run, replay)
     else:
         cfg = _resolve_config(config, overrides)
         run = RunDir.fresh(out, overwrite) if out is not None else RunDir.new(cfg.name)
@@ -267,11 +286,18 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
     """Evaluate the incumbent of a driven search and write ``best.json``."""
     incumbent = log.incumbent
     if incumbent.arch is None:
+        diverged = sum(DIVERGED in row.extras for row in log.history)
+        if diverged:
+            raise SearchkitError(f"every validation training diverged ({diverged}); lower the learning rate or clip "
+                                 "gradients, e.g. evaluate.overrides={lr: 0.01, grad_clip: 5}")
         raise SearchkitError("the budget ran out before the strategy selected an architecture; raise the budget")
     cfg, table = setup.cfg, setup.table
     arch = setup.space.decode(incumbent.arch)
-    evaluation = evaluate_arch(setup.space, arch, cfg, table, setup.device, setup.splits, progress,
-                               checkpoint=run.path / TRAIN_CHECKPOINT)
+    try:
+        evaluation, final = evaluate_arch(setup.space, arch, cfg, table, setup.device, setup.splits, progress,
+                                          checkpoint=run.path / TRAIN_CHECKPOINT), None
+    except TrainingDiverged as diverged:  # best.json records the selection and the divergence, no accuracy
+        evaluation, final = None, diverged
     result = SearchResult(
         arch=incumbent.arch, index=table.index_of(incumbent.arch) if table else None, score=float(incumbent.value),
         metric=cfg.metric.name, evaluation=evaluation, archs_scored=log.count("score"), unique_archs=log.unique_archs,
@@ -284,5 +310,8 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
     )
     if setup.strategy.needs.cost:
         write_front(run.path, log.history, setup.space, setup.hardware.cost, table, cfg.data.name)
-    run.write_json("best.json", result.to_dict())
+    run.write_json("best.json", {**result.to_dict(), **({"final": final.record()} if final else {})})
+    if final is not None:
+        raise SearchkitError(f"the final training of the selected architecture ({incumbent.arch}) diverged; "
+                             f"{run.path / 'best.json'} records the search without an accuracy. {final}")
     return result

@@ -16,7 +16,7 @@ from searchkit.errors import SearchkitError
 from searchkit.runtime import build_network
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.text import plural
-from searchkit.train.trainer import Protocol, get_protocol, train
+from searchkit.train.trainer import Protocol, TrainingDiverged, get_protocol, train
 
 METHODS = ("auto", "table", "train", "none")
 
@@ -161,6 +161,8 @@ def run_evaluation(cfg: RunConfig, arch_text: str | None = None, out: str | Path
     directory; its config and architecture are reused and the training continues from its
     checkpoint (``cfg`` and ``arch_text`` are then ignored). ``splits``: the dataset, if not
     ``cfg.data``'s (e.g. a study's test subset). Inputs are checked before anything is written.
+    A training that diverges writes ``evaluation.json`` with ``diverged: true`` and no accuracy,
+    and raises :class:`~searchkit.train.trainer.TrainingDiverged`.
     """
     from searchkit.config import config_from_dict
     from searchkit.rundir import TRAIN_CHECKPOINT, RunDir
@@ -187,8 +189,12 @@ def run_evaluation(cfg: RunConfig, arch_text: str | None = None, out: str | Path
         run.start()
     if run is not None:
         run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})
-    evaluation = evaluate_arch(space, arch, cfg, table, device, splits, progress=progress,
-                               checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
+    try:
+        evaluation = evaluate_arch(space, arch, cfg, table, device, splits, progress=progress,
+                                   checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
+    except TrainingDiverged as diverged:  # recorded instead of an accuracy, then reported
+        run.write_json("evaluation.json", {"arch": space.encode(arch), **diverged.record()})
+        raise
     if run is not None and evaluation is not None:
         run.write_json("evaluation.json", {"arch": space.encode(arch), **evaluation.to_dict()})
     return EvaluationRun(space.encode(arch), evaluation, None if run is None else run.path)

@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,8 +35,11 @@ from searchkit.metrics.ntk import NTKMetric
 from searchkit.scoring import ScoreRunner
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.strategies.base import OneShot, Query, SearchContext
+from searchkit.train.trainer import TrainingDiverged
 
 VALIDATE_METHODS = ("auto", "table", "train")
+#: The history extras key of a validation whose training diverged: the epoch it diverged in.
+DIVERGED = "diverged_epoch"
 
 
 def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]) -> float:
@@ -127,7 +132,12 @@ class TrainValidator(OracleDefaults):
     ``evaluate.seed``; the validation accuracy (%), charged the MEASURED training seconds (in the
     budget's and the history's ``simulated_seconds``, the training time charged). ``checkpoint``:
     where the training in progress is checkpointed (removed when it finishes), so that a resumed
-    search continues an interrupted validation."""
+    search continues an interrupted validation.
+
+    A training whose loss becomes NaN or infinite (:class:`~searchkit.train.trainer.TrainingDiverged`)
+    answers ``-inf``: the worst value, so no strategy prefers it and the incumbent never takes
+    it (:class:`~searchkit.driver.Incumbent`); its epoch goes to the row's ``extras``
+    (``diverged_epoch``), a one-line warning says so, and the search goes on."""
 
     space: SearchSpace
     cfg: RunConfig
@@ -144,11 +154,18 @@ class TrainValidator(OracleDefaults):
     def __call__(self, query: Query, text: str | None) -> Reply:
         cfg = dataclasses.replace(self.cfg, evaluate=dataclasses.replace(
             self.cfg.evaluate, method="train", epochs=self.cfg.validate.epochs))
-        evaluation = evaluate_arch(self.space, query.arch, cfg, None, self.device, self.splits, progress=False,
-                                   checkpoint=self.checkpoint)
+        try:
+            evaluation = evaluate_arch(self.space, query.arch, cfg, None, self.device, self.splits, progress=False,
+                                       checkpoint=self.checkpoint)
+        except TrainingDiverged as diverged:
+            warnings.warn(f"the validation training of {text} diverged (mean loss {diverged.loss} in epoch "
+                          f"{diverged.epoch}); recorded as diverged (-inf), not as an accuracy", stacklevel=2)
+            reply = Reply(-math.inf, simulated_seconds=diverged.seconds, extras={DIVERGED: float(diverged.epoch)})
+        else:
+            reply = Reply(float(evaluation.valid_accuracy), simulated_seconds=float(evaluation.details["seconds"]))
         if self.checkpoint is not None:
             self.checkpoint.unlink(missing_ok=True)
-        return Reply(float(evaluation.valid_accuracy), simulated_seconds=float(evaluation.details["seconds"]))
+        return reply
 
 
 @dataclass

@@ -14,8 +14,11 @@ import csv
 import json
 import os
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -139,27 +142,51 @@ class RunDir:
         write_atomic(self.config_path, yaml.safe_dump(config, sort_keys=False))
 
     def read_config(self) -> dict:
-        return yaml.safe_load(self.config_path.read_text()) or {}
+        return read_yaml(self.config_path, "restore it (it is the resolved config of the command that started the "
+                                           "run), or start the run again with --overwrite")
 
     def read_history(self) -> list[HistoryRow]:
-        """Rows of ``history.csv``; a torn last line (from a kill mid-write) is dropped. Files
-        written before the ``kind``/``simulated_seconds``/``extras`` columns read as score rows."""
+        """Rows of ``history.csv``. A damaged last line (torn by a kill or a full disk mid-write)
+        is dropped with a warning: its query is asked again. A damaged line before the last, or a
+        damaged header, is a SearchkitError naming the line (the rows after it depend on it).
+        Files written before the ``kind``/``simulated_seconds``/``extras`` columns read as score rows."""
         path = self.path / "history.csv"
         if not path.exists():
             return []
+        text = path.read_text(errors="replace")
+        lines = text.splitlines(keepends=True)
+        if not lines or not lines[0].endswith("\n"):  # empty, or a header torn before any row
+            return []
+        header = next(csv.reader(lines[:1]), [])
+        if tuple(header) not in (HISTORY_FIELDS, HISTORY_FIELDS[:6]):
+            raise SearchkitError(f"cannot resume {self.path}: history.csv has a damaged header (line 1); restore the "
+                                 f"file, or start the run again with --overwrite")
         rows = []
-        for raw in csv.DictReader(complete_lines(path)):
-            try:
-                rows.append(HistoryRow(
-                    step=int(raw["step"]), arch=raw["arch"],
-                    index=int(raw["index"]) if raw["index"] else None,
-                    score=float(raw["score"]), seconds=float(raw["seconds"]),
-                    cached=raw["cached"] == "1",
-                    **_new_columns(raw),
-                ))
-            except (TypeError, ValueError, KeyError):
+        for number, line in enumerate(lines[1:], 2):
+            row = _history_row(header, line)
+            if row is None:
+                if number < len(lines):
+                    raise SearchkitError(
+                        f"cannot resume {self.path}: history.csv line {number} is damaged; repair that line, or delete "
+                        f"it and every line after it to resume from the {len(rows)} rows before (their scores stay in "
+                        "the store)")
+                warnings.warn(f"{path}: dropped a damaged last line (cut by a kill or a full disk); its query is "
+                              f"asked again, the {len(rows)} rows before it are replayed", stacklevel=2)
                 break
+            rows.append(row)
         return rows
+
+    def check_results(self) -> None:
+        """Warn when a finished run's ``best.json`` or ``evaluation.json`` cannot be read: it is
+        written again, from the history, when the resumed run finishes."""
+        for name in ("best.json", "evaluation.json"):
+            path = self.path / name
+            if path.exists():
+                try:
+                    json.loads(path.read_text())
+                except (ValueError, UnicodeDecodeError) as err:
+                    warnings.warn(f"{path} is damaged ({type(err).__name__}); it is written again when the resumed "
+                                  "run finishes", stacklevel=2)
 
     def history_writer(self, rows: list[HistoryRow]) -> "HistoryWriter":
         """A writer that rewrites ``history.csv`` with ``rows`` (the replayed part) and appends after it."""
@@ -171,6 +198,35 @@ class RunDir:
         return path
 
 
+def _history_row(header: list[str], line: str) -> HistoryRow | None:
+    """The :class:`HistoryRow` of one CSV line of ``history.csv``, or None when it is damaged
+    (torn, or not a row of this file's columns)."""
+    if not line.endswith("\n"):
+        return None
+    try:
+        values = next(csv.reader([line]))
+        if len(values) != len(header):
+            return None
+        raw = dict(zip(header, values))
+        return HistoryRow(step=int(raw["step"]), arch=raw["arch"], index=int(raw["index"]) if raw["index"] else None,
+                          score=float(raw["score"]), seconds=float(raw["seconds"]), cached=raw["cached"] == "1",
+                          **_new_columns(raw))
+    except (TypeError, ValueError, KeyError, csv.Error):
+        return None
+
+
+def read_yaml(path: Path, fix: str) -> dict:
+    """The mapping in the YAML file ``path``; a damaged file is a SearchkitError naming it and ``fix``."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        reason = str(err).splitlines()[0]
+        raise SearchkitError(f"{path} is damaged ({reason}); {fix}") from None
+    if data is not None and not isinstance(data, dict):
+        raise SearchkitError(f"{path} is damaged (not a mapping of settings); {fix}")
+    return data or {}
+
+
 def complete_lines(path: Path) -> list[str]:
     """The lines of a file written by appending, without a last line torn by a kill (one that
     does not end with a newline)."""
@@ -178,31 +234,57 @@ def complete_lines(path: Path) -> list[str]:
     return lines[:-1] if lines and not lines[-1].endswith("\n") else lines
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that a kill leaves either the old file or the new one."""
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` (a full disk, a file-size limit, an I/O
+    error) into a one-line :class:`SearchkitError` naming the file and the fix."""
+    try:
+        yield
+    except OSError as err:
+        raise SearchkitError(f"cannot write {path} ({err.strerror or err}): free disk space (or raise the file-size "
+                             "limit), then resume the run; everything written before is kept") from None
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` so that a kill or a failed write (:func:`writing`) leaves
+    either the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with writing(path):
+        try:
+            if isinstance(data, bytes):
+                tmp.write_bytes(data)
+            else:
+                tmp.write_text(data)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(path)
 
 
 class HistoryWriter:
-    """Appends :class:`HistoryRow` lines to a CSV file, flushing each one."""
+    """Appends :class:`HistoryRow` lines to a CSV file, flushing each one. A failed write is a
+    one-line error (:func:`writing`); it leaves at most a torn last line, which resuming drops."""
 
     def __init__(self, path: Path, rows: list[HistoryRow]) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        self._handle = tmp.open("w", newline="")
+        with writing(path):
+            self._handle = tmp.open("w", newline="")
         self._writer = csv.writer(self._handle)
-        self._writer.writerow(HISTORY_FIELDS)
+        with writing(path):
+            self._writer.writerow(HISTORY_FIELDS)
         for row in rows:
             self.append(row)
         tmp.replace(path)  # the replayed rows appear at once: a kill never loses them
 
     def append(self, row: HistoryRow) -> None:
-        self._writer.writerow([row.step, row.arch, "" if row.index is None else row.index,
-                               repr(row.score), f"{row.seconds:.4f}", int(row.cached), row.kind,
-                               f"{row.simulated_seconds:.4f}", json.dumps(row.extras, sort_keys=True)])
-        self._handle.flush()
+        with writing(self.path):
+            self._writer.writerow([row.step, row.arch, "" if row.index is None else row.index,
+                                   repr(row.score), f"{row.seconds:.4f}", int(row.cached), row.kind,
+                                   f"{row.simulated_seconds:.4f}", json.dumps(row.extras, sort_keys=True)])
+            self._handle.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        with writing(self.path):
+            self._handle.close()

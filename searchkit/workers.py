@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from searchkit.scoring import ScoringContext, ScoringRecipe
 
 BACKENDS = ("serial", "process", "ray")
+#: How many times a backend replaces workers that died (a killed process, a lost Ray actor).
+MAX_RESTARTS = 3
 RAY_MISSING = 'the ray backend needs Ray; install it with: pip install -e ".[ray]"'
 
 #: label -> (value, seconds that metric alone took), and the measured seconds of the whole network.
@@ -138,23 +141,47 @@ def _score_in_worker(text: str) -> Scored:
 
 
 class _ProcessBackend:
+    """``workers`` spawned processes. A worker that dies (killed, out of memory) breaks the pool:
+    the pool is started again and the architectures not yet returned are scored again, at most
+    :data:`MAX_RESTARTS` times per backend; every result returned before was already written."""
+
     def __init__(self, recipe: ScoringRecipe, parallel: Parallel) -> None:
+        self.recipe, self.workers, self.restarts = recipe, parallel.workers, 0
+        self.threads = parallel.threads or max(1, (os.cpu_count() or 1) // parallel.workers)
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
         slots = context.Queue()
-        for slot in range(parallel.workers):
+        for slot in range(self.workers):
             slots.put(slot)
-        threads = parallel.threads or max(1, (os.cpu_count() or 1) // parallel.workers)
-        self.workers = parallel.workers
-        self._pool = ProcessPoolExecutor(parallel.workers, mp_context=context, initializer=_init_worker,
-                                         initargs=(recipe, threads, slots))
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(self.recipe, self.threads, slots))
 
     def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
         def done(futures: list) -> list[tuple[Any, Scored]]:
             return [(f, f.result()) for f in wait(futures, return_when=FIRST_COMPLETED).done]
 
-        return _windowed(texts, lambda text: self._pool.submit(_score_in_worker, text), done, 2 * self.workers)
+        left = dict.fromkeys(texts)
+        while True:
+            try:
+                for text, result in _windowed(list(left), lambda t: self._pool.submit(_score_in_worker, t), done,
+                                              2 * self.workers):
+                    del left[text]
+                    yield text, result
+                return
+            except BrokenProcessPool:
+                self.restarts += 1
+                if self.restarts > MAX_RESTARTS:
+                    raise SearchkitError(f"scoring worker processes died {self.restarts} times (killed, or out of "
+                                         "memory: try fewer --workers); every score returned before is stored, "
+                                         "resume the run") from None
+                warnings.warn(f"a scoring worker process died (killed, or out of memory); restarting the workers "
+                              f"and scoring the {len(left)} unfinished architectures again", stacklevel=2)
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._start()
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -209,7 +236,9 @@ class _RayBackend:
                 raise SearchkitError(f"cannot start or reach the Ray cluster {parallel.address or '(local)'}: "
                                      f"{str(err).splitlines()[0]}") from None
         gpus = 1 if recipe.device.startswith("cuda") else 0
-        actor = ray.remote(num_cpus=threads, num_gpus=gpus)(_RayScorer)
+        # A killed actor is restarted and its unfinished calls retried (Ray's fault tolerance).
+        actor = ray.remote(num_cpus=threads, num_gpus=gpus, max_restarts=MAX_RESTARTS,
+                           max_task_retries=MAX_RESTARTS)(_RayScorer)
         self._actors = [actor.remote(recipe, threads) for _ in range(parallel.workers)]
         self._next = 0
 

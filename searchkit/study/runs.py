@@ -19,7 +19,7 @@ from searchkit.data.base import DatasetSplits
 from searchkit.engine import SearchResult, run_search
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import EvaluationRun, run_evaluation
-from searchkit.rundir import complete_lines, write_atomic
+from searchkit.rundir import complete_lines, write_atomic, writing
 from searchkit.spaces.base import SearchSpace
 from searchkit.store import ScoreStore
 
@@ -63,7 +63,7 @@ class Study:
     def record(self, row: dict) -> None:
         """Append one finished run's row."""
         new = not self.table.exists()
-        with self.table.open("a", newline="") as handle:
+        with writing(self.table), self.table.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, self.fields)
             if new:
                 writer.writeheader()

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
+from searchkit.rundir import write_atomic
 
 SCHEDULES = ("cosine", "constant")
 
@@ -175,6 +176,25 @@ class TrainResult:
     batch_size: int = 0
     lr: float = 0.0
     batch_note: str | None = None
+
+
+class TrainingDiverged(SearchkitError):
+    """The training loss became NaN or infinite: the network has no accuracy to report.
+
+    ``epoch``: the epoch (1-based) whose mean loss was not finite; ``loss``: that value;
+    ``seconds``: the training time spent, all sessions. The checkpoint keeps the last finite
+    epoch (``epoch - 1``)."""
+
+    def __init__(self, epoch: int, epochs: int, loss: float, seconds: float) -> None:
+        self.epoch, self.loss, self.seconds = epoch, loss, seconds
+        super().__init__(f"training diverged: the mean loss of epoch {epoch} of {epochs} is {loss}; no accuracy is "
+                         "reported for it; lower the protocol's learning rate or clip gradients, e.g. "
+                         "evaluate.overrides={lr: 0.01, grad_clip: 5}")
+
+    def record(self) -> dict:
+        """What best.json / evaluation.json / a history row's extras say about it."""
+        return {"diverged": True, "epoch": self.epoch, "train_loss": str(self.loss),
+                "seconds": round(self.seconds, 2), "message": str(self)}
 
 
 MIN_BATCH = 8
@@ -380,11 +400,31 @@ def _network_seed(seed: int) -> int:
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` atomically: to a temporary file beside ``path``, then rename over it."""
+    """Write ``state`` atomically (:func:`~searchkit.rundir.write_atomic`). It is serialised in
+    memory first, so a full disk or a file-size limit is a one-line error naming the file, not
+    a torch serialisation traceback, and the previous epoch's checkpoint stays."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _finite(net: nn.Module) -> bool:
+    """Whether every parameter of ``net`` is finite."""
+    return all(bool(torch.isfinite(p).all()) for p in net.parameters())
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The state :func:`train` saved in ``path``; a damaged or foreign file is a SearchkitError."""
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        state = err
+    if not isinstance(state, dict) or not isinstance(state.get("run"), dict):
+        reason = type(state).__name__ if isinstance(state, Exception) else "not a searchkit checkpoint"
+        raise SearchkitError(f"cannot read checkpoint {path} ({reason}); delete it to train from epoch 0 "
+                             "(nothing else is lost)")
+    return state
 
 
 def train(
@@ -413,6 +453,11 @@ def train(
     of an uninterrupted run (``seconds`` adds up the sessions); a finished checkpoint only
     re-evaluates. A checkpoint from a different protocol, seed or training set is refused, as is
     one whose ``identity`` (JSON-like fields naming what is trained, e.g. the architecture) differs.
+
+    A NaN or infinite mean loss over an epoch stops the training with :class:`TrainingDiverged`
+    (checked once per epoch: one host sync, no per-step cost). Under float16 autocast a step whose
+    forward overflows is skipped by the loss scaler and the weights stay finite, so there the
+    weights must have become non-finite too.
     """
     if isinstance(protocol, str):
         protocol = get_protocol(protocol)
@@ -464,13 +509,8 @@ def train(
         torch.manual_seed(_network_seed(seed))
         start_epoch, seconds, train_loss = 0, 0.0, float("nan")
         if path is not None and path.exists():
-            try:
-                state = torch.load(path, map_location="cpu")
-            except Exception as err:  # torch raises many types for a damaged or foreign file
-                raise SearchkitError(
-                    f"cannot read checkpoint {path} ({type(err).__name__}); delete it to start over"
-                ) from None
-            if not isinstance(state, dict) or state.get("run") != run:
+            state = read_checkpoint(path)
+            if state.get("run") != run:
                 raise SearchkitError(
                     f"checkpoint {path} belongs to another training run (protocol, seed, training data or "
                     "architecture differ); "
@@ -511,6 +551,9 @@ def train(
                     loss_sum += loss.detach() * len(y)
                 train_loss = loss_sum.item() / len(train_batches)
                 seconds += time.perf_counter() - start
+                if not math.isfinite(train_loss) and (not amp or not _finite(net)):
+                    # stopped before the checkpoint, which keeps the last finite epoch
+                    raise TrainingDiverged(epoch + 1, protocol.epochs, train_loss, seconds)
                 bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.4g}")
                 if path is not None:
                     _save_checkpoint(path, {
