@@ -356,11 +356,26 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"searchkit: warning: {message}\n"
 
 
+def _how_to_resume(command: str | None) -> str:
+    """What the interrupted ``command`` tells the user: how to continue it, with its run directory."""
+    from searchkit.rundir import RunDir
+
+    if command in ("correlate", "benchmark"):
+        return "; rerun the same command to resume"
+    if command not in ("search", "evaluate"):
+        return ""
+    if RunDir.started is None:
+        return "; nothing was written yet: rerun the same command"
+    return f"; continue with 'searchkit {command} --resume {RunDir.started}'"
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from searchkit.rundir import RunDir
+
     warnings.formatwarning = _one_line_warning
-    command = None
+    command, RunDir.started = None, None
     try:
         args = build_parser().parse_args(argv)
         command = args.command
@@ -369,10 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"searchkit: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        how = {"search": "; a search continues with 'searchkit search --resume RUN_DIR'",
-               "evaluate": "; a training continues with 'searchkit evaluate --resume RUN_DIR'",
-               "correlate": "; rerun the same command to resume", "benchmark": "; rerun the same command to resume"}
-        print(f"searchkit: interrupted{how.get(command, '')}", file=sys.stderr)
+        print(f"searchkit: interrupted{_how_to_resume(command)}", file=sys.stderr)
         return 130
     return 0
 
