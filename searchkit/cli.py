@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog("searchkit benchmark --config configs/bench-nb201.yaml --out results/benchmark-nb201",
                        "searchkit benchmark --resume results/benchmark-nb201 --workers 2"))
     benchmark.add_argument("--config", type=Path, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
-    benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
+    benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1; an entry's own seeds: are capped at N "
+                                                  "(default: the config's)")
     _add_resumable_output_flags(benchmark, "benchmark in DIR with its recorded config",
                                 "the config's store, else OUT/scores.db")
     benchmark.set_defaults(func=_benchmark)

@@ -187,3 +187,16 @@ def test_a_search_cycling_over_answered_queries_stops(tmp_path, monkeypatch):
     assert result.validations == len(rows) and result.unique_archs == 3 and rows[-1].cached
     assert all(r.cached for r in rows[-25:]) and not all(r.cached for r in rows[-26:])
     assert result.selected_by == "validation" and result.score == max(r.score for r in rows)
+
+
+def test_seeds_flag_caps_an_entrys_own_seeds(tmp_path):
+    """Issue 29: ``--seeds 1`` still ran NASI with its own ``seeds: 5``."""
+    from searchkit.study.benchmark_config import load_benchmark_config
+
+    config = tmp_path / "bench.yaml"
+    config.write_text(TINY.replace("metrics: [ntk_trace],", "metrics: [ntk_trace], seeds: 5,"))
+    _, bench = load_benchmark_config(config)
+    assert sorted({seed for entry, _, seed in bench.runs() if entry.title == "NASI"}) == [0, 1, 2, 3, 4]
+    assert {seed for _, _, seed in bench.with_seeds(1).runs()} == {0}
+    assert {seed for entry, _, seed in bench.with_seeds(8).runs() if entry.title == "NASI"} == set(range(5))
+    assert {seed for entry, _, seed in bench.with_seeds(8).runs() if entry.title == "REA"} == set(range(8))
