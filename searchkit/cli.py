@@ -80,6 +80,8 @@ def _search(args: argparse.Namespace) -> None:
         print(result.validation_split)
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
+        if result.evaluation.describe_classes():
+            print(result.evaluation.describe_classes())
     if result.hardware is not None:
         hw = result.hardware
         limit = [value for key, value in (hw["constraint"] or {}).items() if key != "device"]
@@ -122,6 +124,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         done = run_evaluation(cfg, args.arch, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"architecture: {done.arch}")
     print(f"final accuracy: {done.evaluation.describe()}" if done.evaluation else "no evaluation (evaluate.method=none)")
+    if done.evaluation is not None and done.evaluation.describe_classes():
+        print(done.evaluation.describe_classes())
     if done.out is not None:
         print(f"run directory: {done.out}")
 

@@ -285,4 +285,6 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
     if setup.strategy.needs.cost:
         write_front(run.path, log.history, setup.space, setup.hardware.cost, table, cfg.data.name)
     run.write_json("best.json", result.to_dict())
+    if evaluation is not None:
+        evaluation.write_plots(run.path)
     return result
