@@ -53,3 +53,16 @@ def test_a_trained_evaluation_writes_the_table_and_the_confusion_plot(tmp_path, 
     assert (out / "confusion.png").stat().st_size > 0
     assert f"per class: balanced test accuracy {classes['balanced_accuracy']:.2f}% over 3 classes" in printed
     assert "validation accuracy: " in printed and "% on the validation split: 12 images" in printed
+
+
+def test_digits_says_which_split_its_validation_accuracy_is_measured_on(tmp_path):
+    """Issue 29: digits' best.json had valid_accuracy equal to the test accuracy with nothing saying
+    what the validation split was (its own 360 images, apart from the 360 test images)."""
+    from searchkit.engine import run_search
+
+    result = run_search(None, ["budget.archs=2", "evaluate.epochs=1", "evaluate.overrides.max_train=64",
+                               "space.build={C: 4, N: 1}"], out=tmp_path / "run", progress=False)
+    final = json.loads((tmp_path / "run" / "best.json").read_text())["final"]
+    assert final["details"]["evaluated_on"] == {"test": "test split: 360 images", "valid": "validation split: 360 images"}
+    assert sum(map(sum, final["details"]["valid_classes"]["confusion"])) == 360
+    assert final["valid_accuracy"] == result.evaluation.valid_accuracy

@@ -6,7 +6,7 @@ Each command is run in-process through ``searchkit.cli.main`` in one temporary d
 cut, as a user would by adding overrides; how each command is exercised:
 
 - ``search``: run, with ``budget.archs=2 evaluate.epochs=1 evaluate.overrides.max_train=64`` appended
-  (NASI: ``strategy.options.steps=2``; measured CPU latency: 1 repeat, no warm-up); a ``--resume`` of an example
+  (NASI: one step of batch 8, nu from 2 samples; measured CPU latency: 1 repeat, no warm-up); a ``--resume`` of an example
   directory resumes the first search run here instead (a finished run: replayed, same answer).
 - ``evaluate``: run, 1 epoch on at most 64 training images.
 - ``correlate``: run on 10 architectures (the least it accepts) instead of ``--n``'s.
@@ -79,7 +79,7 @@ def fast_argv(argv: list[str], state: dict) -> list[str]:
     if command == "search":
         extra = list(SEARCH_BUDGET)
         if "strategy.name=nasi" in argv:
-            extra.append("strategy.options.steps=2")
+            extra += ["strategy.options.steps=1", "strategy.options.nu_samples=2", "strategy.options.batch_size=8"]
         if any(arg.startswith("constraint=") and "cpu" in arg for arg in argv):
             extra += ["hardware.repeats=1", "hardware.warmup=0"]
         out = [] if "--out" in argv else ["--out", f"runs/search-{len(state['searches'])}"]
@@ -183,3 +183,19 @@ def _dry_darts_study(argv: list[str], monkeypatch) -> None:
     load_config(config or study.BASE_CONFIG, overrides)
     from searchkit.train.trainer import get_protocol
     get_protocol(preset)
+
+
+def test_every_readme_search_command_has_a_valid_config():
+    """Every ``searchkit search`` line's config and overrides load (no data needed): the NASI-on-DARTS
+    line keeps none of the config's evolution and KCC options (issue 29)."""
+    from searchkit.cli import build_parser
+    from searchkit.config import load_config
+
+    searches = [argv for argv in COMMANDS if argv[:2] == ["searchkit", "search"] and "--resume" not in argv]
+    assert len(searches) >= 8
+    for argv in searches:
+        args = build_parser().parse_args(argv[1:])
+        config = args.config if args.config is None else ROOT / args.config
+        cfg = load_config(config, args.overrides)
+        if cfg.strategy.name == "nasi":
+            assert cfg.strategy.options == {"steps": 30, "mu": 2.0} and cfg.metric.options == {}
