@@ -283,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--store", help="score store shared across runs (default: RUN_DIR/scores.db)")
     _add_parallel_flags(search)
     search.add_argument("--quiet", action="store_true", help="no progress bars")
-    search.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1")
+    search.add_argument("overrides", nargs="*",
+                        help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1; a mapping merges "
+                             "(space.build={C: 4}), key:=value replaces it (strategy.options:={}); naming another "
+                             "strategy/metric/dataset/space drops the config's options for the old one")
     search.set_defaults(func=_search)
 
     arch = "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
