@@ -5,11 +5,12 @@ Each command is run in-process through ``searchkit.cli.main`` in one temporary d
 ``--resume`` and ``store stats`` find what the commands before them wrote. To stay fast, budgets are
 cut, as a user would by adding overrides; how each command is exercised:
 
-- ``search``: run, with ``budget.archs=2 evaluate.epochs=1 evaluate.overrides.max_train=64`` appended
-  (NASI: one step of batch 8, nu from 2 samples; measured CPU latency: 1 repeat, no warm-up); a ``--resume`` of an example
-  directory resumes the first search run here instead (a finished run: replayed, same answer).
-- ``evaluate``: run, 1 epoch on at most 64 training images.
-- ``correlate``: run on 10 architectures (the least it accepts) instead of ``--n``'s.
+- ``search``: run, with ``budget.archs=2 data.batch_size=16 evaluate.epochs=1
+  evaluate.overrides.max_train=32`` appended (NASI: one step of batch 8, nu from 2 samples; measured
+  CPU latency: 1 repeat, no warm-up); a ``--resume`` of an example directory resumes the first search
+  run here instead (a finished run: replayed, same answer).
+- ``evaluate``: run, 1 epoch on at most 32 training images (DARTS: darts-tiny's 5 cells of C=8).
+- ``correlate``: run on 10 architectures (the least it accepts) instead of ``--n``'s, scoring batch 16.
 - ``benchmark``: its config is loaded and checked whole; the run itself uses a copy cut to one seed,
   the first two strategies, ``synflow`` and a 12-cell pool (nothing imported from ``score_cache``).
 - ``store``: run on the store the commands before it filled.
@@ -17,8 +18,8 @@ cut, as a user would by adding overrides; how each command is exercised:
   overrides (a dry path: the smoke test alone takes minutes).
 - ``pip install``, ``pytest``: the install order is checked (the CPU build of torch first).
 
-CIFAR-10's test split is cut to its first 200 images (trainings evaluate on it); scoring batches are
-the real ones. A command none of these rules knows fails the test, so a new README command needs one.
+CIFAR-10's test split is cut to its first 100 images (trainings evaluate on it); scoring batches are
+drawn from the real training split. A command none of these rules knows fails the test, so a new README command needs one.
 """
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ def readme_commands() -> list[list[str]]:
     return commands
 
 
-SEARCH_BUDGET = ["budget.archs=2", "evaluate.epochs=1", "evaluate.overrides.max_train=64"]
+SEARCH_BUDGET = ["budget.archs=2", "data.batch_size=16", "evaluate.epochs=1", "evaluate.overrides.max_train=32"]
+#: DARTS trainings train darts-tiny's network (5 cells, C=8) instead of their preset's.
+DARTS_NETWORK = "evaluate.overrides.network={C: 8, layers: 5}"
 
 
 def _replace_flag(argv: list[str], flag: str, value: str) -> list[str]:
@@ -85,9 +88,10 @@ def fast_argv(argv: list[str], state: dict) -> list[str]:
         out = [] if "--out" in argv else ["--out", f"runs/search-{len(state['searches'])}"]
         return [command, *out, "--quiet", *argv[1:], *extra]  # flags first: overrides may end the line
     if command == "evaluate":
-        return [command, *_replace_flag(argv[1:], "--epochs", "1"), "--quiet", "evaluate.overrides.max_train=64"]
+        small = ["evaluate.overrides.max_train=32", *([DARTS_NETWORK] if "darts" in argv else [])]
+        return [command, *_replace_flag(argv[1:], "--epochs", "1"), "--quiet", *small]
     if command == "correlate" and "--n" in argv:
-        return _replace_flag(argv, "--n", "10") + ["--quiet"]
+        return _replace_flag(_replace_flag(argv, "--n", "10"), "--batch-size", "16") + ["--quiet"]
     if command == "correlate":
         return argv + ["--quiet"]
     if command == "benchmark":
@@ -131,7 +135,7 @@ def at_workdir(workdir, monkeypatch):
 
     def small_test_split(*args, **kwargs):
         splits = cifar10(*args, **kwargs)
-        splits.test = splits.test.subset(range(200))
+        splits.test = splits.test.subset(range(100))
         return splits
 
     monkeypatch.setitem(DATASETS._factories, "cifar10", small_test_split)
