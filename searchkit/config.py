@@ -247,7 +247,7 @@ def _base_name(data: dict, section: str) -> str:
     """The name ``data`` gives ``section`` (a metric spec's name without its options), else the default."""
     value = data.get(section)
     name = value.get("name") if isinstance(value, dict) else None
-    name = getattr(getattr(RunConfig(), section), "name") if name is None else name
+    name = getattr(RunConfig(), section).name if name is None else name
     return str(name).split(":", 1)[0]
 
 
