@@ -83,6 +83,8 @@ def _search(args: argparse.Namespace) -> None:
         print(result.validation_split)
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
+        if result.evaluation.describe_classes():
+            print(result.evaluation.describe_classes())
     if result.hardware is not None:
         hw = result.hardware
         limit = [value for key, value in (hw["constraint"] or {}).items() if key != "device"]
@@ -125,6 +127,8 @@ def _evaluate(args: argparse.Namespace) -> None:
         done = run_evaluation(cfg, args.arch, out=args.out, overwrite=args.overwrite, progress=not args.quiet)
     print(f"architecture: {done.arch}")
     print(f"final accuracy: {done.evaluation.describe()}" if done.evaluation else "no evaluation (evaluate.method=none)")
+    if done.evaluation is not None and done.evaluation.describe_classes():
+        print(done.evaluation.describe_classes())
     if done.out is not None:
         print(f"run directory: {done.out}")
 
@@ -282,7 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--store", help="score store shared across runs (default: RUN_DIR/scores.db)")
     _add_parallel_flags(search)
     search.add_argument("--quiet", action="store_true", help="no progress bars")
-    search.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1")
+    search.add_argument("overrides", nargs="*",
+                        help="dotted config overrides, e.g. budget.archs=50 metric.options.eps=0.1; a mapping merges "
+                             "(space.build={C: 4}), key:=value replaces it (strategy.options:={}); naming another "
+                             "strategy/metric/dataset/space drops the config's options for the old one")
     search.set_defaults(func=_search)
 
     arch = "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
@@ -340,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog("searchkit benchmark --config configs/bench-nb201.yaml --out results/benchmark-nb201",
                        "searchkit benchmark --resume results/benchmark-nb201 --workers 2"))
     benchmark.add_argument("--config", type=Path, help="benchmark YAML, e.g. configs/bench-nb201.yaml")
-    benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1 (default: the config's)")
+    benchmark.add_argument("--seeds", type=int, help="runs per (strategy, metric), seeds 0..N-1; an entry's own seeds: are capped at N "
+                                                  "(default: the config's)")
     _add_resumable_output_flags(benchmark, "benchmark in DIR with its recorded config",
                                 "the config's store, else OUT/scores.db")
     benchmark.set_defaults(func=_benchmark)
@@ -380,11 +388,26 @@ def _sigterm_stops_like_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _how_to_resume(command: str | None) -> str:
+    """What the interrupted ``command`` tells the user: how to continue it, with its run directory."""
+    from searchkit.rundir import RunDir
+
+    if command in ("correlate", "benchmark"):
+        return "; rerun the same command to resume"
+    if command not in ("search", "evaluate"):
+        return ""
+    if RunDir.started is None:
+        return "; nothing was written yet: rerun the same command"
+    return f"; continue with 'searchkit {command} --resume {RunDir.started}'"
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from searchkit.rundir import RunDir
+
     warnings.formatwarning = _one_line_warning
-    command = None
+    command, RunDir.started = None, None
     try:
         with _sigterm_stops_like_ctrl_c():
             args = build_parser().parse_args(argv)
@@ -394,11 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"searchkit: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as stop:
-        how = {"search": "; a search continues with 'searchkit search --resume RUN_DIR'",
-               "evaluate": "; a training continues with 'searchkit evaluate --resume RUN_DIR'",
-               "correlate": "; rerun the same command to resume", "benchmark": "; rerun the same command to resume"}
         terminated = isinstance(stop, Terminated)
-        print(f"searchkit: {'terminated (SIGTERM)' if terminated else 'interrupted'}{how.get(command, '')}",
+        print(f"searchkit: {'terminated (SIGTERM)' if terminated else 'interrupted'}{_how_to_resume(command)}",
               file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     return 0

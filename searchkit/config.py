@@ -194,20 +194,80 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def parse_override(text: str) -> dict:
-    """``"a.b.c=value"`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML (``3``, ``null``, ``[1,2]``)."""
+def _split_override(text: str) -> tuple[list[str], Any, bool]:
+    """``"a.b=value"`` -> (``["a", "b"]``, the value parsed as YAML, False); ``"a.b:=value"`` -> (..., True)."""
     if "=" not in text:
         raise SearchkitError(f"override {text!r} must look like key=value, e.g. budget.archs=50")
     key, raw = text.split("=", 1)
-    if not key or any(not part for part in key.split(".")):
+    replace = key.endswith(":")
+    keys = key.removesuffix(":").split(".")
+    if not key.removesuffix(":") or any(not part for part in keys):
         raise SearchkitError(f"override {text!r} has an empty key; use dotted keys like metric.options.eps=0.1")
     try:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
         value = raw
-    for part in reversed(key.split(".")):
+    return keys, value, replace
+
+
+def _nest(keys: list[str], value: Any) -> dict:
+    for part in reversed(keys):
         value = {part: value}
     return value
+
+
+def parse_override(text: str) -> dict:
+    """``"a.b.c=value"`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML (``3``, ``null``, ``[1,2]``)."""
+    keys, value, _ = _split_override(text)
+    return _nest(keys, value)
+
+
+def apply_override(data: dict, text: str) -> dict:
+    """``data`` with the override ``text`` applied: ``key=value`` merges a mapping value into the mapping
+    already there (``space.build={C: 4}`` keeps ``layers``) and sets anything else; ``key:=value`` replaces
+    the value whole (``strategy.options:={}`` clears the options)."""
+    keys, value, replace = _split_override(text)
+    return _replace(data, keys, value) if replace else _merge(data, _nest(keys, value))
+
+
+def _replace(data: dict, keys: list[str], value: Any) -> dict:
+    """``data`` with the value at the dotted path ``keys`` replaced by ``value``."""
+    head, *rest = keys
+    inner = data.get(head) if isinstance(data.get(head), dict) else {}
+    return {**data, head: _replace(inner, rest, value) if rest else value}
+
+
+#: Sections chosen by a ``name``, and the keys that belong to the named thing: naming another one in an
+#: override (``strategy.name=nasi``) drops what the config file gave the old one.
+NAMED_SECTIONS = {"data": ("options",), "space": ("build", "options"), "metric": ("options",),
+                  "strategy": ("options",)}
+
+
+def _base_name(data: dict, section: str) -> str:
+    """The name ``data`` gives ``section`` (a metric spec's name without its options), else the default."""
+    value = data.get(section)
+    name = value.get("name") if isinstance(value, dict) else None
+    name = getattr(RunConfig(), section).name if name is None else name
+    return str(name).split(":", 1)[0]
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """``data`` (a config file's mapping) with every override applied in order (:func:`apply_override`).
+
+    A section of :data:`NAMED_SECTIONS` whose name the overrides change loses the options the file gave
+    its old strategy, metric, dataset or space; options given in overrides are kept, in any order.
+    """
+    def applied(base: dict) -> dict:
+        for text in overrides:
+            base = apply_override(base, text)
+        return base
+
+    merged = applied(data)
+    switched = [section for section in NAMED_SECTIONS if _base_name(merged, section) != _base_name(data, section)]
+    if not switched:
+        return merged
+    return applied({key: {k: v for k, v in value.items() if k not in NAMED_SECTIONS[key]}
+                    if key in switched and isinstance(value, dict) else value for key, value in data.items()})
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -227,11 +287,8 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then each ``key=value`` override."""
-    data = read_yaml(path) if path is not None else {}
-    for text in overrides:
-        data = _merge(data, parse_override(text))
-    return config_from_dict(data)
+    """Defaults, then the YAML file at ``path`` (if any), then the ``key=value`` overrides (:func:`apply_overrides`)."""
+    return config_from_dict(apply_overrides(read_yaml(path) if path is not None else {}, overrides))
 
 
 def config_from_dict(data: dict) -> RunConfig:

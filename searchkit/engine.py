@@ -314,4 +314,6 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
     if final is not None:
         raise SearchkitError(f"the final training of the selected architecture ({incumbent.arch}) diverged; "
                              f"{run.path / 'best.json'} records the search without an accuracy. {final}")
+    if evaluation is not None:
+        evaluation.write_plots(run.path)
     return result

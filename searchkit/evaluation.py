@@ -16,6 +16,7 @@ from searchkit.errors import SearchkitError
 from searchkit.runtime import build_network
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.text import plural
+from searchkit.train.per_class import CONFUSION_PNG, class_report, describe_classes, plot_confusion
 from searchkit.train.trainer import Protocol, TrainingDiverged, get_protocol, train
 
 METHODS = ("auto", "table", "train", "none")
@@ -42,6 +43,21 @@ class Evaluation:
                else f"trained {epochs}{steps}, protocol {self.details['protocol']}, "
                     f"{self.details.get('inference_params', self.details.get('params', 0)):,} parameters")
         return f"{self.test_accuracy:.2f}% test accuracy on {self.dataset} ({how})"
+
+    def describe_classes(self) -> str | None:
+        """A trained evaluation's per-class line (balanced accuracy, lowest recalls; :mod:`searchkit.train.per_class`)
+        and the validation accuracy with its split, or None for a table lookup."""
+        if "classes" not in self.details:
+            return None
+        valid = "" if self.valid_accuracy is None else \
+            f"\nvalidation accuracy: {self.valid_accuracy:.2f}% on the {self.details['evaluated_on']['valid']}"
+        return f"per class: {describe_classes(self.details['classes'])}; confusion matrix: {CONFUSION_PNG}{valid}"
+
+    def write_plots(self, out: Path) -> None:
+        """``out/confusion.png`` for a trained evaluation (nothing for a table lookup)."""
+        if "classes" in self.details:
+            plot_confusion(self.details["classes"], out / CONFUSION_PNG,
+                           f"{self.dataset}, {self.details['evaluated_on']['test']}")
 
 
 def open_benchmark(cfg: RunConfig, space: SearchSpace) -> Benchmark | None:
@@ -136,7 +152,12 @@ def evaluate_arch(
                  "seconds": round(result.seconds, 2), "params": result.params, "inference_params": inference_params(net),
                  "train_loss": result.train_loss, "seed": cfg.evaluate.seed, "steps": result.steps,
                  "batch_size": result.batch_size, "lr": result.lr, "batch_note": result.batch_note,
-                 "validation_split": splits.info.get("valid_split"), "dataset": splits.describe()},
+                 "validation_split": splits.info.get("valid_split"), "dataset": splits.describe(),
+                 "evaluated_on": {"test": f"test split: {len(splits.test)} images",
+                                  "valid": splits.describe_valid() if splits.valid is not None else None},
+                 "classes": class_report(result.test_confusion, splits.info.get("classes")),
+                 "valid_classes": None if result.valid_confusion is None
+                 else class_report(result.valid_confusion, splits.info.get("classes"))},
     )
 
 
@@ -197,4 +218,5 @@ def run_evaluation(cfg: RunConfig, arch_text: str | None = None, out: str | Path
         raise
     if run is not None and evaluation is not None:
         run.write_json("evaluation.json", {"arch": space.encode(arch), **evaluation.to_dict()})
+        evaluation.write_plots(run.path)
     return EvaluationRun(space.encode(arch), evaluation, None if run is None else run.path)

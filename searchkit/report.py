@@ -6,6 +6,7 @@ number is; the files) and one ``scatter_<metric>.png`` per metric with a panel p
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,9 +238,10 @@ def write_correlation_report(
     found = correlate_all(columns, accuracies, n_boot=n_boot, seed=seed)
     results = {label: [found[label][t] for t in TARGETS] for label in columns}
     plots = [plot_file(out, label) for label in labels]
+    degenerate = degenerate_cells(indices, table)
     for label, path in zip(labels, plots):
         scatter_panels(columns[label], {d: accuracies[(d, "test")] for d in DATASET_NAMES}, label, path,
-                       rank=rank, found={d: found[label][(d, "test")] for d in DATASET_NAMES})
+                       rank=rank, found={d: found[label][(d, "test")] for d in DATASET_NAMES}, degenerate=degenerate)
     lines = _report_lines(out, indices, table, results, seconds, settings, plots, n_boot, seed, rank)
     path = out / "correlation.md"
     path.write_text("\n".join(lines) + "\n")
@@ -286,17 +288,25 @@ def _report_lines(
     return lines
 
 
+def degenerate_cells(indices: np.ndarray, table: NB201Table) -> np.ndarray:
+    """(n,) bool: whether each NB201 cell is degenerate (no convolution on any input-output path)."""
+    from searchkit.spaces.nb201 import NB201Space, is_degenerate
+
+    space = NB201Space()
+    return np.array([is_degenerate(space.decode(table.arch_str(int(i)))) for i in indices], dtype=bool)
+
+
 def _settings_lines(indices: np.ndarray, table: NB201Table, settings: dict | None) -> list[str]:
-    from searchkit.spaces.nb201 import NB201Space, cell_expression, is_degenerate
+    from searchkit.spaces.nb201 import NB201Space, cell_expression
 
     space = NB201Space()
     archs = [space.decode(table.arch_str(int(i))) for i in indices]
     classes = len({cell_expression(a) for a in archs})
-    degenerate = sum(is_degenerate(a) for a in archs)
+    degenerate = int(degenerate_cells(indices, table).sum())
     lines = ["## Settings", "",
              f"- architectures: {len(indices)} NB201 cells, {classes} distinct up to equivalence, "
              f"{degenerate} degenerate (no convolution on any input-output path; "
-             "`searchkit.spaces.nb201`)",
+             "`searchkit.spaces.nb201`; drawn apart at the left edge of the score-space scatter plots)",
              f"- accuracies: `{table.source}`"]
     if settings:
         build = settings.get("build") or {}
@@ -330,42 +340,64 @@ def worst_score(label: str) -> float | None:
 @dataclass
 class Axis:
     """A metric's x axis in score space: ``x`` (n,) to plot (NaN where ``off``), its ``label``,
-    and ``off`` (n,) bool: the architectures drawn apart at the left edge, described by ``off_text``."""
+    and ``off`` (n,) bool: the architectures drawn apart at the left edge, described (and counted) by
+    ``off_label``."""
 
     x: np.ndarray
     label: str
     off: np.ndarray
-    off_text: str = ""
+    off_label: str = ""
 
 
-def score_axis(values: np.ndarray, label: str) -> Axis:
+#: A metric whose quantity states this range is bounded above by 1 (KCC: ``in [0, 1]``).
+BOUNDED_BY_ONE = re.compile(r"in \[[−-]?\d+, 1\]")
+#: :func:`score_axis` draws such scores as −log10(1 − score) when their median gap to 1 is below this.
+NEAR_ONE = 0.05
+
+
+def score_axis(values: np.ndarray, label: str, degenerate: np.ndarray | None = None) -> Axis:
     """How to draw a metric's scores on a readable axis.
 
-    Architectures at the metric's worst score (what degenerate networks get, e.g. KCC 0 or
-    ``ntk_cond`` -1e15) or with a non-finite score are drawn apart, at the left edge: as
-    sentinels they would squash everything else into a corner. The rest is heavy-tailed when its
-    range exceeds :data:`HEAVY_TAIL` interquartile ranges; then scores of one sign are drawn as
-    log10 of the score, or -log10 of the magnitude for negated magnitudes (``ntk_cond`` = -kappa:
-    -log10 kappa), when that at least halves the range in IQRs; the order is kept (higher is
-    better, to the right). Heavy-tailed scores of both signs are drawn as ranks.
+    The ``degenerate`` architectures (bool (n,); e.g. NB201 cells with no convolution on any
+    input-output path), those at the metric's worst score (what degenerate networks get, e.g. KCC 0
+    or ``ntk_cond`` -1e15) and those with a non-finite score are drawn apart, at the left edge: as
+    sentinels they would squash everything else into a corner, and the legend counts each kind.
+    Scores bounded above by 1 (:data:`BOUNDED_BY_ONE`) that pile up near 1 (median gap below
+    :data:`NEAR_ONE`) are drawn as −log10(1 − score), so 0.99 and 0.999 are told apart. Otherwise the
+    rest is heavy-tailed when its range exceeds :data:`HEAVY_TAIL` interquartile ranges; then scores of
+    one sign are drawn as log10 of the score, or -log10 of the magnitude for negated magnitudes
+    (``ntk_cond`` = -kappa: -log10 kappa), when that at least halves the range in IQRs; the order is
+    kept (higher is better, to the right). Heavy-tailed scores of both signs are drawn as ranks.
     """
     q = quantity(label)
     worst = worst_score(label)
-    off = ~np.isfinite(values) | (values == worst if worst is not None else False)
-    off_text = "at the worst score (degenerate network)" if worst is not None else "not finite"
+    apart = np.zeros(len(values), bool) if degenerate is None else np.asarray(degenerate, bool)
+    at_worst = ~apart & (~np.isfinite(values) | (values == worst if worst is not None else False))
+    off = apart | at_worst
+    kinds = [f"{apart.sum()} degenerate (no convolution path)"] if degenerate is not None else []
+    if at_worst.any() or not kinds:
+        more = " more" if kinds else ""
+        kinds.append(f"{at_worst.sum()}{more} at the worst score" if worst is not None else f"{at_worst.sum()}{more} not finite")
+
+    def axis(x: np.ndarray, text: str) -> Axis:
+        return Axis(x, text, off, ", ".join(kinds))
+
     rest = values[~off]
     x = np.where(off, np.nan, values)
+    if rest.size and BOUNDED_BY_ONE.search(q.label()) and np.all(rest < 1) and np.median(1 - rest) < NEAR_ONE:
+        x[~off] = -np.log10(1 - rest)
+        return axis(x, f"−log10(1 − score) of {q.label()} (2 = 0.99, 3 = 0.999)")
     spread = _spread(rest)
     if rest.size > 1 and spread > HEAVY_TAIL:
         for sign in (1, -1):
             if np.all(sign * rest > 0) and _spread(np.log10(sign * rest)) < spread / 2:
                 x[~off] = sign * np.log10(sign * rest)
                 name = q.label() if sign > 0 else (q.magnitude or f"−({label})")
-                return Axis(x, f"log10 of {name}" if sign > 0 else f"−log10 of {name}", off, off_text)
+                return axis(x, f"log10 of {name}" if sign > 0 else f"−log10 of {name}")
         if not (np.all(rest > 0) or np.all(rest < 0)):
             x[~off] = stats.rankdata(rest)
-            return Axis(x, f"rank of {label} (1 = lowest; heavy-tailed scores of both signs)", off, off_text)
-    return Axis(x, q.label(), off, off_text)
+            return axis(x, f"rank of {label} (1 = lowest; heavy-tailed scores of both signs)")
+    return axis(x, q.label())
 
 
 #: :func:`score_axis` calls scores heavy-tailed when their range exceeds this many interquartile ranges.
@@ -382,14 +414,15 @@ def _spread(v: np.ndarray) -> float:
 
 def scatter_panels(
     values: np.ndarray, accuracies: dict[str, np.ndarray], label: str, path: Path, rank: bool = False,
-    found: dict[str, Correlation] | None = None,
+    found: dict[str, Correlation] | None = None, degenerate: np.ndarray | None = None,
 ) -> None:
     """One panel per dataset: the metric (x) against that dataset's 200-epoch test accuracy (y).
 
     ``accuracies``: table dataset name -> accuracy (%) of the same architectures. Each panel's
     title gives Spearman rho with its bootstrap interval, Kendall tau and n, computed on every
     architecture (``found``: dataset -> the :class:`Correlation` already computed, else computed
-    here). Score space follows :func:`score_axis`; ``rank`` plots the ranks of both (1 = lowest,
+    here). Score space follows :func:`score_axis` (``degenerate``: the architectures it draws apart
+    as degenerate); ``rank`` plots the ranks of both (1 = lowest,
     ties averaged), where Spearman's rho is the Pearson correlation of the points shown. At most
     6 ticks per axis.
     """
@@ -402,7 +435,7 @@ def scatter_panels(
     if rank:
         axis = Axis(stats.rankdata(values), f"rank of {label} (1 = lowest)", np.zeros(len(values), bool))
     else:
-        axis = score_axis(values, label)
+        axis = score_axis(values, label, degenerate)
     shown = ~axis.off
     span = np.ptp(axis.x[shown]) if shown.sum() > 1 else 1.0
     edge = (np.nanmin(axis.x[shown]) if shown.any() else 0.0) - 0.08 * (span or 1.0)
@@ -413,7 +446,7 @@ def scatter_panels(
         ax.scatter(axis.x[shown], y[shown], s=7, alpha=0.45, linewidths=0, color="#1f5f9e", rasterized=True)
         if axis.off.any():
             ax.scatter(np.full(axis.off.sum(), edge), y[axis.off], s=14, marker="x", linewidths=0.8, color="0.45",
-                       label=f"{axis.off.sum()} {axis.off_text}")
+                       label=axis.off_label)
             ax.axvline(edge + 0.04 * (span or 1.0), color="0.7", linewidth=0.6, linestyle=":")
             ax.legend(loc="lower right", fontsize=7.5, frameon=False, handletextpad=0.3)
         c = found[dataset] if found is not None else correlate(values, acc)

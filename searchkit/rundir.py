@@ -86,7 +86,13 @@ def check_writable(path: str | Path, flag: str = "--out") -> None:
 
 
 class RunDir:
-    """A run's output directory (created on demand)."""
+    """A run's output directory (created on demand).
+
+    ``started``: the directory this process last started or resumed a run in (what an interrupted
+    command tells the user to resume), None before any.
+    """
+
+    started: Path | None = None
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -113,6 +119,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         for name in self.held_files():
             (self.path / name).unlink()
+        RunDir.started = self.path
 
     @classmethod
     def new(cls, name: str, root: str | Path = "runs") -> "RunDir":
@@ -131,6 +138,7 @@ class RunDir:
         run = cls(path)
         if not (run.path / "config.yaml").is_file():
             raise SearchkitError(f"cannot resume {path}: no config.yaml there; pass the directory of an earlier run")
+        RunDir.started = run.path
         return run
 
     @property

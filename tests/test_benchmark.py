@@ -187,3 +187,46 @@ def test_a_search_cycling_over_answered_queries_stops(tmp_path, monkeypatch):
     assert result.validations == len(rows) and result.unique_archs == 3 and rows[-1].cached
     assert all(r.cached for r in rows[-25:]) and not all(r.cached for r in rows[-26:])
     assert result.selected_by == "validation" and result.score == max(r.score for r in rows)
+
+
+def test_seeds_flag_caps_an_entrys_own_seeds(tmp_path):
+    """Issue 29: ``--seeds 1`` still ran NASI with its own ``seeds: 5``."""
+    from searchkit.study.benchmark_config import load_benchmark_config
+
+    config = tmp_path / "bench.yaml"
+    config.write_text(TINY.replace("metrics: [ntk_trace],", "metrics: [ntk_trace], seeds: 5,"))
+    _, bench = load_benchmark_config(config)
+    assert sorted({seed for entry, _, seed in bench.runs() if entry.title == "NASI"}) == [0, 1, 2, 3, 4]
+    assert {seed for _, _, seed in bench.with_seeds(1).runs()} == {0}
+    assert {seed for entry, _, seed in bench.with_seeds(8).runs() if entry.title == "NASI"} == set(range(5))
+    assert {seed for entry, _, seed in bench.with_seeds(8).runs() if entry.title == "REA"} == set(range(8))
+
+
+def test_anytime_plot_labels_its_reference_lines(tmp_path, monkeypatch):
+    """Issue 29: anytime.png's dashed optimum line had no label."""
+    from matplotlib.figure import Figure
+
+    from searchkit.rundir import RunDir
+    from searchkit.study.report import plot_anytime
+
+    class Table:  # index = the arch string's number
+        def index_of(self, text):
+            return int(text)
+
+        def column(self, dataset, split, epochs):
+            return np.array([90.0, 91.0, 94.37])
+
+    runs = {"r": [HistoryRow(0, "0", 0, 0.9, 5.0, False), HistoryRow(1, "1", 1, 0.95, 5.0, False)],
+            "h": [HistoryRow(0, "1", 1, 80.0, 0.0, False, "validate", 60.0)]}
+    for name, history in runs.items():
+        writer = RunDir(tmp_path / name).history_writer([])
+        for row in history:
+            writer.append(row)
+        writer.close()
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda self, path, *a, **k: saved.append(self))
+    plot_anytime(tmp_path, [{"run": "r", "strategy": "random", "metric": "kcc"},
+                            {"run": "h", "strategy": "HNAS", "metric": "kcc"}], Table())
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in saved[0].axes]
+    assert legends[0] == ["random + kcc", "best cell in the table (94.37 %)"]
+    assert sorted(legends[1]) == ["HNAS + kcc", "best cell in the table (94.37 %)", "checkpoints (100, 432, 1000, 3051 s)"]

@@ -97,3 +97,21 @@ def test_single_arch_commands_default_to_the_space_dataset(argv, dataset):
     from searchkit.cli import _single_arch_config, build_parser
 
     assert _single_arch_config(build_parser().parse_args(argv), {}).data.name == dataset
+
+
+def test_an_interrupt_names_the_run_directory_to_resume(monkeypatch, capsys, tmp_path):
+    """Issue 29: the Ctrl-C message printed the literal RUN_DIR."""
+    import searchkit.engine
+    from searchkit.rundir import RunDir
+
+    def interrupted(*args, out=None, **kwargs):
+        if out is not None:
+            RunDir.fresh(out).start()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(searchkit.engine, "run_search", interrupted)
+    assert main(["search", "--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err == (f"searchkit: interrupted; continue with 'searchkit search --resume "
+                                       f"{tmp_path / 'run'}'\n")
+    assert main(["search"]) == 130  # interrupted before its directory existed
+    assert capsys.readouterr().err == "searchkit: interrupted; nothing was written yet: rerun the same command\n"

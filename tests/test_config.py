@@ -57,3 +57,33 @@ def test_missing_and_malformed_files(tmp_path):
     listing.write_text("- 1\n- 2\n")
     with pytest.raises(SearchkitError, match="must hold a mapping"):
         load_config(listing)
+
+
+def test_naming_another_strategy_or_metric_drops_the_files_options():
+    """Issue 29: the README's NASI-on-DARTS command kept evolution's population and KCC's eps."""
+    cfg = load_config(CONFIGS / "darts-cifar10.yaml", ["strategy.name=nasi", "metric.name=ntk_trace",
+                                                       "strategy.options={steps: 30, mu: 2.0}"])
+    assert (cfg.strategy.name, cfg.strategy.options) == ("nasi", {"steps": 30, "mu": 2.0})
+    assert (cfg.metric.name, cfg.metric.options) == ("ntk_trace", {})
+    assert cfg.space.build == {"C": 8, "layers": 5}  # the space was not renamed: its build stands
+
+
+def test_options_given_on_the_command_line_survive_a_switch_in_any_order():
+    cfg = load_config(CONFIGS / "darts-cifar10.yaml", ["strategy.options.steps=5", "strategy.name=nasi",
+                                                       "metric.name=kcc:bn=eval"])
+    assert cfg.strategy.options == {"steps": 5}
+    assert cfg.metric.options == {"eps": 0.001}  # the same metric: a spec's options add to the file's
+
+
+def test_the_same_name_keeps_the_files_options():
+    cfg = load_config(CONFIGS / "darts-cifar10.yaml", ["strategy.name=evolution", "strategy.options.population=12"])
+    assert cfg.strategy.options == {"population": 12, "sample_size": 3}
+
+
+def test_colon_equals_replaces_a_mapping_instead_of_merging():
+    cfg = load_config(CONFIGS / "darts-cifar10.yaml", ["strategy.options:={population: 6}", "space.build:={C: 4}"])
+    assert cfg.strategy.options == {"population": 6}
+    assert cfg.space.build == {"C": 4}
+    assert load_config(CONFIGS / "darts-cifar10.yaml", ["metric.options:={}"]).metric.options == {}
+    with pytest.raises(SearchkitError, match="empty key"):
+        load_config(None, [":={}"])

@@ -305,3 +305,23 @@ def test_nasi_decodes_the_most_likely_feasible_cell(c10: HWNASTable) -> None:
     cheap[:, OPS.index("skip_connect")] = 1.0
     assert nasi.derive(net, cheap) == net.derive(cheap)  # a feasible argmax is kept
     assert get_strategy("nasi", SPACE, np.random.default_rng(0)).budget is None
+
+
+def test_front_plot_legend_counts_what_it_marks(tmp_path: Path) -> None:
+    """Issue 29: front.png called the cloud of every cell of the space "searched cells"."""
+    from types import SimpleNamespace
+
+    from searchkit.hardware.front import plot_front, queried_rows
+    from searchkit.pareto import pareto_front
+
+    rng = np.random.default_rng(0)
+    truth = np.c_[rng.uniform(80, 95, 50), rng.uniform(1, 10, 50)]  # (accuracy, cost) of 50 cells
+    accuracy = truth[:, 0]
+    history = [HistoryRow(step, f"a{i}", i, float(accuracy[i]), 0.0, False, extras={COST: float(truth[i, 1])})
+               for step, i in enumerate([3, 7, 7, 11])]  # a{7} answered twice: one queried cell
+    front = found_front(history)
+    cost = SimpleNamespace(device="pixel3", quantity="latency", unit="ms")
+    labels = plot_front(tmp_path / "front.png", front, cost, accuracy, truth, queried_rows(history))
+    assert labels == ["every cell of the space (50)", f"true front ({len(pareto_front(truth))} cells)",
+                      "cells the run queried (3)", f"found front ({len(front)})"]
+    assert (tmp_path / "front.png").stat().st_size > 0

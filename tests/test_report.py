@@ -179,3 +179,29 @@ def test_report_with_too_few_architectures(tmp_path: Path, table) -> None:
     assert "Not meaningful: only 2 architectures" in text
     assert "| params | 2 | n/a | n/a |" in text and "1.000" not in text
     assert "scoring settings: not recorded" in text
+
+
+def test_kcc_near_one_is_drawn_as_minus_log_gap() -> None:
+    """Issue 29: KCC piled up at 0.98-1.0 on a linear axis."""
+    gaps = 10 ** np.random.default_rng(0).uniform(-3, -1.2, 200)
+    axis = score_axis(1 - gaps, "kcc")
+    assert axis.label.startswith("−log10(1 − score) of KCC γ") and "3 = 0.999" in axis.label
+    np.testing.assert_allclose(axis.x, -np.log10(gaps))
+
+
+def test_the_legend_counts_every_cell_drawn_apart(tmp_path: Path, monkeypatch) -> None:
+    """Issue 29: the report counted 4 degenerate cells where the scatter marked 1 (only those at KCC 0)."""
+    rng = np.random.default_rng(0)
+    kcc = rng.uniform(0.85, 1.0, 100)
+    kcc[0] = 0.0  # a degenerate cell at the worst score; cells 1-3 are degenerate with a positive score
+    kcc[50] = 0.0  # a cell at the worst score not known as degenerate
+    degenerate = np.zeros(100, bool)
+    degenerate[:4] = True
+    axis = score_axis(kcc, "kcc", degenerate)
+    assert axis.off.sum() == 5 and axis.off_label == "4 degenerate (no convolution path), 1 more at the worst score"
+    assert score_axis(kcc, "kcc").off_label == "2 at the worst score"
+    acc = {"cifar10": 80 + 10 * kcc}
+    fig = drawn_figure(monkeypatch, kcc, acc, "kcc", tmp_path / "s.png", degenerate=degenerate)
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [axis.off_label]
+    assert len(fig.axes[0].collections[1].get_offsets()) == 5  # the marks the legend counts

@@ -66,7 +66,7 @@ def test_search_resumes_its_interrupted_final_training_from_the_run_directory(tm
 def test_evaluate_writes_its_run_directory_and_resumes(tmp_path, capsys, interrupt_once):
     out = tmp_path / "eval"
     assert main(["evaluate", "--arch", V2, "--out", str(out), *DARTS_ARGS]) == 130
-    assert "continues with 'searchkit evaluate --resume RUN_DIR'" in capsys.readouterr().err
+    assert f"continue with 'searchkit evaluate --resume {out}'" in capsys.readouterr().err  # the run's, not RUN_DIR
     assert torch.load(out / TRAIN_CHECKPOINT)["epoch"] == 1 and (out / "config.yaml").is_file()
     assert main(["evaluate", "--resume", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out

@@ -69,14 +69,26 @@ def write_front(out: Path, history: Sequence[HistoryRow], space: SearchSpace, co
             writer.writerow((row.step, row.arch, "" if row.index is None else row.index, row.kind, repr(row.score),
                              repr(row.extras[COST]), test))
     truth = None if dataset is None else true_points(space, cost, table, dataset)
-    plot_front(out / "front.png", front, cost, accuracy, truth)
+    plot_front(out / "front.png", front, cost, accuracy, truth, queried_rows(history))
     return front
 
 
+def queried_rows(history: Sequence[HistoryRow]) -> list[HistoryRow]:
+    """The first answer of every architecture a run queried (with a cost and a finite value)."""
+    seen: set[str] = set()
+    rows = []
+    for row in history:
+        if not row.cached and COST in row.extras and math.isfinite(row.score) and row.arch not in seen:
+            seen.add(row.arch)
+            rows.append(row)
+    return rows
+
+
 def plot_front(path: Path, front: Sequence[HistoryRow], cost: CostModel, accuracy: np.ndarray | None,
-               truth: np.ndarray | None) -> Path:
-    """Accuracy vs cost: with a table, the found front at its test accuracy over every searched
-    cell and the true front; without, the found front's own values."""
+               truth: np.ndarray | None, queried: Sequence[HistoryRow] = ()) -> list[str]:
+    """Accuracy vs cost: with a table, every cell the space searches (``truth``) and its true front, the
+    cells the run ``queried`` and the found front at their test accuracy; without, the found front's own
+    values. Returns the legend's labels (each with the number of points it marks)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,9 +99,15 @@ def plot_front(path: Path, front: Sequence[HistoryRow], cost: CostModel, accurac
     label = f"{cost.device} {cost.quantity} ({cost.unit})"
     if accuracy is not None and all(r.index is not None for r in front):
         if truth is not None:
-            ax.scatter(truth[:, 1], truth[:, 0], s=2, color="0.8", label="searched cells", rasterized=True)
+            ax.scatter(truth[:, 1], truth[:, 0], s=2, color="0.8", label=f"every cell of the space ({len(truth):,})",
+                       rasterized=True)
             line = truth[pareto_front(truth)]
-            ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
+            ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1,
+                    label=f"true front ({len(line)} cells)")
+        shown = [r for r in queried if r.index is not None]
+        if shown:
+            ax.scatter([r.extras[COST] for r in shown], [float(accuracy[r.index]) for r in shown], s=9,
+                       color="tab:blue", alpha=0.5, linewidths=0, label=f"cells the run queried ({len(shown)})")
         ys: list[float] = [float(accuracy[r.index]) for r in front]
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(max(ax.get_ylim()[0], min([*ys, 80.0]) - 2), None)
@@ -98,11 +116,11 @@ def plot_front(path: Path, front: Sequence[HistoryRow], cost: CostModel, accurac
         ax.set_ylabel("the run's value (score or validation accuracy)")
     ax.plot(xs, ys, "o", color="tab:red", markersize=4, label=f"found front ({len(front)})")
     ax.set_xlabel(label)
-    ax.legend(loc="lower right", fontsize=8)
+    legend = ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return path
+    return [text.get_text() for text in legend.get_texts()]
 
 
 def front_points(rows: Sequence[dict[str, Any]]) -> np.ndarray:

@@ -116,7 +116,7 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
     """
     base, bench = load_benchmark_config(config)
     if seeds is not None:
-        bench = dataclasses.replace(bench, seeds=seeds)
+        bench = bench.with_seeds(seeds)
     if store is not None:
         base = dataclasses.replace(base, store=str(store))
     space = get_space(base.space.name)

@@ -64,6 +64,13 @@ class BenchmarkConfig:
         return [build_section(StrategyEntry, entry, f"benchmark.strategies[{i}].")
                 for i, entry in enumerate(self.strategies)]
 
+    def with_seeds(self, seeds: int) -> "BenchmarkConfig":
+        """``--seeds N``: seeds 0 .. N-1 for every (strategy, metric), an entry's own ``seeds`` capped at N."""
+        strategies = [{**entry, "seeds": min(entry["seeds"], seeds)}
+                      if isinstance(entry, dict) and isinstance(entry.get("seeds"), int) else entry
+                      for entry in self.strategies]
+        return dataclasses.replace(self, seeds=seeds, strategies=strategies)
+
     def runs(self) -> list[tuple[StrategyEntry, str, int]]:
         """Every (strategy, metric spec, seed) of the matrix, in order."""
         return [(entry, metric, seed) for entry in self.entries() for metric in (entry.metrics or self.metrics)

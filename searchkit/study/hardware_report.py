@@ -190,7 +190,7 @@ def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
         truth = plan.truths[target.device]
         points = truth.points()
         line = points[pareto_front(points)]
-        ax.scatter(points[:, 1], points[:, 0], s=1, color="0.85", rasterized=True, label="all cells")
+        ax.scatter(points[:, 1], points[:, 0], s=1, color="0.85", rasterized=True, label=f"all cells ({len(points):,})")
         ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             first = min(group, key=lambda r: int(r["seed"]))

@@ -101,7 +101,8 @@ def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
     mean over seeds with a band from the lowest to the highest seed (a one-shot search: a point
     with its std). Left: rows that only score, against their training-free wall seconds. Right:
     rows that validate (hybrid and training-based), against simulated training seconds, with the
-    :data:`CHECKPOINTS` marked (like seed 003, figure 2). Both axes log scale."""
+    :data:`CHECKPOINTS` marked (like seed 003, figure 2). The dashed line is the best cell's accuracy
+    in the table; every line is in the legend. The x axes are log scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,9 +124,11 @@ def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
         for k, (label, runs) in enumerate(lines.items()):
             _draw(ax, runs, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
         if validates:
-            for checkpoint in CHECKPOINTS:
-                ax.axvline(checkpoint, color="0.6", linewidth=0.6, linestyle=":")
-        ax.axhline(optimum, color="k", linestyle="--", linewidth=0.8)
+            for k, checkpoint in enumerate(CHECKPOINTS):
+                ax.axvline(checkpoint, color="0.6", linewidth=0.6, linestyle=":",
+                           label=f"checkpoints ({', '.join(f'{c:g}' for c in CHECKPOINTS)} s)" if k == 0 else None)
+        ax.axhline(optimum, color="k", linestyle="--", linewidth=0.8,
+                   label=f"best cell in the table ({optimum:.2f} %)")
         ax.set(xscale="log", xlabel="simulated training seconds" if validates else "training-free wall seconds",
                title="hybrid and training-based searches" if validates else "training-free searches",
                ylabel="incumbent's CIFAR-10 test accuracy (%)", ylim=(max(ax.get_ylim()[0], optimum - 6), optimum + 0.4))

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.rundir import write_atomic
+from searchkit.train.per_class import confusion_matrix
 
 SCHEDULES = ("cosine", "constant")
 
@@ -163,7 +164,8 @@ class TrainResult:
     included); ``params``: number of trainable parameters. ``steps``: optimiser steps taken in
     all; ``batch_size`` and ``lr``: the training batch size and peak learning rate used;
     ``batch_note``: the one-line warning when they differ from the protocol's
-    (:func:`plan_batches`), else None.
+    (:func:`plan_batches`), else None. ``test_confusion``, ``valid_confusion``: the confusion matrices
+    (rows: true class, columns: predicted; :mod:`searchkit.train.per_class`) behind the accuracies.
     """
 
     test_acc: float
@@ -176,6 +178,8 @@ class TrainResult:
     batch_size: int = 0
     lr: float = 0.0
     batch_note: str | None = None
+    test_confusion: list[list[int]] | None = None
+    valid_confusion: list[list[int]] | None = None
 
 
 class TrainingDiverged(SearchkitError):
@@ -355,18 +359,26 @@ class _Batches:
                 yield x[idx].float(), y[idx].long()
 
 
-def _accuracy(net: nn.Module, batches: _Batches, device: torch.device, batch_size: int) -> float:
+def _confusion(net: nn.Module, batches: _Batches, device: torch.device, batch_size: int) -> torch.Tensor:
+    """The (classes, classes) confusion matrix of ``net`` on ``batches`` in eval mode (rows: true class)."""
     if len(batches) == 0:
         raise SearchkitError("cannot evaluate on an empty dataset")
     was_training = net.training
     net.eval()
-    correct = 0
+    targets, predictions, classes = [], [], 0
     with torch.no_grad():
         for x, y in batches(batch_size):
             logits = net(x.to(device, non_blocking=True))
-            correct += int((logits.argmax(1).cpu() == y).sum())
+            targets.append(y)
+            predictions.append(logits.argmax(1).cpu())
+            classes = logits.shape[1]
     net.train(was_training)
-    return 100.0 * correct / len(batches)
+    return confusion_matrix(torch.cat(targets), torch.cat(predictions), classes)
+
+
+def _accuracy(confusion: torch.Tensor) -> float:
+    """Top-1 accuracy (%) of a confusion matrix."""
+    return 100.0 * int(confusion.diagonal().sum()) / int(confusion.sum())
 
 
 def evaluate(
@@ -380,7 +392,7 @@ def evaluate(
     Moves ``net`` to ``device`` (default: :func:`default_device`); restores its train/eval mode.
     """
     device = torch.device(device) if device is not None else default_device()
-    return _accuracy(net.to(device), _Batches(dataset), device, batch_size)
+    return _accuracy(_confusion(net.to(device), _Batches(dataset), device, batch_size))
 
 
 def _loss(criterion: nn.Module, out: torch.Tensor | tuple[torch.Tensor, torch.Tensor], y: torch.Tensor,
@@ -568,10 +580,13 @@ def train(
                 setattr(net, name, value)
 
     bs = eval_batch
-    valid = _accuracy(net, _Batches(splits.valid), device, bs) if splits.valid is not None else None
+    valid = _confusion(net, _Batches(splits.valid), device, bs) if splits.valid is not None else None
+    test = _confusion(net, _Batches(splits.test), device, bs)
     return TrainResult(
-        test_acc=_accuracy(net, _Batches(splits.test), device, bs),
-        valid_acc=valid,
+        test_acc=_accuracy(test),
+        valid_acc=None if valid is None else _accuracy(valid),
+        test_confusion=test.tolist(),
+        valid_confusion=None if valid is None else valid.tolist(),
         train_loss=train_loss,
         seconds=seconds,
         epochs=protocol.epochs,
