@@ -302,7 +302,7 @@ def test_sigterm_during_a_training_keeps_the_last_epoch_and_resumes_to_the_same_
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate()[1]
     assert proc.returncode == 128 + signal.SIGTERM and err == (
-        "searchkit: terminated (SIGTERM); a training continues with 'searchkit evaluate --resume RUN_DIR'\n"), err
+        f"searchkit: terminated (SIGTERM); continue with 'searchkit evaluate --resume {out}'\n"), err
     epoch = torch.load(out / TRAIN_CHECKPOINT)["epoch"]
     assert 1 <= epoch < 8 and not (out / "evaluation.json").exists()
     assert main(["evaluate", "--resume", str(out), "--quiet"]) == 0
