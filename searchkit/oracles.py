@@ -19,7 +19,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -28,28 +28,11 @@ from searchkit.data.base import DatasetSplits
 from searchkit.driver import Reply
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import evaluate_arch, table_dataset
-from searchkit.metrics.base import Metric
-from searchkit.metrics.ntk import NTKMetric
-from searchkit.scoring import ScoreRunner
+from searchkit.scoring import ScoreRunner, combined_seconds
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.strategies.base import OneShot, Query, SearchContext
 
 VALIDATE_METHODS = ("auto", "table", "train")
-
-
-def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]) -> float:
-    """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
-
-    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.scoring.score_metrics`),
-    so a group of them is charged its largest time; every other metric its own.
-    """
-    total, kernels = 0.0, {}
-    for label, metric in metrics.items():
-        if isinstance(metric, NTKMetric):
-            kernels[metric.ntk_key] = max(kernels.get(metric.ntk_key, 0.0), seconds[label])
-        else:
-            total += seconds[label]
-    return total + sum(kernels.values())
 
 
 class OracleDefaults:

@@ -8,6 +8,9 @@ Values are bit-identical across backends when every scoring process runs the sam
 torch intra-op threads (``Parallel.threads``): BLAS reductions split differently with more
 threads and then differ in the last bits.
 
+The unit of work is a task (architecture text, draw): draw d's network and batch
+(:meth:`~searchkit.scoring.ScoringContext.score`).
+
 Only the parent process touches the :class:`~searchkit.store.ScoreStore`: workers return
 results and :meth:`searchkit.scoring.ScoreRunner.scores` writes each one as it arrives (one
 transaction per architecture), so a killed run keeps every score it received.
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 BACKENDS = ("serial", "process", "ray")
 RAY_MISSING = 'the ray backend needs Ray; install it with: pip install -e ".[ray]"'
 
+#: (architecture text, draw): one network to score.
+Task = tuple[str, int]
 #: label -> (value, seconds that metric alone took), and the measured seconds of the whole network.
 Scored = tuple[dict[str, tuple[float, float]], float]
 
@@ -84,25 +89,25 @@ class _SerialBackend:
         if threads is not None:
             torch.set_num_threads(threads)
 
-    def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
-        return ((text, self.context.score(text)) for text in texts)
+    def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
+        return ((task, self.context.score(*task)) for task in tasks)
 
     def close(self) -> None:
         torch.set_num_threads(self._threads)
 
 
-def _windowed(texts: list[str], submit: Callable[[str], Any], done: Callable[[list], list[tuple[Any, Scored]]],
-              window: int) -> Iterator[tuple[str, Scored]]:
-    """Submit ``texts`` keeping at most ``window`` in flight; yield (text, result) as they complete.
+def _windowed(tasks: list[Task], submit: Callable[[Task], Any], done: Callable[[list], list[tuple[Any, Scored]]],
+              window: int) -> Iterator[tuple[Task, Scored]]:
+    """Submit ``tasks`` keeping at most ``window`` in flight; yield (task, result) as they complete.
     ``done(handles)`` waits for at least one handle and returns the finished ones with results."""
-    pending: dict[Any, str] = {}
+    pending: dict[Any, Task] = {}
 
-    def finished() -> Iterator[tuple[str, Scored]]:
+    def finished() -> Iterator[tuple[Task, Scored]]:
         for handle, result in done(list(pending)):
             yield pending.pop(handle), result
 
-    for text in texts:
-        pending[submit(text)] = text
+    for task in tasks:
+        pending[submit(task)] = task
         if len(pending) >= window:
             yield from finished()
     while pending:
@@ -124,8 +129,8 @@ def _init_worker(recipe: ScoringRecipe, threads: int, slots: Any) -> None:
     _WORKER = recipe.open(device=device)
 
 
-def _score_in_worker(text: str) -> Scored:
-    return _WORKER.score(text)
+def _score_in_worker(task: Task) -> Scored:
+    return _WORKER.score(*task)
 
 
 class _ProcessBackend:
@@ -141,11 +146,11 @@ class _ProcessBackend:
         self._pool = ProcessPoolExecutor(parallel.workers, mp_context=context, initializer=_init_worker,
                                          initargs=(recipe, threads, slots))
 
-    def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
+    def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
         def done(futures: list) -> list[tuple[Any, Scored]]:
             return [(f, f.result()) for f in wait(futures, return_when=FIRST_COMPLETED).done]
 
-        return _windowed(texts, lambda text: self._pool.submit(_score_in_worker, text), done, 2 * self.workers)
+        return _windowed(tasks, lambda task: self._pool.submit(_score_in_worker, task), done, 2 * self.workers)
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
@@ -160,8 +165,8 @@ class _RayScorer:
         torch.set_num_threads(threads)
         self.context = recipe.open()
 
-    def score(self, text: str) -> Scored:
-        return self.context.score(text)
+    def score(self, text: str, draw: int = 0) -> Scored:
+        return self.context.score(text, draw)
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -204,18 +209,18 @@ class _RayBackend:
         self._actors = [actor.remote(recipe, threads) for _ in range(parallel.workers)]
         self._next = 0
 
-    def _submit(self, text: str) -> Any:
+    def _submit(self, task: Task) -> Any:
         self._next += 1
-        return self._actors[self._next % len(self._actors)].score.remote(text)
+        return self._actors[self._next % len(self._actors)].score.remote(*task)
 
-    def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
+    def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
         ray = self._ray
 
         def done(refs: list) -> list[tuple[Any, Scored]]:
             ready, _ = ray.wait(refs, num_returns=1)
             return [(ref, ray.get(ref)) for ref in ready]
 
-        return _windowed(texts, self._submit, done, 2 * self.workers)
+        return _windowed(tasks, self._submit, done, 2 * self.workers)
 
     def close(self) -> None:
         for actor in self._actors:
