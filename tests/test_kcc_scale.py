@@ -111,3 +111,29 @@ def test_head_and_means(scale):
     values = {1: {0: 1.0, 1: 3.0}, 2: {0: 5.0}}
     assert scale.mean_of_draws(values, range(2)) == {1: 2.0}
     assert scale.mean_of_draws(values, range(1)) == {1: 1.0, 2: 5.0}
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "results" / "nb201-all" / "scores.csv").is_file(),
+                    reason="needs results/nb201-all")
+def test_analyse_chooses_on_the_even_half_and_reports_the_odd(scale, tmp_path):
+    """A variant equal to the CIFAR-10 validation accuracy has tune rho 1 and is chosen; noise is not."""
+    from searchkit.tabular import NB201Table
+
+    valid = NB201Table.load().column("cifar10", "valid")
+    study = scale.Study.open(tmp_path, "nb201", 40, 64, 0)
+    rng = np.random.default_rng(0)
+    rows = [{"index": i, "draw": d, "kernel": "sum", "m": 64, "variant": v,
+             "value": repr(float(valid[i]) + d if v == "oracle" else float(rng.normal())), "seconds": "0.01",
+             "theta_seconds": "1.0", "theta_m": 64}
+            for d in range(2) for i in scale.sample_indices(40, scale.SAMPLE_SEED, 15625) for v in ("oracle", "noise")]
+    (tmp_path / "rows").mkdir()
+    with (tmp_path / "rows" / "cells0-40.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, scale.FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    scale.analyse(study)
+    text = (tmp_path / "study.md").read_text()
+    assert "**Chosen on the even half:** kernel `sum`, m = 64, `oracle`, k = 1 (tune rho 1.000)" in text
+    assert "| sum | 64 | `oracle` (chosen) | 1 | 20/20 | 1.000 |" in text
+    assert "| sum | 64 | `oracle` | 2 | 20/20 | 1.000 |" in text
+    assert "| 1.000 | n/a |" in text  # self-agreement of draws 0 vs 1 (a shift), cost unknown before `time`
