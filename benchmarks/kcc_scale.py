@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -143,9 +144,11 @@ class Study:
             if differ:
                 fail(f"{out} was run with other settings ({', '.join(f'{k}={theirs.get(k)}' for k in differ)}); "
                      "pass the same flags or another OUT")
-        else:
+        else:  # processes started together may both write it: each through its own temporary file
             out.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, yaml.safe_dump(mine, sort_keys=False))
+            tmp = path.with_name(f"study.yaml.{os.getpid()}.tmp")
+            tmp.write_text(yaml.safe_dump(mine, sort_keys=False))
+            tmp.replace(path)
         return cls(out, space, n, m_max, centred_m, list(VARIANTS))
 
     @classmethod
