@@ -50,7 +50,8 @@ class ScoreOracle(OracleDefaults):
     """The score oracle: ``main`` (the run's metric label) and ``extras`` (the strategy's extra
     metric labels) of the runner's recipe. A computed score is charged the measured time of
     scoring all its metrics on one network; one the store held is charged
-    :func:`combined_seconds` of the seconds stored with it."""
+    :func:`combined_seconds` of the seconds stored with it (summed over the draws when a score
+    averages several, :mod:`searchkit.scoring`)."""
 
     runner: ScoreRunner
     main: str

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
