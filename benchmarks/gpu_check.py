@@ -15,7 +15,10 @@ Sections, in order (each one timed, so a slow one shows):
      with 1 process (in this one) and with each count of ``--workers`` processes sharing the device;
      architectures per second after the first result (start-up excluded) and overall, and the
      projected time for all 15,625 cells at the best rate.
-  4. Training throughput with :func:`searchkit.train.trainer.train` (float16 autocast + loss scaling on
+  4. The NTK against the batch size (issue 28): seconds and peak device memory of one Theta
+     (``output`` sum and centred) of the largest and a median NB201 cell at each ``--sweep-sizes`` m
+     (:func:`kcc_speed.sweep_point`, the CPU sweep's points: ``kcc_speed.py --sweep``).
+  5. Training throughput with :func:`searchkit.train.trainer.train` (float16 autocast + loss scaling on
      CUDA, the trainer's ``amp``): NB201 (protocol nb201) and DARTS_V2 (protocol darts: C=36, 20 cells,
      auxiliary head), ``--train-images`` images for ``--train-epochs`` epochs, images per second.
 
@@ -49,6 +52,9 @@ from searchkit.spaces.nb201 import NUM_ARCHS
 from searchkit.train.trainer import get_protocol, train
 from searchkit.scoring import ScoreRunner, ScoringRecipe
 from searchkit.workers import Parallel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling benchmarks, also when imported by a test
+from kcc_speed import LARGEST, SWEEP_SIZES, median_cell, sweep_point  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NB201_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -161,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="KCC scoring batch")
     parser.add_argument("--ntk-cells", type=int, default=5)
     parser.add_argument("--ntk-batch", type=int, default=64)
+    parser.add_argument("--sweep-sizes", type=int, nargs="*", default=list(SWEEP_SIZES),
+                        help="batch sizes of the NTK sweep (none: skip it)")
     parser.add_argument("--train-images", type=int, default=10_000)
     parser.add_argument("--train-epochs", type=int, default=2)
     parser.add_argument("--tiny", action="store_true", help="tiny networks (smoke run)")
@@ -212,6 +220,23 @@ def main(argv: list[str] | None = None) -> int:
               *(f"| {w} | {r['archs']} | {r['wall_s']:.1f} | {r['rate']:.1f} | {r['steady']:.1f} |" for w, r in rows), "",
               f"Best: {best[0]} process(es), {best_rate:.1f} architectures/s: all {NUM_ARCHS:,} cells in about "
               f"{NUM_ARCHS / best_rate / 60:.1f} minutes (target: <= 10 minutes, >= 26 per s).", ""]
+
+    if args.sweep_sizes:
+        start = time.perf_counter()
+        sweep = []
+        for name, text in (("largest", LARGEST), ("median", median_cell(splits, build))):
+            for output in ("sum", "centred"):
+                for m in args.sweep_sizes:
+                    seconds, peak = sweep_point(text, m, output, str(device), torch.get_num_threads(), splits=splits,
+                                                build=build)
+                    sweep.append(f"| {name} | {output} | {m} | {seconds:.3f} | "
+                                 f"{'n/a' if peak is None else f'{peak:.0f}'} |")
+        sections["NTK vs batch size"] = time.perf_counter() - start
+        lines += ["## The NTK against the batch size", "",
+                  f"One default (fast) Theta on {device} of the largest NB201 cell and the median one by parameter count "
+                  "(200 cells, seed 0), batch of m (data seed 0); peak: `torch.cuda.max_memory_allocated` during the "
+                  "call (n/a on the CPU; `kcc_speed.py --sweep` measures CPU memory).", "",
+                  "| cell | output | m | seconds | peak device MiB |", "|---|---|---|---|---|", *sweep, ""]
 
     trains = []
     for space_name, arch, protocol in (("nb201", NB201_CELL, "nb201"), ("darts", DARTS_V2, "darts")):

@@ -26,12 +26,24 @@ batch 128, each mode in a fresh process.
 
 ``--breakdown-only`` writes only the reference path's stage breakdown (how the figures before the
 fast path were taken: results/kcc-speed/before.md).
+
+``--sweep`` (issue 28) instead measures the cost of one Theta against the batch size:
+
+    python benchmarks/kcc_speed.py --sweep --threads 2 --sizes 64 128 256 512 1024 --outputs sum centred \
+        --out results/kcc-speed/batch-sweep.md
+
+for the largest NB201 cell (every edge ``nor_conv_3x3``) and a median one (the median parameter count
+of 200 cells sampled with seed 0; :func:`median_cell`), C=16 N=5, CIFAR-10 batch of m (data seed 0),
+default fast NTK with ``output`` sum and centred: each (cell, output, m) in a fresh process, its
+seconds (the ``empirical_ntk`` call alone) and its peak resident memory (``VmHWM``: the process's
+whole life, data loading included). ``benchmarks/gpu_check.py`` runs the same points on a GPU.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -227,6 +239,74 @@ def one_score(mode: str, batch_size: int) -> None:
         kcc(empirical_ntk(net, batch.x, method="reference" if mode.startswith("reference") else "fast"), batch.y, 10)
 
 
+SWEEP_SIZES = (64, 128, 256, 512, 1024)
+
+
+def median_cell(splits=None, build: dict | None = None, n: int = 200) -> str:
+    """The NB201 cell of median parameter count among ``n`` sampled with seed 0 (the lower middle one)."""
+    space = get_space("nb201")
+    splits = splits or get_dataset("cifar10")
+    rng = np.random.default_rng(0)
+    texts = [space.encode(space.sample(rng)) for _ in range(n)]
+    counts = [sum(p.numel() for p in build_network(space, space.decode(t), splits, 0, build or {}).parameters())
+              for t in texts]
+    return texts[int(np.argsort(counts, kind="stable")[(n - 1) // 2])]
+
+
+def sweep_point(text: str, m: int, output: str, device: str = "cpu", threads: int = 2, path: str | None = None,
+                splits=None, build: dict | None = None) -> tuple[float, float | None]:
+    """Seconds of one ``empirical_ntk`` of the NB201 cell ``text`` (init seed 0) on a batch of m (data
+    seed 0), and the peak CUDA memory it allocated (MiB; None on the CPU). Writes the seconds to ``path``
+    when given (for a fresh process, :func:`batch_sweep`)."""
+    torch.set_num_threads(threads)
+    space, splits = get_space("nb201"), splits or get_dataset("cifar10")
+    dev = torch.device(device)
+    batch = scoring_batch(splits, m, 0).to(dev)
+    net = build_network(space, space.decode(text), splits, 0, build or {}).to(dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    start = time.perf_counter()
+    empirical_ntk(net, batch.x, output=output)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    if path is not None:
+        Path(path).write_text(repr(seconds))
+    return seconds, peak
+
+
+def batch_sweep(sizes: list[int], outputs: list[str], threads: int) -> list[tuple[str, str, int, float, float]]:
+    """(cell name, output, m, seconds, peak RSS MiB) for the largest and the median cell, each point in a
+    fresh process (:func:`sweep_point`, :func:`memory_bound.run_measured`)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "seconds"
+        for name, text in (("largest", LARGEST), ("median", median_cell())):
+            for output in outputs:
+                for m in sizes:
+                    peak = run_measured(f"from kcc_speed import sweep_point; "
+                                        f"sweep_point({text!r}, {m}, {output!r}, 'cpu', {threads}, {str(path)!r})")[0]
+                    rows.append((name, output, m, float(path.read_text()), peak))
+                    print(rows[-1], flush=True)
+    return rows
+
+
+def sweep_lines(rows: list[tuple[str, str, int, float, float]], args) -> list[str]:
+    return [
+        "# Cost of one NTK against the batch size (CPU)", "",
+        f"Command: `python benchmarks/kcc_speed.py --sweep --threads {args.threads} --sizes "
+        f"{' '.join(map(str, args.sizes))} --outputs {' '.join(args.outputs)} --out {args.out}`", "",
+        f"{args.threads} torch threads; NB201 C=16 N=5; the largest cell ({LARGEST}) and the median one by parameter "
+        "count (200 cells, seed 0); CIFAR-10 batch of m (data seed 0); default fast NTK (float32 per-layer products, "
+        "float64 accumulation); one fresh process per point. Seconds: the `empirical_ntk` call; peak RSS: the "
+        f"process's whole life (data loading included). Machine load at the start: {os.getloadavg()[0]:.2f}.", "",
+        "| cell | output | m | seconds | peak RSS (MiB) |", "|---|---|---|---|---|",
+        *(f"| {n} | {o} | {m} | {s:.2f} | {p:.0f} |" for n, o, m, s, p in rows),
+    ]
+
+
 def breakdown_lines(stages: dict, args) -> list[str]:
     return [
         "# Where one KCC score's time goes (reference vmap(jacrev) path, CPU)", "",
@@ -284,8 +364,14 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=3, help="architectures checked against bn=train and float64")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--breakdown-only", action="store_true", help="only the reference path's stage breakdown")
+    parser.add_argument("--sweep", action="store_true", help="seconds and memory of one NTK against the batch size")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SWEEP_SIZES), help="--sweep: batch sizes")
+    parser.add_argument("--outputs", nargs="+", default=["sum", "centred"], help="--sweep: NTK output modes")
+    parser.add_argument("--threads", type=int, default=2, help="--sweep: torch threads (default 2)")
     args = parser.parse_args()
-    if args.breakdown_only:
+    if args.sweep:
+        lines = sweep_lines(batch_sweep(args.sizes, args.outputs, args.threads), args)
+    elif args.breakdown_only:
         lines = breakdown_lines(breakdown(args.n, args.batch_size), args)
     else:
         result = speed(args.n, args.batch_size, args.check)

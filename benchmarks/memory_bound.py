@@ -11,6 +11,14 @@ dominates. Scoring streams (one network at a time, each row written to scores.cs
 it completes), so the peak should not grow with the count; the script fails (exit 1) when the
 largest count's peak exceeds the smallest's by more than ``--tolerance`` (default 20%).
 It writes ``OUT/README.md`` with the figures.
+
+    python benchmarks/memory_bound.py --ntk-loop 50 --batch-size 256 --out results/store-memory
+
+instead measures a plain Python loop calling the public ``empirical_ntk`` on COUNT sampled NB201
+cells (seed 0, CIFAR-10 batch, C=16 N=5, one thread), as a new user would write it, in a fresh
+interpreter: the resident set after each cell, into ``OUT/ntk-loop.md`` (issue 28: it grew past
+18 GB over 40 cells at m = 256 before ``empirical_ntk`` released its memory itself). Fails (exit 1)
+when the last cell's RSS exceeds the first's by more than ``--tolerance``.
 """
 from __future__ import annotations
 
@@ -80,6 +88,49 @@ def run_measured(code: str, env: dict | None = None) -> tuple[float, float, floa
     return peak, seconds, max(late) if late else None
 
 
+def ntk_loop(count: int, batch_size: int, log: str) -> None:
+    """Append to ``log`` the RSS (MiB) after each of ``count`` ``empirical_ntk`` calls on sampled NB201 cells."""
+    import numpy as np
+    import torch
+
+    from searchkit.data import get_dataset, scoring_batch
+    from searchkit.metrics.ntk import empirical_ntk
+    from searchkit.runtime import build_network
+    from searchkit.spaces import get_space
+
+    torch.set_num_threads(1)
+    space, splits = get_space("nb201"), get_dataset("cifar10")
+    batch = scoring_batch(splits, batch_size, 0)
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        net = build_network(space, space.sample(rng), splits, 0, {})
+        empirical_ntk(net, batch.x)
+        with open(log, "a") as handle:
+            handle.write(f"{k} {rss_mib(os.getpid()):.1f}\n")
+
+
+def ntk_loop_report(count: int, batch_size: int, tolerance: float, out: Path) -> int:
+    """Run :func:`ntk_loop` in a fresh interpreter; write ``out/ntk-loop.md``; 1 if memory grew."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "rss"
+        peak, seconds, _ = run_measured(f"from memory_bound import ntk_loop; ntk_loop({count}, {batch_size}, {str(log)!r})")
+        rss = [float(line.split()[1]) for line in log.read_text().splitlines()]
+    growth = rss[-1] / rss[0] - 1
+    verdict = "within" if growth <= tolerance else "EXCEEDS"
+    lines = ["# Memory of a Python loop over cells calling `empirical_ntk`", "",
+             f"Command: `python benchmarks/memory_bound.py --ntk-loop {count} --batch-size {batch_size}` "
+             "(one thread, fresh interpreter; NB201 cells sampled with seed 0, C=16 N=5, CIFAR-10 batch, "
+             "default fast NTK, nothing released by the loop itself).", "",
+             f"RSS after cell 1: {rss[0]:.0f} MiB; after cell {count}: {rss[-1]:.0f} MiB (largest {max(rss):.0f}); "
+             f"peak RSS {peak:.0f} MiB (inside a call); {seconds:.0f} s. Growth {100 * growth:+.1f}% "
+             f"({verdict} the {100 * tolerance:.0f}% bound).", "",
+             "RSS after each cell (MiB): " + ", ".join(f"{v:.0f}" for v in rss)]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ntk-loop.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if growth <= tolerance else 1
+
+
 def correlate_argv(count: int, metrics: str, out: Path, extra: list[str]) -> list[str]:
     return ["correlate", "--metrics", metrics, "--n", str(count), "--seed", "0", "--out", str(out), "--quiet", *extra]
 
@@ -90,8 +141,12 @@ def main() -> int:
     parser.add_argument("--metrics", default="params")
     parser.add_argument("--tolerance", type=float, default=0.2, help="allowed growth of the peak (default 0.2)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "store-memory")
+    parser.add_argument("--ntk-loop", type=int, metavar="COUNT", help="measure a loop of COUNT empirical_ntk calls")
+    parser.add_argument("--batch-size", type=int, default=256, help="--ntk-loop: the batch size m (default 256)")
     parser.add_argument("extra", nargs="*", help="more correlate flags after --, e.g. -- --build C=8")
     args = parser.parse_args()
+    if args.ntk_loop:
+        return ntk_loop_report(args.ntk_loop, args.batch_size, args.tolerance, args.out)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     load = os.getloadavg()
     rows = []

@@ -136,15 +136,17 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _score(args: argparse.Namespace) -> None:
     from searchkit.metrics import parse_metric
     from searchkit.runtime import resolve_device
-    from searchkit.scoring import ScoringRecipe
+    from searchkit.scoring import ScoreRunner, ScoringRecipe
 
     cfg = _single_arch_config(args, {"data.batch_size": args.batch_size, "seed": args.seed})
     specs = [spec for spec in args.metric.split(",") if spec]
     metrics = {spec: parse_metric(spec) for spec in specs}
     context = ScoringRecipe.from_config(cfg, metrics, resolve_device(cfg.device)).open()
     text = context.space.encode(context.space.decode(args.arch))
-    result, _ = context.score(text)
-    print(f"{text}  ({cfg.data.name}, scoring batch of {cfg.data.batch_size}, init seed {cfg.network_seed})")
+    with ScoreRunner(context, None) as runner:
+        ((_, result, _),) = runner.scores([text])
+    draws = f", mean of {cfg.scoring.draws} draws" if cfg.scoring.draws > 1 else ""
+    print(f"{text}  ({cfg.data.name}, scoring batch of {cfg.data.batch_size}, init seed {cfg.network_seed}{draws})")
     for spec, metric in metrics.items():
         value, seconds = result[spec]
         print(f"{spec}: {value:.6g}  [{metric.quantity}; {seconds:.2f} s]")
@@ -153,7 +155,7 @@ def _score(args: argparse.Namespace) -> None:
 #: correlate flags that decide what is scored (default values); --resume takes them from settings.yaml.
 CORRELATE_DEFAULTS = {"metrics": None, "n": None, "archs": None, "seed": 0, "dataset": "cifar10", "batch_size": 64,
                       "data_seed": 0, "init_seed": 0, "build": None, "data_root": None, "table": None,
-                      "device": "auto", "out": None, "store": None}
+                      "device": "auto", "out": None, "store": None, "draws": 1}
 
 
 def _correlate(args: argparse.Namespace) -> None:
@@ -186,7 +188,7 @@ def _correlate(args: argparse.Namespace) -> None:
         [m for m in args.metrics.split(",") if m], indices, args.out, dataset=args.dataset,
         data_root=args.data_root, batch_size=args.batch_size, data_seed=args.data_seed,
         init_seed=args.init_seed, build={"C": 16, "N": 5, **build}, table_path=args.table,
-        device=args.device, progress=not args.quiet, store=args.store, parallel=_parallel(args))
+        device=args.device, progress=not args.quiet, store=args.store, parallel=_parallel(args), draws=args.draws)
     print((out / "correlation.md").read_text())
 
 
@@ -339,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     correlate.add_argument("--data-root", help="where the dataset's files are")
     correlate.add_argument("--table", help="NAS-Bench-201 table (default: ../shared/data/nb201/nb201_table.csv)")
     correlate.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    correlate.add_argument("--draws", type=int, help="a score is the mean over K draws of init seed and batch "
+                           "(draw d: seeds + d; default 1); rerun with a larger K to add draws")
     _add_resumable_output_flags(correlate, "run in DIR with its recorded settings", "OUT/scores.db")
     correlate.set_defaults(func=_correlate)
 

@@ -31,6 +31,17 @@ class DataConfig:
 
 
 @dataclass
+class ScoringConfig:
+    """How a training-free score is drawn. ``draws``: the mean over this many draws of the network's
+    initialisation and the scoring batch (draw d: init seed ``init_seed + d``, data seed
+    ``data.seed + d``; draw 0 is the single-draw score, so its stored scores are reused; each
+    draw is stored on its own, so raising it later only computes the new draws). Applies to every
+    metric (:mod:`searchkit.scoring`)."""
+
+    draws: int = 1
+
+
+@dataclass
 class SpaceConfig:
     """The search space; ``build`` holds network options (e.g. NB201's C and N), ``options`` the
     space's own (e.g. NB201's ``exclude_degenerate``, ``distinct``; a search starts from the
@@ -145,6 +156,7 @@ class RunConfig:
     table: str | None = None
     store: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     metric: MetricConfig = field(default_factory=MetricConfig)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)

@@ -10,6 +10,11 @@ the end, so its content does not depend on the backend or on interruptions. Comm
 ``OUT/settings.yaml`` (the recipe, :class:`~searchkit.scoring.ScoringRecipe`), it is the portable
 form of those scores: a rerun into the same directory (``--resume OUT``, or the same command)
 imports it into the store first, so a fresh clone continues where the last run stopped.
+
+With ``--draws K`` (K > 1) a score is the mean over K draws (:mod:`searchkit.scoring`): ``scores.csv``
+then holds the means (what the report correlates) and ``OUT/draws.csv`` each draw's values (index,
+arch_str, draw, metrics, seconds), rewritten and appended alike; it is what a rerun imports. A rerun
+with a larger K into the same directory computes only the new draws.
 """
 from __future__ import annotations
 
@@ -26,10 +31,10 @@ from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
 from searchkit.rundir import check_writable, read_yaml, write_atomic, writing
 from searchkit.runtime import resolve_device
-from searchkit.scoring import ScoreRunner, ScoringRecipe, import_scores, scores_header
+from searchkit.scoring import ScoreRunner, ScoringRecipe, draws_header, import_scores, scores_header
 from searchkit.spaces import get_space
 from searchkit.spaces.base import Benchmark
-from searchkit.store import ScoreSetting, ScoreStore
+from searchkit.store import ScoreStore
 from searchkit.workers import Parallel
 
 #: What to do about a damaged settings.yaml.
@@ -90,24 +95,35 @@ def read_scores(path: str | Path) -> dict[int, dict[str, float]]:
     return rows
 
 
-def export_scores(store: ScoreStore, setting: ScoreSetting, recipe: ScoringRecipe, table: Benchmark,
-                  indices: list[int], path: Path) -> dict[int, dict[str, float]]:
-    """Rewrite ``path`` (scores.csv) from the store: the requested indices it holds every metric of,
-    in that order. Returns index -> {column: value} of those rows."""
-    labels = list(recipe.metrics)
-    keys = {label: metric.key() for label, metric in recipe.metrics.items()}
-    rows, text = {}, io.StringIO()
-    writer = csv.writer(text)
+def score_line(index: int, arch: str, result: dict[str, tuple[float, float]], labels: list[str],
+               draw: int | None = None) -> list:
+    """One scores.csv row (or, with ``draw``, one draws.csv row) of ``result``: label -> (value, seconds)."""
+    return [index, arch, *([] if draw is None else [draw]), *(repr(result[label][0]) for label in labels),
+            *(f"{result[label][1]:.4f}" for label in labels)]
+
+
+def export_scores(runner: ScoreRunner, table: Benchmark, indices: list[int], out: Path) -> dict[int, dict[str, float]]:
+    """Rewrite ``out/scores.csv`` (and, with several draws, ``out/draws.csv``) from the runner's store:
+    the requested indices it holds every metric and draw of, in that order. Returns index ->
+    {column: value} of the scores.csv rows (means over draws)."""
+    labels = list(runner.context.recipe.metrics)
+    by_draw = len(runner.settings) > 1
+    rows, text, draws_text = {}, io.StringIO(), io.StringIO()
+    writer, draws_writer = csv.writer(text), csv.writer(draws_text)
     writer.writerow(scores_header(labels))
+    draws_writer.writerow(draws_header(labels))
     for index in indices:
         arch = table.arch_str(index)
-        held = store.get_all(setting, keys, arch)
+        held = runner.stored(arch)
         if held is None:
             continue
         rows[index] = {**{label: held[label][0] for label in labels}, **{f"{label}_s": held[label][1] for label in labels}}
-        writer.writerow([index, arch, *(repr(held[label][0]) for label in labels),
-                         *(f"{held[label][1]:.4f}" for label in labels)])
-    write_atomic(path, text.getvalue())
+        writer.writerow(score_line(index, arch, held, labels))
+        if by_draw:
+            draws_writer.writerows(score_line(index, arch, r, labels, d) for d, r in enumerate(runner.stored_draws(arch)))
+    write_atomic(out / "scores.csv", text.getvalue())
+    if by_draw:
+        write_atomic(out / "draws.csv", draws_text.getvalue())
     return rows
 
 
@@ -132,14 +148,15 @@ def run_correlate(
     metric_specs: list[str], indices: list[int], out: str | Path, dataset: str = "cifar10",
     data_root: str | None = None, batch_size: int = 64, data_seed: int = 0, init_seed: int = 0,
     build: dict | None = None, table_path: str | None = None, device: str = "auto", progress: bool = True,
-    store: str | Path | None = None, parallel: Parallel = Parallel(), space: str = "nb201",
+    store: str | Path | None = None, parallel: Parallel = Parallel(), space: str = "nb201", draws: int = 1,
 ) -> Path:
     """Score ``indices`` with every metric; write ``out/scores.csv``, ``correlation.md`` and the plots.
 
     Returns the output directory. Networks are the space's (NB201: C=16, N=5 unless ``build``
     says otherwise), initialised from ``init_seed``; the scoring batch is ``batch_size`` training
     images drawn with ``data_seed``. ``store``: the score store (None: ``out/scores.db``);
-    ``parallel``: the scoring backend. ``out/settings.yaml`` (the recipe) and ``out/indices.txt``
+    ``parallel``: the scoring backend; ``draws``: a score is the mean over that many draws of the
+    initialisation and the batch (module docstring). ``out/settings.yaml`` (the recipe) and ``out/indices.txt``
     record the call for :func:`resume_correlate`; a rerun into ``out`` with another recipe is refused.
     """
     from searchkit.report import write_correlation_report
@@ -156,34 +173,38 @@ def run_correlate(
     dev = resolve_device(device)
     build = {} if build is None else build
     context = ScoringRecipe(space, dataset, data_root, {}, batch_size, data_seed, "train", metrics, init_seed,
-                            build, str(dev)).open(search_space)
+                            build, str(dev), draws=draws).open(search_space)
     recipe = context.recipe
     check_same_run(out, recipe)
     if note:
         print(f"searchkit correlate: {note}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "settings.yaml", yaml.safe_dump(
-        {**recipe.to_dict(), "table": table.source, "store": None if store is None else str(store)}, sort_keys=False))
-    write_atomic(out / "indices.txt", "".join(f"{i}\n" for i in indices))
-
     labels = list(metrics)
     with ScoreStore(store if store is not None else out / "scores.db") as db, \
             ScoreRunner(context, db, parallel) as runner:
-        setting = runner.setting
-        import_scores(db, out, setting)
-        done = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
+        import_scores(db, out, runner.setting)  # under the settings.yaml it was written with (e.g. fewer draws)
+        write_atomic(out / "settings.yaml", yaml.safe_dump(
+            {**recipe.to_dict(), "table": table.source, "store": None if store is None else str(store)}, sort_keys=False))
+        write_atomic(out / "indices.txt", "".join(f"{i}\n" for i in indices))
+        done = export_scores(runner, table, indices, out)
         todo = {table.arch_str(i): i for i in indices if i not in done}
-        appended = out / "scores.csv"
-        with writing(appended), appended.open("a", newline="") as handle:
-            writer = csv.writer(handle)
+        by_draw = recipe.draws > 1
+        scores_csv, draws_csv = out / "scores.csv", out / "draws.csv"
+        with writing(scores_csv), scores_csv.open("a", newline="") as handle, \
+                writing(draws_csv), draws_csv.open("a", newline="") if by_draw else io.StringIO() as draws_handle:
+            writer, draws_writer = csv.writer(handle), csv.writer(draws_handle)
             bar = tqdm(runner.scores(todo), desc="correlate", unit="arch", disable=not progress,
                        initial=len(indices) - len(todo), total=len(indices))
             for text, result, _ in bar:
-                with writing(appended):
-                    writer.writerow([todo[text], text, *(repr(result[k][0]) for k in labels),
-                                     *(f"{result[k][1]:.4f}" for k in labels)])
+                if by_draw:  # each draw before the mean: a kill between the two loses no draw
+                    with writing(draws_csv):
+                        draws_writer.writerows(score_line(todo[text], text, r, labels, d)
+                                               for d, r in enumerate(runner.stored_draws(text)))
+                        draws_handle.flush()
+                with writing(scores_csv):
+                    writer.writerow(score_line(todo[text], text, result, labels))
                     handle.flush()
-        rows = export_scores(db, setting, recipe, table, indices, out / "scores.csv")
+        rows = export_scores(runner, table, indices, out)
     write_correlation_report(out, rows, labels, table, settings=recipe.to_dict())
     return out
 
@@ -206,4 +227,4 @@ def resume_correlate(out: str | Path, progress: bool = True, parallel: Parallel 
         list(recipe.metrics), indices, out, dataset=recipe.dataset, data_root=recipe.data_root,
         batch_size=recipe.batch_size, data_seed=recipe.data_seed, init_seed=recipe.init_seed, build=recipe.build,
         table_path=settings.get("table"), device=recipe.device, progress=progress, store=settings.get("store"),
-        parallel=parallel, space=recipe.space)
+        parallel=parallel, space=recipe.space, draws=recipe.draws)

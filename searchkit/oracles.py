@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -30,9 +30,7 @@ from searchkit.data.base import DatasetSplits
 from searchkit.driver import Reply
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import evaluate_arch, table_dataset
-from searchkit.metrics.base import Metric
-from searchkit.metrics.ntk import NTKMetric
-from searchkit.scoring import ScoreRunner
+from searchkit.scoring import ScoreRunner, combined_seconds
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.strategies.base import OneShot, Query, SearchContext
 from searchkit.train.trainer import TrainingDiverged
@@ -40,21 +38,6 @@ from searchkit.train.trainer import TrainingDiverged
 VALIDATE_METHODS = ("auto", "table", "train")
 #: The history extras key of a validation whose training diverged: the epoch it diverged in.
 DIVERGED = "diverged_epoch"
-
-
-def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]) -> float:
-    """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
-
-    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.scoring.score_metrics`),
-    so a group of them is charged its largest time; every other metric its own.
-    """
-    total, kernels = 0.0, {}
-    for label, metric in metrics.items():
-        if isinstance(metric, NTKMetric):
-            kernels[metric.ntk_key] = max(kernels.get(metric.ntk_key, 0.0), seconds[label])
-        else:
-            total += seconds[label]
-    return total + sum(kernels.values())
 
 
 class OracleDefaults:
@@ -72,7 +55,8 @@ class ScoreOracle(OracleDefaults):
     """The score oracle: ``main`` (the run's metric label) and ``extras`` (the strategy's extra
     metric labels) of the runner's recipe. A computed score is charged the measured time of
     scoring all its metrics on one network; one the store held is charged
-    :func:`combined_seconds` of the seconds stored with it."""
+    :func:`combined_seconds` of the seconds stored with it (summed over the draws when a score
+    averages several, :mod:`searchkit.scoring`)."""
 
     runner: ScoreRunner
     main: str

@@ -9,12 +9,24 @@ and the device kind. :meth:`ScoringRecipe.setting` turns the recipe into the sto
 ``searchkit correlate`` writes to ``settings.yaml`` (:meth:`ScoringRecipe.to_dict`), so its
 ``scores.csv`` (an export of the store) imports back under exactly its key
 (:func:`import_scores`).
+
+Draws (``scoring.draws: k`` in a run config, ``searchkit correlate --draws K``): a score can be the
+mean over k draws of the network's initialisation and the scoring batch. Draw d initialises from
+``init_seed + d`` and draws its batch with ``data_seed + d``, so draw 0 is the single-draw recipe and
+its stored scores are reused. Each draw is its own store row, under its own setting (seed and batch
+fingerprint differ; the store's schema is unchanged): cached draws are served, only the missing ones
+computed, and k can grow later without rescoring the first k. The reported value is the arithmetic
+mean over the draws of each metric: the draws are exchangeable samples of one random score on one
+scale, and their mean is the unbiased, lowest-variance estimate of its expectation over
+initialisations and batches (a median would discard half the draws at even k and has ~1.6 times
+the variance for near-normal scores); the seconds are the sum over the draws.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +39,7 @@ from searchkit.data import get_dataset, scoring_batch
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, parse_metric
+from searchkit.metrics.ntk import NTKMetric
 from searchkit.metrics.scoring import score_metrics
 from searchkit.runtime import build_network, release_memory
 from searchkit.spaces import get_space
@@ -34,6 +47,9 @@ from searchkit.spaces.base import SearchSpace
 from searchkit.rundir import complete_lines
 from searchkit.store import ScoreSetting, ScoreStore, canonical_json
 from searchkit.workers import Parallel, Scored, open_backend
+
+#: label -> (value, seconds): one architecture's scores (a draw's, or the mean over draws).
+Result = dict[str, tuple[float, float]]
 
 #: settings.yaml written before the space was recorded scored NAS-Bench-201 cells.
 _LEGACY_SPACE = "nb201"
@@ -45,7 +61,9 @@ class ScoringRecipe:
     a worker process rebuilds the parent's :class:`ScoringContext` from it).
 
     ``metrics``: label (the spec) -> metric; ``init_seed``: network initialisation seed;
-    ``batch_fingerprint``: the scoring batch's, set by :meth:`open` and checked by every worker.
+    ``batch_fingerprint``: the scoring batch's, set by :meth:`open` and checked by every worker;
+    ``draws``: how many draws a score averages (module docstring); ``draw_fingerprints``: the
+    batches of draws 1..k-1, set by :meth:`open`.
     """
 
     space: str
@@ -60,12 +78,15 @@ class ScoringRecipe:
     build: dict = field(default_factory=dict)
     device: str = "cpu"
     batch_fingerprint: str | None = None
+    draws: int = 1
+    draw_fingerprints: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, cfg: Any, metrics: dict[str, Metric], device: torch.device) -> "ScoringRecipe":
         """A run's scoring: its data section, space, build options and ``cfg.network_seed``."""
         return cls(cfg.space.name, cfg.data.name, cfg.data.root, dict(cfg.data.options), cfg.data.batch_size,
-                   cfg.data.seed, cfg.data.split, metrics, cfg.network_seed, dict(cfg.space.build), str(device))
+                   cfg.data.seed, cfg.data.split, metrics, cfg.network_seed, dict(cfg.space.build), str(device),
+                   draws=cfg.scoring.draws)
 
     def to_dict(self) -> dict:
         """The recipe as settings.yaml holds it (metrics as their specs)."""
@@ -94,62 +115,98 @@ class ScoringRecipe:
                     if p.default is not inspect.Parameter.empty and name != "in_channels"}
         return {**defaults, **self.build}
 
-    def setting(self) -> ScoreSetting:
-        """The store's key for these scores (besides metric and architecture); needs the batch
-        fingerprint (:meth:`open` sets it)."""
-        if self.batch_fingerprint is None:
-            raise RuntimeError("the scoring batch is not known yet; open() the recipe first")
-        return ScoreSetting(self.space, canonical_json(self.canonical_build()), self.dataset, self.batch_fingerprint,
-                            self.init_seed, self.device.split(":")[0])
+    def setting(self, draw: int = 0) -> ScoreSetting:
+        """The store's key for draw ``draw``'s scores (besides metric and architecture): init seed
+        ``init_seed + draw`` and that draw's batch; needs the batch fingerprints (:meth:`open` sets them)."""
+        fingerprints = [self.batch_fingerprint, *self.draw_fingerprints]
+        if self.batch_fingerprint is None or len(fingerprints) < self.draws:
+            raise RuntimeError("the scoring batches are not known yet; open() the recipe first")
+        return ScoreSetting(self.space, canonical_json(self.canonical_build()), self.dataset, fingerprints[draw],
+                            self.init_seed + draw, self.device.split(":")[0])
 
     def open(self, space: SearchSpace | None = None, device: str | None = None) -> "ScoringContext":
-        """Load the dataset and the scoring batch, and check every metric can use the batch;
+        """Load the dataset and every draw's scoring batch, and check every metric can use them;
         ``space`` overrides the registry's (e.g. a pool of it), ``device`` the recipe's."""
+        if not isinstance(self.draws, int) or self.draws < 1:
+            raise SearchkitError(f"scoring.draws must be a whole number >= 1, got {self.draws!r}")
         splits = get_dataset(self.dataset, self.data_root, **self.options)
         if splits.num_classes < 2:
             raise SearchkitError(f"dataset {self.dataset!r} has {splits.num_classes} class; scoring and searching "
                                  "for classification need at least 2")
-        batch = scoring_batch(splits, self.batch_size, self.data_seed, self.split)
-        fingerprint = batch.fingerprint()
-        if self.batch_fingerprint is not None and fingerprint != self.batch_fingerprint:
-            raise SearchkitError(f"this process built scoring batch {fingerprint}, the run scores on "
-                                 f"{self.batch_fingerprint}; every worker needs the same dataset files")
-        for metric in self.metrics.values():
-            metric.check_batch(batch)
+        batches = [scoring_batch(splits, self.batch_size, self.data_seed + d, self.split) for d in range(self.draws)]
+        fingerprints = [batch.fingerprint() for batch in batches]
+        known = [self.batch_fingerprint, *self.draw_fingerprints]
+        for mine, theirs in zip(fingerprints, known):
+            if theirs is not None and mine != theirs:
+                raise SearchkitError(f"this process built scoring batch {mine}, the run scores on {theirs}; "
+                                     "every worker needs the same dataset files")
+        for batch in batches:
+            for metric in self.metrics.values():
+                metric.check_batch(batch)
         dev = torch.device(device or self.device)
-        return ScoringContext(dataclasses.replace(self, batch_fingerprint=fingerprint), space or get_space(self.space),
-                              splits, batch.to(dev), dev)
+        recipe = dataclasses.replace(self, batch_fingerprint=fingerprints[0], draw_fingerprints=fingerprints[1:])
+        return ScoringContext(recipe, space or get_space(self.space), splits, [b.to(dev) for b in batches], dev)
 
 
 @dataclass
 class ScoringContext:
-    """A loaded :class:`ScoringRecipe`: the space, the dataset's splits, the scoring batch on ``device``."""
+    """A loaded :class:`ScoringRecipe`: the space, the dataset's splits, each draw's scoring batch on
+    ``device`` (``batch`` is draw 0's)."""
 
     recipe: ScoringRecipe
     space: SearchSpace
     splits: DatasetSplits
-    batch: Batch
+    batches: list[Batch]
     device: torch.device
 
-    def score(self, text: str) -> Scored:
-        """Every metric on the seeded network of the architecture ``text`` (one shared NTK)."""
+    @property
+    def batch(self) -> Batch:
+        return self.batches[0]
+
+    def score(self, text: str, draw: int = 0) -> Scored:
+        """Every metric on draw ``draw``'s network of the architecture ``text`` (initialised from
+        ``init_seed + draw``) and batch (one shared NTK)."""
         start = time.perf_counter()
-        net = build_network(self.space, self.space.decode(text), self.splits, self.recipe.init_seed, self.recipe.build)
-        result = score_metrics(net.to(self.device), self.batch, self.recipe.metrics)
+        net = build_network(self.space, self.space.decode(text), self.splits, self.recipe.init_seed + draw,
+                            self.recipe.build)
+        result = score_metrics(net.to(self.device), self.batches[draw], self.recipe.metrics)
         seconds = time.perf_counter() - start
         del net
         release_memory()
         return result, seconds
 
 
+def combined_seconds(metrics: dict[str, Metric], seconds: dict[str, float]) -> float:
+    """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
+
+    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.scoring.score_metrics`),
+    so a group of them is charged its largest time; every other metric its own.
+    """
+    total, kernels = 0.0, {}
+    for label, metric in metrics.items():
+        if isinstance(metric, NTKMetric):
+            kernels[metric.ntk_key] = max(kernels.get(metric.ntk_key, 0.0), seconds[label])
+        else:
+            total += seconds[label]
+    return total + sum(kernels.values())
+
+
+def mean_over_draws(results: list[Result]) -> Result:
+    """label -> (mean value, summed seconds) over the draws' results (module docstring: why the mean)."""
+    return {label: (math.fsum(r[label][0] for r in results) / len(results), math.fsum(r[label][1] for r in results))
+            for label in results[0]}
+
+
 class ScoreRunner:
-    """Scores architectures through ``store``: what it holds for every metric is served without
-    computing; the rest is scored by the backend ``parallel`` names and written to the store as
-    each result arrives. Use as a context manager (workers are stopped on exit)."""
+    """Scores architectures through ``store``: what it holds for every metric and draw is served
+    without computing; the missing draws are scored by the backend ``parallel`` names and written to
+    the store (each under its draw's setting) as each result arrives. Use as a context manager
+    (workers are stopped on exit)."""
 
     def __init__(self, context: ScoringContext, store: ScoreStore | None, parallel: Parallel = Parallel()) -> None:
         self.context, self.store, self.parallel = context, store, parallel
         self.setting = context.recipe.setting()
+        self.settings = [context.recipe.setting(d) for d in range(context.recipe.draws)]
         self.keys = {label: metric.key() for label, metric in context.recipe.metrics.items()}
         self._backend: Any = None  # started when something needs computing
 
@@ -163,28 +220,46 @@ class ScoreRunner:
         if self._backend is not None:
             self._backend.close()
 
-    def stored(self, text: str) -> dict[str, tuple[float, float]] | None:
-        """label -> (value, seconds) from the store, or None unless it holds every metric of ``text``."""
-        return None if self.store is None else self.store.get_all(self.setting, self.keys, text)
+    def stored_draws(self, text: str) -> list[Result | None]:
+        """Each draw's label -> (value, seconds) from the store (None for a draw it lacks any metric of)."""
+        if self.store is None:
+            return [None] * len(self.settings)
+        return [self.store.get_all(setting, self.keys, text) for setting in self.settings]
 
-    def scores(self, texts: Iterable[str]) -> Iterator[tuple[str, dict[str, tuple[float, float]], float | None]]:
-        """(arch, label -> (value, seconds), measured seconds or None if served by the store) for
-        every distinct arch of ``texts``: stored ones first, in order, then the computed ones in
-        the order they complete (at most two per worker in flight, so memory stays bounded)."""
-        missing = []
+    def stored(self, text: str) -> Result | None:
+        """label -> (mean value, summed seconds) over the draws from the store, or None unless it holds
+        every metric of every draw of ``text``."""
+        draws = self.stored_draws(text)
+        return None if any(r is None for r in draws) else mean_over_draws(draws)
+
+    def scores(self, texts: Iterable[str]) -> Iterator[tuple[str, Result, float | None]]:
+        """(arch, label -> (mean value, summed seconds) over the draws, measured seconds or None if the
+        store served every draw) for every distinct arch of ``texts``: fully stored ones first, in
+        order, then the others as their last missing draw completes (at most two tasks per worker in
+        flight, so memory stays bounded). Measured seconds: the computed draws' time plus
+        :func:`combined_seconds` of each stored draw's (what the store charges for it)."""
+        partial: dict[str, list[Result | None]] = {}
+        tasks = []
         for text in dict.fromkeys(texts):
-            held = self.stored(text)
-            if held is None:
-                missing.append(text)
-            else:
-                yield text, held, None
-        if missing and self._backend is None:
+            draws = self.stored_draws(text)
+            if all(r is not None for r in draws):
+                yield text, mean_over_draws(draws), None
+                continue
+            partial[text] = draws
+            tasks += [(text, d) for d, r in enumerate(draws) if r is None]
+        if tasks and self._backend is None:
             self._backend = open_backend(self.context, self.parallel)
-        for text, (result, seconds) in (self._backend.map(missing) if missing else ()):
+        metrics = self.context.recipe.metrics
+        measured = {text: math.fsum(combined_seconds(metrics, {k: s for k, (_, s) in r.items()})
+                                    for r in draws if r is not None) for text, draws in partial.items()}
+        for (text, draw), (result, seconds) in (self._backend.map(tasks) if tasks else ()):
             if self.store is not None:
-                self.store.put_many(self.setting, [(self.keys[label], text, value, alone)
-                                                   for label, (value, alone) in result.items()])
-            yield text, result, seconds
+                self.store.put_many(self.settings[draw], [(self.keys[label], text, value, alone)
+                                                          for label, (value, alone) in result.items()])
+            partial[text][draw] = result
+            measured[text] += seconds
+            if all(r is not None for r in partial[text]):
+                yield text, mean_over_draws(partial.pop(text)), measured.pop(text)
 
 
 # --- scores.csv: the portable export of one recipe's scores ----------------------------------------
@@ -195,17 +270,31 @@ def scores_header(labels: list[str]) -> list[str]:
     return ["index", "arch_str", *labels, *(f"{label}_s" for label in labels)]
 
 
+def draws_header(labels: list[str]) -> list[str]:
+    """``draws.csv``'s columns (a recipe of several draws): :func:`scores_header` with ``draw`` after arch_str."""
+    header = scores_header(labels)
+    return [*header[:2], "draw", *header[2:]]
+
+
 def import_scores(store: ScoreStore, directory: str | Path, setting: ScoreSetting | None = None) -> str:
-    """Copy the scores of a ``searchkit correlate`` directory (its ``scores.csv`` under the recipe of
-    its ``settings.yaml``) into ``store``; with ``setting``, only if the recipe's setting is that
-    one. Returns a one-line note of what happened. Rows the store holds already are kept; the
-    directory is only read (a correlate run may still be writing it), and incomplete rows skipped.
+    """Copy the scores of a ``searchkit correlate`` directory into ``store``, under the recipe of its
+    ``settings.yaml``; with ``setting``, only if the recipe's (draw 0) setting is that one. Returns a
+    one-line note of what happened. Rows the store holds already are kept; the directory is only read
+    (a correlate run may still be writing it), and incomplete rows skipped.
+
+    A single-draw recipe (every directory written before draws existed included) is read from
+    ``scores.csv``, as draw 0. A recipe of k > 1 draws is read from ``draws.csv``, each row under its
+    draw's setting (``scores.csv`` then holds the means over draws, for reports, and is not imported).
     """
     directory = Path(directory)
-    settings_path, scores_path = directory / "settings.yaml", directory / "scores.csv"
-    if not settings_path.is_file() or not scores_path.is_file():
+    settings_path = directory / "settings.yaml"
+    if not settings_path.is_file():
         return f"{directory}: no settings.yaml + scores.csv (yet); not used"
     recipe = ScoringRecipe.from_dict(yaml.safe_load(settings_path.read_text()) or {})
+    by_draw = recipe.draws > 1
+    scores_path = directory / ("draws.csv" if by_draw else "scores.csv")
+    if not scores_path.is_file():
+        return f"{directory}: no settings.yaml + {scores_path.name} (yet); not used"
     theirs = recipe.setting()
     if setting is not None:
         mismatched = [f.name for f in dataclasses.fields(ScoreSetting) if getattr(theirs, f.name) != getattr(setting, f.name)]
@@ -214,17 +303,22 @@ def import_scores(store: ScoreStore, directory: str | Path, setting: ScoreSettin
     labels = list(recipe.metrics)
     keys = [recipe.metrics[label].key() for label in labels]
     reader = csv.reader(complete_lines(scores_path))
-    if next(reader, None) != scores_header(labels):
-        return f"{directory}: scores.csv does not have the columns its settings.yaml names; not used"
-    entries, count = [], 0
+    if next(reader, None) != (draws_header if by_draw else scores_header)(labels):
+        return f"{directory}: {scores_path.name} does not have the columns its settings.yaml names; not used"
+    entries: dict[int, list] = {}
+    archs: set[str] = set()
+    first = 3 if by_draw else 2
     for raw in reader:
         try:
-            values = [float(v) for v in raw[2:]] if len(raw) == 2 + 2 * len(labels) else None
+            draw = int(raw[2]) if by_draw else 0
+            values = [float(v) for v in raw[first:]] if len(raw) == first + 2 * len(labels) else None
         except ValueError:
             values = None
-        if values is None:
+        if values is None or not 0 <= draw < recipe.draws:
             continue
-        entries += [(key, raw[1], values[k], values[len(labels) + k]) for k, key in enumerate(keys)]
-        count += 1
-    store.put_many(theirs, entries)
-    return f"{directory}: {count} architectures x {len(labels)} metrics"
+        entries.setdefault(draw, []).extend((key, raw[1], values[k], values[len(labels) + k]) for k, key in enumerate(keys))
+        archs.add(raw[1])
+    for draw, rows in entries.items():
+        store.put_many(recipe.setting(draw), rows)
+    draws = f" x {recipe.draws} draws" if by_draw else ""
+    return f"{directory}: {len(archs)} architectures x {len(labels)} metrics{draws}"

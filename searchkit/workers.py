@@ -8,6 +8,9 @@ Values are bit-identical across backends when every scoring process runs the sam
 torch intra-op threads (``Parallel.threads``): BLAS reductions split differently with more
 threads and then differ in the last bits.
 
+The unit of work is a task (architecture text, draw): draw d's network and batch
+(:meth:`~searchkit.scoring.ScoringContext.score`).
+
 Only the parent process touches the :class:`~searchkit.store.ScoreStore`: workers return
 results and :meth:`searchkit.scoring.ScoreRunner.scores` writes each one as it arrives (one
 transaction per architecture), so a killed run keeps every score it received.
@@ -33,6 +36,8 @@ BACKENDS = ("serial", "process", "ray")
 MAX_RESTARTS = 3
 RAY_MISSING = 'the ray backend needs Ray; install it with: pip install -e ".[ray]"'
 
+#: (architecture text, draw): one network to score.
+Task = tuple[str, int]
 #: label -> (value, seconds that metric alone took), and the measured seconds of the whole network.
 Scored = tuple[dict[str, tuple[float, float]], float]
 
@@ -88,25 +93,25 @@ class _SerialBackend:
         if threads is not None:
             torch.set_num_threads(threads)
 
-    def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
-        return ((text, self.context.score(text)) for text in texts)
+    def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
+        return ((task, self.context.score(*task)) for task in tasks)
 
     def close(self) -> None:
         torch.set_num_threads(self._threads)
 
 
-def _windowed(texts: list[str], submit: Callable[[str], Any], done: Callable[[list], list[tuple[Any, Scored]]],
-              window: int) -> Iterator[tuple[str, Scored]]:
-    """Submit ``texts`` keeping at most ``window`` in flight; yield (text, result) as they complete.
+def _windowed(tasks: list[Task], submit: Callable[[Task], Any], done: Callable[[list], list[tuple[Any, Scored]]],
+              window: int) -> Iterator[tuple[Task, Scored]]:
+    """Submit ``tasks`` keeping at most ``window`` in flight; yield (task, result) as they complete.
     ``done(handles)`` waits for at least one handle and returns the finished ones with results."""
-    pending: dict[Any, str] = {}
+    pending: dict[Any, Task] = {}
 
-    def finished() -> Iterator[tuple[str, Scored]]:
+    def finished() -> Iterator[tuple[Task, Scored]]:
         for handle, result in done(list(pending)):
             yield pending.pop(handle), result
 
-    for text in texts:
-        pending[submit(text)] = text
+    for task in tasks:
+        pending[submit(task)] = task
         if len(pending) >= window:
             yield from finished()
     while pending:
@@ -136,8 +141,8 @@ def _init_worker(recipe: ScoringRecipe, threads: int, slots: Any) -> None:
     _WORKER = _open_quietly(recipe, device)
 
 
-def _score_in_worker(text: str) -> Scored:
-    return _WORKER.score(text)
+def _score_in_worker(task: Task) -> Scored:
+    return _WORKER.score(*task)
 
 
 class _ProcessBackend:
@@ -160,17 +165,17 @@ class _ProcessBackend:
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
                                    initargs=(self.recipe, self.threads, slots))
 
-    def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
+    def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
         def done(futures: list) -> list[tuple[Any, Scored]]:
             return [(f, f.result()) for f in wait(futures, return_when=FIRST_COMPLETED).done]
 
-        left = dict.fromkeys(texts)
+        left = dict.fromkeys(tasks)
         while True:
             try:
-                for text, result in _windowed(list(left), lambda t: self._pool.submit(_score_in_worker, t), done,
+                for task, result in _windowed(list(left), lambda t: self._pool.submit(_score_in_worker, t), done,
                                               2 * self.workers):
-                    del left[text]
-                    yield text, result
+                    del left[task]
+                    yield task, result
                 return
             except BrokenProcessPool:
                 self.restarts += 1
@@ -179,7 +184,7 @@ class _ProcessBackend:
                                          "memory: try fewer --workers); every score returned before is stored, "
                                          "resume the run") from None
                 warnings.warn(f"a scoring worker process died (killed, or out of memory); restarting the workers "
-                              f"and scoring the {len(left)} unfinished architectures again", stacklevel=2)
+                              f"and scoring the {len(left)} unfinished (architecture, draw) tasks again", stacklevel=2)
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
 
@@ -196,8 +201,8 @@ class _RayScorer:
         torch.set_num_threads(threads)
         self.context = _open_quietly(recipe)
 
-    def score(self, text: str) -> Scored:
-        return self.context.score(text)
+    def score(self, text: str, draw: int = 0) -> Scored:
+        return self.context.score(text, draw)
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -242,18 +247,18 @@ class _RayBackend:
         self._actors = [actor.remote(recipe, threads) for _ in range(parallel.workers)]
         self._next = 0
 
-    def _submit(self, text: str) -> Any:
+    def _submit(self, task: Task) -> Any:
         self._next += 1
-        return self._actors[self._next % len(self._actors)].score.remote(text)
+        return self._actors[self._next % len(self._actors)].score.remote(*task)
 
-    def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
+    def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
         ray = self._ray
 
         def done(refs: list) -> list[tuple[Any, Scored]]:
             ready, _ = ray.wait(refs, num_returns=1)
             return [(ref, ray.get(ref)) for ref in ready]
 
-        return _windowed(texts, self._submit, done, 2 * self.workers)
+        return _windowed(tasks, self._submit, done, 2 * self.workers)
 
     def close(self) -> None:
         for actor in self._actors:

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
+import csv
 import shutil
+
+import yaml
 
 from searchkit import scoring
 from searchkit.cli import main
@@ -101,3 +104,46 @@ def test_tenas_rank_combination_is_reported(tmp_path):
     assert "| tenas_rank | 10 |" in (out / "correlation.md").read_text()
     ranks = read_scores(out / "scores.csv")
     assert np.isfinite([r["ntk_cond"] for r in ranks.values()]).all()
+
+
+def test_draws_are_stored_per_draw_reused_resumed_and_extended(tmp_path):
+    """Issue 28: draw d = init seed + d and data seed + d, one store row per draw; draw 0 is the
+    single-draw score (reused), k grows without rescoring the first k, exports round-trip."""
+    metrics, store = ["kcc", "params"], tmp_path / "shared.db"
+    single = run_correlate(metrics, INDICES, tmp_path / "one", store=store, **SMALL)
+
+    def calls(k: int, out, **kwargs) -> int:
+        with mock.patch.object(scoring, "score_metrics", wraps=scoring.score_metrics) as spy:
+            run_correlate(metrics, INDICES, out, draws=k, **{"store": store, **kwargs}, **SMALL)
+        return spy.call_count
+
+    two = tmp_path / "two"
+    assert calls(2, two) == 10  # draw 0 came from the single-draw run's rows
+    with ScoreStore(store) as db:
+        assert len(db) == 10 * 2 * 2 and {row["seed"] for row in db.rows()} == {0, 1}
+    draws = list(csv.DictReader((two / "draws.csv").open()))
+    assert len(draws) == 20 and {r["draw"] for r in draws} == {"0", "1"}
+    means, first = read_scores(two / "scores.csv"), read_scores(single / "scores.csv")
+    for index in INDICES:
+        values = [float(r["kcc"]) for r in draws if int(r["index"]) == index]
+        assert means[index]["kcc"] == pytest.approx(sum(values) / 2)
+        assert values[0] == first[index]["kcc"]  # draw 0 is the single-draw score
+    assert calls(4, two) == 20  # draws 2 and 3 only
+    assert calls(4, two) == 0  # resumed: everything stored
+
+    clone = tmp_path / "clone"  # a fresh clone: the committed files, no store; one draw row torn
+    clone.mkdir()
+    for name in ("settings.yaml", "scores.csv"):
+        shutil.copy(two / name, clone / name)
+    lines = (two / "draws.csv").read_text().splitlines(keepends=True)
+    (clone / "draws.csv").write_text("".join(lines[:-1]) + lines[-1][:15])
+    assert calls(4, clone, store=None) == 1
+
+    old = tmp_path / "old"  # an export written before draws existed imports as draw 0
+    old.mkdir()
+    shutil.copy(single / "scores.csv", old / "scores.csv")
+    settings = yaml.safe_load((single / "settings.yaml").read_text())
+    for key in ("draws", "draw_fingerprints"):
+        del settings[key]
+    (old / "settings.yaml").write_text(yaml.safe_dump(settings))
+    assert calls(2, old, store=None) == 10

@@ -98,3 +98,18 @@ def test_cifar10_search_reports_the_table_accuracy(tmp_path):
     assert result.evaluation.test_accuracy == table.accuracy(index, "cifar10", "test", 200)
     assert result.evaluation.source == "table"
     assert all(row.index == table.index_of(row.arch) for row in result.history)
+
+
+def test_a_search_scores_the_mean_over_draws_and_stores_each(tmp_path):
+    from searchkit.store import ScoreStore
+
+    run(tmp_path, "two", scoring={"draws": 2}, evaluate={"method": "none"})
+    with ScoreStore(tmp_path / "two" / "scores.db") as store:
+        rows = list(store.rows())
+    by_draw = {}
+    for row in rows:
+        by_draw.setdefault(row["arch"], {})[row["seed"]] = row["value"]
+    history = RunDir(tmp_path / "two").read_history()
+    assert {seed for held in by_draw.values() for seed in held} == {0, 1}
+    for r in history:
+        assert r.score == pytest.approx((by_draw[r.arch][0] + by_draw[r.arch][1]) / 2)

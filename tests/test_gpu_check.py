@@ -25,11 +25,13 @@ def test_ntk_on_the_device_agrees_with_the_cpu_reference_in_float64():
 def test_smoke_run_writes_every_section(tmp_path):
     argv = ["--device", "cpu", "--dataset", "no-such-dataset", "--cells", "3", "--workers", "1", "--ntk-cells", "1",
             "--ntk-batch", "6", "--batch-size", "8", "--train-images", "16", "--train-epochs", "1", "--tiny",
-            "--no-pytest", "--out", str(tmp_path)]
+            "--no-pytest", "--sweep-sizes", "6", "12", "--out", str(tmp_path)]
     assert bench.main(argv) == 0
     text = (tmp_path / "README.md").read_text()
     assert "no-such-dataset could not be loaded" in text  # fell back to synthetic images
-    for heading in ("## The NTK on the device", "## KCC scoring rate", "## Training throughput"):
+    for heading in ("## The NTK on the device", "## KCC scoring rate", "## The NTK against the batch size",
+                    "## Training throughput"):
         assert heading in text
     assert "| 1 | 3 |" in text  # 3 cells scored by one process
     assert "| nb201 " in text and "| darts " in text
+    assert "| largest | centred | 12 |" in text and "| median | sum | 6 |" in text

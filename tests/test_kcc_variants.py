@@ -11,7 +11,7 @@ from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
 from searchkit.metrics.kcc import kcc
 from searchkit.metrics.kcc_variants import (CROSSFIT_WORST, canonical_pair, ce_kernel, crossfit_kcc, fold_pairs,
-                                            posterior_kcc, stratified_folds)
+                                            posterior_kcc, ridge_accuracy, stratified_folds)
 from searchkit.metrics.ntk import empirical_ntk
 
 C = 5
@@ -299,3 +299,45 @@ def test_true_class_logit_ntk_of_a_linear_model_is_known(method):
     assert torch.allclose(theta, expected, atol=1e-5)
     assert get_metric("kcc", output="label", eps=0.01)(lin, Batch(x, y, C)) == pytest.approx(
         kcc(expected, y, C, eps=0.01), rel=1e-6)
+
+
+# ---------------------------------------------------------------- NTK kernel-regression accuracy (issue 28)
+def literal_ridge_accuracy(theta, y, folds, eps) -> float:
+    """Eq. (5) with a ridge, written out fold by fold with numpy."""
+    theta, y = theta.numpy(), y.numpy()
+    targets = np.eye(C)[y] - 1.0 / C
+    right = 0
+    for fold in range(folds.max() + 1):
+        fit, held = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        k = theta[np.ix_(fit, fit)]
+        tau = np.trace(k) / len(fit)
+        alpha = np.linalg.solve(k / tau + len(fit) * eps * np.eye(len(fit)), targets[fit])
+        right += int((np.argmax(theta[np.ix_(held, fit)] / tau @ alpha, 1) == y[held]).sum())
+    return right / len(y)
+
+
+@pytest.mark.parametrize("eps", [1e-4, 1e-1])
+def test_ridge_accuracy_matches_eq5_written_out(eps):
+    theta, y = mixed(signal=0.3)
+    folds = stratified_folds(y, 4)
+    assert ridge_accuracy(theta, y, C, folds=4, eps=eps) == literal_ridge_accuracy(theta, y, folds.numpy(), eps)
+
+
+def test_ridge_accuracy_of_a_label_kernel_is_one_and_of_noise_near_chance():
+    theta, y = mixed(m=200, signal=3.0)
+    assert ridge_accuracy(theta, y, C) == 1.0
+    y, _, noise = labelled(m=200)
+    assert ridge_accuracy(noise @ noise.T, y, C) < 0.35  # chance 1/5
+    assert ridge_accuracy(torch.zeros(200, 200, dtype=torch.float64), y, C) == 0.0  # degenerate -> worst
+    scaled = ridge_accuracy(1e6 * (noise @ noise.T), y, C)
+    assert scaled == ridge_accuracy(noise @ noise.T, y, C)  # trace-normalised: scale-free
+
+
+def test_ntk_ridge_metric_reads_the_networks_theta():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, C)).double()
+    x, y = torch.randn(40, 3, 2, 2, dtype=torch.float64), torch.arange(40) % C
+    value = get_metric("ntk_ridge", folds=4)(net, Batch(x, y, C))
+    assert value == ridge_accuracy(empirical_ntk(net, x), y, C)
+    with pytest.raises(SearchkitError, match="folds"):
+        get_metric("ntk_ridge", folds=1)

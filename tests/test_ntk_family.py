@@ -12,7 +12,8 @@ from searchkit.data.base import Batch
 from searchkit.metrics import get_metric
 from searchkit.metrics import ntk as ntk_module
 from searchkit.metrics.kcc import label_features
-from searchkit.metrics.ntk_family import COND_CAP, HSIC, KTA, NTKCond, NTKEigMin, NTKTrace, condition_number
+from searchkit.metrics.ntk_family import (COND_CAP, HSIC, KTA, NTKCond, NTKEigMin, NTKSpectralEntropy, NTKTrace,
+                                         condition_number, spectral_entropy)
 from searchkit.metrics.scoring import score_metrics
 
 
@@ -37,6 +38,22 @@ def test_spectral_metrics_on_a_known_matrix():
     assert NTKEigMin().from_ntk(theta, b) == pytest.approx(0.5 / 4)
     singular = torch.diag(torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64))
     assert condition_number(singular) == pytest.approx(COND_CAP)
+
+
+def test_spectral_entropy_on_known_spectra():
+    q, _ = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    eig = torch.tensor([0.0, 1.0, 1.0, 2.0], dtype=torch.float64)  # p = 0, 1/4, 1/4, 1/2
+    theta = q @ torch.diag(eig) @ q.T
+    assert spectral_entropy(theta, centred=False) == pytest.approx(1.5 * math.log(2) / math.log(4))
+    assert spectral_entropy(torch.eye(5, dtype=torch.float64), centred=False) == pytest.approx(1.0)
+    v = torch.randn(5, 1, dtype=torch.float64)
+    assert spectral_entropy(v @ v.T, centred=False) == pytest.approx(0.0, abs=1e-12)  # rank one
+    centred = torch.eye(5, dtype=torch.float64) - 1 / 5  # H: m - 1 equal eigenvalues, one 0
+    assert spectral_entropy(torch.eye(5, dtype=torch.float64) + 7.0) == pytest.approx(math.log(4) / math.log(5))
+    assert spectral_entropy(centred, centred=False) == pytest.approx(math.log(4) / math.log(5))
+    b = Batch(torch.zeros(4, 1), torch.tensor([0, 1, 0, 1]), 2)
+    assert NTKSpectralEntropy(centred=False).from_ntk(3.0 * theta, b) == pytest.approx(spectral_entropy(theta, False))
+    assert math.isnan(spectral_entropy(torch.zeros(3, 3, dtype=torch.float64)))
 
 
 def test_alignment_metrics_on_the_label_kernel():

@@ -20,7 +20,7 @@ from searchkit.spaces import get_space
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-MODES = [(bn, output) for bn in ("batchstats", "eval") for output in ("sum", "trace", "label")]
+MODES = [(bn, output) for bn in ("batchstats", "eval") for output in ("sum", "trace", "label", "centred")]
 MIXED_GENOTYPE = (
     "Genotype(normal=[('sep_conv_3x3', 0), ('dil_conv_5x5', 1), ('skip_connect', 0), ('avg_pool_3x3', 2), "
     "('max_pool_3x3', 1), ('sep_conv_5x5', 3), ('dil_conv_3x3', 4), ('max_pool_3x3', 0)], normal_concat=[2, 3, 4, 5], "
@@ -56,6 +56,27 @@ def test_fast_equals_reference_on_every_layer_kind(bn, output):
     net, (x, y) = mixed_convnet(), data()
     ref = empirical_ntk(net, x, bn=bn, output=output, y=y, method="reference")
     assert rel(empirical_ntk(net, x, bn=bn, output=output, y=y, method="fast"), ref) < 1e-8
+
+
+def test_centred_logit_ntk_is_the_trace_minus_the_summed_logit_ntk_over_c():
+    """sum_k <d(Pf)_k, d(Pf)_k> = tr(J^T P J) with P = I - 11^T / c: the trace NTK minus the NTK of
+    the summed logits over c, by both paths (the fast path uses c - 1 orthonormal directions)."""
+    net, (x, y) = mixed_convnet(), data()
+    for method in ("fast", "reference"):
+        trace, total = (empirical_ntk(net, x, output=o, method=method) for o in ("trace", "sum"))
+        assert rel(empirical_ntk(net, x, output="centred", method=method), trace - total / 5) < 1e-10
+    basis = torch.stack([u[0] for u in ntk_fast.centred_basis(5, torch.float64, torch.device("cpu"))], 1)
+    assert torch.allclose(basis.T @ basis, torch.eye(4, dtype=torch.float64))
+    assert torch.allclose(basis.sum(0), torch.zeros(4, dtype=torch.float64), atol=1e-12)
+
+
+def test_large_batch_fast_ntk_equals_the_reference():
+    """m = 256 (issue 28: large batches), whole and in chunks."""
+    net = mixed_convnet()
+    x, y = data(256, shape=(3, 6, 6))
+    ref = empirical_ntk(net, x, method="reference")
+    assert rel(empirical_ntk(net, x, method="fast"), ref) < 1e-8
+    assert rel(empirical_ntk(net, x, method="fast", chunk_size=128), ref) < 1e-8
 
 
 @pytest.mark.parametrize("contraction", ["explicit", "gram"])

@@ -164,3 +164,22 @@ def test_a_killed_writer_leaves_every_committed_row(tmp_path):
                 assert store.get(WRITTEN, ("params", "{}"), f"|a{i}|") == (-i / 3, 0.0)
         start = held[-1] + 1
     assert start > 30
+
+
+def test_draws_come_from_the_config_and_each_has_its_own_setting():
+    from searchkit.config import load_config
+
+    cfg = load_config(overrides=["scoring.draws=3", "data.name=synthetic", "data.batch_size=8", "init_seed=5"])
+    context = ScoringRecipe.from_config(cfg, {"params": get_metric("params")}, torch.device("cpu")).open()
+    recipe = context.recipe
+    assert recipe.draws == 3 and len(context.batches) == 3
+    settings = [recipe.setting(d) for d in range(3)]
+    assert [s.seed for s in settings] == [5, 6, 7] and len({s.batch for s in settings}) == 3
+    single = ScoringRecipe.from_config(load_config(overrides=["data.name=synthetic", "data.batch_size=8", "init_seed=5"]),
+                                       {}, torch.device("cpu")).open().recipe
+    assert single.setting() == settings[0]  # draw 0 is the single-draw setting
+    again = ScoringRecipe.from_dict(recipe.to_dict())
+    assert [again.setting(d) for d in range(3)] == settings
+    with pytest.raises(SearchkitError, match="scoring.draws must be a whole number >= 1"):
+        ScoringRecipe.from_config(load_config(overrides=["scoring.draws=0", "data.name=synthetic"]), {},
+                                  torch.device("cpu")).open()

@@ -15,6 +15,8 @@ deterministic.
   the folds: a generalisation estimate rather than a capacity estimate.
 * :func:`posterior_kcc` (section 4 item 1, prior vs posterior support): the same, judging samples of
   the NTK-GP posterior given the fit folds (mean eq. 5, covariance eq. 7) rather than its mean.
+* :func:`ridge_accuracy` (issue 28): NTK kernel-regression accuracy on held-out folds (seed 001
+  section 5.3.1), the posterior mean of eq. (5) judged by classification accuracy.
 * :func:`ce_kernel` (section 4 item 3, classification): the Gram matrix of the per-sample
   cross-entropy gradients at initialisation, from the NTKs of the summed and the true-class logit.
 """
@@ -207,3 +209,39 @@ def posterior_kcc(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds:
         return float((mu * g_held).sum() / denom) if denom > 0 else 0.0
 
     return mean_over_folds(posterior_agreement, theta, y, num_classes, folds, eps, normalize, labels)
+
+
+#: Accuracy of a network whose fit-fold kernel is zero or not finite.
+RIDGE_WORST = 0.0
+
+
+def ridge_accuracy(theta: torch.Tensor, y: torch.Tensor, num_classes: int, folds: int | torch.Tensor = 4,
+                   eps: float = 1e-4, normalize: bool = True) -> float:
+    """NTK kernel-regression accuracy on held-out images (seed 001 section 5.3.1, after Arora et al.
+    2019: "performance estimation of the CNTK on a validation (sub)set after computing it on a small
+    training subset"); theta: (m, m), y: (m,) int; ``folds`` as for :func:`fold_pairs`.
+
+    For each stratified fold B, with A the other folds (n points): the kernel-regression predictor of
+    seed 000 eq. (5), mu(x) = Theta(x, X_A) (Theta_AA + r I)^-1 Y_A, with Y_A the one-hot labels minus
+    1/c (Arora et al.'s centred targets; with classes balanced the shift does not change an argmax)
+    and ridge r = n eps on Theta_AA scaled to mean eigenvalue 1 (``normalize``; trace / n = 1, so eps
+    means the same for every architecture, as in :func:`searchkit.metrics.kcc.kcc`). A held-out image
+    is right when argmax_k mu_k(x) is its label. Returns the share of the batch predicted right by a
+    fit that did not see it (each image is held out once), in [0, 1]; :data:`RIDGE_WORST` when a fit
+    kernel is zero or not finite.
+    """
+    theta = theta.double()
+    assignment = stratified_folds(y, folds) if isinstance(folds, int) else folds.to(y.device)
+    targets = one_hot(y, num_classes) - 1.0 / num_classes
+    right = 0
+    for fold in range(int(assignment.max()) + 1):
+        held, fit = assignment == fold, assignment != fold
+        k_aa = theta[fit][:, fit]
+        n = k_aa.shape[0]
+        scale = torch.trace(k_aa) / n if normalize else torch.ones((), dtype=theta.dtype)
+        if not bool(torch.isfinite(k_aa).all()) or not float(scale) > 0:
+            return RIDGE_WORST
+        system = k_aa / scale + n * eps * torch.eye(n, dtype=theta.dtype)
+        predicted = (theta[held][:, fit] / scale) @ torch.linalg.solve(system, targets[fit])
+        right += int((predicted.argmax(1) == y[held]).sum())
+    return right / y.shape[0]

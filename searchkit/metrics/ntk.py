@@ -25,6 +25,10 @@ Two choices the papers leave open are options here:
     d f_k(x_j)>; c times more Jacobian rows.
   * ``"label"``: the scalar NTK of each sample's true-class logit, Theta_ij = <d f_{y_i}(x_i),
     d f_{y_j}(x_j)> (what HNAS's authors use); needs the labels ``y``.
+  * ``"centred"``: the trace NTK of the centred logits f~_k(x) = f_k(x) - (1/c) sum_l f_l(x),
+    Theta_ij = sum_k <d f~_k(x_i), d f~_k(x_j)> (issue 28): the c - 1 directions softmax
+    cross-entropy trains (its gradient in the logits, softmax(f) - e_y, sums to 0), where ``"sum"``
+    keeps only the direction 1 it ignores. ``"trace"`` = ``"centred"`` + ``"sum"`` / c.
 
 ``method`` — how Theta is computed (the values agree to float rounding):
   * ``"reference"``: the per-parameter Jacobian from ``vmap(jacrev)`` (this module), then J J^T.
@@ -50,10 +54,10 @@ if TYPE_CHECKING:
     from searchkit.data.base import Batch
 
 BNMode = Literal["train", "batchstats", "eval"]
-OutputMode = Literal["sum", "trace", "label"]
+OutputMode = Literal["sum", "trace", "label", "centred"]
 Method = Literal["auto", "fast", "reference"]
 BN_MODES: tuple[str, ...] = ("train", "batchstats", "eval")
-OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label")
+OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label", "centred")
 METHODS: tuple[str, ...] = ("auto", "fast", "reference")
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -102,9 +106,12 @@ def batch_statistics(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def _reduce(out: torch.Tensor, output: OutputMode, y: torch.Tensor) -> torch.Tensor:
-    """(m, c) logits -> (m,) for "sum" and "label" (the true class's logit), (m, c) for "trace"."""
+    """(m, c) logits -> (m,) for "sum" and "label" (the true class's logit), (m, c) for "trace" and
+    "centred" (each logit minus the mean over classes)."""
     if output == "label":
         return out.gather(-1, y.reshape(-1, 1)).squeeze(-1)
+    if output == "centred":
+        return out - out.mean(-1, keepdim=True)
     return out.sum(-1) if output == "sum" else out
 
 
@@ -131,7 +138,7 @@ def jacobian(
 
     x: (m, *input_shape), y: (m,) class labels (only ``output="label"`` reads them). Returns
     name -> J_t of shape (m, *param_shape) for ``output="sum"`` / ``"label"`` or
-    (m, c, *param_shape) for ``"trace"``. ``chunk_size`` bounds how many vector-Jacobian
+    (m, c, *param_shape) for ``"trace"`` / ``"centred"``. ``chunk_size`` bounds how many vector-Jacobian
     products run at once (memory), without changing the result.
     """
     check_modes(bn, output, x, y)
@@ -158,7 +165,7 @@ def jacobian(
 def gram(blocks: dict[str, torch.Tensor], m: int) -> torch.Tensor:
     """Theta = sum_t J_t J_t^T (float64, (m, m)) from per-parameter Jacobian blocks.
 
-    Blocks of shape (m, c, ...) (``output="trace"``) are contracted over the class axis too.
+    Blocks of shape (m, c, ...) (``output="trace"`` / ``"centred"``) are contracted over the class axis too.
     """
     if not blocks:
         raise ValueError("the network has no trainable parameters")
@@ -184,17 +191,29 @@ def empirical_ntk(
     For ``output="trace"`` the (m, c, p) Jacobian is flattened to (m, c p), so
     Theta_ij = sum_k <d f_k(x_i), d f_k(x_j)>. ``y``: (m,) labels, for ``output="label"``.
     ``chunk_size`` bounds the samples processed at once (memory) without changing the result.
-    """
-    check_modes(bn, output, x, y, method)
-    if method != "reference":
-        from searchkit.metrics import ntk_fast
 
-        try:
-            return ntk_fast.fast_ntk(net, x, bn=bn, output=output, y=y, chunk_size=chunk_size)
-        except ntk_fast.Unsupported as err:
-            if method == "fast":
-                raise SearchkitError(f"the fast NTK cannot compute this one exactly: {err}; use method='reference'") from None
-    return gram(jacobian(net, x, bn=bn, output=output, chunk_size=chunk_size, y=y), x.shape[0])
+    Memory is released before returning (glibc's heap trimmed, :func:`searchkit.runtime.release_memory`,
+    ~20 ms), so any loop over networks stays flat without the caller's help. A loop over 6 NB201 cells
+    at m = 128 (1 thread) grew 888 -> 2102 MB before; with the fast path's reference cycle broken
+    (:meth:`searchkit.metrics.ntk_fast._Pass.forget`) 844 -> 928 MB; with the trim here too it stays
+    at 492 MB. ``python benchmarks/memory_bound.py --ntk-loop 50`` measures it.
+    """
+    from searchkit.runtime import release_memory  # runtime imports the spaces, which import this module
+
+    check_modes(bn, output, x, y, method)
+    try:
+        if method != "reference":
+            from searchkit.metrics import ntk_fast
+
+            try:
+                return ntk_fast.fast_ntk(net, x, bn=bn, output=output, y=y, chunk_size=chunk_size)
+            except ntk_fast.Unsupported as err:
+                if method == "fast":
+                    raise SearchkitError(f"the fast NTK cannot compute this one exactly: {err}; "
+                                         "use method='reference'") from None
+        return gram(jacobian(net, x, bn=bn, output=output, chunk_size=chunk_size, y=y), x.shape[0])
+    finally:
+        release_memory()
 
 
 def robust_ntk(

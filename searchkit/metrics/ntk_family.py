@@ -82,6 +82,69 @@ class NTKEigMin(NTKMetric):
         return max(float(_eigenvalues(theta)[0]), 0.0) / theta.shape[0]
 
 
+def spectral_entropy(theta: torch.Tensor, centred: bool = True) -> float:
+    """Entropy of Theta's normalised spectrum over its maximum, H(p) / log m with p = lambda / sum lambda
+    (eigenvalues clamped at 0, 0 log 0 = 0), in [0, 1]: 1 for a flat spectrum (every direction of the
+    batch equally fitted), 0 for rank one. ``centred``: of K = H Theta H, the kernel KCC reads
+    (:func:`searchkit.metrics.kcc.kcc_tensor`); else of Theta. NaN when the spectrum sums to <= 0 or
+    is not finite."""
+    kernel = centre(theta.double()) if centred else theta.double()
+    eig = _eigenvalues(kernel).clamp_min(0)
+    total = eig.sum()
+    if not bool(torch.isfinite(total)) or not float(total) > 0:
+        return math.nan
+    p = eig / total
+    entropy = -(p * torch.log(torch.where(p > 0, p, torch.ones_like(p)))).sum()
+    return float(entropy) / math.log(theta.shape[0])
+
+
+@metric("ntk_spectral_entropy")
+class NTKSpectralEntropy(NTKMetric):
+    """Normalised entropy of the NTK's eigenvalue spectrum (:func:`spectral_entropy`), a control that
+    reads Theta's eigenvalues alone, no labels (issue 28): if it ranks architectures like KCC, KCC's
+    ranking comes from the spectrum, not from the labels. The same family as VKDNW (CVPR 2025),
+    which ranks by the entropy of the empirical Fisher's spectrum. Option ``centred`` (default True):
+    the spectrum of the centred kernel KCC uses. Range [0, 1]."""
+
+    centred: bool = True
+
+    worst = 0.0
+    quantity = "normalised NTK spectral entropy H(λ / Σλ) / log m, in [0, 1]"
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        return spectral_entropy(theta, self.centred)
+
+
+@metric("ntk_ridge")
+class NTKRidge(NTKMetric):
+    """NTK kernel-regression accuracy on held-out images of the batch (seed 001 section 5.3.1; the
+    predictor of seed 000 eq. 5 with a ridge): one-hot labels regressed on ``folds`` - 1 stratified
+    folds, the held-out fold classified by argmax, each image held out once
+    (:func:`searchkit.metrics.kcc_variants.ridge_accuracy`). ``eps``: the ridge on the trace-normalised
+    kernel. Range [0, 1] (chance 1/c); degenerate networks score 0."""
+
+    folds: int = 4
+    eps: float = 1e-4
+
+    worst = 0.0
+    quantity = "NTK kernel-regression accuracy on held-out images, in [0, 1]"
+    min_classes = 2
+
+    def check(self) -> None:
+        if not self.eps > 0:
+            raise SearchkitError(f"metric 'ntk_ridge' option eps must be > 0, got {self.eps}")
+        if self.folds < 2:
+            raise SearchkitError(f"metric 'ntk_ridge' option folds must be at least 2, got {self.folds}")
+
+    def minimum_batch(self) -> int:
+        return 2 * self.folds
+
+    def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
+        from searchkit.metrics.kcc_variants import ridge_accuracy
+
+        return ridge_accuracy(theta, batch.y, batch.num_classes, folds=self.folds, eps=self.eps)
+
+
 def _centred_pair(theta: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Centred NTK and label kernels (K, L), each scaled to mean eigenvalue 1 (trace / m = 1)."""
     m = theta.shape[0]

@@ -23,7 +23,9 @@ gradients only and keeps as little as possible:
 Memory is then below one training forward + backward (which keeps every ReLU and conv output).
 
 ``output`` "sum" and "label" take one backward (weights 1 or the true class's one-hot per
-sample), "trace" one per class. With ``bn="batchstats"`` the statistics are taken inside the
+sample), "trace" one per class (e_k), "centred" c - 1: the logits' centring is the projector
+P = I - 11^T / c = U U^T, U (c, c - 1) an orthonormal basis of the vectors summing to 0, so
+sum_k <d (P f)_k, d (P f)_k> = sum_l <d (u_l . f), d (u_l . f)>, one backward with weights u_l each. With ``bn="batchstats"`` the statistics are taken inside the
 same forward (the evaluation-mode forward; a network that also behaves differently in training
 mode beyond BN, e.g. dropout, gets them without dropout, where the reference's separate
 training-mode pass would drop at random). The float32 result differs from the reference's by
@@ -60,7 +62,7 @@ from searchkit.metrics.ntk_ops import ConvInputGradOnly, FrozenNorm, ReLUKeeping
 Contraction = Literal["auto", "explicit", "gram"]
 CONTRACTIONS: tuple[str, ...] = ("auto", "explicit", "gram")
 FAST_BN_MODES: tuple[str, ...] = ("batchstats", "eval")
-FAST_OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label")
+FAST_OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label", "centred")
 
 _BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -159,6 +161,20 @@ class _Pass:
     last_relu: tuple[torch.Tensor, torch.Tensor, int, int] | None = None  # (output, input, their versions)
     last_conv: tuple[torch.Tensor, _Layer, int] | None = None  # (output, record, output version)
     last_pass: bool = True
+
+    def forget(self) -> None:
+        """Drop every record and what it holds. The hooks on the pass's graph refer to this pass and
+        its records, and a record to its output's autograd node: a reference cycle that kept every
+        held activation alive until Python's cycle collector ran (a loop over NB201 cells grew by
+        ~200 MB per cell at m = 128; issue 28). Broken here, they are freed as the pass returns."""
+        for record in self.layers.values():
+            if isinstance(record, _Layer):
+                record.release()
+                record.node = None
+            else:
+                record.x = record.conv = None
+        self.layers.clear()
+        self.last_relu = self.last_conv = None
 
     def fail(self, reason: str) -> None:
         if self.problem is None:
@@ -321,12 +337,22 @@ def _output_weights(out: torch.Tensor, output: str, y: torch.Tensor | None) -> l
         return [torch.ones_like(out)]
     if output == "label":
         return [F.one_hot(y.to(out.device).long(), out.shape[1]).to(out.dtype)]
+    if output == "centred":
+        return [u.expand_as(out) for u in centred_basis(out.shape[1], out.dtype, out.device)]
     weights = []
     for k in range(out.shape[1]):
         w = torch.zeros_like(out)
         w[:, k] = 1
         weights.append(w)
     return weights
+
+
+def centred_basis(c: int, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+    """c - 1 orthonormal vectors (each (1, c)) spanning {v : sum_k v_k = 0}, the range of the centring
+    projector I - 11^T / c (from a QR of its first c - 1 columns; computed in float64)."""
+    projector = torch.eye(c, dtype=torch.float64) - 1.0 / c
+    basis = torch.linalg.qr(projector[:, : c - 1]).Q  # (c, c - 1)
+    return [basis[:, k].to(dtype=dtype, device=device).reshape(1, c) for k in range(c - 1)]
 
 
 def _graph_problem(out: torch.Tensor, xg: torch.Tensor, state: _Pass) -> str | None:
@@ -383,29 +409,32 @@ def _theta_pass(net: nn.Module, x: torch.Tensor, bn: str, output: str, y: torch.
     """Theta of the samples x: (n, ...) from one forward and 1 (or c) backward passes: (n, n) float64."""
     theta = torch.zeros(x.shape[0], x.shape[0], dtype=torch.float64, device=x.device)
     state = _Pass(x.shape[0], contraction, bn == "eval", stats, theta)
-    start = time.perf_counter()
-    xg = x.detach().requires_grad_(True)
-    with _run_by(state, net), train_mode(net, False):
-        out = net(xg)
-    state.last_relu = state.last_conv = None
-    forward_seconds = time.perf_counter() - start
-    if state.problem is None and (not isinstance(out, torch.Tensor) or out.dim() != 2):
-        state.fail("the network output is not (m, c)")
-    problem = state.problem or _graph_problem(out, xg, state)
-    if problem:
-        raise Unsupported(problem)
-    start = time.perf_counter()
-    weights = _output_weights(out, output, y)
-    for k, w in enumerate(weights):
-        state.last_pass = k == len(weights) - 1
-        torch.autograd.grad(out, xg, grad_outputs=w, retain_graph=not state.last_pass)
-    if state.problem:
-        raise Unsupported(state.problem)
-    if timings is not None:
-        for key, value in (("forward", forward_seconds), ("backward", time.perf_counter() - start),
-                           ("contractions", state.seconds)):
-            timings[key] = timings.get(key, 0.0) + value
-    return state.theta
+    try:
+        start = time.perf_counter()
+        xg = x.detach().requires_grad_(True)
+        with _run_by(state, net), train_mode(net, False):
+            out = net(xg)
+        state.last_relu = state.last_conv = None
+        forward_seconds = time.perf_counter() - start
+        if state.problem is None and (not isinstance(out, torch.Tensor) or out.dim() != 2):
+            state.fail("the network output is not (m, c)")
+        problem = state.problem or _graph_problem(out, xg, state)
+        if problem:
+            raise Unsupported(problem)
+        start = time.perf_counter()
+        weights = _output_weights(out, output, y)
+        for k, w in enumerate(weights):
+            state.last_pass = k == len(weights) - 1
+            torch.autograd.grad(out, xg, grad_outputs=w, retain_graph=not state.last_pass)
+        if state.problem:
+            raise Unsupported(state.problem)
+        if timings is not None:
+            for key, value in (("forward", forward_seconds), ("backward", time.perf_counter() - start),
+                               ("contractions", state.seconds)):
+                timings[key] = timings.get(key, 0.0) + value
+        return state.theta
+    finally:
+        state.forget()
 
 
 def _frozen_statistics(net: nn.Module, x: torch.Tensor) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
