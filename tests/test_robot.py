@@ -108,10 +108,9 @@ def test_a_fixed_seed_gives_a_fixed_answer():
     assert ucb[0] == ucb[1]
 
 
-def test_bad_options_and_a_space_without_members():
-    with pytest.raises(SearchkitError, match="set strategy.options.pool"):
-        RoBoT(SPACE, np.random.default_rng(0))
+def test_pools_and_bad_options():
     assert len(RoBoT(SPACE, np.random.default_rng(0), pool=30).pool) == 30
+    assert len(RoBoT(SPACE, np.random.default_rng(0)).pool) == 2000 and len(robot().pool) == len(POOL.members)
     with pytest.raises(SearchkitError, match="rounds >= 1"):
         RoBoT(POOL, np.random.default_rng(0), rounds=0)
     with pytest.raises(SearchkitError, match="acquisition"):

@@ -40,7 +40,7 @@ Departures, and why:
   is the run's simulated-second budget, so exploitation goes on while it lasts; ``total`` restores
   their stop at T distinct validations.
 * **Pool**: every member of a finite space (the benchmark's scored pool: all 15,625 NB201 cells),
-  or ``pool`` distinct uniform samples.
+  or ``pool`` distinct uniform samples (a space that is not finite, ``pool`` null: 2,000).
 * **Normalisation** ``rank`` (not in the paper): each metric replaced by its rank over the pool,
   scaled to (0, 1], so a heavy-tailed metric (synflow, the NTK trace) is not squashed into a
   few cells by min-max.
@@ -59,6 +59,9 @@ from scipy.stats import rankdata
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
 from searchkit.strategies.base import Answer, Needs, Query, Score, Strategy, Validate, distinct_samples, strategy
+
+#: The pool of a space that is not a finite set of members, when ``pool`` is null.
+SAMPLED_POOL = 2000
 
 #: bayes_opt's default UCB exploration weight (kappa), the authors' acquisition.
 UCB_KAPPA = 2.576
@@ -86,7 +89,8 @@ class RoBoT(Strategy):
 
     Options: ``metrics`` (metric specs combined with the run's metric), ``rounds`` (BO rounds, T),
     ``total`` (stop after this many distinct validations; None: when the budget ends), ``pool``
-    (None: every member of a finite space, else that many distinct uniform samples), ``init``
+    (that many distinct uniform samples; None: every member of a finite space, e.g. the
+    benchmark's pool, else :data:`SAMPLED_POOL` samples), ``init``
     (uniform BO weightings first), ``acquisition`` (``ei`` or ``ucb``), ``candidates`` (Sobol
     points the acquisition is maximised over), ``normalise`` (``minmax`` or ``rank``).
     """
@@ -105,10 +109,8 @@ class RoBoT(Strategy):
         self.acquisition, self.candidates, self.normalise = acquisition, candidates, normalise
         self.needs = Needs(extra_metrics=self.metrics, validation=True, training_free=True)
         members = getattr(space, "members", None)
-        if pool is None and members is None:
-            raise SearchkitError(f"robot with pool=null ranks every member of a finite space (the benchmark's pool); "
-                                 f"the {space.name} space is not one: set strategy.options.pool to a sample size")
-        self.pool = list(members) if pool is None else distinct_samples(space, rng, pool)
+        self.pool = (list(members) if pool is None and members is not None
+                     else distinct_samples(space, rng, SAMPLED_POOL if pool is None else pool))
         self.scores: dict[Any, Answer] = {}
         self.weights: list[np.ndarray] = []  # the BO rounds' weightings, (d,) each
         self.accuracies: list[float] = []  # f(A(w)) of each round

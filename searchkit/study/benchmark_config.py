@@ -47,7 +47,8 @@ class PoolConfig:
 
 @dataclass
 class BenchmarkConfig:
-    """The ``benchmark:`` section: runs use seeds 0 .. seeds-1; ``metrics`` are metric specs (with
+    """The ``benchmark:`` section: runs use seeds first_seed .. first_seed + seeds - 1 (e.g. the
+    tuning seeds 100-109: ``first_seed: 100``); ``metrics`` are metric specs (with
     options, e.g. ``kcc:eps=0.001``); ``score_cache`` lists ``searchkit correlate`` output
     directories whose scores (their ``scores.csv``, an export of a store) are imported into the
     benchmark's store first, when their recipe matches. ``hardware``: the hardware-aware rows
@@ -58,6 +59,7 @@ class BenchmarkConfig:
     (``data.target``, else ``data.name``)."""
 
     seeds: int = 5
+    first_seed: int = 0
     pool: PoolConfig = field(default_factory=PoolConfig)
     score_cache: list = field(default_factory=list)
     metrics: list = field(default_factory=lambda: ["kcc"])
@@ -72,7 +74,7 @@ class BenchmarkConfig:
     def runs(self) -> list[tuple[StrategyEntry, str, int]]:
         """Every (strategy, metric spec, seed) of the matrix, in order."""
         return [(entry, metric, seed) for entry in self.entries() for metric in (entry.metrics or self.metrics)
-                for seed in range(self.seeds if entry.seeds is None else entry.seeds)]
+                for seed in range(self.first_seed, self.first_seed + (self.seeds if entry.seeds is None else entry.seeds))]
 
     def datasets_of(self, entry: StrategyEntry, default: str) -> list[str]:
         """The datasets ``entry``'s searches are for: its own, else the benchmark's, else ``default``."""
