@@ -126,7 +126,8 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     config = tmp_path / "bench.yaml"
     config.write_text(TINY)
     out = tmp_path / "out"
-    finished = []  # the summary is rewritten after every run: an interrupted benchmark still reports
+    finished = []  # with REPORT_EVERY = 0 the summary is rewritten after every run
+    monkeypatch.setattr(bench, "REPORT_EVERY", 0.0)
     write_summary = bench.write_summary
     monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes, table: (finished.append(notes[-1]),
                                                                                   write_summary(o, n, rows, notes, table)))
