@@ -13,28 +13,29 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 
 
-def run_one(config: str, out: str, label: str, metric: str, seed: int) -> str:
+def run_one(config: str, out: str, label: str, metric: str, seed: int, dataset: str) -> str:
     """One run of the benchmark (or its resumption) in its directory; returns the directory."""
     import torch
 
     from searchkit.spaces import get_space
-    from searchkit.study.benchmark import needs, run_config
+    from searchkit.study.benchmark import needs, run_config, run_name
     from searchkit.study.benchmark_config import load_benchmark_config
-    from searchkit.study.runs import Study, dirname
+    from searchkit.study.runs import Study
 
     torch.set_num_threads(1)
     base, bench = load_benchmark_config(config)
     entry = next(e for e in bench.entries() if e.title == label)
     if metric != "validation" and not needs(entry, get_space(base.space.name)).gradient:
         raise SystemExit(f"{label} searches the benchmark's scored pool; let searchkit benchmark run it")
-    name = dirname(entry.title, metric, f"s{seed}")
+    name = run_name(base, entry, metric, seed, dataset)
     study = Study(out, ("run",))
     if not (study.path(name) / "best.json").is_file():
-        study.search(name, run_config(base, entry, metric, seed))
+        study.search(name, run_config(base, entry, metric, seed, dataset))
     return str(study.path(name))
 
 
 def main(argv: list[str] | None = None) -> int:
+    from searchkit.study.benchmark import run_matrix
     from searchkit.study.benchmark_config import load_benchmark_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", required=True, help="the strategy entry's label")
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args(argv)
-    _, bench = load_benchmark_config(args.config)
-    work = [(entry.title, metric, seed) for entry, metric, seed in bench.runs() if entry.title == args.label]
+    base, bench = load_benchmark_config(args.config)
+    work = [(entry.title, metric, seed, dataset) for entry, metric, seed, dataset in run_matrix(bench, base)
+            if entry.title == args.label]
     if not work:
         raise SystemExit(f"no runs labelled {args.label!r} in {args.config}")
     with ProcessPoolExecutor(args.jobs) as pool:

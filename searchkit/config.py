@@ -20,9 +20,17 @@ from searchkit.options import check_value
 
 @dataclass
 class DataConfig:
-    """The dataset and its seeded scoring batch (``batch_size`` examples of ``split``)."""
+    """The dataset and its seeded scoring batch (``batch_size`` examples of ``split``).
+
+    ``target``: the tabular benchmark's dataset the search is for, when it is not ``name``: table
+    validation answers from its ``validate.epochs`` validation column, table evaluation reads its
+    test column and hardware costs are its input size's, while training-free scores stay those of
+    ``name``'s images (e.g. ``target: cifar100`` searched with CIFAR-10 scoring batches, where no
+    CIFAR-100 images are held). null: ``name`` itself.
+    """
 
     name: str = "digits"
+    target: str | None = None
     root: str | None = None
     batch_size: int = 64
     split: str = "train"

@@ -32,7 +32,7 @@ from searchkit.config import RunConfig, config_from_dict, load_config
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.driver import Driver, Oracle, SearchLog
 from searchkit.errors import SearchkitError
-from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark
+from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark, table_dataset, target_dataset, will_train
 from searchkit.hardware.front import write_front
 from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
 from searchkit.metrics.base import Metric, parse_metric
@@ -202,6 +202,11 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
         space = hardware.constrain(space, cfg.seed)
         strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     table = open_benchmark(cfg, space)
+    if cfg.data.target is not None:  # a dataset we hold no images of: every answer comes from its table
+        table_dataset(cfg, table, f"data.target={cfg.data.target!r}")
+        if will_train(cfg, table):
+            raise SearchkitError(f"data.target={cfg.data.target!r} is evaluated from the table; evaluate.method="
+                                 f"{cfg.evaluate.method} would train on {cfg.data.name!r}: use evaluate.method table")
     validator = None
     if train_based or needs.validation:
         checkpoint = None if run_path is None else run_path / VALIDATE_CHECKPOINT
@@ -309,7 +314,7 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
         hardware=None if setup.hardware is None else setup.hardware.describe(incumbent.arch),
     )
     if setup.strategy.needs.cost:
-        write_front(run.path, log.history, setup.space, setup.hardware.cost, table, cfg.data.name)
+        write_front(run.path, log.history, setup.space, setup.hardware.cost, table, target_dataset(cfg))
     run.write_json("best.json", {**result.to_dict(), **({"final": final.record()} if final else {})})
     if final is not None:
         raise SearchkitError(f"the final training of the selected architecture ({incumbent.arch}) diverged; "

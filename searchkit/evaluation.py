@@ -76,21 +76,31 @@ def open_benchmark(cfg: RunConfig, space: SearchSpace) -> Benchmark | None:
         return None
 
 
+def target_dataset(cfg: RunConfig) -> str:
+    """The dataset the run searches for: ``data.target`` when set (validation, table evaluation and
+    hardware costs are that dataset's), else ``data.name`` (whose images are scored either way)."""
+    return cfg.data.target or cfg.data.name
+
+
 def table_dataset(cfg: RunConfig, table: Benchmark | None, purpose: str) -> str:
-    """The table's dataset for the run's ``data.name``; SearchkitError when ``purpose`` needs a
-    table lookup that the space or the dataset does not offer."""
-    dataset = None if table is None else table.dataset_for(cfg.data.name)
+    """The table's dataset for the run's :func:`target_dataset`; SearchkitError when ``purpose``
+    needs a table lookup that the space or the dataset does not offer."""
+    name = target_dataset(cfg)
+    dataset = None if table is None else table.dataset_for(name)
     if dataset is None:
         raise SearchkitError(
             f"{purpose} needs a space with a tabular benchmark and one of its datasets; the {cfg.space.name} space "
-            f"{'has no table here' if table is None else 'table has no results for ' + repr(cfg.data.name)}")
+            f"{'has no table here' if table is None else 'table has no results for ' + repr(name)}"
+            + (" (data.target names one of the table's datasets, e.g. cifar10, cifar100, ImageNet16-120)"
+               if cfg.data.target else ""))
     return dataset
 
 
 def will_train(cfg: RunConfig, table: Benchmark | None) -> bool:
     """Whether :func:`evaluate_arch` trains (rather than looks up, or skips) under ``cfg.evaluate``."""
     method = cfg.evaluate.method
-    lookup = method == "table" or (method == "auto" and table is not None and table.dataset_for(cfg.data.name) is not None)
+    lookup = method == "table" or (method == "auto" and (cfg.data.target is not None or (
+        table is not None and table.dataset_for(cfg.data.name) is not None)))
     return method != "none" and not lookup
 
 

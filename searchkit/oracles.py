@@ -174,12 +174,17 @@ class OneShotOracle(OracleDefaults):
 def open_validator(cfg: RunConfig, space: SearchSpace, table: Benchmark | None, device: torch.device,
                    splits: DatasetSplits, checkpoint: Path | None = None) -> Any:
     """The run's validate oracle (``validate.method``; see :class:`searchkit.config.ValidateConfig`);
-    ``checkpoint``: a training validator's checkpoint file."""
+    ``checkpoint``: a training validator's checkpoint file. With ``data.target`` it is the table's
+    validator of that dataset (we train only on ``data.name``'s images)."""
     method = cfg.validate.method
     if method not in VALIDATE_METHODS:
         raise SearchkitError(f"unknown validate.method {method!r}; choose one of {', '.join(VALIDATE_METHODS)}")
-    if method == "table" or (method == "auto" and table is not None and table.dataset_for(cfg.data.name)):
+    if method == "table" or (method == "auto" and (cfg.data.target is not None or (
+            table is not None and table.dataset_for(cfg.data.name)))):
         return TableValidator(table, table_dataset(cfg, table, "validate.method=table"), cfg.validate.epochs)
+    if cfg.data.target is not None:
+        raise SearchkitError(f"data.target={cfg.data.target!r} validates from the table; validate.method=train "
+                             f"trains on data.name's images ({cfg.data.name!r}): drop data.target or use method table")
     if splits.valid is None:
         raise SearchkitError(
             f"validate.method=train needs a dataset with a validation split; {splits.name!r} has none (an image "

@@ -17,7 +17,7 @@ from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.rundir import HistoryRow
+from searchkit.rundir import HistoryRow, RunDir
 from searchkit.store import ScoreSetting, ScoreStore
 
 SPACE = get_space("nb201")
@@ -126,20 +126,21 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     config = tmp_path / "bench.yaml"
     config.write_text(TINY)
     out = tmp_path / "out"
-    finished = []  # the summary is rewritten after every run: an interrupted benchmark still reports
+    finished = []  # with REPORT_EVERY = 0 the summary is rewritten after every run
+    monkeypatch.setattr(bench, "REPORT_EVERY", 0.0)
     write_summary = bench.write_summary
     monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes, table: (finished.append(notes[-1]),
                                                                                   write_summary(o, n, rows, notes, table)))
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     assert finished == [f"runs finished: {k} of 10" for k in range(1, 11)] + ["runs finished: 10 of 10"]
     monkeypatch.setattr(bench, "write_summary", write_summary)
-    assert "| HNAS | naswot | 2 |" in capsys.readouterr().out
+    assert "| HNAS | naswot | cifar10 | 2 |" in capsys.readouterr().out
     runs = read_csv(out / "runs.csv")
     assert len(runs) == 10
     assert {(r["strategy"], r["metric"]) for r in runs} == {
         ("random", "naswot"), ("REA", "naswot"), ("HNAS", "naswot"), ("NASI", "ntk_trace"), ("random-train", "validation")}
     summary = (out / "summary.md").read_text()
-    assert "| REA | naswot | 2 |" in summary and "| optimal | 94.37 | 73.51 | 47.31 | - |" in summary
+    assert "| REA | naswot | cifar10 | 2 |" in summary and "| optimal | 94.37 | 73.51 | 47.31 | - |" in summary
     assert (out / "anytime.png").stat().st_size > 0
     for row in runs:
         assert 0 < float(row["C10_test"]) <= 100 and float(row["wall_seconds"]) >= 0
@@ -230,3 +231,77 @@ def test_anytime_plot_labels_its_reference_lines(tmp_path, monkeypatch):
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in saved[0].axes]
     assert legends[0] == ["random + kcc", "best cell in the table (94.37 %)"]
     assert sorted(legends[1]) == ["HNAS + kcc", "best cell in the table (94.37 %)", "checkpoints (100, 432, 1000, 3051 s)"]
+
+
+@needs_data
+def test_a_cifar100_search_validates_on_cifar100s_column(tmp_path):
+    """data.target: cifar100 with CIFAR-10 scoring images: every validation is CIFAR-100's 12-epoch
+    validation accuracy, charged CIFAR-100's training time, and the answer is read on its test column."""
+    from searchkit.engine import run_search
+
+    members = [arch(*[op] * 6) for op in ("nor_conv_3x3", "skip_connect", "avg_pool_3x3", "nor_conv_1x1")]
+    config = {"data": {"name": "cifar10", "target": "cifar100", "batch_size": 8}, "metric": {"name": "validation"},
+              "strategy": {"name": "random"}, "budget": {"archs": 6}, "validate": {"method": "auto"},
+              "evaluate": {"method": "auto"}}
+    result = run_search(config, out=tmp_path / "run", progress=False, space=PoolSpace(SPACE, members))
+    table = SPACE.benchmark(None)
+    for row in result.history:
+        index = table.index_of(row.arch)
+        assert row.score == table.accuracy(index, "cifar100", "valid", 12) != table.accuracy(index, "cifar10", "valid", 12)
+        assert row.simulated_seconds == (0.0 if row.cached else pytest.approx(table.train_time(index, "cifar100", 12)))
+    assert result.evaluation.dataset == "cifar100"
+    assert result.evaluation.test_accuracy == table.accuracy(result.index, "cifar100", "test", 200)
+    assert result.score == max(row.score for row in result.history)  # the best on CIFAR-100's column
+    for bad, message in (({"data": {**config["data"], "target": "mnist"}}, "no results for 'mnist'"),
+                         ({"validate": {"method": "train"}}, "validate.method=train trains on"),
+                         ({"evaluate": {"method": "train"}}, "use evaluate.method table")):
+        with pytest.raises(SearchkitError, match=message):
+            run_search({**config, **bad}, out=tmp_path / str(len(message)), progress=False, space=PoolSpace(SPACE, members))
+
+
+AXIS = """
+name: axis
+init_seed: 0
+data: {name: cifar10, batch_size: 8}
+space: {name: nb201, build: {C: 2, N: 1}}
+budget: {archs: 3}
+validate: {method: table, epochs: 12}
+evaluate: {method: table}
+benchmark:
+  seeds: 2
+  datasets: [cifar10, cifar100]
+  pool: {n: 8, seed: 0}
+  metrics: [naswot]
+  strategies:
+    - {name: random, datasets: [cifar10]}
+    - {name: random, label: random-train, metrics: [validation], budget: {archs: 4}}
+"""
+
+
+@needs_data
+def test_the_dataset_axis_searches_each_dataset_for_itself(tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text(AXIS)
+    out = tmp_path / "out"
+    assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    runs = read_csv(out / "runs.csv")
+    assert sorted((r["strategy"], r["dataset"]) for r in runs) == sorted(
+        [("random", "cifar10")] * 2 + [("random-train", "cifar10")] * 2 + [("random-train", "cifar100")] * 2)
+    table = SPACE.benchmark(None)
+    for row in runs:  # the CIFAR-10 runs keep their names; a CIFAR-100 run validated on CIFAR-100
+        assert row["run"].endswith(f"{'__cifar100' if row['dataset'] == 'cifar100' else ''}__s{row['seed']}")
+        if row["strategy"] == "random-train":
+            history = RunDir(out / row["run"]).read_history()
+            assert [r.score for r in history] == [table.accuracy(table.index_of(r.arch), row["dataset"], "valid", 12)
+                                                  for r in history]
+            assert float(row["score"]) == max(r.score for r in history)
+    summary = (out / "summary.md").read_text()
+    assert "| random-train | validation | cifar100 | 2 |" in summary and "Each dataset searched for itself" in summary
+    line = next(l for l in summary.splitlines() if l.startswith("| random | naswot | ") and "†" in l)
+    assert line.count("†") == 2  # C100 and IN16 of a training-free row: its CIFAR-10 runs' cells
+    per_dataset = summary.split("Each dataset searched for itself")[1]
+    assert next(l for l in per_dataset.splitlines() if l.startswith("| random-train | validation | ")).endswith(" - |")
+    assert "training-free scores are cifar10 scores" in summary
+    config.write_text(AXIS.replace("[cifar10, cifar100]", "[cifar10, mnist]"))
+    with pytest.raises(SearchkitError, match="no results for 'mnist'"):
+        bench.run_benchmark(config, tmp_path / "bad", progress=False)

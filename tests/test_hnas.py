@@ -191,3 +191,30 @@ def test_engine_charges_12_epoch_validations_once_and_resumes(tmp_path):
 
     capped = run_search({**config, "budget": {"archs": None, "simulated_seconds": 150.0}}, out=tmp_path / "capped", progress=False)
     assert capped.simulated_seconds <= 150.0  # a validation that would overrun the budget is not started
+
+
+def test_log1m_spreads_kcc_and_keeps_the_unselectable_unselectable():
+    from searchkit.strategies.hnas import LOG1M_FLOOR, spread
+
+    m = np.array([0.9, 0.99, 0.999, 1.0, 0.0, -0.5])
+    out = spread(m, "log1m")
+    assert np.allclose(out[:3], np.log(10.0) * np.array([1, 2, 3]))  # a decade of 1 - M is one step of log 10
+    assert out[3] == pytest.approx(-np.log(LOG1M_FLOOR)) and out[4] == 0.0 and out[5] < 0
+    assert np.array_equal(spread(m, "none"), m)
+
+
+def test_the_nu_box_from_quantiles_of_m_squared():
+    def box(**options):
+        hnas = HNAS(SPACE, np.random.default_rng(0), pool=60, growth=0, iterations=1, **options)
+        for query in hnas.ask():
+            m, kappa = fake_scores(query.arch)
+            hnas.tell(query, Answer(query.arch, m, {KAPPA_METRIC: -kappa}))
+        hnas.hyperparameters((0.5, 0.5))
+        return hnas.nu_box, normalise(*map(np.array, zip(*(fake_scores(a) for a in hnas.pool))))[0] ** 2
+
+    (low, high), squares = box()
+    assert (low, high) == (squares.min(), squares.max())
+    (low, high), squares = box(nu_quantiles=[0.1, 0.9])
+    assert (low, high) == tuple(np.quantile(squares, [0.1, 0.9])) and squares.min() <= low < high < squares.max()
+    with pytest.raises(SearchkitError, match="nu_quantiles"):
+        HNAS(SPACE, np.random.default_rng(0), pool=5, nu_quantiles=[0.9, 0.1])

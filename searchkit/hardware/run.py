@@ -22,6 +22,7 @@ from searchkit.config import RunConfig
 from searchkit.data.base import DatasetSplits
 from searchkit.driver import Oracle, Reply
 from searchkit.errors import SearchkitError
+from searchkit.evaluation import target_dataset
 from searchkit.hardware.constraint import Constraint
 from searchkit.hardware.cost import MEASURED_DEVICE, CostModel, EnumerableCost
 from searchkit.spaces.base import SearchSpace
@@ -154,7 +155,7 @@ def open_hardware(cfg: RunConfig, constraint: Constraint | None, space: SearchSp
         raise SearchkitError(f"hardware needs batch_size >= 1, warmup >= 0, repeats >= 1 and threads >= 1; got "
                              f"{hw.batch_size}, {hw.warmup}, {hw.repeats} and {hw.threads}")
     device, quantity = target
-    cost = space.cost_model(device, quantity, cfg.data.name, hw.table, num_classes=splits.num_classes,
+    cost = space.cost_model(device, quantity, target_dataset(cfg), hw.table, num_classes=splits.num_classes,
                             input_shape=tuple(splits.input_shape), build=dict(cfg.space.build),
                             batch_size=hw.batch_size, warmup=hw.warmup, repeats=hw.repeats, threads=hw.threads,
                             seed=cfg.network_seed)

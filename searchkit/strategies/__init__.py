@@ -5,7 +5,7 @@ strategy module registers its class with ``@strategy(name)``; importing it here 
 """
 from importlib import import_module
 
-for _module in ("random", "evolution", "hnas", "nasi", "warmup", "local", "nsga2"):  # each registers its strategy
+for _module in ("random", "evolution", "hnas", "nasi", "warmup", "local", "nsga2", "robot"):  # each registers its strategy
     import_module(f"searchkit.strategies.{_module}")
 from searchkit.strategies.base import (STRATEGIES, Answer, Needs, OneShot, Query, Score, SearchContext, Strategy,
                                        Validate, get_strategy, strategy)

@@ -34,7 +34,12 @@ Departures from their code, and why:
   Only architectures with M > 0 and a finite kappa can be selected (kappa / M needs M > 0).
 * The box: log mu uniform in ``mu`` (default [1e-3, 1e3]; theirs: 10^[-4, 0] on their scale); log
   nu uniform in ``nu`` (default: [min, max] of M~^2 over the first pool, fixed thereafter so a
-  BO input keeps its meaning as the pool grows).
+  BO input keeps its meaning as the pool grows). ``nu_quantiles: [q, 1 - q]`` sets the box to
+  those quantiles of M~^2 instead: a heavy-tailed M (the NTK trace spans 8 decades of M~^2)
+  otherwise puts most of the box far from every good cell (issue 23).
+* ``transform: log1m`` takes M' = -log(1 - M) for M in the run's metric (M >= 1 counts as
+  1 - 1e-12): it spreads a metric compressed just below 1 (KCC: median 0.993 over NB201), which
+  eq. 7 otherwise reads as M~ = 1 everywhere, so that J ranks by kappa alone. Not in the paper.
 * BO: theirs is ``bayes_opt`` with EI and 5 fixed initial probes (nu on a line, mu = 10^-2). Ours:
   the first ``init`` points uniform in the (log mu, log nu) unit square, then a botorch
   ``SingleTaskGP`` (Matern 5/2, standardised outcomes, fitted by marginal likelihood) and the
@@ -49,7 +54,7 @@ Departures from their code, and why:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -61,6 +66,16 @@ from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, Va
 
 #: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_family.NTKCond).
 KAPPA_METRIC = "ntk_cond"
+#: The largest value -log(1 - M) is taken at (``transform: log1m``): M = 1 - LOG1M_FLOOR.
+LOG1M_FLOOR = 1e-12
+
+
+def spread(m: np.ndarray, transform: str) -> np.ndarray:
+    """M as eq. 7 reads it: ``none`` (M itself) or ``log1m`` (-log(1 - M), M >= 1 capped at
+    1 - :data:`LOG1M_FLOOR`; M <= 0 stays <= 0, so it is still never selected). m: (n,) -> (n,)."""
+    if transform == "none":
+        return m
+    return -np.log1p(-np.minimum(m, 1.0 - LOG1M_FLOOR))
 
 
 def hnas_objective(m: np.ndarray, kappa: np.ndarray, mu: float, nu: float, t: float = 1.0) -> np.ndarray:
@@ -96,14 +111,16 @@ class HNAS(Strategy):
     Options: ``pool`` (the first pool: distinct uniform samples), ``growth`` (uniform draws added
     before every later selection; 0 keeps the pool fixed), ``iterations`` (K), ``revisit``
     (validated architectures may be picked again), ``init`` (random BO points), ``mu`` and ``nu``
-    (the box), ``t`` (F's exponent 2t), ``grid`` (acquisition lattice size), ``ensemble`` (metric
-    specs ranked with the run's metric into M).
+    (the box), ``nu_quantiles`` (the nu box from quantiles of M~^2 instead of its min-max), ``t``
+    (F's exponent 2t), ``grid`` (acquisition lattice size), ``ensemble`` (metric specs ranked with
+    the run's metric into M), ``transform`` (``log1m``: M' = -log(1 - M)).
     """
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, pool: int = 2000, growth: int = 2000,
         iterations: int = 20, revisit: bool = False, init: int = 3, mu: Sequence[float] = (1e-3, 1e3),
         nu: Sequence[float] | None = None, t: float = 1.0, grid: int = 64, ensemble: Sequence[str] = (),
+        nu_quantiles: Sequence[float] | None = None, transform: Literal["none", "log1m"] = "none",
     ) -> None:
         if pool < 1 or growth < 0 or iterations < 1 or init < 1 or grid < 2 or t <= 0:
             raise SearchkitError(f"hnas needs pool >= 1, growth >= 0, iterations >= 1, init >= 1, grid >= 2 and "
@@ -115,6 +132,10 @@ class HNAS(Strategy):
         self.needs = Needs(extra_metrics=(KAPPA_METRIC, *self.ensemble), validation=True, training_free=True)
         self.mu_box = _box("mu", mu)
         self.nu_box = None if nu is None else _box("nu", nu)
+        if nu_quantiles is not None and not (len(nu_quantiles) == 2 and 0 <= nu_quantiles[0] < nu_quantiles[1] <= 1):
+            raise SearchkitError(f"hnas option nu_quantiles must be [low, high] with 0 <= low < high <= 1, got "
+                                 f"{list(nu_quantiles)}")
+        self.nu_quantiles, self.transform = None if nu_quantiles is None else tuple(map(float, nu_quantiles)), transform
         self.pool = distinct_samples(space, rng, pool)
         self.scores: dict[Any, Answer] = {}
         self.points: list[tuple[float, float]] = []  # BO inputs in the unit square
@@ -162,7 +183,7 @@ class HNAS(Strategy):
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(M~, kappa~) over the pool; M the run's metric, or its rank ensemble (``ensemble``)."""
         answers = [self.scores[a] for a in self.pool]
-        m = np.array([a.value for a in answers], dtype=float)
+        m = spread(np.array([a.value for a in answers], dtype=float), self.transform)
         if self.ensemble:
             m = mean_ranks([m, *(np.array([a.extras[spec] for a in answers], dtype=float) for spec in self.ensemble)])
         kappa = np.array([-a.extras[KAPPA_METRIC] for a in answers], dtype=float)
@@ -173,7 +194,7 @@ class HNAS(Strategy):
         if self.nu_box is None:
             m, _ = self._arrays()
             squares = m[m > 0] ** 2
-            nu_low, nu_high = float(squares.min()), float(squares.max())
+            nu_low, nu_high = (float(v) for v in np.quantile(squares, self.nu_quantiles or (0.0, 1.0)))
             self.nu_box = (nu_low / 2, nu_high * 2) if nu_high <= nu_low else (nu_low, nu_high)
         (mu_low, mu_high), (nu_low, nu_high), (u, v) = self.mu_box, self.nu_box, point
         return (float(np.exp(np.log(mu_low) + u * np.log(mu_high / mu_low))),

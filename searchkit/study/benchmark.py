@@ -2,7 +2,8 @@
 shared scores.
 
 Every run is an ordinary :func:`~searchkit.engine.run_search` in ``OUT/runs/<label>__<metric>__s<seed>/``
-(:class:`~searchkit.study.runs.Study`). Runs that score search a
+(:class:`~searchkit.study.runs.Study`; ``<label>__<metric>__<dataset>__s<seed>`` for a search for another
+dataset than the config's: ``benchmark.datasets``, each run's ``data.target``, :func:`run_matrix`). Runs that score search a
 :class:`~searchkit.spaces.pool.PoolSpace` of the benchmark's architectures so that training-free
 scores are shared by every strategy and seed: scoring networks are initialised from the
 benchmark's ``init_seed`` (not the run's seed), so a score depends only on the architecture and
@@ -17,7 +18,9 @@ store and charged the seconds each score took to compute.
 
 Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun, or ``--resume OUT``,
 skips the rows already there and resumes an interrupted run from its history), ``OUT/summary.md``
-and ``OUT/anytime.png`` (:mod:`searchkit.study.report`), rewritten after every run.
+and ``OUT/anytime.png`` (:mod:`searchkit.study.report`), rewritten at most every :data:`REPORT_EVERY`
+seconds and at the end (they read every run's history: rewritten after every run, a 120-run warm-up
+tuning benchmark took 5 CPU-minutes for its first 50 runs and 20 for the last 70).
 
 A ``benchmark.hardware`` section makes it the hardware-aware benchmark (:mod:`searchkit.study.hardware`):
 the same pool and scores, every strategy under each latency budget, multi-objective strategies
@@ -26,6 +29,7 @@ per device.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from tqdm import tqdm
 from searchkit.config import RunConfig, config_from_dict
 from searchkit.correlate import sample_indices
 from searchkit.errors import SearchkitError
+from searchkit.evaluation import target_dataset
 from searchkit.metrics import parse_metric
 from searchkit.rundir import check_writable, write_atomic
 from searchkit.runtime import resolve_device
@@ -52,14 +57,20 @@ from searchkit.study.report import REPORTED, plot_anytime, write_summary
 from searchkit.study.runs import Study, dirname
 from searchkit.workers import Parallel
 
-RUN_FIELDS = ("strategy", "metric", "seed", "arch", "index", "selected_by", "score",
+#: the least seconds between two rewrites of the reports during a benchmark
+REPORT_EVERY = 120.0
+
+RUN_FIELDS = ("strategy", "metric", "dataset", "seed", "arch", "index", "selected_by", "score",
               *(f"{title}_test" for _, title in REPORTED), "wall_seconds", "simulated_seconds",
               "strategy_seconds", "archs_scored", "validations", "unique_archs", "run")
 
 
-def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int) -> RunConfig:
-    """One run's config: the shared settings with this strategy, metric spec, seed and budget."""
+def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int, dataset: str | None = None) -> RunConfig:
+    """One run's config: the shared settings with this strategy, metric spec, seed and budget;
+    ``dataset``: the table dataset the search is for (``data.target``; None: the shared config's)."""
     config = base.to_dict()
+    if dataset is not None and dataset != target_dataset(base):
+        config["data"] = {**config["data"], "target": dataset}
     config.update(
         name=f"{entry.title}-{metric}-s{seed}", seed=seed, benchmark={},
         metric={"name": metric, "options": {}},
@@ -72,6 +83,30 @@ def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int) ->
 def needs(entry: StrategyEntry, space: SearchSpace) -> Needs:
     """What the entry's strategy, with its options, needs from a run."""
     return get_strategy(entry.name, space, np.random.default_rng(0), **entry.options).needs
+
+
+def benchmark_datasets(bench: BenchmarkConfig, base: RunConfig, table: Benchmark) -> dict[str, str]:
+    """Every dataset named by the benchmark (``datasets``, the entries' own) -> the table's name for it;
+    SearchkitError, one line, for a dataset the table has no results for."""
+    names = {name for entry in bench.entries() for name in bench.datasets_of(entry, target_dataset(base))}
+    unknown = sorted(name for name in names if table.dataset_for(str(name)) is None)
+    if unknown:
+        raise SearchkitError(f"benchmark.datasets: the {table.name} table has no results for {', '.join(map(repr, unknown))};"
+                             f" name its datasets, e.g. cifar10, cifar100, ImageNet16-120")
+    return {name: table.dataset_for(str(name)) for name in names}
+
+
+def run_matrix(bench: BenchmarkConfig, base: RunConfig) -> list[tuple[StrategyEntry, str, int, str]]:
+    """Every (strategy, metric spec, seed, dataset) of the benchmark, dataset innermost."""
+    return [(entry, metric, seed, dataset) for entry, metric, seed in bench.runs()
+            for dataset in bench.datasets_of(entry, target_dataset(base))]
+
+
+def run_name(base: RunConfig, entry: StrategyEntry, metric: str, seed: int, dataset: str) -> str:
+    """A run's directory name: ``<label>__<metric>__s<seed>`` for the config's own dataset (so the
+    directories of a benchmark without ``datasets`` keep their names), with ``__<dataset>`` before
+    the seed for another."""
+    return dirname(entry.title, metric, *([] if dataset == target_dataset(base) else [dataset]), f"s{seed}")
 
 
 def pool_metrics(bench: BenchmarkConfig, space: SearchSpace) -> dict:
@@ -108,7 +143,7 @@ def score_pool(base: RunConfig, bench: BenchmarkConfig, space: SearchSpace, tabl
 
 def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None, progress: bool = True,
                   store: str | Path | None = None, parallel: Parallel = Parallel()) -> Path:
-    """Run every (strategy, metric, seed) not yet in ``out/runs.csv``; write the reports. Returns ``out``.
+    """Run every (strategy, metric, seed, dataset) not yet in ``out/runs.csv``; write the reports. Returns ``out``.
 
     ``store``: the score store (None: the config's ``store``, else ``out/scores.db``); it is
     recorded in ``out/config.yaml``, which :func:`resume_benchmark` reads. ``parallel``: how the
@@ -129,33 +164,41 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
     from searchkit.study.hardware import parse_hardware, run_hardware  # it builds on this module
 
     hardware = parse_hardware(bench, space, base) if bench.hardware else None  # checked before anything is written
-    runs = bench.runs()
+    datasets = benchmark_datasets(bench, base, table)
+    runs = run_matrix(bench, base)
     metrics = pool_metrics(bench, space)
     context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
     with ScoreStore(base.store or out / "scores.db") as db:
         pool, notes = score_pool(base, bench, space, table, context, db, parallel, progress)
+        if set(datasets.values()) - {table.dataset_for(base.data.name)}:
+            notes.append(f"training-free scores are {base.data.name} scores (the scoring batch's images) for every "
+                         f"dataset searched for; a search for {', '.join(sorted(set(datasets.values())))} validates on "
+                         "that dataset's own 12-epoch column and is read on its own test column")
         if hardware is not None:
             run_hardware(hardware, out, base, bench, pool, table, db, notes, progress)
             return out
         study = Study(out, RUN_FIELDS)
         done = study.done()
-        todo = [(e, m, s) for e, m, s in runs if dirname(e.title, m, f"s{s}") not in done]
-        for entry, metric, seed in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
+        todo = [run for run in runs if run_name(base, *run) not in done]
+        written = time.monotonic()
+        for entry, metric, seed, dataset in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
             searches_pool = metric != VALIDATION and not needs(entry, space).gradient
-            name = dirname(entry.title, metric, f"s{seed}")
-            result = study.search(name, run_config(base, entry, metric, seed), space=pool if searches_pool else None,
-                                  store=db)
+            name = run_name(base, entry, metric, seed, dataset)
+            result = study.search(name, run_config(base, entry, metric, seed, dataset),
+                                  space=pool if searches_pool else None, store=db)
             study.record({
-                "strategy": entry.title, "metric": metric, "seed": seed, "arch": result.arch, "index": result.index,
+                "strategy": entry.title, "metric": metric, "dataset": datasets[dataset], "seed": seed, "arch": result.arch, "index": result.index,
                 "selected_by": result.selected_by, "score": repr(result.score),
                 **{f"{title}_test": table.accuracy(result.index, dataset, "test", 200) for dataset, title in REPORTED},
                 "wall_seconds": f"{result.search_seconds:.3f}", "simulated_seconds": f"{result.simulated_seconds:.3f}",
                 "strategy_seconds": f"{result.strategy_seconds:.3f}", "archs_scored": result.archs_scored,
                 "validations": result.validations, "unique_archs": result.unique_archs, "run": f"runs/{name}",
             })
-            report(study, base.name, notes, table, len(runs))  # the reports always show the runs finished so far
+            if time.monotonic() - written >= REPORT_EVERY:  # an interrupted benchmark still reports
+                report(study, base.name, notes, table, len(runs))
+                written = time.monotonic()
     report(study, base.name, notes, table, len(runs))
     return out
 

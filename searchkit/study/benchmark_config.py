@@ -19,7 +19,7 @@ class StrategyEntry:
     """One strategy of the benchmark: registry ``name``, ``label`` in the tables, its ``options``,
     the ``metrics`` it runs with (None: the benchmark's list; ``validation`` for a training-based
     search), ``budget`` keys overriding the shared config's, and ``seeds`` (None: the benchmark's;
-    e.g. fewer for an expensive one-shot search)."""
+    e.g. fewer for an expensive one-shot search) and ``datasets`` (None: the benchmark's)."""
 
     name: str = "random"
     label: str | None = None
@@ -27,6 +27,7 @@ class StrategyEntry:
     metrics: list | None = None
     budget: dict = field(default_factory=dict)
     seeds: int | None = None
+    datasets: list | None = None
 
     @property
     def title(self) -> str:
@@ -46,19 +47,25 @@ class PoolConfig:
 
 @dataclass
 class BenchmarkConfig:
-    """The ``benchmark:`` section: runs use seeds 0 .. seeds-1; ``metrics`` are metric specs (with
+    """The ``benchmark:`` section: runs use seeds first_seed .. first_seed + seeds - 1 (e.g. the
+    tuning seeds 100-109: ``first_seed: 100``); ``metrics`` are metric specs (with
     options, e.g. ``kcc:eps=0.001``); ``score_cache`` lists ``searchkit correlate`` output
     directories whose scores (their ``scores.csv``, an export of a store) are imported into the
     benchmark's store first, when their recipe matches. ``hardware``: the hardware-aware rows
     (latency budgets and multi-objective devices, :class:`searchkit.study.hardware.HardwareRows`);
-    empty: the plain benchmark."""
+    empty: the plain benchmark. ``datasets``: the table datasets each search is for (each run's
+    ``data.target``: it validates on that dataset's column and reads its test column, while
+    training-free scores stay those of the scoring batch's images); null: the config's own
+    (``data.target``, else ``data.name``)."""
 
     seeds: int = 5
+    first_seed: int = 0
     pool: PoolConfig = field(default_factory=PoolConfig)
     score_cache: list = field(default_factory=list)
     metrics: list = field(default_factory=lambda: ["kcc"])
     strategies: list = field(default_factory=list)
     hardware: dict = field(default_factory=dict)
+    datasets: list | None = None
 
     def entries(self) -> list[StrategyEntry]:
         return [build_section(StrategyEntry, entry, f"benchmark.strategies[{i}].")
@@ -74,7 +81,11 @@ class BenchmarkConfig:
     def runs(self) -> list[tuple[StrategyEntry, str, int]]:
         """Every (strategy, metric spec, seed) of the matrix, in order."""
         return [(entry, metric, seed) for entry in self.entries() for metric in (entry.metrics or self.metrics)
-                for seed in range(self.seeds if entry.seeds is None else entry.seeds)]
+                for seed in range(self.first_seed, self.first_seed + (self.seeds if entry.seeds is None else entry.seeds))]
+
+    def datasets_of(self, entry: StrategyEntry, default: str) -> list[str]:
+        """The datasets ``entry``'s searches are for: its own, else the benchmark's, else ``default``."""
+        return list(entry.datasets or self.datasets or [default])
 
 
 def load_benchmark_config(path: str | Path) -> tuple[RunConfig, BenchmarkConfig]:
