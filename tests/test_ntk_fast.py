@@ -61,7 +61,7 @@ def test_fast_equals_reference_on_every_layer_kind(bn, output):
 def test_centred_logit_ntk_is_the_trace_minus_the_summed_logit_ntk_over_c():
     """sum_k <d(Pf)_k, d(Pf)_k> = tr(J^T P J) with P = I - 11^T / c: the trace NTK minus the NTK of
     the summed logits over c, by both paths (the fast path uses c - 1 orthonormal directions)."""
-    net, (x, y) = mixed_convnet(), data()
+    net, (x, _) = mixed_convnet(), data()
     for method in ("fast", "reference"):
         trace, total = (empirical_ntk(net, x, output=o, method=method) for o in ("trace", "sum"))
         assert rel(empirical_ntk(net, x, output="centred", method=method), trace - total / 5) < 1e-10
