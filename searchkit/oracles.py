@@ -19,7 +19,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 
@@ -53,7 +53,11 @@ def combined_seconds(metrics: Mapping[str, Metric], seconds: Mapping[str, float]
 
 
 class OracleDefaults:
-    """The defaults of :class:`~searchkit.driver.Oracle`: a cost unknown in advance, no prefetching."""
+    """The defaults of :class:`~searchkit.driver.Oracle`: a cost unknown in advance, no prefetching,
+    one query at a time (``parallelism``), simulated seconds that are not wall time (``measured``)."""
+
+    parallelism: ClassVar[int] = 1
+    measured: ClassVar[bool] = False
 
     def cost(self, text: str) -> float | None:
         return None
@@ -78,6 +82,11 @@ class ScoreOracle(OracleDefaults):
     @property
     def quantity(self) -> str:
         return self.main
+
+    @property
+    def parallelism(self) -> int:  # type: ignore[override]
+        """How many scores the runner computes at once (its workers; 1 in this process)."""
+        return 1 if self.runner.parallel.backend == "serial" else self.runner.parallel.workers
 
     def prefetch(self, texts: list[str]) -> None:
         if self.runner.parallel.backend == "serial":
@@ -136,6 +145,7 @@ class TrainValidator(OracleDefaults):
     checkpoint: Path | None = None
     kind: str = "validate"
     charged: str = "measured: real trainings on this machine"
+    measured: ClassVar[bool] = True
 
     @property
     def quantity(self) -> str:

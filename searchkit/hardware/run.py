@@ -100,6 +100,14 @@ class CostOracle:
     def quantity(self) -> str:
         return self.inner.quantity
 
+    @property
+    def parallelism(self) -> int:
+        return getattr(self.inner, "parallelism", 1)
+
+    @property
+    def measured(self) -> bool:
+        return getattr(self.inner, "measured", False)
+
     def cost(self, text: str) -> float | None:
         return self.inner.cost(text)
 
