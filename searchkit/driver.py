@@ -11,8 +11,13 @@ the benchmark, the tests): dispatch by query kind, the budget, replay of an earl
   the simulated training seconds reach ``simulated_seconds``, or the elapsed wall time reaches
   ``wall_seconds``; a query whose known cost (``oracle.cost``) would overrun the simulated
   budget is not started, nor one whose estimated wall time would overrun ``wall_seconds``
-  (the estimate: the mean wall time of that kind of query so far in this session, else the
-  plan's measured ``expected`` cost; a score already computed ahead costs nothing more).
+  (the estimate: the longest wall time of that kind of query so far in this session, else the
+  plan's measured ``expected`` cost; a score already computed ahead costs nothing more). The
+  longest, not the mean: one kind's queries are alike (a validation trains the same epochs on
+  the same data), and a shared machine's slow moments should not overrun the budget. A first
+  score is always answered (a search must select something; the plan warns when its measurements
+  alone used up the budget). The strategy's own work counts too: no ask is made when its longest
+  so far plus the cheapest query would overrun the budget.
 * Wall time: ``spent_before`` (e.g. the plan's measurements) plus the elapsed time of this
   session, plus, for replayed rows, the time they were charged (their training seconds only
   where the validate oracle's are measured, ``oracle.measured``: a table's are simulated).
@@ -174,7 +179,7 @@ class Driver:
         self.spent = {"seconds": 0.0, "simulated_seconds": 0.0, "strategy": 0.0, "wall": spent_before}
         self.repeats = 0
         self.prefetched: set[str] = set()
-        self.kind_wall: dict[str, list[float]] = {}  # kind -> [wall seconds, new answers] in this session
+        self.longest: dict[str, float] = {}  # kind -> the longest wall seconds of one new answer in this session
         self._clock = time.perf_counter()
 
     def wall(self) -> float:
@@ -182,17 +187,18 @@ class Driver:
         return self.spent["wall"] + time.perf_counter() - self._clock
 
     def estimate(self, kind: str) -> float:
-        """The expected wall seconds of one new query of ``kind``: this session's mean, else ``expected``."""
-        seconds, count = self.kind_wall.get(kind, (0.0, 0))
-        return seconds / count if count else self.expected.get(kind, 0.0)
+        """The expected wall seconds of one new query of ``kind``: the longest this session, else ``expected``."""
+        return self.longest.get(kind, self.expected.get(kind, 0.0))
 
     def run(self) -> SearchLog:
         self._clock = time.perf_counter()
         bar = tqdm(total=self.budget.archs, disable=not self.progress, desc="search", unit="query")
         try:
             stopped = False
-            while not stopped and not self.exhausted():
+            while not stopped and not self.exhausted() and not self._ask_would_overrun():
+                start = time.perf_counter()
                 asks = self._timed(self.strategy.ask)
+                self._charge_wall("ask", time.perf_counter() - start)
                 if not asks:
                     break
                 for i, query in enumerate(asks):
@@ -217,7 +223,15 @@ class Driver:
         return (self.repeats >= MAX_REPEATS or (b.archs is not None and len(self.history) >= b.archs)
                 or (b.seconds is not None and spent["seconds"] >= b.seconds)
                 or (b.simulated_seconds is not None and spent["simulated_seconds"] >= b.simulated_seconds)
-                or (b.wall_seconds is not None and self.wall() >= b.wall_seconds))
+                or (b.wall_seconds is not None and bool(self.history) and self.wall() >= b.wall_seconds))
+
+    def _ask_would_overrun(self) -> bool:
+        """Whether the strategy's next ask (e.g. a GP fit), at its longest so far, and the cheapest
+        query after it would overrun the wall budget."""
+        if self.budget.wall_seconds is None or not self.history:
+            return False
+        cheapest = min(self.estimate(kind) for kind in self.oracles)
+        return self.wall() + self.estimate("ask") + cheapest > self.budget.wall_seconds
 
     def _would_overrun(self, oracle: Oracle, query: Query, text: str | None) -> bool:
         """Whether a new answer to ``query`` would overrun the simulated budget (its known cost)
@@ -226,7 +240,8 @@ class Driver:
         limit = self.budget.simulated_seconds
         if limit is not None and cost is not None and self.spent["simulated_seconds"] + cost > limit:
             return True
-        if self.budget.wall_seconds is None or isinstance(query, OneShot) or text in self.prefetched:
+        if self.budget.wall_seconds is None or isinstance(query, OneShot) or text in self.prefetched \
+                or (not self.history and isinstance(query, Score)):
             return False
         return self.wall() + self.estimate(query.kind) > self.budget.wall_seconds
 
@@ -253,7 +268,8 @@ class Driver:
                 return None
             start = time.perf_counter()
             reply = oracle(query, text)
-            self._charge_wall(query.kind, time.perf_counter() - start, 1)
+            if text not in self.prefetched:
+                self._charge_wall(query.kind, time.perf_counter() - start)
             text = text if reply.arch is None else reply.arch
             row = HistoryRow(step, text, self.index(text), reply.value, reply.seconds, False, oracle.kind,
                              reply.simulated_seconds, dict(reply.extras))
@@ -266,9 +282,9 @@ class Driver:
         self.incumbent.update(row, oracle.quantity)
         return row
 
-    def _charge_wall(self, kind: str, seconds: float, answers: int) -> None:
-        total, count = self.kind_wall.get(kind, (0.0, 0))
-        self.kind_wall[kind] = [total + seconds, count + answers]
+    def _charge_wall(self, kind: str, seconds: float) -> None:
+        """Record one new answer's wall ``seconds`` for :meth:`estimate`."""
+        self.longest[kind] = max(self.longest.get(kind, 0.0), seconds)
 
     def _prefetch(self, pending: list[Query]) -> None:
         """When ``pending[0]`` is a score not yet computed ahead, hand the unanswered score queries
@@ -285,14 +301,14 @@ class Driver:
             texts = texts[:max(0, self.budget.archs - len(self.history))]
         workers = getattr(oracle, "parallelism", 1)
         if self.budget.wall_seconds is not None and workers > 1:
-            per_cell = self.estimate(Score.kind) / workers
+            per_cell = self.estimate(Score.kind)  # wall seconds per cell, the workers' parallelism included
             room = min(self.budget.wall_seconds - self.wall(), PREFETCH_SHARE * self.budget.wall_seconds)
             texts = texts[:max(workers, int(room / per_cell) if per_cell > 0 else workers)]
         if texts and workers > 1:
             start = time.perf_counter()
             oracle.prefetch(texts)
             self.prefetched.update(texts)
-            self._charge_wall(Score.kind, time.perf_counter() - start, 0)
+            self._charge_wall(Score.kind, (time.perf_counter() - start) / len(texts))
 
     def _timed(self, call: Callable[[], Any]) -> Any:
         start = time.perf_counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,13 @@ def model_card(space_name: str, arch: str, build: dict, splits: DatasetSplits, e
 
 
 def trace(net: nn.Module, input_shape: tuple[int, ...] | list[int]) -> torch.jit.ScriptModule:
-    """``net`` traced in eval mode on the CPU (a copy; ``net`` is untouched), batch size free."""
+    """``net`` traced in eval mode on the CPU (a copy; ``net`` is untouched), batch size free.
+    torch 2.13 deprecates TorchScript in favour of ``torch.export``, but still loads and runs it
+    everywhere with ``torch.jit.load``; the deprecation warning is not the user's to act on."""
     net = copy.deepcopy(net).cpu().eval()
     example = torch.zeros(2, *input_shape)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         return torch.jit.trace(net, example)
 
 
@@ -137,8 +141,6 @@ def _export_onnx(net: nn.Module, input_shape: list[int], out: Path) -> None:
     except ImportError:
         raise SearchkitError("ONNX export needs the onnx package: pip install 'searchkit[export]' "
                              "(onnx, onnxscript; onnxruntime to check the file)") from None
-    import warnings
-
     example = torch.zeros(2, *input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and progress chatter

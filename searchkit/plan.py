@@ -190,7 +190,10 @@ class Plan:
     def search_seconds(self) -> float | None:
         """The estimated wall seconds of the whole search (None: open-ended, or a one-shot search)."""
         cells, validations = self.workload.scores, self.workload.validations
-        if self.workload.oneshot or cells is None or (validations is None and self.validation is not None):
+        if self.workload.oneshot:
+            limit = self.sized.get("seconds")
+            return None if limit is None else self.costs.seconds + limit
+        if cells is None or (validations is None and self.validation is not None):
             return None
         per_validation = 0.0 if self.validation is None else self.validation.seconds
         return self.costs.seconds + cells * (self.score_seconds or 0.0) + (validations or 0) * per_validation
@@ -198,7 +201,7 @@ class Plan:
     def describe(self) -> str:
         """The plan block: one line per kind of work, then the total."""
         lines = [f"plan ({self.strategy}; measured on this machine in {_duration(self.costs.seconds)}):"]
-        if self.costs.score is not None:
+        if self.costs.score is not None and self.workload.scores != 0:
             cells = self.workload.scores
             count = "cells until the budget ends" if cells is None else plural(cells, "cell")
             total = "" if cells is None else f": ~{_duration(cells * self.score_seconds)}"
@@ -234,6 +237,10 @@ class Plan:
             return []
         found = []
         left = self.wall_budget - self.costs.seconds
+        if left <= 0:
+            found.append(f"measuring the plan took {_duration(self.costs.seconds)}, all of budget.wall_seconds="
+                         f"{self.wall_budget:g}: the search scores one cell and stops; set budget.wall_seconds="
+                         f"{math.ceil(10 * self.costs.seconds)}")
         if self.validation is not None and self.validation.seconds > left:
             epochs = max(1, int(self.validation.epochs * left / self.validation.seconds))
             found.append(f"one validation takes ~{_duration(self.validation.seconds)}, more than the "

@@ -232,7 +232,7 @@ class NASI(Strategy):
 
     def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
         """The one-shot search's time limit: the wall budget's time left (module docstring)."""
-        return {} if "seconds" in given else {"seconds": budget.seconds}
+        return {} if "seconds" in given or budget.seconds <= 0 else {"seconds": budget.seconds}
 
     def ask(self) -> list[Query]:
         return [] if self.done else [OneShot(self.search)]
