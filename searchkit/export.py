@@ -12,7 +12,9 @@ one file serves TorchScript users and fine-tuning alike.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import shutil
 import warnings
@@ -116,8 +118,8 @@ def load(run_dir: str | Path) -> nn.Module:
 
 def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
     """Write the run's trained network to ``out`` as ``fmt`` (:data:`FORMATS`): TorchScript (a copy
-    of ``model.pt``), ONNX (opset of torch's exporter, dynamic batch; needs ``pip install
-    searchkit[export]``) or a PyTorch ``state_dict`` (for :func:`load`'s module)."""
+    of ``model.pt``), ONNX (torch's ``torch.export``-based exporter, dynamic batch; needs ``pip
+    install searchkit[export]``) or a PyTorch ``state_dict`` (for :func:`load`'s module)."""
     if fmt not in FORMATS:
         raise SearchkitError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     card = read_card(run_dir)
@@ -137,12 +139,14 @@ def export(run_dir: str | Path, fmt: str, out: str | Path) -> Path:
 def _export_onnx(net: nn.Module, input_shape: list[int], out: Path) -> None:
     """``net`` as ONNX at ``out``: input ``input`` (batch, C, H, W), output ``logits`` (batch, classes)."""
     try:
-        import onnx  # noqa: F401  (the exporter writes through it)
+        import onnx  # noqa: F401  (the exporter writes through them)
+        import onnxscript  # noqa: F401
     except ImportError:
         raise SearchkitError("ONNX export needs the onnx package: pip install 'searchkit[export]' "
                              "(onnx, onnxscript; onnxruntime to check the file)") from None
     example = torch.zeros(2, *input_shape)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and progress chatter
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")  # the exporter's progress lines and warnings are not the user's to act on
         torch.onnx.export(net, (example,), str(out), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+                          dynamic_shapes=({0: batch},), dynamo=True, external_data=False)

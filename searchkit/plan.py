@@ -25,6 +25,7 @@ screen, NASI's time limit), and the driver uses them as its first estimate of a 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -149,6 +150,7 @@ class Plan:
 
     strategy: str
     wall_budget: float | None
+    archs_budget: int | None
     costs: Costs
     workload: Workload
     validation: Training | None
@@ -166,7 +168,12 @@ class Plan:
         if will_train(cfg, setup.table) and costs.step is not None:
             final = planned_training(cfg, setup.splits, costs.step, evaluation_protocol(cfg).epochs)
         method = "train" if final is not None else ("none" if cfg.evaluate.method == "none" else "table")
-        return cls(setup.strategy.name, cfg.budget.wall_seconds, costs, setup.strategy.workload(), validation, final,
+        workload = setup.strategy.workload()
+        if workload == Workload() and not setup.strategy.needs.validation and cfg.budget.archs is not None:
+            # an open-ended strategy under a query budget: that many queries of its one kind
+            many = {"scores": cfg.budget.archs} if not setup.train_based else {"validations": cfg.budget.archs}
+            workload = dataclasses.replace(workload, **({"scores": 0} | many))
+        return cls(setup.strategy.name, cfg.budget.wall_seconds, cfg.budget.archs, costs, workload, validation, final,
                    setup.validator is not None and not trained, method, dict(sized or {}))
 
     @property
@@ -232,10 +239,17 @@ class Plan:
         return "\n".join(lines)
 
     def warnings(self) -> list[str]:
-        """One line per way the plan does not fit ``budget.wall_seconds``, with the option that fixes it."""
-        if self.wall_budget is None:
-            return []
+        """One line per way the plan does not fit ``budget.wall_seconds`` or ``budget.archs``, with
+        the option that fixes it."""
         found = []
+        queries = (self.workload.scores or 0) + (self.workload.validations or 0)
+        if self.archs_budget is not None and None not in (self.workload.scores, self.workload.validations) \
+                and queries > self.archs_budget:
+            found.append(f"the plan asks for {queries} queries, more than budget.archs={self.archs_budget} (the "
+                         f"search stops there); set budget.archs={queries}, or budget.wall_seconds to the time you "
+                         f"have, with the strategy's size options unset, to size them to it")
+        if self.wall_budget is None:
+            return found
         left = self.wall_budget - self.costs.seconds
         if left <= 0:
             found.append(f"measuring the plan took {_duration(self.costs.seconds)}, all of budget.wall_seconds="
@@ -250,8 +264,9 @@ class Plan:
         search = self.search_seconds()
         if search is not None and search > 1.1 * self.wall_budget:
             found.append(f"the plan needs ~{_duration(search)}, more than budget.wall_seconds={self.wall_budget:g} "
-                         f"(the search stops when it runs out); set budget.wall_seconds={math.ceil(search)}, or leave "
-                         f"the strategy's size options unset to size them from the budget")
+                         f"(the search stops when it runs out); set budget.wall_seconds={math.ceil(search)}"
+                         + ("" if self.sized else ", or leave the strategy's size options unset to size them from "
+                                                  "the budget"))
         return found
 
     def to_dict(self) -> dict:

@@ -2,6 +2,8 @@
 loadable by torch alone) and model.json; ``searchkit.load`` rebuilds the trained module;
 ``searchkit export`` writes TorchScript, ONNX and a state_dict whose outputs equal the trainer's
 logits to 1e-5, and the loaded model's test predictions are the trainer's."""
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -48,10 +50,12 @@ def trained(digits, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("search") / "run"
-    assert main(["search", "--quiet", "--out", str(out), *SEARCH]) == 0
-    return out
+def searched(tmp_path_factory) -> tuple[Path, str]:
+    """(a search's run directory, what the command printed)."""
+    out, printed = tmp_path_factory.mktemp("search") / "run", io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["search", "--quiet", "--out", str(out), *SEARCH]) == 0
+    return out, printed.getvalue()
 
 
 def test_torchscript_and_the_loaded_module_give_the_trainers_logits(trained, digits):
@@ -109,6 +113,7 @@ def test_state_dict_and_torchscript_exports_round_trip(trained, digits, tmp_path
 
 
 def test_a_search_that_trains_its_selection_leaves_a_model_whose_predictions_are_the_trainers(searched, digits):
+    searched, _ = searched
     best = json.loads((searched / "best.json").read_text())
     assert best["model"] == {"torchscript": str(searched / "model.pt"), "card": str(searched / "model.json")}
     net = searchkit.load(searched)
@@ -119,17 +124,16 @@ def test_a_search_that_trains_its_selection_leaves_a_model_whose_predictions_are
     assert json.loads((searched / "model.json").read_text())["arch"] == best["arch"]
 
 
-def test_the_search_prints_its_plan_first_and_the_model_last(capsys, tmp_path):
-    assert main(["search", "--quiet", "--out", str(tmp_path / "run"), *SEARCH]) == 0
-    out = capsys.readouterr().out
+def test_the_search_prints_its_plan_first_and_the_model_last(searched):
+    run, out = searched
     assert out.startswith("plan (random; measured on this machine in ")
-    assert "  final     1 epoch x " in out and "(after the search, outside the budget)" in out
-    assert f"trained model: {tmp_path / 'run' / 'model.pt'} (TorchScript; what it is: model.json)" in out
+    assert "  score     3 cells, " in out and "  final     1 epoch x 17 steps of batch 64 + 4 evaluation batches: ~" in out
+    assert "(after the search, outside the budget)" in out
+    assert out.splitlines()[-2] == f"trained model: {run / 'model.pt'} (TorchScript; what it is: model.json)"
 
 
 def test_export_without_a_trained_model_is_one_line_and_exit_2(capsys, tmp_path):
-    assert main(["search", "--quiet", "--out", str(tmp_path / "run"), *SEARCH[:-1], "evaluate.method=none"]) == 0
-    capsys.readouterr()
+    (tmp_path / "run").mkdir()
     assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("searchkit: error: ") and "holds no trained model" in err and "\n" not in err

@@ -11,10 +11,10 @@ import pytest
 from searchkit import run_search
 from searchkit.config import BudgetConfig, config_from_dict, load_config
 from searchkit.driver import Driver
-from searchkit.plan import PlanWarning
+from searchkit.plan import Costs, Plan, PlanWarning, Training
 from searchkit.spaces import get_space
 from searchkit.strategies import get_strategy
-from searchkit.strategies.base import TimeBudget
+from searchkit.strategies.base import TimeBudget, Workload
 from fakes import FakeOracle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,3 +106,15 @@ def test_the_plan_warns_with_the_option_that_fixes_a_validation_longer_than_the_
     text = plans[0].describe()
     assert text.startswith("plan (hnas; measured on this machine in ") and "2 cells" in text
     assert "1 validation, each 100 epochs x" in text and "final     none" in text
+
+
+def test_the_plan_warns_when_a_strategy_asks_for_more_queries_than_budget_archs():
+    # HNAS's table defaults on a folder, as issue 24 met them: 2,000 + 19 x 2,000 cells and 20 validations
+    validation = Training(epochs=12, steps=10, batch_size=64, eval_batches=2, seconds=30.0)
+    plan = Plan("hnas", None, 500, Costs(score=0.5, step=0.25, workers=1, seconds=1.0), Workload(40000, 20),
+                validation, None, False, "none", {})
+    assert plan.search_seconds() == pytest.approx(1.0 + 40000 * 0.5 + 20 * 30.0)
+    (line,) = plan.warnings()
+    assert line.startswith("the plan asks for 40020 queries, more than budget.archs=500 (the search stops there); "
+                           "set budget.archs=40020, or budget.wall_seconds")
+    assert "score     40000 cells, 0.5 s each (first cell): ~5.6 h" in plan.describe()
