@@ -83,8 +83,8 @@ enumerable feasible set, and NASI refuses such a constraint.
 
 Time limit (``seconds``; not in the paper): the eq. 40 estimate stops after NU_SHARE of it (at
 least one sample), and the steps stop before one that would pass it (at least one step: the
-next step is expected to take as long as the longest so far, plus one more for the final
-evaluation of R); eq. 18 then averages over the T' steps taken (``steps_taken``). Since
+next step is expected to take as long as the longest so far, and the final evaluation of R half
+of that: FINAL_SHARE); eq. 18 then averages over the T' steps taken (``steps_taken``). Since
 alpha_0 = 0, the architecture is line 8's argmax of the sum of the T' normalised gradients. Under
 a run's wall budget, ``seconds`` defaults to the time it leaves (:meth:`NASI.budget_options`), so
 the one-shot search holds the budget like every other strategy.
@@ -119,6 +119,10 @@ from searchkit.spaces.supernet import SuperNet
 NU_MODES = ("fixed", "adaptive")
 #: Under a time limit, the share of it the eq. 40 estimate of nu_0 may use.
 NU_SHARE = 0.2
+#: Under a time limit, a step is taken when this many of the longest step so far still fit: the
+#: step itself, and half of one for the final evaluation of R (one single-path network, not the
+#: supernet's every op).
+FINAL_SHARE = 1.5
 #: the log-probability an excluded op gets in constrained decoding: far below any valid op's
 EXCLUDED_LOG_PROB = -1e4
 
@@ -268,7 +272,7 @@ class NASI(Strategy):
         largest, longest, self.steps_taken = 0.0, 0.0, 0
         for _ in range(self.steps):
             if self.steps_taken and self.seconds is not None \
-                    and time.perf_counter() - start + 2 * longest > self.seconds:
+                    and time.perf_counter() - start + FINAL_SHARE * longest > self.seconds:
                 break
             step_start = time.perf_counter()
             net.weights = gumbel_straight_through(alpha, generator, self.tau, net.mask)
