@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "'budget={archs: null, simulated_seconds: 3000}'",
                        "searchkit search metric.name=kcc:eps=0.001 --out runs/kcc --workers 2",
                        "searchkit search data.name=imagefolder data.root=~/images evaluate.epochs=20",
+                       "searchkit search data.name=imagefolder data.root=~/images strategy.name=hnas "
+                       "budget.wall_seconds=3600 --out runs/mine",
                        "searchkit search --resume runs/kcc"))
     search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
     search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")

@@ -11,10 +11,12 @@ the benchmark, the tests): dispatch by query kind, the budget, replay of an earl
   the simulated training seconds reach ``simulated_seconds``, or the elapsed wall time reaches
   ``wall_seconds``; a query whose known cost (``oracle.cost``) would overrun the simulated
   budget is not started, nor one whose estimated wall time would overrun ``wall_seconds``
-  (the estimate: the longest wall time of that kind of query so far in this session, else the
-  plan's measured ``expected`` cost; a score already computed ahead costs nothing more). The
-  longest, not the mean: one kind's queries are alike (a validation trains the same epochs on
-  the same data), and a shared machine's slow moments should not overrun the budget. A first
+  (the estimate: for a score, the mean wall time per cell so far in this session; for a
+  validation or an ask, the longest so far; else the plan's measured ``expected`` cost; a score
+  already computed ahead costs nothing more). The longest for validations: they are alike (the
+  same epochs on the same data), and a shared machine's slow moments should not overrun the
+  budget by one of them; the mean for scores: cells differ, each is small, and one slow chunk
+  (e.g. a worker starting) must not shrink every later one. A first
   score is always answered (a search must select something; the plan warns when its measurements
   alone used up the budget). The strategy's own work counts too: no ask is made when its longest
   so far plus the cheapest query would overrun the budget.
@@ -24,7 +26,8 @@ the benchmark, the tests): dispatch by query kind, the budget, replay of an earl
 * Prefetch: the score queries of one ask not yet answered are handed to the score oracle
   together (a parallel scorer works on them at once): all of them within ``archs``, and under
   a wall budget in chunks that fit the time left (at most :data:`PREFETCH_SHARE` of the
-  budget's worth of scoring each), so that scoring ahead cannot overrun it.
+  budget's worth of scoring each), so that scoring ahead cannot overrun it. The first chunk, one
+  cell per worker, also starts the workers: its time counts, but not as a cell's estimate.
 * Repeats: a query answered earlier in the run is answered from its row and charged nothing;
   :data:`MAX_REPEATS` in a row end the search (a strategy cycling over what it already knows).
 * Replay: the first ``len(replay)`` queries are answered from those rows without any oracle;
@@ -179,7 +182,7 @@ class Driver:
         self.spent = {"seconds": 0.0, "simulated_seconds": 0.0, "strategy": 0.0, "wall": spent_before}
         self.repeats = 0
         self.prefetched: set[str] = set()
-        self.longest: dict[str, float] = {}  # kind -> the longest wall seconds of one new answer in this session
+        self.walls: dict[str, tuple[float, int, float]] = {}  # kind -> (total, count, longest) wall seconds
         self._clock = time.perf_counter()
 
     def wall(self) -> float:
@@ -187,8 +190,12 @@ class Driver:
         return self.spent["wall"] + time.perf_counter() - self._clock
 
     def estimate(self, kind: str) -> float:
-        """The expected wall seconds of one new query of ``kind``: the longest this session, else ``expected``."""
-        return self.longest.get(kind, self.expected.get(kind, 0.0))
+        """The expected wall seconds of one new query of ``kind`` (see the module docstring): this
+        session's mean for scores, its longest for the rest, else ``expected``."""
+        if kind not in self.walls:
+            return self.expected.get(kind, 0.0)
+        total, count, longest = self.walls[kind]
+        return total / count if kind == Score.kind else longest
 
     def run(self) -> SearchLog:
         self._clock = time.perf_counter()
@@ -282,33 +289,35 @@ class Driver:
         self.incumbent.update(row, oracle.quantity)
         return row
 
-    def _charge_wall(self, kind: str, seconds: float) -> None:
-        """Record one new answer's wall ``seconds`` for :meth:`estimate`."""
-        self.longest[kind] = max(self.longest.get(kind, 0.0), seconds)
+    def _charge_wall(self, kind: str, seconds: float, count: int = 1) -> None:
+        """Record the wall ``seconds`` of ``count`` new answers (or asks) for :meth:`estimate`."""
+        total, done, longest = self.walls.get(kind, (0.0, 0, 0.0))
+        self.walls[kind] = (total + seconds, done + count, max(longest, seconds / count))
 
     def _prefetch(self, pending: list[Query]) -> None:
         """When ``pending[0]`` is a score not yet computed ahead, hand the unanswered score queries
         of ``pending`` (within the arch budget; under a wall budget, a chunk that fits: see the
         module docstring) to the score oracle at once, so a parallel scorer works on them together."""
         oracle = self.oracles.get(Score.kind)
-        if oracle is None or not pending or not isinstance(pending[0], Score) \
-                or self.space.encode(pending[0].arch) in self.prefetched:
+        workers = 1 if oracle is None else getattr(oracle, "parallelism", 1)
+        if workers == 1 or not isinstance(pending[0], Score) or self.space.encode(pending[0].arch) in self.prefetched:
             return
         replayed = {row.arch for row in self.replay}
         texts = [t for t in dict.fromkeys(self.space.encode(q.arch) for q in pending if isinstance(q, Score))
                  if (oracle.kind, t) not in self.answered and t not in replayed and t not in self.prefetched]
         if self.budget.archs is not None:
             texts = texts[:max(0, self.budget.archs - len(self.history))]
-        workers = getattr(oracle, "parallelism", 1)
-        if self.budget.wall_seconds is not None and workers > 1:
+        first = not self.prefetched  # the first chunk also starts the workers
+        if self.budget.wall_seconds is not None:
             per_cell = self.estimate(Score.kind)  # wall seconds per cell, the workers' parallelism included
             room = min(self.budget.wall_seconds - self.wall(), PREFETCH_SHARE * self.budget.wall_seconds)
-            texts = texts[:max(workers, int(room / per_cell) if per_cell > 0 else workers)]
-        if texts and workers > 1:
+            texts = texts[:workers if first or per_cell <= 0 else max(workers, int(room / per_cell))]
+        if texts:
             start = time.perf_counter()
             oracle.prefetch(texts)
             self.prefetched.update(texts)
-            self._charge_wall(Score.kind, (time.perf_counter() - start) / len(texts))
+            if not first:
+                self._charge_wall(Score.kind, time.perf_counter() - start, len(texts))
 
     def _timed(self, call: Callable[[], Any]) -> Any:
         start = time.perf_counter()

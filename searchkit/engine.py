@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -296,11 +297,15 @@ def run_search(
     with ExitStack() as closing:
         closing.callback(writer.close)
         oracles = setup.oracles(closing, store, run, parallel)
+        started = time.perf_counter()
+        if cfg.budget.wall_seconds is not None:  # workers start inside the budget, not inside its first chunk
+            getattr(oracles.get("score"), "start", lambda: None)()
+        started = time.perf_counter() - started
         table = setup.table
         log = Driver(setup.strategy, setup.space, oracles, cfg.budget, replay, writer.append,
                      (lambda text: table.index_of(text)) if table is not None else (lambda text: None),
                      progress, expected=None if plan is None else plan.expected(),
-                     spent_before=0.0 if plan is None else plan.costs.seconds).run()
+                     spent_before=started + (0.0 if plan is None else plan.costs.seconds)).run()
     return finish(setup, log, run, progress)
 
 

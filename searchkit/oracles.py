@@ -65,6 +65,10 @@ class OracleDefaults:
     def prefetch(self, texts: list[str]) -> None:
         return None
 
+    def start(self) -> None:
+        """Start whatever answers take (workers) before the search; nothing by default."""
+        return None
+
 
 @dataclass
 class ScoreOracle(OracleDefaults):
@@ -87,6 +91,10 @@ class ScoreOracle(OracleDefaults):
     def parallelism(self) -> int:  # type: ignore[override]
         """How many scores the runner computes at once (its workers; 1 in this process)."""
         return 1 if self.runner.parallel.backend == "serial" else self.runner.parallel.workers
+
+    def start(self) -> None:
+        if self.parallelism > 1:
+            self.runner.start()
 
     def prefetch(self, texts: list[str]) -> None:
         if self.runner.parallel.backend == "serial":

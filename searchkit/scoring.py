@@ -163,6 +163,13 @@ class ScoreRunner:
         if self._backend is not None:
             self._backend.close()
 
+    def start(self) -> None:
+        """Start the backend's workers now (they start on first use otherwise) and wait until
+        they are up, so that a wall-budgeted search pays their start-up before its first scores."""
+        if self._backend is None:
+            self._backend = open_backend(self.context, self.parallel)
+        self._backend.ready()
+
     def stored(self, text: str) -> dict[str, tuple[float, float]] | None:
         """label -> (value, seconds) from the store, or None unless it holds every metric of ``text``."""
         return None if self.store is None else self.store.get_all(self.setting, self.keys, text)

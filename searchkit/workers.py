@@ -15,6 +15,7 @@ transaction per architecture), so a killed run keeps every score it received.
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -87,6 +88,9 @@ class _SerialBackend:
     def map(self, texts: list[str]) -> Iterator[tuple[str, Scored]]:
         return ((text, self.context.score(text)) for text in texts)
 
+    def ready(self) -> None:
+        """Nothing to start."""
+
     def close(self) -> None:
         torch.set_num_threads(self._threads)
 
@@ -128,6 +132,12 @@ def _score_in_worker(text: str) -> Scored:
     return _WORKER.score(text)
 
 
+def _worker_ready(_: int) -> int:
+    """A task that holds its worker a moment, so that ``workers`` of them start every worker."""
+    time.sleep(0.1)
+    return os.getpid()
+
+
 class _ProcessBackend:
     def __init__(self, recipe: ScoringRecipe, parallel: Parallel) -> None:
         import multiprocessing
@@ -147,6 +157,10 @@ class _ProcessBackend:
 
         return _windowed(texts, lambda text: self._pool.submit(_score_in_worker, text), done, 2 * self.workers)
 
+    def ready(self) -> None:
+        """Start every worker process (each loads the dataset once) and wait until they are up."""
+        list(self._pool.map(_worker_ready, range(self.workers)))
+
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
 
@@ -162,6 +176,9 @@ class _RayScorer:
 
     def score(self, text: str) -> Scored:
         return self.context.score(text)
+
+    def ready(self) -> bool:
+        return True
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -216,6 +233,10 @@ class _RayBackend:
             return [(ref, ray.get(ref)) for ref in ready]
 
         return _windowed(texts, self._submit, done, 2 * self.workers)
+
+    def ready(self) -> None:
+        """Wait until every actor has loaded its scoring context."""
+        self._ray.get([actor.ready.remote() for actor in self._actors])
 
     def close(self) -> None:
         for actor in self._actors:

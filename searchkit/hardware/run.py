@@ -114,6 +114,9 @@ class CostOracle:
     def prefetch(self, texts: list[str]) -> None:
         self.inner.prefetch(texts)
 
+    def start(self) -> None:
+        getattr(self.inner, "start", lambda: None)()
+
     def __call__(self, query: Query, text: str | None) -> Reply:
         value = None if text is None else self.hardware.cost_of(text)  # a missing cost fails before the query
         reply = self.inner(query, text)
