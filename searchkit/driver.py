@@ -22,7 +22,9 @@ the benchmark, the tests): dispatch by query kind, the budget, replay of an earl
   so far plus the cheapest query would overrun the budget.
 * Wall time: ``spent_before`` (e.g. the plan's measurements) plus the elapsed time of this
   session, plus, for replayed rows, the time they were charged (their training seconds only
-  where the validate oracle's are measured, ``oracle.measured``: a table's are simulated).
+  where the validate oracle's are measured, ``oracle.measured``: a table's are simulated), an
+  estimate for an interrupted run; a finished run resumed passes its recorded elapsed time
+  instead. A replay is never cut short by the wall budget.
 * Prefetch: the score queries of one ask not yet answered are handed to the score oracle
   together (a parallel scorer works on them at once): all of them within ``archs``, and under
   a wall budget in chunks that fit the time left (at most :data:`PREFETCH_SHARE` of the
@@ -166,16 +168,18 @@ class Driver:
     benchmark index for the rows (or None); ``progress``: show a progress bar. ``expected``: the
     measured wall seconds of one query by kind (``score``, ``validate``; :mod:`searchkit.plan`),
     the estimate before the run has its own; ``spent_before``: wall seconds already spent on
-    this search (the plan's measurements).
+    this search (the plan's measurements; a finished run's elapsed time when it is resumed,
+    with ``charge_replay=False``: its replayed rows are in it already).
     """
 
     def __init__(self, strategy: Strategy, space: SearchSpace, oracles: Mapping[str, Oracle], budget: BudgetConfig,
                  replay: Sequence[HistoryRow] = (), record: Callable[[HistoryRow], None] = lambda row: None,
                  index: Callable[[str], int | None] = lambda text: None, progress: bool = False,
-                 expected: Mapping[str, float] | None = None, spent_before: float = 0.0) -> None:
+                 expected: Mapping[str, float] | None = None, spent_before: float = 0.0,
+                 charge_replay: bool = True) -> None:
         self.strategy, self.space, self.oracles, self.budget = strategy, space, oracles, budget
         self.replay, self.record, self.index, self.progress = list(replay), record, index, progress
-        self.expected = dict(expected or {})
+        self.expected, self.charge_replay = dict(expected or {}), charge_replay
         self.history: list[HistoryRow] = []
         self.answered: dict[tuple[str, str], HistoryRow] = {}
         self.incumbent = Incumbent()
@@ -230,12 +234,17 @@ class Driver:
         return (self.repeats >= MAX_REPEATS or (b.archs is not None and len(self.history) >= b.archs)
                 or (b.seconds is not None and spent["seconds"] >= b.seconds)
                 or (b.simulated_seconds is not None and spent["simulated_seconds"] >= b.simulated_seconds)
-                or (b.wall_seconds is not None and bool(self.history) and self.wall() >= b.wall_seconds))
+                or (b.wall_seconds is not None and self._live() and self.wall() >= b.wall_seconds))
+
+    def _live(self) -> bool:
+        """Whether the search is past its replayed rows and has an answer (the wall budget may
+        stop it; a replay is never cut short, it costs nothing)."""
+        return bool(self.history) and len(self.history) >= len(self.replay)
 
     def _ask_would_overrun(self) -> bool:
         """Whether the strategy's next ask (e.g. a GP fit), at its longest so far, and the cheapest
         query after it would overrun the wall budget."""
-        if self.budget.wall_seconds is None or not self.history:
+        if self.budget.wall_seconds is None or not self._live():
             return False
         cheapest = min(self.estimate(kind) for kind in self.oracles)
         return self.wall() + self.estimate("ask") + cheapest > self.budget.wall_seconds
@@ -265,7 +274,8 @@ class Driver:
             row = self.replay[step]
             if row.kind != oracle.kind or (text is not None and row.arch != text):
                 raise SearchkitError(f"cannot resume: the run's history diverges from this search at step {step}")
-            self.spent["wall"] += row.seconds + (row.simulated_seconds if getattr(oracle, "measured", False) else 0.0)
+            if self.charge_replay:
+                self.spent["wall"] += row.seconds + (row.simulated_seconds if getattr(oracle, "measured", False) else 0.0)
         elif text is not None and (oracle.kind, text) in self.answered:
             first = self.answered[(oracle.kind, text)]
             row = HistoryRow(step, text, first.index, first.score, 0.0, True, oracle.kind, extras=dict(first.extras))

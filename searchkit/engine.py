@@ -301,12 +301,22 @@ def run_search(
         if cfg.budget.wall_seconds is not None:  # workers start inside the budget, not inside its first chunk
             getattr(oracles.get("score"), "start", lambda: None)()
         started = time.perf_counter() - started
+        finished = _finished_elapsed(run) if resume is not None else None
         table = setup.table
         log = Driver(setup.strategy, setup.space, oracles, cfg.budget, replay, writer.append,
                      (lambda text: table.index_of(text)) if table is not None else (lambda text: None),
                      progress, expected=None if plan is None else plan.expected(),
-                     spent_before=started + (0.0 if plan is None else plan.costs.seconds)).run()
+                     spent_before=started + (0.0 if plan is None else plan.costs.seconds) + (finished or 0.0),
+                     charge_replay=finished is None).run()
     return finish(setup, log, run, progress)
+
+
+def _finished_elapsed(run: RunDir) -> float | None:
+    """A finished run's recorded elapsed search time (best.json), or None (interrupted, or older)."""
+    best = run.path / "best.json"
+    if not best.is_file():
+        return None
+    return json.loads(best.read_text()).get("search_cost", {}).get("elapsed_seconds")
 
 
 def make_plan(setup: SearchSetup, parallel: Parallel, fresh: bool) -> tuple[SearchSetup, Plan]:

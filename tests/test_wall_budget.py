@@ -118,3 +118,14 @@ def test_the_plan_warns_when_a_strategy_asks_for_more_queries_than_budget_archs(
     assert line.startswith("the plan asks for 40020 queries, more than budget.archs=500 (the search stops there); "
                            "set budget.archs=40020, or budget.wall_seconds")
     assert "score     40000 cells, 0.5 s each (first cell): ~5.6 h" in plan.describe()
+
+
+def test_a_resumed_wall_budget_run_replays_the_options_the_budget_sized(tmp_path):
+    config = {**SMALL, "strategy": {"name": "hnas"}, "budget": {"wall_seconds": WALL}}
+    first = run_search(config, out=tmp_path / "run", progress=False)
+    sized = load_config(tmp_path / "run" / "config.yaml").strategy.options
+    assert set(sized) == {"iterations", "pool", "growth"}
+    again = run_search(resume=tmp_path / "run", progress=False)
+    assert load_config(tmp_path / "run" / "config.yaml").strategy.options == sized
+    assert again.arch == first.arch and [r.arch for r in again.history[:len(first.history)]] == \
+        [r.arch for r in first.history]
