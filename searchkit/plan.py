@@ -205,12 +205,20 @@ class Plan:
         per_validation = 0.0 if self.validation is None else self.validation.seconds
         return self.costs.seconds + cells * (self.score_seconds or 0.0) + (validations or 0) * per_validation
 
+    @property
+    def budget_bound(self) -> bool:
+        """The budget sized the strategy and ends it before its caps (e.g. HNAS's K): its counts
+        are maxima, and the search runs until the budget ends."""
+        search = self.search_seconds()
+        return bool(self.sized) and self.wall_budget is not None and search is not None and search > self.wall_budget
+
     def describe(self) -> str:
         """The plan block: one line per kind of work, then the total."""
         lines = [f"plan ({self.strategy}; measured on this machine in {_duration(self.costs.seconds)}):"]
+        most = "up to " if self.budget_bound else ""
         if self.costs.score is not None and self.workload.scores != 0:
             cells = self.workload.scores
-            count = "cells until the budget ends" if cells is None else plural(cells, "cell")
+            count = "cells until the budget ends" if cells is None else most + plural(cells, "cell")
             total = "" if cells is None else f": ~{_duration(cells * self.score_seconds)}"
             workers = f" / {self.costs.workers} workers" if self.costs.workers > 1 else ""
             lines.append(f"  score     {count}, {self.costs.score:.3g} s each{workers} (first cell){total}")
@@ -219,13 +227,13 @@ class Plan:
             lines.append("  one-shot  one supernet search" + ("" if limit is None else f", limited to {_duration(limit)}"))
         if self.validation is not None:
             count = self.workload.validations
-            what = "validations until the budget ends" if count is None else plural(count, "validation")
+            what = "validations until the budget ends" if count is None else most + plural(count, "validation")
             total = "" if count is None else f"; ~{_duration(count * self.validation.seconds)} in all"
             lines.append(f"  validate  {what}, each {self.validation.describe()} "
                          f"(first step {self.costs.step:.3g} s){total}")
         elif self.table_validations:
             lines.append("  validate  from the benchmark table (simulated training time, no wall time)")
-        search = self.search_seconds()
+        search = None if self.budget_bound else self.search_seconds()
         budget = "no wall budget" if self.wall_budget is None else f"budget.wall_seconds={self.wall_budget:g}"
         lines.append(f"  search    {'~' + _duration(search) if search is not None else 'until the budget ends'} "
                      f"({budget})")
@@ -262,11 +270,10 @@ class Plan:
                          f"run; set validate.epochs={epochs} or budget.wall_seconds="
                          f"{math.ceil(self.costs.seconds + 1.2 * self.validation.seconds)}")
         search = self.search_seconds()
-        if search is not None and search > 1.1 * self.wall_budget:
+        if search is not None and search > 1.1 * self.wall_budget and not self.budget_bound:
             found.append(f"the plan needs ~{_duration(search)}, more than budget.wall_seconds={self.wall_budget:g} "
-                         f"(the search stops when it runs out); set budget.wall_seconds={math.ceil(search)}"
-                         + ("" if self.sized else ", or leave the strategy's size options unset to size them from "
-                                                  "the budget"))
+                         f"(the search stops when it runs out); set budget.wall_seconds={math.ceil(search)}, or "
+                         f"leave the strategy's size options unset to size them from the budget")
         return found
 
     def to_dict(self) -> dict:

@@ -76,12 +76,11 @@ def test_a_wall_budget_alone_lifts_the_default_query_limit():
     assert config_from_dict({}).budget.archs == 100
 
 
-def test_hnas_sizes_iterations_pool_and_growth_from_a_trained_wall_budget():
+def test_hnas_sizes_its_pool_and_growth_from_a_trained_wall_budget():
     hnas = get_strategy("hnas", get_space("nb201"), np.random.default_rng(0))
-    # validations get at most half of 100 s at 10 s each: K = 5; the other 50 s score 100 cells:
-    # a first pool of 50 and 50 more over the K - 1 = 4 later steps
-    assert hnas.budget_options(TimeBudget(100.0, 0.5, 10.0), frozenset()) == {"iterations": 5, "pool": 50,
-                                                                              "growth": 12}
+    # validations get at most half of 100 s at 10 s each: K' = 5; the other 50 s score 100 cells:
+    # a first pool of 50 and 50 more over the K' - 1 = 4 later steps (K stays 20: the budget ends the search)
+    assert hnas.budget_options(TimeBudget(100.0, 0.5, 10.0), frozenset()) == {"pool": 50, "growth": 12}
     given = get_strategy("hnas", get_space("nb201"), np.random.default_rng(0), iterations=3, pool=10)
     # K = 3 and the pool of 10 are the user's: 100 - 3 x 10 s score 140 cells, 130 of them over 2 steps
     assert given.budget_options(TimeBudget(100.0, 0.5, 10.0), frozenset({"iterations", "pool"})) == {"growth": 65}
@@ -124,7 +123,7 @@ def test_a_resumed_wall_budget_run_replays_the_options_the_budget_sized(tmp_path
     config = {**SMALL, "strategy": {"name": "hnas"}, "budget": {"wall_seconds": WALL}}
     first = run_search(config, out=tmp_path / "run", progress=False)
     sized = load_config(tmp_path / "run" / "config.yaml").strategy.options
-    assert set(sized) == {"iterations", "pool", "growth"}
+    assert set(sized) == {"pool", "growth"}
     again = run_search(resume=tmp_path / "run", progress=False)
     assert load_config(tmp_path / "run" / "config.yaml").strategy.options == sized
     assert again.arch == first.arch and [r.arch for r in again.history[:len(first.history)]] == \
