@@ -1,10 +1,11 @@
 """searchkit: neural architecture search with training-free fitness (KCC and the NTK family).
 
-``from searchkit import run_search`` runs a search (see :func:`searchkit.engine.run_search`).
+``from searchkit import run_search`` runs a search (see :func:`searchkit.engine.run_search`);
+``searchkit.load(RUN_DIR)`` returns its trained network (see :func:`searchkit.export.load`).
 """
 from searchkit.errors import SearchkitError
 
-__all__ = ["run_search", "SearchResult", "SearchkitError"]
+__all__ = ["run_search", "SearchResult", "SearchkitError", "load"]
 __version__ = "0.1.0"
 
 
@@ -14,4 +15,8 @@ def __getattr__(name: str):
         from searchkit import engine
 
         return getattr(engine, name)
+    if name == "load":
+        from searchkit.export import load
+
+        return load
     raise AttributeError(f"module 'searchkit' has no attribute {name!r}")

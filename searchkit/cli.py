@@ -1,4 +1,4 @@
-"""The ``searchkit`` command: search | evaluate | score | correlate | benchmark | store.
+"""The ``searchkit`` command: search | evaluate | export | score | correlate | benchmark | store.
 
 A thin layer over the Python API. Errors a user can cause print one line on stderr and exit 2.
 """
@@ -70,7 +70,8 @@ def _search(args: argparse.Namespace) -> None:
                              "drop --config, --store, --overwrite and overrides")
     overrides = list(args.overrides) + ([f"store={args.store}"] if args.store else [])
     result = run_search(args.config, overrides, out=args.out, resume=args.resume, progress=not args.quiet,
-                        parallel=_parallel(args), overwrite=args.overwrite)
+                        parallel=_parallel(args), overwrite=args.overwrite,
+                        on_plan=lambda plan: print(plan.describe(), flush=True))
     index = "" if result.index is None else f" (benchmark index {result.index})"
     print(f"selected architecture: {result.arch}{index}")
     cost = [plural(result.archs_scored, "architecture") + " scored"]
@@ -81,10 +82,15 @@ def _search(args: argparse.Namespace) -> None:
           f"{result.search_seconds:.1f} s of training-free work)")
     if result.validation_split:
         print(result.validation_split)
+    wall = _wall_budget(result)
+    print(f"search took {result.elapsed_seconds:.1f} s of wall time"
+          + ("" if wall is None else f" (budget.wall_seconds={wall:g}; final training not included)"))
     if result.evaluation is not None:
         print(f"final accuracy: {result.evaluation.describe()}")
         if result.evaluation.describe_classes():
             print(result.evaluation.describe_classes())
+    if result.model is not None:
+        print(f"trained model: {result.model['torchscript']} (TorchScript; what it is: model.json)")
     if result.hardware is not None:
         hw = result.hardware
         limit = [value for key, value in (hw["constraint"] or {}).items() if key != "device"]
@@ -93,6 +99,20 @@ def _search(args: argparse.Namespace) -> None:
     if (result.out / "front.csv").is_file():
         print(f"Pareto front: {result.out / 'front.csv'} (plot: front.png)")
     print(f"run directory: {result.out}")
+
+
+def _wall_budget(result) -> float | None:
+    """The run's ``budget.wall_seconds`` from its recorded config."""
+    import yaml
+
+    return yaml.safe_load((result.out / "config.yaml").read_text())["budget"].get("wall_seconds")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from searchkit.export import export
+
+    out = export(args.run_dir, args.format, args.out)
+    print(f"{args.format} model written to {out}")
 
 
 def _single_arch_config(args: argparse.Namespace, extra: dict):
@@ -280,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "'budget={archs: null, simulated_seconds: 3000}'",
                        "searchkit search metric.name=kcc:eps=0.001 --out runs/kcc --workers 2",
                        "searchkit search data.name=imagefolder data.root=~/images evaluate.epochs=20",
+                       "searchkit search data.name=imagefolder data.root=~/images strategy.name=hnas "
+                       "budget.wall_seconds=3600 --out runs/mine",
                        "searchkit search --resume runs/kcc"))
     search.add_argument("--config", type=Path, help="YAML config (default: built-in defaults = configs/default.yaml)")
     search.add_argument("--out", type=Path, help="run directory (default: runs/<time>-<name>/)")
@@ -312,6 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--overwrite", action="store_true", help="replace the run in --out if it holds one")
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="a search's trained model as TorchScript, ONNX or a state_dict",
+        description="Write the trained selection of a run directory (its model.pt, described by model.json) "
+                    "in another format. ONNX needs pip install 'searchkit[export]'.",
+        epilog=_epilog("searchkit export runs/mine --format onnx --out mine.onnx",
+                       "searchkit export runs/mine --format state_dict --out mine.pt"))
+    export.add_argument("run_dir", type=Path, help="a search (or evaluate) run directory holding model.pt")
+    export.add_argument("--format", required=True, choices=("torchscript", "onnx", "state_dict"),
+                        help="torchscript (model.pt as is), onnx (dynamic batch) or state_dict (searchkit.load's module)")
+    export.add_argument("--out", type=Path, required=True, help="the file to write")
+    export.set_defaults(func=_export)
 
     score = commands.add_parser(
         "score", help="training-free scores of one architecture",

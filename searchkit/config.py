@@ -82,12 +82,18 @@ class BudgetConfig:
 
     ``archs``: oracle queries answered (training-free scores and validations, repeats included);
     ``seconds``: measured wall time of the training-free work; ``simulated_seconds``: training
-    time charged for validations (the table's recorded time, or the measured training time).
+    time charged for validations (the table's recorded time, or the measured training time);
+    ``wall_seconds``: the elapsed wall-clock time of the whole search (the plan's measurements,
+    scoring, validation training and the strategy's own work; the final training is separate):
+    a query whose estimated cost would overrun it is not started, and a strategy sizes its
+    table-free defaults from it (:mod:`searchkit.plan`). A config that sets ``wall_seconds`` and
+    not ``archs`` has no query limit (the default 100 queries would cut a wall budget short).
     """
 
     archs: int | None = 100
     seconds: float | None = None
     simulated_seconds: float | None = None
+    wall_seconds: float | None = None
 
 
 @dataclass
@@ -312,5 +318,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def config_from_dict(data: dict) -> RunConfig:
-    """A validated RunConfig from a (possibly partial) nested dict."""
+    """A validated RunConfig from a (possibly partial) nested dict (a ``budget`` with
+    ``wall_seconds`` and no ``archs`` gets ``archs: null``; see :class:`BudgetConfig`)."""
+    budget = data.get("budget")
+    if isinstance(budget, dict) and budget.get("wall_seconds") is not None and "archs" not in budget:
+        data = {**data, "budget": {**budget, "archs": None}}
     return build_section(RunConfig, data, "")

@@ -18,12 +18,14 @@ three steps, so that bad input fails before anything is computed or written:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -37,6 +39,7 @@ from searchkit.hardware.front import write_front
 from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
 from searchkit.metrics.base import Metric, parse_metric
 from searchkit.oracles import DIVERGED, OneShotOracle, ScoreOracle, TrainValidator, open_validator
+from searchkit.plan import Plan, PlanWarning, measure
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe
@@ -73,6 +76,9 @@ class SearchResult:
     ``validation_split``: where a training validator's validation images came from;
     ``hardware``: the selected architecture's cost on the run's device and the constraint it meets
     (:meth:`searchkit.hardware.run.RunHardware.describe`; None for a run without a cost model).
+    ``elapsed_seconds``: the search's elapsed wall time as ``budget.wall_seconds`` counts it (the
+    plan's measurements, scoring, validation training, the strategy's work; final training excluded).
+    ``model``: the files of the trained selection (``model.pt``, ``model.json``; None: not trained).
     """
 
     arch: str
@@ -93,6 +99,8 @@ class SearchResult:
     training_charged: str | None = None
     validation_split: str | None = None
     hardware: dict | None = None
+    elapsed_seconds: float = 0.0
+    model: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -105,8 +113,10 @@ class SearchResult:
                             "simulated_seconds": round(self.simulated_seconds, 3),
                             "training_charged": self.training_charged,
                             "validation_split": self.validation_split,
-                            "strategy_seconds": round(self.strategy_seconds, 3)},
+                            "strategy_seconds": round(self.strategy_seconds, 3),
+                            "elapsed_seconds": round(self.elapsed_seconds, 3)},
             "hardware": self.hardware,
+            "model": self.model,
             "out": str(self.out),
         }
 
@@ -137,6 +147,15 @@ class SearchSetup:
     def train_based(self) -> bool:
         return self.main is None
 
+    def resized(self, options: dict[str, Any]) -> "SearchSetup":
+        """This setup with ``options`` merged into the strategy's (the config records them)."""
+        if not options:
+            return self
+        strategy_cfg = dataclasses.replace(self.cfg.strategy, options={**self.cfg.strategy.options, **options})
+        cfg = dataclasses.replace(self.cfg, strategy=strategy_cfg)
+        strategy = get_strategy(cfg.strategy.name, self.space, np.random.default_rng(cfg.seed), **strategy_cfg.options)
+        return dataclasses.replace(self, cfg=cfg, strategy=strategy)
+
     def oracles(self, closing: ExitStack, store: ScoreStore | None, run: RunDir, parallel: Parallel) -> dict[str, Oracle]:
         """Query kind -> oracle; the score store and the workers are closed by ``closing``."""
         oracles: dict[str, Oracle] = {}
@@ -164,9 +183,11 @@ class SearchSetup:
 def check_budget(cfg: RunConfig) -> None:
     """SearchkitError for an unlimited or non-positive budget."""
     budget = cfg.budget
-    limits = {"archs": budget.archs, "seconds": budget.seconds, "simulated_seconds": budget.simulated_seconds}
+    limits = {"archs": budget.archs, "seconds": budget.seconds, "simulated_seconds": budget.simulated_seconds,
+              "wall_seconds": budget.wall_seconds}
     if all(value is None for value in limits.values()):
-        raise SearchkitError("the budget is unlimited; set budget.archs, budget.seconds and/or budget.simulated_seconds")
+        raise SearchkitError("the budget is unlimited; set budget.wall_seconds, budget.archs, budget.seconds and/or "
+                             "budget.simulated_seconds")
     for key, value in limits.items():
         if value is not None and not value > 0:
             raise SearchkitError(f"budget.{key} must be positive (or null for no limit of that kind), got {value}")
@@ -248,6 +269,7 @@ def run_search(
     store: ScoreStore | None = None,
     parallel: Parallel = Parallel(),
     overwrite: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> SearchResult:
     """Search, evaluate the selected architecture and write the run directory.
 
@@ -260,6 +282,13 @@ def run_search(
     object to use instead of ``cfg.space.name``'s (e.g. the benchmark's pool). ``store``: an open
     score store (None: ``cfg.store``, else the run directory's ``scores.db``). ``parallel``: how
     the architectures of one ask are scored (workers need a registered space name).
+
+    A run with a wall budget (``budget.wall_seconds``) or a training (trained validations or final
+    training) is planned first (:mod:`searchkit.plan`): its costs measured, a fresh run's unset
+    strategy options sized from the wall budget, the plan handed to ``on_plan`` (the CLI prints it)
+    and written to ``plan.json``, and a :class:`~searchkit.plan.PlanWarning` issued for every way it
+    does not fit the budget. A trained selection is written as ``model.pt`` and ``model.json``
+    (:mod:`searchkit.export`).
     """
     if resume is not None:
         run = RunDir.existing(resume)
@@ -272,19 +301,58 @@ def run_search(
         run = RunDir.fresh(out, overwrite) if out is not None else RunDir.new(cfg.name)
         replay = []
     setup = prepare(cfg, space, run.path)
+    plan = None
+    if cfg.budget.wall_seconds is not None or isinstance(setup.validator, TrainValidator) \
+            or will_train(cfg, setup.table):
+        setup, plan = make_plan(setup, parallel, fresh=resume is None)
+        if on_plan is not None:
+            on_plan(plan)
+        for line in plan.warnings():
+            warnings.warn(line, PlanWarning, stacklevel=2)
+    cfg = setup.cfg
     if resume is None:
         run.start()
     run.write_config(cfg.to_dict())
+    if plan is not None:
+        run.write_json("plan.json", plan.to_dict())
 
     writer = run.history_writer(replay)
     with ExitStack() as closing:
         closing.callback(writer.close)
         oracles = setup.oracles(closing, store, run, parallel)
+        started = time.perf_counter()
+        if cfg.budget.wall_seconds is not None:  # workers start inside the budget, not inside its first chunk
+            getattr(oracles.get("score"), "start", lambda: None)()
+        started = time.perf_counter() - started
+        finished = _finished_elapsed(run) if resume is not None else None
         table = setup.table
         log = Driver(setup.strategy, setup.space, oracles, cfg.budget, replay, writer.append,
                      (lambda text: table.index_of(text)) if table is not None else (lambda text: None),
-                     progress).run()
+                     progress, expected=None if plan is None else plan.expected(),
+                     spent_before=started + (0.0 if plan is None else plan.costs.seconds) + (finished or 0.0),
+                     charge_replay=finished is None).run()
     return finish(setup, log, run, progress)
+
+
+def _finished_elapsed(run: RunDir) -> float | None:
+    """A finished run's recorded elapsed search time (best.json), or None (interrupted, or older)."""
+    best = run.path / "best.json"
+    if not best.is_file():
+        return None
+    return json.loads(best.read_text()).get("search_cost", {}).get("elapsed_seconds")
+
+
+def make_plan(setup: SearchSetup, parallel: Parallel, fresh: bool) -> tuple[SearchSetup, Plan]:
+    """Measure the run's costs and plan it; a ``fresh`` run under a wall budget gets the strategy
+    options the user left unset sized from it (a resumed run's config holds them already)."""
+    costs = measure(setup, parallel.workers if parallel.backend != "serial" else 1)
+    plan = Plan.make(setup, costs)
+    budget = plan.time_budget()
+    if fresh and budget is not None:
+        sized = setup.strategy.budget_options(budget, frozenset(setup.cfg.strategy.options))
+        setup = setup.resized(sized)
+        plan = Plan.make(setup, costs, sized)
+    return setup, plan
 
 
 def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> SearchResult:
@@ -300,18 +368,19 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
     arch = setup.space.decode(incumbent.arch)
     try:
         evaluation, final = evaluate_arch(setup.space, arch, cfg, table, setup.device, setup.splits, progress,
-                                          checkpoint=run.path / TRAIN_CHECKPOINT), None
+                                          checkpoint=run.path / TRAIN_CHECKPOINT, model_dir=run.path), None
     except TrainingDiverged as diverged:  # best.json records the selection and the divergence, no accuracy
         evaluation, final = None, diverged
     result = SearchResult(
         arch=incumbent.arch, index=table.index_of(incumbent.arch) if table else None, score=float(incumbent.value),
         metric=cfg.metric.name, evaluation=evaluation, archs_scored=log.count("score"), unique_archs=log.unique_archs,
-        search_seconds=log.seconds, out=run.path, history=log.history, validations=log.count("validate"),
+        search_seconds=log.seconds, elapsed_seconds=log.wall_seconds, out=run.path, history=log.history, validations=log.count("validate"),
         simulated_seconds=log.simulated_seconds, strategy_seconds=log.strategy_seconds,
         selected_by=incumbent.selected_by, quantity=incumbent.quantity,
         training_charged=getattr(setup.validator, "charged", None) if log.count("validate") else None,
         validation_split=setup.splits.describe_valid() if isinstance(setup.validator, TrainValidator) else None,
         hardware=None if setup.hardware is None else setup.hardware.describe(incumbent.arch),
+        model=None if evaluation is None else evaluation.details.get("model"),
     )
     if setup.strategy.needs.cost:
         write_front(run.path, log.history, setup.space, setup.hardware.cost, table, target_dataset(cfg))

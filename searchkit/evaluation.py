@@ -128,13 +128,16 @@ def evaluation_protocol(cfg: RunConfig) -> Protocol:
 def evaluate_arch(
     space: SearchSpace, arch: Any, cfg: RunConfig, table: Benchmark | None, device: torch.device,
     splits: DatasetSplits | None = None, progress: bool = True, checkpoint: str | Path | None = None,
+    model_dir: str | Path | None = None,
 ) -> Evaluation | None:
     """Look the architecture up (``table``/``auto`` on a benchmark dataset) or train it (``train``/``auto``).
 
     ``splits``: the run's dataset if already loaded; training loads ``cfg.data`` otherwise, and a
     table lookup never needs the images. ``checkpoint``: the training's resumable checkpoint file
     (see :func:`searchkit.train.trainer.train`; its identity includes the architecture), e.g. in
-    the run directory, so that an interrupted training continues where it stopped.
+    the run directory, so that an interrupted training continues where it stopped. ``model_dir``:
+    where a trained network is written as ``model.pt`` + ``model.json`` (:mod:`searchkit.export`;
+    ``details["model"]`` then names the files).
     """
     method = cfg.evaluate.method
     if method == "none":
@@ -156,7 +159,7 @@ def evaluate_arch(
     net = build_network(space, arch, splits, cfg.evaluate.seed, build)
     result = train(net, splits, protocol, device=device, seed=cfg.evaluate.seed, progress=progress,
                    checkpoint=checkpoint, identity={"space": space.name, "arch": space.encode(arch), "build": build})
-    return Evaluation(
+    evaluation = Evaluation(
         test_accuracy=result.test_acc, valid_accuracy=result.valid_acc, source="trained", dataset=splits.name,
         details={"protocol": cfg.evaluate.protocol, "overrides": dict(cfg.evaluate.overrides), "epochs": result.epochs,
                  "seconds": round(result.seconds, 2), "params": result.params, "inference_params": inference_params(net),
@@ -169,6 +172,12 @@ def evaluate_arch(
                  "valid_classes": None if result.valid_confusion is None
                  else class_report(result.valid_confusion, splits.info.get("classes"))},
     )
+    if model_dir is not None:
+        from searchkit.export import save_model
+
+        evaluation.details["model"] = save_model(model_dir, net, space.name, space.encode(arch), build, splits,
+                                                 evaluation)
+    return evaluation
 
 
 @dataclass
@@ -222,7 +231,8 @@ def run_evaluation(cfg: RunConfig, arch_text: str | None = None, out: str | Path
         run.write_config({**cfg.to_dict(), "arch": space.encode(arch)})
     try:
         evaluation = evaluate_arch(space, arch, cfg, table, device, splits, progress=progress,
-                                   checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT)
+                                   checkpoint=None if run is None else run.path / TRAIN_CHECKPOINT,
+                                   model_dir=None if run is None else run.path)
     except TrainingDiverged as diverged:  # recorded instead of an accuracy, then reported
         run.write_json("evaluation.json", {"arch": space.encode(arch), **diverged.record()})
         raise

@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -41,12 +41,20 @@ DIVERGED = "diverged_epoch"
 
 
 class OracleDefaults:
-    """The defaults of :class:`~searchkit.driver.Oracle`: a cost unknown in advance, no prefetching."""
+    """The defaults of :class:`~searchkit.driver.Oracle`: a cost unknown in advance, no prefetching,
+    one query at a time (``parallelism``), simulated seconds that are not wall time (``measured``)."""
+
+    parallelism: ClassVar[int] = 1
+    measured: ClassVar[bool] = False
 
     def cost(self, text: str) -> float | None:
         return None
 
     def prefetch(self, texts: list[str]) -> None:
+        return None
+
+    def start(self) -> None:
+        """Start whatever answers take (workers) before the search; nothing by default."""
         return None
 
 
@@ -67,6 +75,15 @@ class ScoreOracle(OracleDefaults):
     @property
     def quantity(self) -> str:
         return self.main
+
+    @property
+    def parallelism(self) -> int:  # type: ignore[override]
+        """How many scores the runner computes at once (its workers; 1 in this process)."""
+        return 1 if self.runner.parallel.backend == "serial" else self.runner.parallel.workers
+
+    def start(self) -> None:
+        if self.parallelism > 1:
+            self.runner.start()
 
     def prefetch(self, texts: list[str]) -> None:
         if self.runner.parallel.backend == "serial":
@@ -130,6 +147,7 @@ class TrainValidator(OracleDefaults):
     checkpoint: Path | None = None
     kind: str = "validate"
     charged: str = "measured: real trainings on this machine"
+    measured: ClassVar[bool] = True
 
     @property
     def quantity(self) -> str:

@@ -68,7 +68,12 @@ def _new_columns(raw: dict) -> dict:
 
 
 #: The files a run writes into its directory (a score store beside them is a cache, not a run).
-RUN_FILES = ("config.yaml", "history.csv", "best.json", "evaluation.json", TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT)
+MODEL_FILE = "model.pt"
+"""A run directory's trained selection as TorchScript (:mod:`searchkit.export`)."""
+MODEL_CARD = "model.json"
+"""What :data:`MODEL_FILE` is: architecture, classes, input size, normalisation, accuracy."""
+RUN_FILES = ("config.yaml", "history.csv", "best.json", "evaluation.json", "plan.json", MODEL_FILE, MODEL_CARD,
+             TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT)
 
 
 def check_writable(path: str | Path, flag: str = "--out") -> None:

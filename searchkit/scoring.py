@@ -220,6 +220,13 @@ class ScoreRunner:
         if self._backend is not None:
             self._backend.close()
 
+    def start(self) -> None:
+        """Start the backend's workers now (they start on first use otherwise) and wait until
+        they are up, so that a wall-budgeted search pays their start-up before its first scores."""
+        if self._backend is None:
+            self._backend = open_backend(self.context, self.parallel)
+        self._backend.ready()
+
     def stored_draws(self, text: str) -> list[Result | None]:
         """Each draw's label -> (value, seconds) from the store (None for a draw it lacks any metric of)."""
         if self.store is None:

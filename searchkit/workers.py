@@ -18,6 +18,7 @@ transaction per architecture), so a killed run keeps every score it received.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -96,6 +97,9 @@ class _SerialBackend:
     def map(self, tasks: list[Task]) -> Iterator[tuple[Task, Scored]]:
         return ((task, self.context.score(*task)) for task in tasks)
 
+    def ready(self) -> None:
+        """Nothing to start."""
+
     def close(self) -> None:
         torch.set_num_threads(self._threads)
 
@@ -145,6 +149,12 @@ def _score_in_worker(task: Task) -> Scored:
     return _WORKER.score(*task)
 
 
+def _worker_ready(_: int) -> int:
+    """A task that holds its worker a moment, so that ``workers`` of them start every worker."""
+    time.sleep(0.1)
+    return os.getpid()
+
+
 class _ProcessBackend:
     """``workers`` spawned processes. A worker that dies (killed, out of memory) breaks the pool:
     the pool is started again and the architectures not yet returned are scored again, at most
@@ -188,6 +198,10 @@ class _ProcessBackend:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._start()
 
+    def ready(self) -> None:
+        """Start every worker process (each loads the dataset once) and wait until they are up."""
+        list(self._pool.map(_worker_ready, range(self.workers)))
+
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
 
@@ -203,6 +217,9 @@ class _RayScorer:
 
     def score(self, text: str, draw: int = 0) -> Scored:
         return self.context.score(text, draw)
+
+    def ready(self) -> bool:
+        return True
 
 
 def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
@@ -259,6 +276,10 @@ class _RayBackend:
             return [(ref, ray.get(ref)) for ref in ready]
 
         return _windowed(tasks, self._submit, done, 2 * self.workers)
+
+    def ready(self) -> None:
+        """Wait until every actor has loaded its scoring context."""
+        self._ray.get([actor.ready.remote() for actor in self._actors])
 
     def close(self) -> None:
         for actor in self._actors:

@@ -101,11 +101,22 @@ class CostOracle:
     def quantity(self) -> str:
         return self.inner.quantity
 
+    @property
+    def parallelism(self) -> int:
+        return getattr(self.inner, "parallelism", 1)
+
+    @property
+    def measured(self) -> bool:
+        return getattr(self.inner, "measured", False)
+
     def cost(self, text: str) -> float | None:
         return self.inner.cost(text)
 
     def prefetch(self, texts: list[str]) -> None:
         self.inner.prefetch(texts)
+
+    def start(self) -> None:
+        getattr(self.inner, "start", lambda: None)()
 
     def __call__(self, query: Query, text: str | None) -> Reply:
         value = None if text is None else self.hardware.cost_of(text)  # a missing cost fails before the query

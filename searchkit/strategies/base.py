@@ -102,6 +102,28 @@ class Needs:
     cost: bool = False
 
 
+@dataclass(frozen=True)
+class TimeBudget:
+    """A wall budget as a strategy sizes its options by it (:mod:`searchkit.plan`): ``seconds``
+    left for the search, and the measured wall seconds of one ``score`` (per cell, the scoring
+    workers' parallelism included) and of one ``validation`` (None when a table answers
+    validations: they take no wall time, and table-benchmark defaults stand)."""
+
+    seconds: float
+    score: float
+    validation: float | None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a strategy will ask for: ``scores`` (cells scored) and ``validations``; None: as
+    many as the budget allows. ``oneshot``: it runs one one-shot search."""
+
+    scores: int | None = None
+    validations: int | None = None
+    oneshot: bool = False
+
+
 @dataclass
 class SearchContext:
     """What a one-shot search may use: the run's dataset, scoring batch (on ``device``), metric,
@@ -152,6 +174,16 @@ class Strategy(ABC):
     def __init__(self, space: SearchSpace, rng: np.random.Generator) -> None:
         self.space = space
         self.rng = rng
+
+    def workload(self) -> Workload:
+        """What the strategy will ask for with its options (default: as much as the budget allows)."""
+        return Workload()
+
+    def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
+        """Options sized to a wall ``budget``, for options not in ``given`` (the user's); the
+        engine rebuilds the strategy with them and records them in the run's config (so a resumed
+        run asks the same queries). Default: none (the driver's budget alone stops the search)."""
+        return {}
 
     @abstractmethod
     def ask(self) -> list[Query]:

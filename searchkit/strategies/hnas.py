@@ -51,6 +51,13 @@ Departures from their code, and why:
 * The NTK of the summed logits (searchkit's default) where their code uses the true-class logit;
   any NTK option of the run's metric applies to kappa's ``ntk_cond`` only through its spec.
 * Before any validation (a budget that ends inside the pool), the answer is the pool's best M.
+* Under a wall budget with trained validations (no table: :meth:`HNAS.budget_options`), the
+  table-benchmark defaults (pool = growth = 2,000) would spend hours scoring; pool and growth,
+  unless the user set them, are sized from the budget instead: with K' = min(K, the validations
+  that fit in half of it), the rest of the time in cells (n of them), the first pool n/2 and the
+  growth the other half spread over the K' - 1 later steps. K itself stays a cap: the budget,
+  not K', ends the search, so a machine faster than its measurements validates more candidates
+  (the pool still growing by ``growth`` per step) instead of stopping early.
 """
 from __future__ import annotations
 
@@ -61,8 +68,8 @@ import torch
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, Validate, distinct_samples, mean_ranks,
-                                       strategy)
+from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, TimeBudget, Validate, Workload,
+                                       distinct_samples, mean_ranks, strategy)
 
 #: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_family.NTKCond).
 KAPPA_METRIC = "ntk_cond"
@@ -143,6 +150,27 @@ class HNAS(Strategy):
         self.candidates: list[Any] = []
         self._pending: tuple[float, float] | None = None
         self._grown = 0  # the number of selections the pool has grown for
+
+    # --- the budget ---------------------------------------------------------------------------
+
+    def workload(self) -> Workload:
+        return Workload(scores=len(self.pool) + self.growth * (self.iterations - 1), validations=self.iterations)
+
+    def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
+        """Pool and growth from a wall budget when a training answers validations (module docstring)."""
+        if budget.validation is None:
+            return {}
+        sized: dict[str, Any] = {}
+        iterations = self.iterations
+        if "iterations" not in given:
+            iterations = max(1, min(self.iterations, int(budget.seconds / 2 / budget.validation)))
+        cells = max(2 * iterations, int((budget.seconds - iterations * budget.validation) / max(budget.score, 1e-9)))
+        pool = len(self.pool) if "pool" in given else cells if iterations == 1 else -(-cells // 2)
+        if "pool" not in given:
+            sized["pool"] = pool
+        if "growth" not in given:
+            sized["growth"] = 0 if iterations == 1 else max(0, cells - pool) // (iterations - 1)
+        return sized
 
     # --- the two oracles --------------------------------------------------------------------
 

@@ -81,12 +81,21 @@ over a cost table; not in the paper, which has no hardware term): the budget ent
 ``hardware_mu=0`` keeps the decoding alone. A measured cost (``device: cpu``, no table) has no
 enumerable feasible set, and NASI refuses such a constraint.
 
+Time limit (``seconds``; not in the paper): the eq. 40 estimate stops after NU_SHARE of it (at
+least one sample), and the steps stop before one that would pass it (at least one step: the
+next step is expected to take as long as the longest so far, and the final evaluation of R half
+of that: FINAL_SHARE); eq. 18 then averages over the T' steps taken (``steps_taken``). Since
+alpha_0 = 0, the architecture is line 8's argmax of the sum of the T' normalised gradients. Under
+a run's wall budget, ``seconds`` defaults to the time it leaves (:meth:`NASI.budget_options`), so
+the one-shot search holds the budget like every other strategy.
+
 Search cost is the measured wall time of the whole call (the engine times it): on NB201 at full
 size about 20 s per step on one CPU core (T=50, b=64, plus the eq. 40 estimate), i.e. ~15-20
 minutes; on DARTS at C=8, 5 cells, b=64 about 10-20 s per step.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -102,11 +111,18 @@ from searchkit.hardware.additive import AdditiveCost
 from searchkit.hardware.cost import EnumerableCost
 from searchkit.runtime import build_network
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import Answer, Needs, OneShot, Query, SearchContext, Strategy, strategy
+from searchkit.strategies.base import (Answer, Needs, OneShot, Query, SearchContext, Strategy, TimeBudget, Workload,
+                                       strategy)
 from searchkit.spaces.constrained import FeasibleSpace
 from searchkit.spaces.supernet import SuperNet
 
 NU_MODES = ("fixed", "adaptive")
+#: Under a time limit, the share of it the eq. 40 estimate of nu_0 may use.
+NU_SHARE = 0.2
+#: Under a time limit, a step is taken when this many of the longest step so far still fit: the
+#: step itself, and half of one for the final evaluation of R (one single-path network, not the
+#: supernet's every op).
+FINAL_SHARE = 1.5
 #: the log-probability an excluded op gets in constrained decoding: far below any valid op's
 EXCLUDED_LOG_PROB = -1e4
 
@@ -179,6 +195,7 @@ class NASI(Strategy):
     stage), ``layers`` (DARTS cells). ``exclude_ops``: ops removed from every op choice (None: the
     supernet's ``excluded``, ``none`` on NB201; see the module docstring; ``[]``: none removed).
     ``hardware_mu``: the weight of the hardware-budget penalty under a constraint (module docstring).
+    ``seconds``: a time limit on the whole one-shot search (None: all ``steps``; module docstring).
     """
 
     needs = Needs(training_free=True, gradient=True)
@@ -187,7 +204,7 @@ class NASI(Strategy):
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,
         mu: float = 1.0, nu: str = "fixed", nu0: float | None = None, nu_samples: int = 50, tau: float = 1.0,
         C: int | None = None, N: int | None = None, layers: int | None = None, exclude_ops: list[str] | None = None,
-        hardware_mu: float = 1.0,
+        hardware_mu: float = 1.0, seconds: float | None = None,
     ) -> None:
         supernet = space.supernet()
         if nu not in NU_MODES:
@@ -197,12 +214,14 @@ class NASI(Strategy):
             if key not in supernet.size_defaults:
                 raise SearchkitError(f"nasi option {key} does not apply to the {space.name} supernet; its size options "
                                      f"are {', '.join(supernet.size_defaults)}")
-        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or hardware_mu < 0 or any(v < 1 for v in size.values()):
-            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, hardware_mu >= 0, tau > 0 and "
-                                 "supernet sizes >= 1")
+        if steps < 1 or nu_samples < 1 or mu < 0 or tau <= 0 or hardware_mu < 0 or any(v < 1 for v in size.values()) \
+                or (seconds is not None and seconds <= 0):
+            raise SearchkitError("nasi needs steps >= 1, nu_samples >= 1, mu >= 0, hardware_mu >= 0, tau > 0, "
+                                 "supernet sizes >= 1 and seconds > 0 (or null)")
         super().__init__(space, rng)
         self.steps, self.batch_size, self.mu, self.nu_mode, self.nu0 = steps, batch_size, mu, nu, nu0
-        self.nu_samples, self.tau, self.size = nu_samples, tau, size
+        self.nu_samples, self.tau, self.size, self.seconds = nu_samples, tau, size, seconds
+        self.steps_taken = 0
         self.exclude_ops = list(supernet.excluded if exclude_ops is None else exclude_ops)
         unknown = [op for op in self.exclude_ops if op not in supernet.ops]
         if unknown or len(set(supernet.ops) - set(self.exclude_ops)) < supernet.min_ops:
@@ -211,6 +230,13 @@ class NASI(Strategy):
         self.budget = hardware_budget(space, supernet.ops, hardware_mu)
         self.nu_used: float | None = None
         self.done = False
+
+    def workload(self) -> Workload:
+        return Workload(scores=0, validations=0, oneshot=True)
+
+    def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
+        """The one-shot search's time limit: the wall budget's time left (module docstring)."""
+        return {} if "seconds" in given or budget.seconds <= 0 else {"seconds": budget.seconds}
 
     def ask(self) -> list[Query]:
         return [] if self.done else [OneShot(self.search)]
@@ -224,6 +250,7 @@ class NASI(Strategy):
 
     def search(self, context: SearchContext) -> tuple[Any, float]:
         """Algorithm 1; returns the architecture alpha* derives and R of it on the run's scoring batch."""
+        start = time.perf_counter()
         objective = self._objective(context)
         generator = torch.Generator().manual_seed(int(self.rng.integers(2**63)))
         seed = int(self.rng.integers(2**63))
@@ -236,13 +263,18 @@ class NASI(Strategy):
         alpha = torch.zeros(net.mask.shape, device=context.device, requires_grad=True)
         nu = self.nu0
         if objective.penalised and nu is None:
-            nu = self.fixed_nu(net, alpha, minibatch, generator, objective)
+            nu = self.fixed_nu(net, alpha, minibatch, generator, objective,
+                               None if self.seconds is None else start + NU_SHARE * self.seconds)
             if self.nu_mode == "adaptive":
                 nu *= 5.0
         traces: list[float] = []
         total = torch.zeros_like(alpha)
-        largest = 0.0
+        largest, longest, self.steps_taken = 0.0, 0.0, 0
         for _ in range(self.steps):
+            if self.steps_taken and self.seconds is not None \
+                    and time.perf_counter() - start + FINAL_SHARE * longest > self.seconds:
+                break
+            step_start = time.perf_counter()
             net.weights = gumbel_straight_through(alpha, generator, self.tau, net.mask)
             value = objective.fn(net, minibatch())
             if objective.penalised:
@@ -257,9 +289,11 @@ class NASI(Strategy):
             largest = max(largest, float(grad.norm()))
             if largest > 0:
                 total += grad / largest
+            self.steps_taken += 1
+            longest = max(longest, time.perf_counter() - step_start)
         if objective.penalised:
             self.nu_used = adaptive_nu(nu, traces) if self.nu_mode == "adaptive" else nu
-        delta = total / self.steps  # eq. 18 with rho = 1
+        delta = total / self.steps_taken  # eq. 18 with rho = 1
         arch = self.derive(net, delta.detach().cpu())
         value = objective.fn(build_network(self.space, arch, context.splits, seed, self.supernet_size(context))
                              .to(context.device), context.batch)
@@ -296,11 +330,14 @@ class NASI(Strategy):
         return net.to(context.device)
 
     def fixed_nu(self, net: SuperNet, alpha: torch.Tensor, minibatch: Callable[[], Batch],
-                 generator: torch.Generator, objective: _Objective) -> float:
+                 generator: torch.Generator, objective: _Objective, deadline: float | None = None) -> float:
         """Eq. 40: the mean objective (the trace norm) of ``nu_samples`` architectures sampled from
-        alpha_0, each on its own mini-batch."""
-        values = []
+        alpha_0, each on its own mini-batch; sampling stops at ``deadline`` (a ``time.perf_counter``
+        time) after at least one sample."""
+        values: list[float] = []
         for _ in range(self.nu_samples):
+            if values and deadline is not None and time.perf_counter() > deadline:
+                break
             net.weights = gumbel_straight_through(alpha.detach(), generator, self.tau, net.mask)
             values.append(float(objective.fn(net, minibatch()).detach()))
         return float(np.mean(values))

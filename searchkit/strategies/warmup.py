@@ -13,6 +13,11 @@ accuracy (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021
 
 The answer is the best-validated architecture (before any validation: the best M). A revisit of
 an architecture already validated is answered from the run's history at no cost (engine).
+
+Under a wall budget with trained validations (no table; :meth:`ZeroCostWarmup.budget_options`),
+options the user did not set are sized from it: the screen fills at most half the budget (at
+most the default 500 cells), and the population at most a quarter of it in validations, so
+evolution has the rest.
 """
 from __future__ import annotations
 
@@ -23,8 +28,8 @@ import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, Validate, distinct_samples, mean_ranks,
-                                       strategy)
+from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, TimeBudget, Validate, Workload,
+                                       distinct_samples, mean_ranks, strategy)
 from searchkit.strategies.evolution import tournament_winner
 
 
@@ -46,6 +51,23 @@ class ZeroCostWarmup(Strategy):
         self.scores: dict[Any, Answer] = {}
         self.population: deque[tuple[Any, float]] = deque()
         self.validated = 0
+
+    def workload(self) -> Workload:
+        return Workload(scores=len(self.screen))
+
+    def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
+        """The screen and the population from a wall budget when a training answers validations."""
+        if budget.validation is None:
+            return {}
+        sized: dict[str, Any] = {}
+        population = self.population_size
+        if "population" not in given:
+            population = sized["population"] = max(1, min(population, int(budget.seconds / 4 / budget.validation)))
+        if "sample_size" not in given and self.sample_size > population:
+            sized["sample_size"] = population
+        if "warmup" not in given:
+            sized["warmup"] = max(population, min(len(self.screen), int(budget.seconds / 2 / max(budget.score, 1e-9))))
+        return sized
 
     def _seeds(self) -> list[Any]:
         """The screened architectures to start the population from, best M first (stable on ties)."""
