@@ -335,11 +335,13 @@ def run_search(
 
 
 def _finished_elapsed(run: RunDir) -> float | None:
-    """A finished run's recorded elapsed search time (best.json), or None (interrupted, or older)."""
+    """A finished run's recorded elapsed search time (best.json), or None (interrupted, older, or a
+    damaged best.json, which :meth:`RunDir.check_results` has warned about)."""
     best = run.path / "best.json"
-    if not best.is_file():
+    try:
+        return json.loads(best.read_text()).get("search_cost", {}).get("elapsed_seconds")
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
-    return json.loads(best.read_text()).get("search_cost", {}).get("elapsed_seconds")
 
 
 def make_plan(setup: SearchSetup, parallel: Parallel, fresh: bool) -> tuple[SearchSetup, Plan]:

@@ -118,14 +118,15 @@ def time_training_step(space: SearchSpace, arch, cfg: RunConfig, splits, device:
 
 def measure(setup, workers: int = 1) -> Costs:
     """Time a first cell's scoring and a training step of it for the search ``setup`` describes
-    (:class:`~searchkit.engine.SearchSetup`); ``workers``: the run's scoring workers."""
+    (:class:`~searchkit.engine.SearchSetup`); ``workers``: the run's scoring workers. A cell's score
+    costs its draws (``scoring.draws``) times draw 0's measured seconds."""
     start = time.perf_counter()
     space, cfg = setup.space, setup.cfg
     arch = space.sample(np.random.default_rng([cfg.seed, 1]))
     score = None
     if not setup.train_based:  # scored twice: the first call pays one-time costs (lazy imports, allocator)
-        context = ScoringContext(setup.recipe, space, setup.splits, setup.batch, setup.device)
-        score = min(context.score(space.encode(arch))[1] for _ in range(2))
+        context = ScoringContext(setup.recipe, space, setup.splits, [setup.batch], setup.device)
+        score = min(context.score(space.encode(arch))[1] for _ in range(2)) * setup.recipe.draws  # every draw
     trains = isinstance(setup.validator, TrainValidator) or will_train(cfg, setup.table)
     step = time_training_step(space, arch, cfg, setup.splits, setup.device) if trains else None
     return Costs(score, step, workers, time.perf_counter() - start)

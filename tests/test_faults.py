@@ -71,11 +71,13 @@ def files(run: Path) -> dict[str, bytes]:
 def result(run: Path) -> dict:
     """best.json without what a clock measured."""
     best = json.loads((run / "best.json").read_text())
-    for key in ("wall_seconds", "strategy_seconds", "simulated_seconds"):
-        del best["search_cost"][key]
+    for key in ("wall_seconds", "strategy_seconds", "simulated_seconds", "elapsed_seconds"):
+        best["search_cost"].pop(key, None)
     if best.get("final") and "details" in best["final"]:
         del best["final"]["details"]["seconds"]
+        best["final"]["details"].pop("model", None)
     del best["out"]
+    best.pop("model", None)  # model.pt / model.json paths name the run directory
     return best
 
 
