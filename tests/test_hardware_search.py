@@ -262,14 +262,15 @@ def test_nsga2_is_deterministic_and_refuses_bad_options() -> None:
         NSGA2(SPACE, np.random.default_rng(0), population=1)
 
 
-def test_found_front_prefers_validated_rows_and_skips_repeats() -> None:
+def test_found_front_keeps_scored_cells_no_validated_cell_dominates_and_skips_repeats() -> None:
     def row(step, arch, value, cost, kind="score", cached=False):
         return HistoryRow(step, arch, None, value, 0.0, cached, kind, extras={COST: cost})
 
     history = [row(0, "a", 1.0, 1.0), row(1, "b", 2.0, 2.0), row(2, "c", 0.5, 3.0), row(3, "b", 2.0, 2.0, cached=True)]
     assert [r.arch for r in found_front(history)] == ["a", "b"]
     history += [row(4, "c", 90.0, 3.0, "validate"), row(5, "a", 80.0, 1.0, "validate"), row(6, "d", 70.0, 2.0, "validate")]
-    assert [r.arch for r in found_front(history)] == ["a", "c"]
+    # the validated front (a, c) and the scored front's b, which no validated cell dominates
+    assert [(r.arch, r.kind) for r in found_front(history)] == [("a", "validate"), ("b", "score"), ("c", "validate")]
     assert found_front([row(0, "z", float("-inf"), 1.0)]) == []
 
 
