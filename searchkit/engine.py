@@ -30,6 +30,7 @@ import torch
 
 from searchkit.config import RunConfig, config_from_dict, load_config
 from searchkit.data.base import Batch, DatasetSplits
+from searchkit.defaults import resolve_strategy
 from searchkit.driver import Driver, Oracle, SearchLog
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark, table_dataset, target_dataset, will_train
@@ -178,10 +179,11 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     ``space``: a search space object to use instead of ``cfg.space.name``'s (e.g. the benchmark's
     pool); ``run_path``: where a training validator checkpoints.
     """
+    space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
+    cfg = resolve_strategy(cfg, open_benchmark(cfg, space))
     check_budget(cfg)
     constraint = parse_constraint(cfg)
     device = resolve_device(cfg.device)
-    space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
     strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     needs = strategy.needs
     train_based = cfg.metric.name == VALIDATION
@@ -272,6 +274,7 @@ def run_search(
         run = RunDir.fresh(out, overwrite) if out is not None else RunDir.new(cfg.name)
         replay = []
     setup = prepare(cfg, space, run.path)
+    cfg = setup.cfg  # strategy auto resolved
     if resume is None:
         run.start()
     run.write_config(cfg.to_dict())
