@@ -326,3 +326,30 @@ def test_front_plot_legend_counts_what_it_marks(tmp_path: Path) -> None:
     assert labels == ["every cell of the space (50)", f"true front ({len(pareto_front(truth))} cells)",
                       "cells the run queried (3)", f"found front ({len(front)})"]
     assert (tmp_path / "front.png").stat().st_size > 0
+
+
+#: the fastest of three re-measurements of the answer may exceed the budget by this factor (README,
+#: "Hardware-aware search": timings of millisecond networks on a shared 2-core machine vary with its load)
+REMEASURE_TOLERANCE = 1.5
+
+
+def test_a_darts_search_under_a_measured_latency_budget_respects_it(tmp_path: Path) -> None:
+    """Issue 26 ask 6: a DARTS search under a cpu latency budget set at the median of 8 sampled
+    cells' measured latency (so it binds): every queried cell's recorded latency meets it, the
+    answer's too, and the fastest of three fresh re-measurements of the answer stays within
+    REMEASURE_TOLERANCE of the budget."""
+    from searchkit.spaces.darts import DartsSpace
+
+    space, build, measure = DartsSpace(), {"C": 2, "layers": 2}, {"warmup": 1, "repeats": 5}
+    probe = MeasuredLatency(space, num_classes=10, input_shape=(3, 8, 8), build=build, **measure)
+    rng = np.random.default_rng(0)
+    limit = float(np.median([probe.cost(space.encode(space.sample(rng))) for _ in range(8)]))
+    config = {"data": {"name": "synthetic", "batch_size": 8, "options": {"shape": [3, 8, 8], "n_train": 32}},
+              "space": {"name": "darts", "build": build}, "metric": {"name": "params"}, "strategy": {"name": "random"},
+              "budget": {"archs": 4}, "evaluate": {"method": "none"},
+              "constraint": {"device": "cpu", "latency_ms": limit}, "hardware": measure}
+    result = run_search(config, out=tmp_path / "run", progress=False)
+    assert all(row.extras[COST] <= limit for row in result.history) and result.hardware["cost"] <= limit
+    again = [MeasuredLatency(space, num_classes=10, input_shape=(3, 8, 8), build=build, warmup=2, repeats=15)
+             for _ in range(3)]  # the fastest of 3 fresh measurements: load spikes only slow a timing down
+    assert min(model.cost(result.arch) for model in again) <= REMEASURE_TOLERANCE * limit
