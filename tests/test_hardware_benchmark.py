@@ -92,6 +92,8 @@ def test_tiny_hardware_benchmark(tmp_path: Path, capsys) -> None:
     ("{budgets: [{device: pixel3, latency_ms: 3}]}", "budgets[0] must be a constraint with a label"),
     ("{budgets: [{label: a, device: pixel3, latency_ms: 0.001}]}", "infeasible constraint"),
     ("{devices: [tpu]}", "unknown constraint device 'tpu'"),
+    ("{budgets: [{label: a, device: pixel3, latency_ms: 3, published: {HELP: high}}]}", "published must map a method"),
+    ("{budgets: [{label: a, device: pixel3, latency_ms: 3, datasets: [mnist]}]}", "has no results for 'mnist'"),
     ("{budgets: [{label: pixel3, device: pixel3, latency_ms: 3}], devices: [pixel3]}", "distinct labels"),
 ])
 def test_a_bad_hardware_section_is_one_line_and_writes_nothing(tmp_path: Path, capsys, section: str, fragment: str) -> None:
@@ -105,7 +107,7 @@ def test_a_bad_hardware_section_is_one_line_and_writes_nothing(tmp_path: Path, c
 
 
 CIFAR100 = TINY.replace("""    budgets: [{label: edgegpu-mid, device: edgegpu, latency_ms: 4.4}]
-    devices: [pixel3]""", """    budgets: [{label: fpga-5, device: fpga, latency_ms: 5, datasets: [cifar100]}]""").replace(
+    devices: [pixel3]""", """    budgets: [{label: fpga-5, device: fpga, latency_ms: 5, datasets: [cifar100], published: {HELP: 71.8}}]""").replace(
     "    - {name: nsga2, label: NSGA2, options: {population: 4}, budget: {archs: 12}}\n", "")
 
 
@@ -138,5 +140,8 @@ def test_a_cifar100_constrained_search_validates_on_cifar100_and_stays_feasible(
                 validated += 1
                 assert r.score == nb201.accuracy(nb201.index_of(r.arch), "cifar100", "valid", 12)
     assert validated > 0
-    assert "| fpga-5 (fpga latency <= 5 ms) | cifar100 | warmup | params | 2 |" in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "| fpga-5 (fpga latency <= 5 ms) | cifar100 | warmup | params | 2 |" in summary
+    verdict = next(line for line in summary.splitlines() if line.startswith("| fpga-5 | fpga latency <= 5 ms | cifar100 |"))
+    assert f"| {best:.2f} |" in verdict and verdict.endswith("| HELP 71.80 (not above) |")  # a 40-cell pool: below HELP
     capsys.readouterr()

@@ -65,7 +65,8 @@ class HardwareRows:
     """The ``benchmark.hardware`` section. ``budgets``: the constrained rows, each a constraint with a
     ``label``, e.g. ``{label: pixel3-tight, device: pixel3, latency_ms: 3.3}``; ``devices``: the
     multi-objective rows' devices (cost ``quantity``); a budget may name its own ``datasets``
-    (e.g. HELP's budgets, CIFAR-100 only; default: the benchmark's); ``margin``: the hypervolume reference
+    (e.g. HELP's budgets, CIFAR-100 only; default: the benchmark's) and published results under it
+    (``published: {HELP: 71.8}``, test accuracy %, shown beside ours); ``margin``: the hypervolume reference
     point's distance beyond the true front's nadir, as a fraction of the front's range
     (:func:`searchkit.pareto.reference_point`)."""
 
@@ -78,13 +79,15 @@ class HardwareRows:
 @dataclass(frozen=True)
 class Target:
     """A group of rows: a budget (``constraint``) or a multi-objective ``device`` (constraint None),
-    searched for ``dataset`` (a name of searchkit's, e.g. cifar100: the runs' ``data.target``)."""
+    searched for ``dataset`` (a name of searchkit's, e.g. cifar100: the runs' ``data.target``);
+    ``published``: (method, its published test accuracy %) under the same budget, reported beside ours."""
 
     label: str
     device: str
     quantity: str
     constraint: Constraint | None = None
     dataset: str = "cifar10"
+    published: tuple[tuple[str, float], ...] = ()
 
     @property
     def limit(self) -> float | None:
@@ -170,9 +173,15 @@ def parse_hardware(bench: BenchmarkConfig, space: SearchSpace, base: RunConfig) 
         if not isinstance(datasets, list):
             raise SearchkitError(f"benchmark.hardware.budgets[{i}].datasets must be a list of datasets, e.g. "
                                  f"[cifar100]; got {datasets!r}")
-        constraint = Constraint.parse({k: v for k, v in spec.items() if k not in ("label", "datasets")})
+        published = spec.get("published") or {}
+        if not isinstance(published, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                      for v in published.values()):
+            raise SearchkitError(f"benchmark.hardware.budgets[{i}].published must map a method to its published test "
+                                 f"accuracy (%), e.g. {{HELP: 71.8}}; got {published!r}")
+        constraint = Constraint.parse({k: v for k, v in spec.items() if k not in ("label", "datasets", "published")})
         labels.append(spec["label"])
-        targets += [Target(spec["label"], constraint.device, constraint.quantity, constraint, str(d)) for d in datasets]
+        targets += [Target(spec["label"], constraint.device, constraint.quantity, constraint, str(d),
+                           tuple((str(k), float(v)) for k, v in published.items())) for d in datasets]
     for device in rows.devices:
         Constraint.of(str(device), rows.quantity, 1.0)  # checks the device reports the quantity
         labels.append(str(device))
