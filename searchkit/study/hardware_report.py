@@ -18,8 +18,9 @@ from searchkit.study.hardware import HardwarePlan, Target, hypervolume_curve
 from searchkit.study.report import CHECKPOINTS, _draw, _mean_std, anytime_accuracy
 from searchkit.study.runs import Study
 
-#: the issue's targets: gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET simulated s
-GAP_TARGET, HV_TARGET, BUDGET = 0.5, 0.95, 1000
+#: the targets (issue 26): mean gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET
+#: simulated s; WITHIN: the per-seed gap whose share of seeds is reported (issue 16's target)
+GAP_TARGET, HV_TARGET, BUDGET, WITHIN = 0.3, 0.95, 1000, 0.5
 
 
 def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
@@ -64,7 +65,7 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
                 gaps = [float(r["gap"]) for r in group]
                 lines.append(f"| {target.label} ({target.constraint}) | {target.dataset} | {strategy} | {metric} | {len(group)} | "
                              f"{_mean_std([float(r['test']) for r in group])} | {best:.2f} | {np.mean(gaps):.2f} | "
-                             f"{np.mean(np.array(gaps) <= GAP_TARGET):.0%} | {_mean(group, 'cost'):.3g} "
+                             f"{np.mean(np.array(gaps) <= WITHIN):.0%} | {_mean(group, 'cost'):.3g} "
                              f"{plan.truth(target).unit} | {_mean(group, 'simulated_seconds'):.0f} | "
                              f"{_mean(group, 'wall_seconds'):.1f} | {_mean(group, 'validations'):.1f} |")
             eligible = {k: g for k, g in groups.items() if _mean(g, "simulated_seconds") <= BUDGET}
@@ -75,7 +76,7 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
                 published = "; ".join(f"{name} {value:.2f} ({'above' if mean_test > value else 'not above'})"
                                       for name, value in target.published) or "-"
                 verdicts.append(f"| {target.label} | {target.constraint} | {target.dataset} | {index} | {best:.2f} | {key[0]} + {key[1]} | "
-                                f"{mean_test:.2f} | {gaps.mean():.2f} | {np.mean(gaps <= GAP_TARGET):.0%} | "
+                                f"{mean_test:.2f} | {gaps.mean():.2f} | {np.mean(gaps <= WITHIN):.0%} | "
                                 f"{'yes' if gaps.mean() <= GAP_TARGET else 'no'} | {published} |")
         lines += ["", f"Target: mean gap <= {GAP_TARGET} points at <= {BUDGET} simulated s, per budget (the best row "
                       "by mean gap among rows within the simulated budget):", "",
@@ -134,7 +135,7 @@ def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Bench
 
 def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark) -> Path | None:
     """``anytime_gap.png``: per budget, each validating row's gap to the best feasible cell vs
-    simulated seconds (mean over seeds, min-max band), the 0.5-point target dashed."""
+    simulated seconds (mean over seeds, min-max band), the GAP_TARGET-point target dashed."""
     targets = [t for t in plan.targets if t.constraint is not None]
     panels = []
     for target in targets:
