@@ -14,6 +14,7 @@ applied (the screen alone is 500 scores), ``budget.simulated_seconds`` defaults 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 from searchkit.config import RunConfig, StrategyConfig
 from searchkit.errors import SearchkitError
@@ -37,14 +38,15 @@ def validation_affordable(cfg: RunConfig, table: Benchmark | None) -> bool:
         table.dataset_for(target_dataset(cfg)) is not None
 
 
-def resolve_strategy(cfg: RunConfig, table: Benchmark | None) -> RunConfig:
-    """``cfg`` with ``strategy: auto`` replaced by the default it stands for (itself otherwise)."""
+def resolve_strategy(cfg: RunConfig, table: Callable[[], Benchmark | None]) -> RunConfig:
+    """``cfg`` with ``strategy: auto`` replaced by the default it stands for (itself otherwise);
+    ``table()``: the space's table for the run (opened only when a constrained auto run asks)."""
     if cfg.strategy.name != AUTO:
         return cfg
     if cfg.strategy.options:
         raise SearchkitError(f"strategy auto takes no options (got {sorted(cfg.strategy.options)}); name the strategy "
                              "to set its options, e.g. strategy: {name: warmup, options: {warmup: 500}}")
-    if cfg.constraint is None or cfg.metric.name == "validation" or not validation_affordable(cfg, table):
+    if cfg.constraint is None or cfg.metric.name == "validation" or not validation_affordable(cfg, table()):
         return dataclasses.replace(cfg, strategy=UNCONSTRAINED)
     budget = dataclasses.replace(cfg.budget, archs=None,
                                  simulated_seconds=cfg.budget.simulated_seconds or SIMULATED_SECONDS)

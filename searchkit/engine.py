@@ -179,11 +179,12 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     ``space``: a search space object to use instead of ``cfg.space.name``'s (e.g. the benchmark's
     pool); ``run_path``: where a training validator checkpoints.
     """
-    space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
-    cfg = resolve_strategy(cfg, open_benchmark(cfg, space))
+    cfg = resolve_strategy(cfg, lambda: open_benchmark(cfg, space if space is not None else
+                                                        search_space(cfg.space.name, cfg.space.options)))
     check_budget(cfg)
     constraint = parse_constraint(cfg)
     device = resolve_device(cfg.device)
+    space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
     strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     needs = strategy.needs
     train_based = cfg.metric.name == VALIDATION

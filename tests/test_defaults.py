@@ -34,24 +34,24 @@ def cfg(**sections):
 
 
 def test_auto_is_evolution_without_a_constraint_or_an_affordable_validation():
-    assert resolve_strategy(cfg(), Table("cifar10")).strategy == UNCONSTRAINED
-    assert resolve_strategy(cfg(constraint=PIXEL3), None).strategy == UNCONSTRAINED  # validation would train
+    assert resolve_strategy(cfg(), lambda: Table("cifar10")).strategy == UNCONSTRAINED
+    assert resolve_strategy(cfg(constraint=PIXEL3), lambda: None).strategy == UNCONSTRAINED  # validation would train
     assert resolve_strategy(cfg(constraint=PIXEL3, data={"name": "cifar10", "target": "cifar100"}),
-                            Table("cifar10")).strategy == UNCONSTRAINED
+                            lambda: Table("cifar10")).strategy == UNCONSTRAINED
     named = config_from_dict({"strategy": {"name": "random"}, "constraint": PIXEL3})
-    assert resolve_strategy(named, Table("cifar10")) is named  # a named strategy stays
+    assert resolve_strategy(named, lambda: Table("cifar10")) is named  # a named strategy stays
 
 
 def test_auto_under_a_constraint_is_the_warmup_hybrid_with_a_training_budget():
-    resolved = resolve_strategy(cfg(constraint=PIXEL3, budget={"archs": 100, "seconds": 60}), Table("cifar10"))
+    resolved = resolve_strategy(cfg(constraint=PIXEL3, budget={"archs": 100, "seconds": 60}), lambda: Table("cifar10"))
     assert resolved.strategy == CONSTRAINED and resolved.strategy.name == "warmup"
     assert (resolved.budget.archs, resolved.budget.seconds, resolved.budget.simulated_seconds) == (None, 60, SIMULATED_SECONDS)
-    own = resolve_strategy(cfg(constraint=PIXEL3, budget={"simulated_seconds": 300}), Table("cifar10"))
+    own = resolve_strategy(cfg(constraint=PIXEL3, budget={"simulated_seconds": 300}), lambda: Table("cifar10"))
     assert own.budget.simulated_seconds == 300
-    trains = resolve_strategy(cfg(constraint=PIXEL3, validate={"method": "train"}), None)
+    trains = resolve_strategy(cfg(constraint=PIXEL3, validate={"method": "train"}), lambda: None)
     assert trains.strategy == CONSTRAINED
     with pytest.raises(SearchkitError, match="strategy auto takes no options"):
-        resolve_strategy(cfg(strategy={"name": "auto", "options": {"population": 5}}), None)
+        resolve_strategy(cfg(strategy={"name": "auto", "options": {"population": 5}}), lambda: None)
 
 
 @pytest.mark.usefixtures("one_thread")
