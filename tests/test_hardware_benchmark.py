@@ -142,6 +142,7 @@ def test_a_cifar100_constrained_search_validates_on_cifar100_and_stays_feasible(
     assert validated > 0
     summary = (out / "summary.md").read_text()
     assert "| fpga-5 (fpga latency <= 5 ms) | cifar100 | warmup | params | 2 |" in summary
+    assert "datasets searched for: cifar100 (" in summary
     verdict = next(line for line in summary.splitlines() if line.startswith("| fpga-5 | fpga latency <= 5 ms | cifar100 |"))
     assert f"| {best:.2f} |" in verdict and verdict.endswith("| HELP 71.80 (not above) |")  # a 40-cell pool: below HELP
     capsys.readouterr()

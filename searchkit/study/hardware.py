@@ -278,6 +278,9 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
     from searchkit.study.hardware_report import write_hardware_report
 
     members = np.array([table.index_of(pool.encode(a)) for a in pool.members])
+    datasets = list(dict.fromkeys(t.dataset for t in plan.targets))
+    notes.append(f"datasets searched for: {', '.join(datasets)} (each with its own 12-epoch validation column, "
+                 f"test column and HW-NAS-Bench cost table; training-free scores are {base.data.name} scores)")
     for target in plan.targets:  # a budget no pool member meets: refused before any run
         if target.constraint is not None:
             truth_ = plan.truth(target)
