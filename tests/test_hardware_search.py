@@ -337,13 +337,15 @@ def test_a_darts_search_under_a_measured_latency_budget_respects_it(tmp_path: Pa
     """Issue 26 ask 6: a DARTS search under a cpu latency budget set at the median of 8 sampled
     cells' measured latency (so it binds): every queried cell's recorded latency meets it, the
     answer's too, and the fastest of three fresh re-measurements of the answer stays within
-    REMEASURE_TOLERANCE of the budget."""
+    REMEASURE_TOLERANCE of the budget (or of the budget re-derived the same way now, if the
+    machine got slower)."""
     from searchkit.spaces.darts import DartsSpace
 
     space, build, measure = DartsSpace(), {"C": 2, "layers": 2}, {"warmup": 1, "repeats": 5}
     probe = MeasuredLatency(space, num_classes=10, input_shape=(3, 8, 8), build=build, **measure)
     rng = np.random.default_rng(0)
-    limit = float(np.median([probe.cost(space.encode(space.sample(rng))) for _ in range(8)]))
+    cells = [space.encode(space.sample(rng)) for _ in range(8)]
+    limit = float(np.median([probe.cost(text) for text in cells]))
     config = {"data": {"name": "synthetic", "batch_size": 8, "options": {"shape": [3, 8, 8], "n_train": 32}},
               "space": {"name": "darts", "build": build}, "metric": {"name": "params"}, "strategy": {"name": "random"},
               "budget": {"archs": 4}, "evaluate": {"method": "none"},
@@ -352,4 +354,9 @@ def test_a_darts_search_under_a_measured_latency_budget_respects_it(tmp_path: Pa
     assert all(row.extras[COST] <= limit for row in result.history) and result.hardware["cost"] <= limit
     again = [MeasuredLatency(space, num_classes=10, input_shape=(3, 8, 8), build=build, warmup=2, repeats=15)
              for _ in range(3)]  # the fastest of 3 fresh measurements: load spikes only slow a timing down
-    assert min(model.cost(result.arch) for model in again) <= REMEASURE_TOLERANCE * limit
+
+    def fastest(text: str) -> float:
+        return min(model.cost(text) for model in again)
+
+    answer = fastest(result.arch)  # beside the budget re-derived now, from the same cells, under the same load
+    assert answer <= REMEASURE_TOLERANCE * max(limit, float(np.median([fastest(text) for text in cells])))
