@@ -32,6 +32,7 @@ import torch
 
 from searchkit.config import RunConfig, config_from_dict, load_config
 from searchkit.data.base import Batch, DatasetSplits
+from searchkit.defaults import resolve_strategy
 from searchkit.driver import Driver, Oracle, SearchLog
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark, table_dataset, target_dataset, will_train
@@ -199,6 +200,8 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     ``space``: a search space object to use instead of ``cfg.space.name``'s (e.g. the benchmark's
     pool); ``run_path``: where a training validator checkpoints.
     """
+    cfg = resolve_strategy(cfg, lambda: open_benchmark(cfg, space if space is not None else
+                                                        search_space(cfg.space.name, cfg.space.options)))
     check_budget(cfg)
     constraint = parse_constraint(cfg)
     device = resolve_device(cfg.device)
@@ -309,7 +312,7 @@ def run_search(
             on_plan(plan)
         for line in plan.warnings():
             warnings.warn(line, PlanWarning, stacklevel=2)
-    cfg = setup.cfg
+    cfg = setup.cfg  # strategy auto resolved, options sized by the plan
     if resume is None:
         run.start()
     run.write_config(cfg.to_dict())

@@ -13,6 +13,7 @@ from searchkit.cli import main
 from searchkit.hardware import Constraint, TableCost
 from searchkit.hardware.front import front_points
 from searchkit.pareto import hypervolume, reference_point
+from searchkit.rundir import RunDir
 from searchkit.paths import find_data
 from searchkit.tabular import HWNASTable, NB201Table
 
@@ -75,9 +76,9 @@ def test_tiny_hardware_benchmark(tmp_path: Path, capsys) -> None:
             assert 0 < float(row["hv_median_floor"]) <= float(row["hv"]) <= 1
         assert json.loads((out / row["run"] / "best.json").read_text())["hardware"]["device"] == row["device"]
     summary = (out / "summary.md").read_text()
-    assert "| edgegpu-mid (edgegpu latency <= 4.4 ms) | random | params | 2 |" in summary
-    assert f"| edgegpu-mid | edgegpu latency <= 4.4 ms | 6330 | {best:.2f} |" in summary
-    assert "| pixel3 | NSGA2 | params | 2 |" in summary and "nadir (1.56, 25.94)" in summary
+    assert "| edgegpu-mid (edgegpu latency <= 4.4 ms) | cifar10 | random | params | 2 |" in summary
+    assert f"| edgegpu-mid | edgegpu latency <= 4.4 ms | cifar10 | 6330 | {best:.2f} |" in summary
+    assert "| pixel3 | cifar10 | NSGA2 | params | 2 |" in summary and "nadir (1.56, 25.94)" in summary
     for plot in ("anytime_gap.png", "hypervolume.png", "fronts.png"):
         assert (out / plot).stat().st_size > 0
     # a rerun finds every row done: nothing is searched again
@@ -91,6 +92,8 @@ def test_tiny_hardware_benchmark(tmp_path: Path, capsys) -> None:
     ("{budgets: [{device: pixel3, latency_ms: 3}]}", "budgets[0] must be a constraint with a label"),
     ("{budgets: [{label: a, device: pixel3, latency_ms: 0.001}]}", "infeasible constraint"),
     ("{devices: [tpu]}", "unknown constraint device 'tpu'"),
+    ("{budgets: [{label: a, device: pixel3, latency_ms: 3, published: {HELP: high}}]}", "published must map a method"),
+    ("{budgets: [{label: a, device: pixel3, latency_ms: 3, datasets: [mnist]}]}", "has no results for 'mnist'"),
     ("{budgets: [{label: pixel3, device: pixel3, latency_ms: 3}], devices: [pixel3]}", "distinct labels"),
 ])
 def test_a_bad_hardware_section_is_one_line_and_writes_nothing(tmp_path: Path, capsys, section: str, fragment: str) -> None:
@@ -101,3 +104,45 @@ def test_a_bad_hardware_section_is_one_line_and_writes_nothing(tmp_path: Path, c
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err and not out.exists()
+
+
+CIFAR100 = TINY.replace("""    budgets: [{label: edgegpu-mid, device: edgegpu, latency_ms: 4.4}]
+    devices: [pixel3]""", """    budgets: [{label: fpga-5, device: fpga, latency_ms: 5, datasets: [cifar100], published: {HELP: 71.8}}]""").replace(
+    "    - {name: nsga2, label: NSGA2, options: {population: 4}, budget: {archs: 12}}\n", "")
+
+
+def test_a_cifar100_constrained_search_validates_on_cifar100_and_stays_feasible(tmp_path: Path, capsys) -> None:
+    """A budget for CIFAR-100 (HELP's FPGA 5 ms): every validation is CIFAR-100's 12-epoch accuracy,
+    every selected cell meets the budget on HW-NAS-Bench's CIFAR-100 table, and the gap is taken to
+    the best feasible cell of CIFAR-100's test column."""
+    config = tmp_path / "bench.yaml"
+    config.write_text(CIFAR100)
+    out = tmp_path / "out"
+    assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    rows = read_csv(out / "runs.csv")
+    assert sorted(r["strategy"] for r in rows) == sorted(["random", "warmup", "random-train"] * 2)
+    nb201, hw = NB201Table.load(find_data("nb201/nb201_table.csv")), HWNASTable.load("cifar100")
+    test = nb201.column("cifar100", "test", 200)
+    latency = TableCost(hw, "fpga").all_costs()[1]
+    best = test[Constraint.of("fpga", "latency", 5).feasible(latency)].max()
+    assert best != nb201.column("cifar10", "test", 200)[Constraint.of("fpga", "latency", 5).feasible(latency)].max()
+    validated = 0
+    for row in rows:
+        assert row["dataset"] == "cifar100" and row["run"].endswith(f"__fpga-5__cifar100__s{row['seed']}")
+        assert float(row["test"]) == test[int(row["index"])]
+        assert float(row["cost"]) == hw.cost(int(row["index"]), "fpga") <= 5
+        assert float(row["best_feasible"]) == best
+        assert float(row["gap"]) == pytest.approx(best - float(row["test"]), abs=1e-4)
+        history = RunDir(out / row["run"]).read_history()
+        for r in history:
+            assert hw.cost(nb201.index_of(r.arch), "fpga") <= 5  # no query leaves the budget
+            if r.kind == "validate":
+                validated += 1
+                assert r.score == nb201.accuracy(nb201.index_of(r.arch), "cifar100", "valid", 12)
+    assert validated > 0
+    summary = (out / "summary.md").read_text()
+    assert "| fpga-5 (fpga latency <= 5 ms) | cifar100 | warmup | params | 2 |" in summary
+    assert "datasets searched for: cifar100 (" in summary
+    verdict = next(line for line in summary.splitlines() if line.startswith("| fpga-5 | fpga latency <= 5 ms | cifar100 |"))
+    assert f"| {best:.2f} |" in verdict and verdict.endswith("| HELP 71.80 (not above) |")  # a 40-cell pool: below HELP
+    capsys.readouterr()

@@ -262,14 +262,15 @@ def test_nsga2_is_deterministic_and_refuses_bad_options() -> None:
         NSGA2(SPACE, np.random.default_rng(0), population=1)
 
 
-def test_found_front_prefers_validated_rows_and_skips_repeats() -> None:
+def test_found_front_keeps_scored_cells_no_validated_cell_dominates_and_skips_repeats() -> None:
     def row(step, arch, value, cost, kind="score", cached=False):
         return HistoryRow(step, arch, None, value, 0.0, cached, kind, extras={COST: cost})
 
     history = [row(0, "a", 1.0, 1.0), row(1, "b", 2.0, 2.0), row(2, "c", 0.5, 3.0), row(3, "b", 2.0, 2.0, cached=True)]
     assert [r.arch for r in found_front(history)] == ["a", "b"]
     history += [row(4, "c", 90.0, 3.0, "validate"), row(5, "a", 80.0, 1.0, "validate"), row(6, "d", 70.0, 2.0, "validate")]
-    assert [r.arch for r in found_front(history)] == ["a", "c"]
+    # the validated front (a, c) and the scored front's b, which no validated cell dominates
+    assert [(r.arch, r.kind) for r in found_front(history)] == [("a", "validate"), ("b", "score"), ("c", "validate")]
     assert found_front([row(0, "z", float("-inf"), 1.0)]) == []
 
 
@@ -325,3 +326,37 @@ def test_front_plot_legend_counts_what_it_marks(tmp_path: Path) -> None:
     assert labels == ["every cell of the space (50)", f"true front ({len(pareto_front(truth))} cells)",
                       "cells the run queried (3)", f"found front ({len(front)})"]
     assert (tmp_path / "front.png").stat().st_size > 0
+
+
+#: the fastest of three re-measurements of the answer may exceed the budget by this factor (README,
+#: "Hardware-aware search": timings of millisecond networks on a shared 2-core machine vary with its load)
+REMEASURE_TOLERANCE = 1.5
+
+
+def test_a_darts_search_under_a_measured_latency_budget_respects_it(tmp_path: Path) -> None:
+    """Issue 26 ask 6: a DARTS search under a cpu latency budget set at the median of 8 sampled
+    cells' measured latency (so it binds): every queried cell's recorded latency meets it, the
+    answer's too, and the fastest of three fresh re-measurements of the answer stays within
+    REMEASURE_TOLERANCE of the budget (or of the budget re-derived the same way now, if the
+    machine got slower)."""
+    from searchkit.spaces.darts import DartsSpace
+
+    space, build, measure = DartsSpace(), {"C": 2, "layers": 2}, {"warmup": 1, "repeats": 5}
+    probe = MeasuredLatency(space, num_classes=10, input_shape=(3, 8, 8), build=build, **measure)
+    rng = np.random.default_rng(0)
+    cells = [space.encode(space.sample(rng)) for _ in range(8)]
+    limit = float(np.median([probe.cost(text) for text in cells]))
+    config = {"data": {"name": "synthetic", "batch_size": 8, "options": {"shape": [3, 8, 8], "n_train": 32}},
+              "space": {"name": "darts", "build": build}, "metric": {"name": "params"}, "strategy": {"name": "random"},
+              "budget": {"archs": 4}, "evaluate": {"method": "none"},
+              "constraint": {"device": "cpu", "latency_ms": limit}, "hardware": measure}
+    result = run_search(config, out=tmp_path / "run", progress=False)
+    assert all(row.extras[COST] <= limit for row in result.history) and result.hardware["cost"] <= limit
+    again = [MeasuredLatency(space, num_classes=10, input_shape=(3, 8, 8), build=build, warmup=2, repeats=15)
+             for _ in range(3)]  # the fastest of 3 fresh measurements: load spikes only slow a timing down
+
+    def fastest(text: str) -> float:
+        return min(model.cost(text) for model in again)
+
+    answer = fastest(result.arch)  # beside the budget re-derived now, from the same cells, under the same load
+    assert answer <= REMEASURE_TOLERANCE * max(limit, float(np.median([fastest(text) for text in cells])))

@@ -64,7 +64,7 @@ def test_answer_is_the_best_validated_and_replay_continues_identically():
 def test_seeded_and_bad_options_refused():
     a, b, c = (run(45, ZeroCostWarmup(SPACE, np.random.default_rng(seed), warmup=30, population=3)) for seed in (3, 3, 4))
     assert a == b and a != c
-    with pytest.raises(SearchkitError, match="population <= warmup"):
+    with pytest.raises(SearchkitError, match="population <= top <= warmup"):
         ZeroCostWarmup(SPACE, np.random.default_rng(0), warmup=5, population=10)
     with pytest.raises(SearchkitError, match="sample_size <= population"):
         ZeroCostWarmup(SPACE, np.random.default_rng(0), population=3, sample_size=4)
@@ -103,3 +103,31 @@ def test_an_ensemble_screen_validates_the_best_mean_rank_first():
     expected = [screen[i].arch for i in np.argsort(-ranks, kind="stable")[:4]]
     assert [strategy.ask()[0].arch for _ in range(1)] == expected[:1]
     assert strategy._seeds() == expected
+
+
+def test_screen_all_scores_every_member_of_a_small_finite_space_and_top_validates_more():
+    """``screen_all``: a finite space of at most that many members is screened whole (whatever
+    ``warmup`` says); ``top`` > ``population``: the ``top`` best by score are validated best first,
+    then the population is the ``population`` best-validated of them."""
+    from searchkit.spaces.pool import PoolSpace
+
+    members = [SPACE.decode(SPACE.encode(SPACE.sample(np.random.default_rng(i)))) for i in range(300)]
+    pool = PoolSpace(SPACE, list(dict.fromkeys(members)))
+    strategy = ZeroCostWarmup(pool, np.random.default_rng(0), warmup=20, population=4, sample_size=2,
+                              screen_all=len(pool.members), top=12)
+    screen = strategy.ask()
+    assert sorted(SPACE.encode(q.arch) for q in screen) == sorted(SPACE.encode(a) for a in pool.members)
+    for query in screen:
+        strategy.tell(query, Answer(query.arch, convs(query.arch)))
+    order = np.argsort([-convs(a) for a in strategy.screen], kind="stable")[:12]
+    top = [strategy.screen[i] for i in order]
+    for expected in top:
+        (query,) = strategy.ask()
+        assert isinstance(query, Validate) and query.arch == expected
+        strategy.tell(query, Answer(query.arch, accuracy(query.arch)))
+    assert [v for _, v in strategy.population] == sorted(accuracy(a) for a in top)[-4:]
+    # one over the threshold: the usual screen of ``warmup`` samples
+    assert len(ZeroCostWarmup(pool, np.random.default_rng(0), warmup=20, population=4, sample_size=2,
+                              screen_all=len(pool.members) - 1).ask()) == 20
+    with pytest.raises(SearchkitError, match="population <= top <= warmup"):
+        ZeroCostWarmup(SPACE, np.random.default_rng(0), warmup=20, population=4, top=3)

@@ -1,9 +1,10 @@
 """The Pareto front a multi-objective run found, and the true front it is measured against.
 
 A run's found front (:func:`found_front`) is the non-dominated set, by (the run's value, the
-hardware cost), of the architectures it queried: among the validated ones once any was
-validated, else among the scored ones (the driver's incumbent rule, :class:`searchkit.driver.Incumbent`,
-applied to two objectives). It is written as ``front.csv`` and drawn in ``front.png``: accuracy vs
+hardware cost), of the architectures it queried: among the scored ones, and once any was
+validated, the validated ones' front with the scored front's cells that no validated cell
+dominates (issue 26: a hybrid's front no longer drops the scored trade-offs its validations do
+not reach). It is written as ``front.csv`` and drawn in ``front.png``: accuracy vs
 cost, the found front over the true front when the space has a table of accuracies and an
 enumerable cost (NB201 + HW-NAS-Bench).
 """
@@ -26,15 +27,23 @@ FRONT_FIELDS = ("step", "arch", "index", "kind", "value", "cost", "test_accuracy
 
 
 def found_front(history: Sequence[HistoryRow]) -> list[HistoryRow]:
-    """The non-dominated rows by (value max, cost min) of a run's first answers (repeats and
-    non-finite values left out): validation rows once there is one, else score and one-shot rows;
-    ordered by cost ascending."""
+    """The run's front from its first answers (repeats and non-finite values left out), ordered by
+    cost ascending: the non-dominated rows by (value max, cost min) of the score and one-shot rows;
+    once any is validated, the validated rows' front plus the scored front's cells that no
+    validated cell dominates. A score and a validation accuracy are not comparable, so a validated
+    cell can dominate a scored one only by its own score (when the run scored it) and cost; every
+    such cell is among the scored rows, so none dominates a scored-front cell: the front is the
+    union of the validated front and the scored front's cells not validated (a validated cell
+    appears once, by its validation)."""
     rows = [r for r in history if not r.cached and COST in r.extras and math.isfinite(r.score)]
     validated = [r for r in rows if r.kind == "validate"]
-    rows = validated or rows
-    if not rows:
-        return []
-    return [rows[i] for i in pareto_front([(r.score, r.extras[COST]) for r in rows])]
+    scored = [r for r in rows if r.kind != "validate"]
+    front = [scored[i] for i in pareto_front([(r.score, r.extras[COST]) for r in scored])] if scored else []
+    if validated:
+        judged = {r.arch for r in validated}
+        front = [r for r in front if r.arch not in judged]
+        front += [validated[i] for i in pareto_front([(r.score, r.extras[COST]) for r in validated])]
+    return sorted(front, key=lambda r: (r.extras[COST], -r.score))
 
 
 def true_points(space: SearchSpace, cost: CostModel, table: Benchmark, dataset: str) -> np.ndarray | None:

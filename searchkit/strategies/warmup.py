@@ -4,9 +4,14 @@ accuracy (Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS", ICLR 2021
 
 1. Screen: ``warmup`` distinct uniform samples are scored with the run's training-free metric M
    (with ``ensemble``: and those metrics too, ranked together: M is then the mean rank over the
-   screen, the correlation study's rank ensemble; not in the paper).
-2. Warm start: the ``population`` best of them by M are validated, best first (so a budget that
-   ends early has validated the most promising ones).
+   screen, the correlation study's rank ensemble; not in the paper). ``screen_all`` (not in the
+   paper): when the space is a finite set (a pool, or a table's cells under a constraint) of at
+   most ``screen_all`` members, the screen is every member instead (in a seeded random order), so
+   a loose latency budget whose feasible set is a few thousand stored scores is screened whole.
+2. Warm start: the ``top`` best of them by M (default ``population``) are validated, best first
+   (so a budget that ends early has validated the most promising ones). With ``top`` above
+   ``population`` (not in the paper), the population then keeps the ``population`` best-validated
+   of them, ordered so the best is the youngest (the last aged out).
 3. Evolution: regularized evolution (Real et al. 2019) on validation accuracy: a tournament of
    ``sample_size`` members drawn with replacement, the winner mutated, the child validated, the
    oldest member removed.
@@ -35,19 +40,27 @@ from searchkit.strategies.evolution import tournament_winner
 
 @strategy("warmup")
 class ZeroCostWarmup(Strategy):
-    """Training-free screen of ``warmup`` samples, then REA on validation from the top ``population``."""
+    """Training-free screen of ``warmup`` samples (every member of a finite space of at most
+    ``screen_all``), then REA on validation from the ``top`` (default ``population``) by score."""
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, warmup: int = 500, population: int = 10,
-        sample_size: int = 3, ensemble: Sequence[str] = (),
+        sample_size: int = 3, ensemble: Sequence[str] = (), screen_all: int = 0, top: int | None = None,
     ) -> None:
-        if warmup < 1 or population < 1 or not 1 <= sample_size <= population or population > warmup:
-            raise SearchkitError(f"warmup needs 1 <= population <= warmup and 1 <= sample_size <= population; "
-                                 f"got warmup={warmup}, population={population}, sample_size={sample_size}")
+        top = population if top is None else top
+        if warmup < 1 or population < 1 or not 1 <= sample_size <= population or not population <= top <= warmup \
+                or screen_all < 0:
+            raise SearchkitError(f"warmup needs 1 <= population <= top <= warmup, 1 <= sample_size <= population and "
+                                 f"screen_all >= 0; got warmup={warmup}, population={population}, top={top}, "
+                                 f"sample_size={sample_size}, screen_all={screen_all}")
         super().__init__(space, rng)
-        self.population_size, self.sample_size, self.ensemble = population, sample_size, tuple(ensemble)
+        self.population_size, self.sample_size, self.ensemble, self.top = population, sample_size, tuple(ensemble), top
         self.needs = Needs(extra_metrics=self.ensemble, validation=True, training_free=True)
-        self.screen = distinct_samples(space, rng, warmup)
+        members = getattr(space, "members", None)
+        if members is not None and len(members) <= screen_all:
+            self.screen = [members[i] for i in rng.permutation(len(members))]
+        else:
+            self.screen = distinct_samples(space, rng, warmup)
         self.scores: dict[Any, Answer] = {}
         self.population: deque[tuple[Any, float]] = deque()
         self.validated = 0
@@ -76,7 +89,7 @@ class ZeroCostWarmup(Strategy):
             values = mean_ranks([values, *(np.array([self.scores[a].extras[spec] for a in self.screen], dtype=float)
                                            for spec in self.ensemble)])
         order = np.argsort(-values, kind="stable")
-        return [self.screen[i] for i in order[: self.population_size]]
+        return [self.screen[i] for i in order[: self.top]]
 
     def ask(self) -> list[Query]:
         unscored = [Score(arch) for arch in self.screen if arch not in self.scores]
@@ -94,5 +107,9 @@ class ZeroCostWarmup(Strategy):
             return
         self.validated += 1
         self.population.append((query.arch, float(answer.value)))
-        if len(self.population) > self.population_size:
+        if self.validated < min(self.top, len(self.screen)) or len(self.population) <= self.population_size:
+            return  # the warm start fills the population first
+        if self.validated == min(self.top, len(self.screen)):  # top > population: its best kept, the best youngest
+            self.population = deque(sorted(self.population, key=lambda member: member[1])[-self.population_size:])
+        else:
             self.population.popleft()

@@ -18,15 +18,16 @@ from searchkit.study.hardware import HardwarePlan, Target, hypervolume_curve
 from searchkit.study.report import CHECKPOINTS, _draw, _mean_std, anytime_accuracy
 from searchkit.study.runs import Study
 
-#: the issue's targets: gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET simulated s
-GAP_TARGET, HV_TARGET, BUDGET = 0.5, 0.95, 1000
+#: the targets (issue 26): mean gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET
+#: simulated s; WITHIN: the per-seed gap whose share of seeds is reported (issue 16's target)
+GAP_TARGET, HV_TARGET, BUDGET, WITHIN = 0.3, 0.95, 1000, 0.5
 
 
 def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
-    """(strategy, metric) -> the target's rows, in order of appearance."""
+    """(strategy, metric) -> the target's rows (its budget or device and dataset), in order of appearance."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
-        if row["target"] == target.label:
+        if row["target"] == target.label and row.get("dataset", target.dataset) == target.dataset:
             groups.setdefault((row["strategy"], row["metric"]), []).append(row)
     return groups
 
@@ -44,8 +45,8 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
     """``out/summary.md``: the constrained rows per budget (and which meet the gap target), their
     anytime gaps, and the multi-objective rows' hypervolumes."""
     lines = [f"# Hardware-aware benchmark: {name}", "",
-             "Ground truth: NAS-Bench-201's 200-epoch CIFAR-10 test accuracy and HW-NAS-Bench's cost (CIFAR-10 "
-             "inputs, batch 1) of every cell. Constrained rows: the selected cell's test accuracy against the best "
+             "Ground truth: NAS-Bench-201's 200-epoch test accuracy on the dataset a search is for and HW-NAS-Bench's "
+             "cost (that dataset's inputs, batch 1) of every cell. Constrained rows: the selected cell's test accuracy against the best "
              "feasible cell of the whole space (**gap** in points; **within 0.5**: the share of seeds with gap <= "
              "0.5). Costs charged: **simulated** = training seconds of validations (12-epoch queries: 12/200 of the "
              "table's 200-epoch time); **wall** = measured training-free seconds (stored scores are charged what "
@@ -55,49 +56,55 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
     verdicts = []
     if constrained:
         lines += ["## Constrained search", "",
-                  "| budget | strategy | metric | seeds | test acc (%) | best feasible | gap | within 0.5 | cost | "
-                  "simulated s | wall s | validations |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| budget | dataset | strategy | metric | seeds | test acc (%) | best feasible | gap | within 0.5 | cost | "
+                  "simulated s | wall s | validations |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for target in constrained:
-            index, best = plan.truths[target.device].best_feasible(target.constraint)
+            index, best = plan.truth(target).best_feasible(target.constraint)
             groups = _groups(rows, target)
             for (strategy, metric), group in groups.items():
                 gaps = [float(r["gap"]) for r in group]
-                lines.append(f"| {target.label} ({target.constraint}) | {strategy} | {metric} | {len(group)} | "
+                lines.append(f"| {target.label} ({target.constraint}) | {target.dataset} | {strategy} | {metric} | {len(group)} | "
                              f"{_mean_std([float(r['test']) for r in group])} | {best:.2f} | {np.mean(gaps):.2f} | "
-                             f"{np.mean(np.array(gaps) <= GAP_TARGET):.0%} | {_mean(group, 'cost'):.3g} "
-                             f"{plan.truths[target.device].unit} | {_mean(group, 'simulated_seconds'):.0f} | "
+                             f"{np.mean(np.array(gaps) <= WITHIN):.0%} | {_mean(group, 'cost'):.3g} "
+                             f"{plan.truth(target).unit} | {_mean(group, 'simulated_seconds'):.0f} | "
                              f"{_mean(group, 'wall_seconds'):.1f} | {_mean(group, 'validations'):.1f} |")
             eligible = {k: g for k, g in groups.items() if _mean(g, "simulated_seconds") <= BUDGET}
             if eligible:
                 key = min(eligible, key=lambda k: (np.mean([float(r["gap"]) for r in eligible[k]]), k))
                 gaps = np.array([float(r["gap"]) for r in eligible[key]])
-                verdicts.append(f"| {target.label} | {target.constraint} | {index} | {best:.2f} | {key[0]} + {key[1]} | "
-                                f"{gaps.mean():.2f} | {np.mean(gaps <= GAP_TARGET):.0%} | "
-                                f"{'yes' if gaps.mean() <= GAP_TARGET else 'no'} |")
+                mean_test = best - gaps.mean()
+                published = "; ".join(f"{name} {value:.2f} ({'above' if mean_test > value else 'not above'})"
+                                      for name, value in target.published) or "-"
+                verdicts.append(f"| {target.label} | {target.constraint} | {target.dataset} | {index} | {best:.2f} | {key[0]} + {key[1]} | "
+                                f"{mean_test:.2f} | {gaps.mean():.2f} | {np.mean(gaps <= WITHIN):.0%} | "
+                                f"{'yes' if gaps.mean() <= GAP_TARGET else 'no'} | {published} |")
         lines += ["", f"Target: mean gap <= {GAP_TARGET} points at <= {BUDGET} simulated s, per budget (the best row "
                       "by mean gap among rows within the simulated budget):", "",
-                  "| budget | constraint | best feasible cell | its test acc | best row | mean gap | within 0.5 | met |",
-                  "|---|---|---|---|---|---|---|---|", *verdicts]
+                  "| budget | constraint | dataset | best feasible cell | its test acc | best row | its mean test acc | "
+                  "mean gap | within 0.5 | met | published (ours above?) |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|", *verdicts]
         lines += _anytime_lines(out, rows, plan, table, constrained)
     devices = [t for t in plan.targets if t.constraint is None]
     if devices:
-        lines += ["", "## Multi-objective search", "", "Reference points (test accuracy %, cost), per device: "
-                  f"**nadir** = the true front's nadir pushed {plan.margin:g} of the front's range beyond it "
-                  "(reported); **median floor** = the same cost ceiling with the median test accuracy of all cells "
-                  "as the floor (sensitivity: only trade-offs better than the typical cell count).", ""]
+        lines += ["", "## Multi-objective search", "", "Reference points (test accuracy %, cost), per device and "
+                  "dataset: **median floor** = the median test accuracy of all cells as the accuracy floor (the "
+                  "honest reference, the one the target is judged on: only trade-offs better than the typical cell "
+                  f"count) with the cost ceiling of **nadir** = the true front's nadir pushed {plan.margin:g} of the "
+                  "front's range beyond it (the earlier reference, beside it: its accuracy floor near 1 % counts the "
+                  "area below 90 % that any front reaching the fast, degenerate cells wins).", ""]
         for target in devices:
-            refs = plan.refs(target.device)
-            lines.append(f"- {target.device} ({plan.truths[target.device].unit}): " + "; ".join(
+            refs = plan.refs(target)
+            lines.append(f"- {target.device}, {target.dataset} ({plan.truth(target).unit}): " + "; ".join(
                 f"{kind} ({ref[0]:.2f}, {ref[1]:.4g})" for kind, ref in refs.items()))
-        lines += ["", "| device | strategy | metric | seeds | HV (nadir) | HV (median floor) | front size | "
-                  f"HV >= {HV_TARGET} (nadir) | simulated s | wall s | validations |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| device | dataset | strategy | metric | seeds | HV (median floor) | HV (nadir) | front size | "
+                  f"HV >= {HV_TARGET} (median floor) | simulated s | wall s | validations |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for target in devices:
             for (strategy, metric), group in _groups(rows, target).items():
-                hv = [float(r["hv"]) for r in group]
-                lines.append(f"| {target.label} | {strategy} | {metric} | {len(group)} | "
+                hv = [float(r["hv_median_floor"]) for r in group]
+                lines.append(f"| {target.label} | {target.dataset} | {strategy} | {metric} | {len(group)} | "
                              f"{_mean_std([100 * v for v in hv])} % | "
-                             f"{_mean_std([100 * float(r['hv_median_floor']) for r in group])} % | "
+                             f"{_mean_std([100 * float(r['hv']) for r in group])} % | "
                              f"{_mean(group, 'front_size'):.1f} | {np.mean(np.array(hv) >= HV_TARGET):.0%} of seeds | "
                              f"{_mean(group, 'simulated_seconds'):.0f} | {_mean(group, 'wall_seconds'):.1f} | "
                              f"{_mean(group, 'validations'):.1f} |")
@@ -112,28 +119,28 @@ def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Bench
     simulated seconds were spent."""
     lines = ["", "Anytime: mean gap (points) of the incumbent once at most N simulated seconds were spent, rows that "
                  "validate ('-' before the first answer):", "",
-             "| budget | strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
-             "|---|---|---|" + "---|" * len(CHECKPOINTS)]
+             "| budget | dataset | strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
+             "|---|---|---|---|" + "---|" * len(CHECKPOINTS)]
     for target in targets:
-        _, best = plan.truths[target.device].best_feasible(target.constraint)
-        accuracy = plan.truths[target.device].accuracy
+        _, best = plan.truth(target).best_feasible(target.constraint)
+        accuracy = plan.truth(target).accuracy
         for (strategy, metric), group in _groups(rows, target).items():
             if not any(int(r["validations"]) for r in group):
                 continue
             values = np.array([anytime_accuracy(_history(out, r), accuracy, table) for r in group])
-            lines.append(f"| {target.label} | {strategy} | {metric} | " +
+            lines.append(f"| {target.label} | {target.dataset} | {strategy} | {metric} | " +
                          " | ".join(_mean_std(list(best - column)) for column in values.T) + " |")
     return lines
 
 
 def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark) -> Path | None:
     """``anytime_gap.png``: per budget, each validating row's gap to the best feasible cell vs
-    simulated seconds (mean over seeds, min-max band), the 0.5-point target dashed."""
+    simulated seconds (mean over seeds, min-max band), the GAP_TARGET-point target dashed."""
     targets = [t for t in plan.targets if t.constraint is not None]
     panels = []
     for target in targets:
-        _, best = plan.truths[target.device].best_feasible(target.constraint)
-        accuracy = plan.truths[target.device].accuracy
+        _, best = plan.truth(target).best_feasible(target.constraint)
+        accuracy = plan.truth(target).accuracy
         lines = {}
         for (strategy, metric), group in _groups(rows, target).items():
             if any(int(r["validations"]) for r in group):
@@ -155,7 +162,7 @@ def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark)
         ax.axhline(GAP_TARGET, color="k", linestyle="--", linewidth=0.8)
         ax.axvline(BUDGET, color="0.6", linewidth=0.6, linestyle=":")
         ax.set(xscale="log", xlabel="simulated training seconds", ylabel="gap to the best feasible cell (points)",
-               title=f"{target.label}: {target.constraint}", ylim=(0, None))
+               title=f"{target.label}, {target.dataset}: {target.constraint}", ylim=(0, None))
         ax.legend(fontsize=6, loc="upper right")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
@@ -163,13 +170,13 @@ def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark)
 
 
 def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
-    """``hypervolume.png``: per device, each multi-objective row's relative hypervolume (nadir
-    reference) vs seconds: training-free wall seconds for rows that only score, simulated training
+    """``hypervolume.png``: per device and dataset, each multi-objective row's relative hypervolume
+    (median-floor reference) vs seconds: training-free wall seconds for rows that only score, simulated training
     seconds for rows that validate (a line style each), the 0.95 target dashed."""
 
     def draw(ax: Any, target: Target, colours: Any) -> None:
-        truth = plan.truths[target.device]
-        ref = plan.refs(target.device)["nadir"]
+        truth = plan.truth(target)
+        ref = plan.refs(target)["median floor"]
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             simulated = any(int(r["validations"]) for r in group)
             curves = [hypervolume_curve(_history(out, r), truth, ref, simulated) for r in group]
@@ -177,17 +184,18 @@ def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | 
             _draw(ax, curves, f"{strategy} + {metric} (vs {unit})", "--" if simulated else "-", colours(k % 10))
         ax.axhline(HV_TARGET, color="k", linestyle="--", linewidth=0.8)
         ax.set(xscale="log", xlabel="seconds charged (wall: training-free; simulated: training)",
-               ylabel="hypervolume / true front's (nadir reference)", title=target.label, ylim=(0, 1.02))
+               ylabel="hypervolume / true front's (median floor)", title=f"{target.label}, {target.dataset}",
+               ylim=(0, 1.02))
 
     return _per_device(rows, plan, out / "hypervolume.png", draw)
 
 
 def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
-    """``fronts.png``: per device, every cell (grey), the true front (black) and the found front of
-    each multi-objective row's first seed, at test accuracy."""
+    """``fronts.png``: per device and dataset, every cell (grey), the true front (black) and the found
+    front of each multi-objective row's first seed, at test accuracy (from the median cell's up)."""
 
     def draw(ax: Any, target: Target, colours: Any) -> None:
-        truth = plan.truths[target.device]
+        truth = plan.truth(target)
         points = truth.points()
         line = points[pareto_front(points)]
         ax.scatter(points[:, 1], points[:, 0], s=1, color="0.85", rasterized=True, label=f"all cells ({len(points):,})")
@@ -197,8 +205,10 @@ def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
             found = truth.front_points(found_front(_history(out, first)))
             ax.plot(found[:, 1], found[:, 0], "o", markersize=3, color=colours(k % 10),
                     label=f"{strategy} + {metric}, seed {first['seed']} ({len(found)})")
-        ax.set(xlabel=f"{target.device} {target.quantity} ({truth.unit})", ylabel="CIFAR-10 test accuracy (%)",
-               title=f"{target.label}: found fronts over the true front (80-95 %)", ylim=(80, 95))
+        floor = float(np.median(points[:, 0]))
+        ax.set(xlabel=f"{target.device} {target.quantity} ({truth.unit})", ylabel=f"{target.dataset} test accuracy (%)",
+               title=f"{target.label}, {target.dataset}: found fronts over the true front",
+               ylim=(floor, float(points[:, 0].max()) + 0.5))
 
     return _per_device(rows, plan, out / "fronts.png", draw)
 
