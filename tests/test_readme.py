@@ -13,7 +13,9 @@ cut, as a user would by adding overrides; how each command is exercised:
 - ``correlate``: run on 10 architectures (the least it accepts) instead of ``--n``'s, scoring batch 16.
 - ``benchmark``: its config is loaded and checked whole; the run itself uses a copy cut to one seed,
   the first two strategies, ``synflow`` and a 12-cell pool (nothing imported from ``score_cache``).
-- ``store``: run on the store the commands before it filled.
+- ``store``: run on the store the commands before it filled; ``export``: run on the own-images search's
+  run directory; ``python -c``: run in a subprocess in that directory.
+- own images: ``images/`` holds 2 classes of 12 random 16x16 PNGs in train/ and 4 in test/.
 - ``python benchmarks/darts_study.py``: its arguments are parsed and its base config loaded with its
   overrides (a dry path: the smoke test alone takes minutes).
 - ``pip install``, ``pytest``: only the quick start's, the CPU build of torch installed first.
@@ -23,12 +25,17 @@ drawn from the real training split. A command none of these rules knows fails th
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from searchkit import cli
 from searchkit.data import DATASETS
@@ -87,6 +94,8 @@ def fast_argv(argv: list[str], state: dict) -> list[str]:
             extra += ["strategy.options.steps=1", "strategy.options.nu_samples=2", "strategy.options.batch_size=8"]
         if any(arg.startswith("constraint=") and "cpu" in arg for arg in argv):
             extra += ["hardware.repeats=1", "hardware.warmup=0"]
+        elif any(arg.startswith("constraint") for arg in argv):  # strategy auto: the warm-up hybrid, which
+            extra += ["budget.seconds=3"]                       # ignores budget.archs; its screen cut to 3 s
         out = [] if "--out" in argv else ["--out", f"runs/search-{len(state['searches'])}"]
         return [command, *out, "--quiet", *argv[1:], *extra]  # flags first: overrides may end the line
     if command == "evaluate":
@@ -98,7 +107,7 @@ def fast_argv(argv: list[str], state: dict) -> list[str]:
         return argv + ["--quiet"]
     if command == "benchmark":
         return _replace_flag(argv, "--config", str(_small_benchmark(argv[argv.index("--config") + 1]))) + ["--quiet"]
-    if command == "store":
+    if command in ("store", "export"):
         return argv
     raise AssertionError(f"README command 'searchkit {shlex.join(argv)}' has no rule in tests/test_readme.py")
 
@@ -125,6 +134,12 @@ def workdir(tmp_path_factory):
     for name in ("configs", "benchmarks", "results"):
         (work / name).symlink_to(ROOT / name)
     (work / "home").mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("test", 4)):
+        for cls in ("ant", "bee"):
+            (work / "images" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(work / "images" / split / cls / f"{i}.png")
     return work
 
 
@@ -162,6 +177,11 @@ def test_the_quick_start_installs_the_cpu_build_of_torch_first():
 def test_readme_command_works(argv, at_workdir, monkeypatch, capsys):
     if argv[:2] == ["python", "benchmarks/darts_study.py"]:
         _dry_darts_study(argv[2:], monkeypatch)
+        return
+    if argv[:2] == ["python", "-c"]:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+        done = subprocess.run([sys.executable, *argv[1:]], cwd=at_workdir, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-500:]
         return
     assert argv[0] == "searchkit", f"README command {shlex.join(argv)!r} has no rule in tests/test_readme.py"
     args = [str(Path(a).expanduser()) if a.startswith("~") else a for a in fast_argv(argv[1:], STATE)]

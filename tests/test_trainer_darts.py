@@ -195,7 +195,7 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path: Path, monkeypat
     with pytest.raises(SearchkitError, match="belongs to another training run"):
         train(tiny_darts(), splits, protocol, device="cpu", seed=5, progress=False, checkpoint=path)
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(SearchkitError, match="cannot read checkpoint .*delete it to start over"):
+    with pytest.raises(SearchkitError, match="cannot read checkpoint .*delete it to train from epoch 0"):
         train(tiny_darts(), splits, protocol, device="cpu", seed=4, progress=False, checkpoint=path)
 
 
