@@ -1,12 +1,10 @@
 """Search strategies behind one query protocol (:mod:`searchkit.strategies.base`).
 
-``get_strategy(name, space, rng, **options)`` builds one; ``STRATEGIES.names()`` lists them. Each
-strategy module registers its class with ``@strategy(name)``; importing it here makes it available.
+``get_strategy(name, space, rng, **options)`` builds one, ``strategy_needs(name, options)`` says
+what it needs without building it; ``STRATEGIES.names()`` lists them. Each strategy module registers
+its class with ``@strategy(name)``; the registry finds every module of this package on its first
+lookup (:mod:`searchkit.registry`), so a new strategy is one new module.
 """
-from importlib import import_module
-
-for _module in ("random", "evolution", "hnas", "nasi", "warmup", "local", "nsga2", "robot"):  # each registers its strategy
-    import_module(f"searchkit.strategies.{_module}")
 from searchkit.strategies.base import (STRATEGIES, Answer, Needs, OneShot, Query, Score, SearchContext, Strategy,
                                        Validate, get_strategy, strategy)
 from searchkit.strategies.evolution import RegularizedEvolution

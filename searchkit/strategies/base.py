@@ -194,7 +194,7 @@ class Strategy(ABC):
         """The answer to a query returned by :meth:`ask`."""
 
 
-STRATEGIES: Registry[Strategy] = Registry("strategy")
+STRATEGIES: Registry[Strategy] = Registry("strategy", "searchkit.strategies")
 S = TypeVar("S", bound=type)
 
 

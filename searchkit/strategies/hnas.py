@@ -71,7 +71,7 @@ from searchkit.spaces.base import SearchSpace
 from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, TimeBudget, Validate, Workload,
                                        distinct_samples, mean_ranks, strategy)
 
-#: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_family.NTKCond).
+#: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_metrics.NTKCond).
 KAPPA_METRIC = "ntk_cond"
 #: The largest value -log(1 - M) is taken at (``transform: log1m``): M = 1 - LOG1M_FLOOR.
 LOG1M_FLOOR = 1e-12

@@ -18,7 +18,7 @@ For t = 1..T: draw a mini-batch D_t of b training images and g_t ~ Gumbel(0, 1),
     R(A) = ||Theta~(A)||_tr - mu max(0, ||Theta~(A)||_tr - nu)                      (eq. 13-14)
     ||Theta~(A)||_tr = || b^-1 sum_{x in D_t} grad_theta L_x ||_2^2                  (eq. 11-12)
 
-(the trace approximation; :class:`searchkit.metrics.ntk_family.NTKTraceApprox` computes the same
+(the trace approximation; :class:`searchkit.metrics.loss_gradient.NTKTraceApprox` computes the same
 quantity for a fixed network: mean cross-entropy, train-mode BN, one backward). A sample whose
 G_t is not finite, or that has no gradient (a degenerate KCC kernel), contributes G_t = 0. Then
 
