@@ -6,7 +6,7 @@ its class with ``@strategy(name)``; the registry finds every module of this pack
 lookup (:mod:`searchkit.registry`), so a new strategy is one new module.
 """
 from searchkit.strategies.base import (STRATEGIES, Answer, Needs, OneShot, Query, Score, SearchContext, Strategy,
-                                       Validate, get_strategy, strategy)
+                                       Validate, get_strategy, strategy, strategy_needs)
 from searchkit.strategies.evolution import RegularizedEvolution
 from searchkit.strategies.hnas import HNAS
 from searchkit.strategies.nasi import NASI
@@ -14,4 +14,4 @@ from searchkit.strategies.random import RandomSearch
 from searchkit.strategies.warmup import ZeroCostWarmup
 
 __all__ = ["STRATEGIES", "HNAS", "NASI", "Answer", "Needs", "OneShot", "Query", "RandomSearch", "RegularizedEvolution",
-           "Score", "SearchContext", "Strategy", "Validate", "ZeroCostWarmup", "get_strategy", "strategy"]
+           "Score", "SearchContext", "Strategy", "Validate", "ZeroCostWarmup", "get_strategy", "strategy", "strategy_needs"]

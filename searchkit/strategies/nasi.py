@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -198,7 +198,9 @@ class NASI(Strategy):
     ``seconds``: a time limit on the whole one-shot search (None: all ``steps``; module docstring).
     """
 
-    needs = Needs(training_free=True, gradient=True)
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(training_free=True, gradient=True)
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,
