@@ -59,6 +59,11 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
+def network_device(net: nn.Module) -> torch.device:
+    """The device of ``net``'s parameters (the CPU for a network without any)."""
+    return next(net.parameters(), torch.empty(0)).device
+
+
 class Metric:
     """A training-free fitness: (network at initialisation, scoring batch) -> float, higher is better.
 
@@ -124,7 +129,7 @@ class Metric:
     def __call__(self, net: nn.Module, batch: Batch, shared: SharedWork | None = None) -> float:
         """The score of ``net`` on ``batch`` (see the module docstring for the guards); ``shared``:
         the work of the other metrics scored on this network and batch (:func:`score_metrics`)."""
-        device = next(net.parameters(), torch.empty(0)).device
+        device = network_device(net)
         try:
             value = self.compute_shared(net, batch.to(device), shared)
         except (RuntimeError, torch.OutOfMemoryError) as err:
