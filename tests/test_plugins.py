@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,3 +212,27 @@ def test_the_engine_builds_a_constrained_strategy_once(monkeypatch):
     setup = prepare(cfg)
     assert len(built) == 1 and isinstance(built[0], FeasibleSpace) and setup.strategy.space is built[0]
     assert setup.needs == Needs(cost=True)
+
+
+def readme_extending_blocks() -> list[str]:
+    """The ```python blocks of the README's "Extending searchkit" section: the metric, then the strategy test."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Extending searchkit"):readme.index("## Development")]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_the_readmes_extending_examples_work(monkeypatch):
+    metric_block, strategy_block = readme_extending_blocks()
+    monkeypatch.setattr(METRICS, "_factories", dict(METRICS._factories))
+    exec(compile(metric_block, "README.md (metric)", "exec"), {})
+    weight_norm = parse_metric("weight_norm:p=1")
+    assert weight_norm.key() == ("weight_norm", '{"p":1.0}') and weight_norm.worst == 0.0
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1, bias=False))
+    with torch.no_grad():
+        net[0].weight.fill_(-0.5)
+    assert weight_norm(net, Batch(torch.zeros(2, 3, 4, 4), torch.tensor([0, 1]), 2)) == pytest.approx((6 * 0.25) ** 0.5)
+    with pytest.raises(SearchkitError, match="needs p > 0"):
+        parse_metric("weight_norm:p=0")
+    namespace: dict = {}
+    exec(compile(strategy_block, "README.md (strategy test)", "exec"), namespace)
+    namespace["test_climbs_to_the_optimum"]()
