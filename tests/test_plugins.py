@@ -182,6 +182,12 @@ def test_needs_come_from_the_class_and_options_without_building_a_strategy(monke
         strategy_needs(name, {"bogus": 1})
 
 
+def test_a_needs_attribute_is_refused_when_the_strategy_class_is_defined():
+    with pytest.raises(TypeError, match="strategy class Old: 'needs' is a classmethod of the options"):
+        class Old(Strategy):
+            needs = Needs(validation=True)
+
+
 def test_the_benchmark_reads_needs_without_building_strategies(monkeypatch):
     from searchkit.study.benchmark import needs
     from searchkit.study.benchmark_config import StrategyEntry

@@ -173,6 +173,13 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse the old ``needs = Needs(...)`` attribute: needs are a classmethod of the options."""
+        super().__init_subclass__(**kwargs)
+        if "needs" in cls.__dict__ and not isinstance(cls.__dict__["needs"], classmethod):
+            raise TypeError(f"strategy class {cls.__name__}: 'needs' is a classmethod of the options; write "
+                            "'@classmethod def needs(cls, options): return Needs(...)'")
+
     @classmethod
     def needs(cls, options: Mapping[str, Any]) -> Needs:
         """What this strategy with ``options`` (every option, defaults filled in) needs from a run;
