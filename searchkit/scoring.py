@@ -40,7 +40,7 @@ from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, parse_metric
 from searchkit.metrics.ntk import NTKMetric
-from searchkit.metrics.scoring import score_metrics
+from searchkit.metrics.base import score_metrics
 from searchkit.runtime import build_network, release_memory
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
@@ -179,7 +179,7 @@ class ScoringContext:
 def combined_seconds(metrics: dict[str, Metric], seconds: dict[str, float]) -> float:
     """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
 
-    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.scoring.score_metrics`),
+    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.base.score_metrics`),
     so a group of them is charged its largest time; every other metric its own.
     """
     total, kernels = 0.0, {}

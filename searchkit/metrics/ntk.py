@@ -48,7 +48,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from searchkit.errors import SearchkitError
-from searchkit.metrics.base import Metric, is_out_of_memory, memory_option
+from searchkit.metrics.base import Metric, SharedWork, is_out_of_memory, memory_option
 
 if TYPE_CHECKING:
     from searchkit.data.base import Batch
@@ -242,7 +242,7 @@ class NTKMetric(Metric):
     (how many vector-Jacobian products run at once: memory only, not in the store key).
     Subclasses implement :meth:`from_ntk` (or :meth:`score_with` when they need the network
     too). Metrics with the same :attr:`ntk_key` on the same network and batch share one Theta
-    (:func:`searchkit.metrics.scoring.score_metrics`).
+    (:func:`searchkit.metrics.base.score_metrics`, through :meth:`compute_shared`).
     """
 
     bn: BNMode = "batchstats"
@@ -266,3 +266,11 @@ class NTKMetric(Metric):
 
     def compute(self, net: nn.Module, batch: "Batch") -> float:
         return self.score_with(self.ntk(net, batch), net, batch)
+
+    def compute_shared(self, net: nn.Module, batch: "Batch", shared: SharedWork | None) -> float:
+        """The score from the Theta of this ``ntk_key`` that ``shared`` holds (computed here if none
+        does; it may be on another device after a CPU fallback, and is moved to the batch's)."""
+        if shared is None:
+            return self.compute(net, batch)
+        theta = shared.get(("ntk", *self.ntk_key), lambda: self.ntk(net, batch))
+        return self.score_with(theta.to(batch.x.device), net, batch)

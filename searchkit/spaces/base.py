@@ -25,6 +25,7 @@ import numpy as np
 from torch import nn
 
 from searchkit.errors import SearchkitError
+from searchkit.registry import Registry
 
 if TYPE_CHECKING:
     from searchkit.hardware.cost import CostModel
@@ -132,3 +133,8 @@ class Space:
             return MeasuredLatency(self, **measure)
         raise SearchkitError(f"the {self.name} space has no hardware cost table (device {device!r}); "
                              f"use device: {MEASURED_DEVICE} (latency measured on this machine)")
+
+
+#: Every search space, by the name configs use: each space module registers its class with
+#: ``@SPACES.register(name)`` (found on the first lookup, :mod:`searchkit.registry`).
+SPACES: Registry[SearchSpace] = Registry("search space", "searchkit.spaces")

@@ -28,7 +28,7 @@ from torch import nn
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import require_data
-from searchkit.spaces.base import Space
+from searchkit.spaces.base import SPACES, Space
 from searchkit.spaces.darts_ops import OP_FACTORIES, FactorizedReduce, drop_path
 from searchkit.spaces.ops import ReLUConvBN
 
@@ -378,6 +378,7 @@ class DartsNetwork(nn.Module):
 # --- the space -----------------------------------------------------------------------------------
 
 
+@SPACES.register("darts")
 class DartsSpace(Space):
     """The DARTS space: strict text/JSON/name codec, sampling, mutation and networks.
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import require_data
-from searchkit.spaces.base import Space
+from searchkit.spaces.base import SPACES, Space
 from searchkit.spaces.ops import OP_FACTORIES, ResNetBasicBlock
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class NB201Network(nn.Module):
         return self.head(self.cells(self.stem(x)))
 
 
+@SPACES.register("nb201")
 class NB201Space(Space):
     """The NAS-Bench-201 space: strict string codec, sampling, mutation, official indices, networks,
     and its capabilities: the benchmark table (:meth:`benchmark`), NASI's supernet and

@@ -18,7 +18,7 @@ For t = 1..T: draw a mini-batch D_t of b training images and g_t ~ Gumbel(0, 1),
     R(A) = ||Theta~(A)||_tr - mu max(0, ||Theta~(A)||_tr - nu)                      (eq. 13-14)
     ||Theta~(A)||_tr = || b^-1 sum_{x in D_t} grad_theta L_x ||_2^2                  (eq. 11-12)
 
-(the trace approximation; :class:`searchkit.metrics.ntk_family.NTKTraceApprox` computes the same
+(the trace approximation; :class:`searchkit.metrics.loss_gradient.NTKTraceApprox` computes the same
 quantity for a fixed network: mean cross-entropy, train-mode BN, one backward). A sample whose
 G_t is not finite, or that has no gradient (a degenerate KCC kernel), contributes G_t = 0. Then
 
@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -198,7 +198,9 @@ class NASI(Strategy):
     ``seconds``: a time limit on the whole one-shot search (None: all ``steps``; module docstring).
     """
 
-    needs = Needs(training_free=True, gradient=True)
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(training_free=True, gradient=True)
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,

@@ -18,7 +18,7 @@ seeded run is deterministic.
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -151,6 +151,10 @@ class NSGA2(Strategy):
     (the best value); the front is written to ``front.csv``.
     """
 
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(cost=True, validation=options["validate"], training_free=options["validate"])
+
     def __init__(self, space: SearchSpace, rng: np.random.Generator, population: int = 20,
                  generations: int | None = None, validate: bool = False) -> None:
         if population < 2 or (generations is not None and generations < 0):
@@ -161,7 +165,6 @@ class NSGA2(Strategy):
                                  "evolution come before the validations), e.g. generations: 10")
         super().__init__(space, rng)
         self.size, self.generations, self.validate = population, generations, validate
-        self.needs = Needs(cost=True, validation=validate, training_free=validate)
         self.population = NSGA2Population(population, rng)
         self.known: dict[Any, tuple[float, float]] = {}
         self.pending: list[Any] = distinct_samples(space, rng, population)

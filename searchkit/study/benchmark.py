@@ -33,8 +33,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 import yaml
 from tqdm import tqdm
 
@@ -51,7 +49,7 @@ from searchkit.spaces.base import Benchmark
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies import Needs, get_strategy
+from searchkit.strategies import Needs, strategy_needs
 from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config
 from searchkit.study.report import REPORTED, plot_anytime, write_summary
 from searchkit.study.runs import Study, dirname
@@ -80,9 +78,9 @@ def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int, da
     return config_from_dict(config)
 
 
-def needs(entry: StrategyEntry, space: SearchSpace) -> Needs:
-    """What the entry's strategy, with its options, needs from a run."""
-    return get_strategy(entry.name, space, np.random.default_rng(0), **entry.options).needs
+def needs(entry: StrategyEntry) -> Needs:
+    """What the entry's strategy, with its options, needs from a run (no strategy is built)."""
+    return strategy_needs(entry.name, entry.options)
 
 
 def benchmark_datasets(bench: BenchmarkConfig, base: RunConfig, table: Benchmark) -> dict[str, str]:
@@ -114,7 +112,7 @@ def pool_metrics(bench: BenchmarkConfig, space: SearchSpace) -> dict:
     extra metrics, for the strategies that search the pool (not training-based or one-shot runs)."""
     specs: set[str] = set()
     for entry, metric, _ in bench.runs():
-        wants = needs(entry, space)
+        wants = needs(entry)
         if metric != VALIDATION and not wants.gradient:
             specs.update((metric, *wants.extra_metrics))
     return {spec: parse_metric(spec) for spec in sorted(specs)}
@@ -184,7 +182,7 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
         todo = [run for run in runs if run_name(base, *run) not in done]
         written = time.monotonic()
         for entry, metric, seed, dataset in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
-            searches_pool = metric != VALIDATION and not needs(entry, space).gradient
+            searches_pool = metric != VALIDATION and not needs(entry).gradient
             name = run_name(base, entry, metric, seed, dataset)
             result = study.search(name, run_config(base, entry, metric, seed, dataset),
                                   space=pool if searches_pool else None, store=db)

@@ -6,12 +6,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searchkit.config import RunConfig, build_section, load_config
+from searchkit.config import VALIDATION, RunConfig, build_section, load_config
 from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
-
-#: The metric of a training-based run (engine.VALIDATION): every query is a validation.
-VALIDATION = "validation"
 
 
 @dataclass

@@ -222,7 +222,7 @@ def runs(plan: HardwarePlan, bench: BenchmarkConfig, space: SearchSpace) -> Iter
     """Every (target, strategy, metric, seed) (seeds from ``first_seed``): strategies that need a
     cost under the devices, the others under the budgets, for the target's dataset (an entry with
     its own ``datasets`` only for those)."""
-    costs = {entry.title: needs(entry, space).cost for entry in bench.entries()}
+    costs = {entry.title: needs(entry).cost for entry in bench.entries()}
     for target in plan.targets:
         for entry, metric, seed in bench.runs():
             if costs[entry.title] == (target.constraint is None) and \
@@ -294,7 +294,7 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
     study = Study(out, FIELDS)
     matrix = list(runs(plan, bench, pool.space))
     done = study.done()
-    gradient = {entry.title: needs(entry, pool.space).gradient for entry in bench.entries()}
+    gradient = {entry.title: needs(entry).gradient for entry in bench.entries()}
     written = time.monotonic()
     for target, entry, metric, seed in tqdm(matrix, desc="hardware benchmark", unit="run", disable=not progress):
         name = run_name(base, target, entry, metric, seed)
