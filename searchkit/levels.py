@@ -39,11 +39,13 @@ Graph = dict[str, set[str]]
 
 
 def level_of(module: str, levels=LEVELS) -> int:
-    """The index in ``levels`` of the longest name covering ``module``; KeyError when none does."""
+    """The index in ``levels`` of the longest name covering ``module`` (a package covers its
+    submodules, except the root package, which covers only its ``__init__``); KeyError when none does."""
     best, index = "", -1
     for i, (_, names) in enumerate(levels):
         for name in names:
-            if (module == name or module.startswith(name + ".")) and len(name) > len(best):
+            covers = module == name or ("." in name and module.startswith(name + "."))  # the root: itself only
+            if covers and len(name) > len(best):
                 best, index = name, i
     if index < 0:
         raise KeyError(f"{module} is on no level: add it to searchkit.levels.LEVELS")

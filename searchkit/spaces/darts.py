@@ -28,7 +28,7 @@ from torch import nn
 
 from searchkit.errors import SearchkitError
 from searchkit.paths import require_data
-from searchkit.spaces.base import Space
+from searchkit.spaces.base import BaseSpace
 from searchkit.spaces.darts_ops import OP_FACTORIES, FactorizedReduce, drop_path
 from searchkit.spaces.ops import ReLUConvBN
 
@@ -378,7 +378,7 @@ class DartsNetwork(nn.Module):
 # --- the space -----------------------------------------------------------------------------------
 
 
-class DartsSpace(Space):
+class DartsSpace(BaseSpace):
     """The DARTS space: strict text/JSON/name codec, sampling, mutation and networks.
 
     ``genotypes``: the published-genotypes JSON (``{name: {"normal": ..., ...}}``) that names in

@@ -24,12 +24,12 @@ import torch
 from torch import nn
 
 from searchkit.errors import SearchkitError
+from searchkit.hardware.cost_models import MEASURED_DEVICE, CostModel, TableCost
 from searchkit.paths import require_data
-from searchkit.spaces.base import Space
+from searchkit.spaces.base import BaseSpace
 from searchkit.spaces.ops import OP_FACTORIES, ResNetBasicBlock
 
 if TYPE_CHECKING:
-    from searchkit.hardware.cost import CostModel
     from searchkit.spaces.nb201_supernet import NB201SuperNet
     from searchkit.tabular import NB201Table
 
@@ -104,7 +104,7 @@ class NB201Network(nn.Module):
         return self.head(self.cells(self.stem(x)))
 
 
-class NB201Space(Space):
+class NB201Space(BaseSpace):
     """The NAS-Bench-201 space: strict string codec, sampling, mutation, official indices, networks,
     and its capabilities: the benchmark table (:meth:`benchmark`), NASI's supernet and
     HW-NAS-Bench's hardware costs (:meth:`cost_model`).
@@ -306,8 +306,7 @@ class NB201Space(Space):
         """HW-NAS-Bench's ``quantity`` on ``device`` (Li et al., ICLR 2021: edgegpu, raspi4, edgetpu,
         pixel3, eyeriss, fpga) for inputs of ``dataset``'s size (cifar10, cifar10-valid, cifar100,
         ImageNet16-120; ``table``: a CSV export or the official pickle), or ``cpu`` latency
-        measured on this machine (:meth:`Space.cost_model`)."""
-        from searchkit.hardware.cost import MEASURED_DEVICE, TableCost
+        measured on this machine (:meth:`BaseSpace.cost_model`)."""
         from searchkit.tabular.hwnas import check_device
         from searchkit.tabular.nb201 import DATA_NAMES
 

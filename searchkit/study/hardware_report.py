@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from searchkit.driver import incumbent_curve
-from searchkit.hardware.front import found_front
+from searchkit.front import found_front
 from searchkit.pareto import pareto_front
 from searchkit.rundir import RunDir
 from searchkit.spaces.base import Benchmark
