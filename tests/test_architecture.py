@@ -58,3 +58,20 @@ def test_the_graph_sees_every_kind_of_import(tmp_path: Path) -> None:
     assert level_of("pkg.sub.a", levels) == 0 and level_of("pkg", levels) == 1
     with pytest.raises(KeyError, match="pkg.other is on no level"):
         level_of("pkg.other", levels)
+
+
+def test_renamed_names_warn_for_one_release() -> None:
+    import importlib
+    import sys
+
+    from searchkit.hardware import cost_models
+    from searchkit.spaces import base
+
+    sys.modules.pop("searchkit.hardware.cost", None)
+    with pytest.warns(DeprecationWarning, match="searchkit.hardware.cost is renamed searchkit.hardware.cost_models"):
+        old = importlib.import_module("searchkit.hardware.cost")
+    assert old.TableCost is cost_models.TableCost and old.MeasuredLatency is cost_models.MeasuredLatency
+    with pytest.warns(DeprecationWarning, match="Space is renamed BaseSpace"):
+        assert base.Space is base.BaseSpace
+    with pytest.raises(AttributeError, match="no attribute 'Spaces'"):
+        base.Spaces

@@ -16,7 +16,7 @@ from searchkit.hardware import AdditiveCost, Constraint, MeasuredLatency, TableC
 from searchkit.paths import find_data
 from searchkit.spaces import NB201Space
 from searchkit.spaces.base import feature_matrix
-from searchkit.spaces.constrained import FeasibleSpace
+from searchkit.spaces.constrained import FeasibleSpace, ProjectionWarning
 from searchkit.spaces.darts import DartsSpace
 from searchkit.spaces.nb201 import NUM_ARCHS, OPS
 from searchkit.tabular import HWNASTable
@@ -420,6 +420,52 @@ def test_measured_feasible_space_rejection_samples() -> None:
         tight.sample(rng)
     with pytest.raises(SearchkitError, match="needs a table cost model"):
         space.project(ALL_ARCHS[-1], rng)
+
+
+
+class _ListedCost:
+    """pixel3 latency (ms) of the architectures' texts listed in ``values``."""
+
+    device, quantity, unit, name = "pixel3", "latency", "ms", "pixel3_latency"
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+
+    def cost(self, text: str) -> float:
+        return self.values[text]
+
+    def costs(self, texts):
+        return np.array([self.values[t] for t in texts])
+
+
+def test_darts_projection_is_the_nearest_in_features() -> None:
+    """DARTS offers features, so the nearest feasible genotype is the one fewest (op, input)
+    coordinates away, not a uniform pick."""
+    darts = DartsSpace()
+    rng = np.random.default_rng(3)
+    arch = darts.sample(rng)
+    near, far = darts.neighbours(arch)[0], darts.sample(rng)
+    distance = lambda a: sum(x != y for x, y in zip(darts.features(a), darts.features(arch)))  # noqa: E731
+    assert distance(near) == 1 and distance(far) > 1
+    cost = _ListedCost({darts.encode(arch): 9.0, darts.encode(near): 1.0, darts.encode(far): 1.0})
+    space = FeasibleSpace(darts, cost, Constraint.of("pixel3", "latency", 2.0), candidates=[arch, near, far])
+    assert space.projects and set(space.members) == {near, far}
+    assert all(space.project(arch, rng) == near for _ in range(20))
+    assert space.project(far, rng) == far
+
+
+class _Featureless(NB201Space):
+    features = None  # type: ignore[assignment]
+
+
+def test_projection_without_features_is_uniform_and_says_so() -> None:
+    space = FeasibleSpace(_Featureless(), SyntheticTable(), Constraint.of("pixel3", "latency", 0.2))
+    assert not space.projects
+    rng = np.random.default_rng(0)
+    with pytest.warns(ProjectionWarning, match="the nb201 space offers no features: the nearest feasible architecture "
+                                               "is a uniform choice"):
+        picks = {space.nearest(ALL_ARCHS[-1], rng) for _ in range(200)}
+    assert picks == set(space.members) and len(picks) > 1
 
 
 @needs_hw

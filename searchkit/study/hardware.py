@@ -49,8 +49,7 @@ from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
 from searchkit.strategies.base import COST
-from searchkit.study.benchmark import needs, run_config
-from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry
+from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, needs, run_config
 from searchkit.study.runs import Study, dirname
 
 FIELDS = ("target", "dataset", "device", "quantity", "limit", "strategy", "metric", "seed", "arch", "index", "selected_by",
@@ -309,14 +308,3 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
             written = time.monotonic()
     write_hardware_report(study, base.name, plan, table, notes, len(matrix))
 
-
-def hypervolume_curve(rows: Sequence[HistoryRow], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
-    """(cumulative seconds, relative hypervolume of the found front so far) after every new row:
-    simulated training seconds, or training-free wall seconds."""
-    curve, spent = [], 0.0
-    for k, row in enumerate(rows):
-        spent += row.simulated_seconds if simulated else row.seconds
-        if not row.cached:
-            front = truth_.front_points(found_front(rows[:k + 1]))
-            curve.append((spent, truth_.relative_hypervolume(front, ref)))
-    return curve
