@@ -167,3 +167,11 @@ def upward_imports(graph: Graph, levels=LEVELS) -> list[tuple[str, str]]:
     """(importer, imported) pairs where the imported module sits on a higher level, sorted."""
     return sorted((a, b) for a, targets in graph.items() for b in targets
                   if level_of(b, levels) > level_of(a, levels))
+
+
+def levels_table(levels=LEVELS) -> str:
+    """The level map as the markdown table docs/architecture.md quotes, lowest level first."""
+    rows = ["| level | name | modules and packages |", "|---|---|---|"]
+    for i, (name, modules) in enumerate(levels):
+        rows.append(f"| {i} | {name} | {', '.join(f'`{m}`' for m in modules)} |")
+    return "\n".join(rows)

@@ -75,3 +75,10 @@ def test_renamed_names_warn_for_one_release() -> None:
         assert base.Space is base.BaseSpace
     with pytest.raises(AttributeError, match="no attribute 'Spaces'"):
         base.Spaces
+
+
+def test_the_docs_quote_the_level_map() -> None:
+    from searchkit.levels import levels_table
+
+    assert levels_table() in (ROOT / "docs" / "architecture.md").read_text(), \
+        "docs/architecture.md's level table differs from searchkit.levels.LEVELS: paste levels_table() there"
