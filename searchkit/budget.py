@@ -5,7 +5,7 @@ and constraints are :mod:`searchkit.hardware`, the restricted space
 :mod:`searchkit.spaces.constrained`, the oracle that adds costs to answers
 :class:`searchkit.oracles.CostOracle`. :func:`open_hardware` reads a run config's ``constraint:`` and ``hardware:`` sections (during
 ``engine.prepare``, before anything is written or scored) and builds the cost model the space
-offers (:meth:`searchkit.spaces.base.Space.cost_model`). With a constraint the search space is
+offers (:meth:`searchkit.spaces.base.BaseSpace.cost_model`). With a constraint the search space is
 wrapped in :class:`~searchkit.spaces.constrained.FeasibleSpace` (:meth:`RunHardware.constrain`)
 before the strategy is built, so no strategy samples, mutates or steps to an architecture over
 the budget, and an infeasible budget is refused there. :meth:`RunHardware.check` is the guard on

@@ -1,7 +1,7 @@
 """The layering of ``searchkit``: every module's level, and the import graph it is checked against.
 
 :data:`LEVELS` lists the levels from the lowest up; each names the modules and packages on it (a
-package's name covers its submodules; the longest matching name wins). The rule
+package's name covers its submodules, except the root's; the longest matching name wins). The rule
 (docs/architecture.md, "Levels"): **a module imports only from its own level or below, and the
 import graph has no cycles.** ``tests/test_architecture.py`` checks it with :func:`import_graph`.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Sequence
 
 #: (level, the modules and packages on it), lowest first.
 LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -36,9 +37,10 @@ LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 Graph = dict[str, set[str]]
+Levels = Sequence[tuple[str, Sequence[str]]]
 
 
-def level_of(module: str, levels=LEVELS) -> int:
+def level_of(module: str, levels: Levels = LEVELS) -> int:
     """The index in ``levels`` of the longest name covering ``module`` (a package covers its
     submodules, except the root package, which covers only its ``__init__``); KeyError when none does."""
     best, index = "", -1
@@ -163,13 +165,13 @@ def cycles(graph: Graph) -> list[list[str]]:
     return sorted(found)
 
 
-def upward_imports(graph: Graph, levels=LEVELS) -> list[tuple[str, str]]:
+def upward_imports(graph: Graph, levels: Levels = LEVELS) -> list[tuple[str, str]]:
     """(importer, imported) pairs where the imported module sits on a higher level, sorted."""
     return sorted((a, b) for a, targets in graph.items() for b in targets
                   if level_of(b, levels) > level_of(a, levels))
 
 
-def levels_table(levels=LEVELS) -> str:
+def levels_table(levels: Levels = LEVELS) -> str:
     """The level map as the markdown table docs/architecture.md quotes, lowest level first."""
     rows = ["| level | name | modules and packages |", "|---|---|---|"]
     for i, (name, modules) in enumerate(levels):
