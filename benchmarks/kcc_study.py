@@ -177,7 +177,7 @@ def darts_rows(path: Path) -> list[tuple[str, float]]:
 
 def loose_genotype(text: str) -> LooseGenotype:
     """Parse a ``Genotype(...)`` text; validate it with the codec after making each node's inputs distinct."""
-    from searchkit.spaces.darts import DartsGenotype, _GenotypeParser
+    from searchkit.spaces.darts_network import DartsGenotype, _GenotypeParser
 
     data = _GenotypeParser(text).parse()
     fields = {k: tuple(tuple(p) for p in v) if k in ("normal", "reduce") else tuple(v) for k, v in data.items()}

@@ -6,15 +6,15 @@ three steps, so that bad input fails before anything is computed or written:
 1. :func:`prepare` builds and checks every input (:class:`SearchSetup`): the config, the space,
    what the strategy needs (:class:`~searchkit.strategies.base.Needs`, from its class and options),
    the metrics, the dataset and its scoring batch (checked against every metric), the hardware cost
-   model and constraint (:mod:`searchkit.hardware.run`: the space is restricted to the budget before
-   the strategy is built, once; an infeasible budget is refused here), the tabular benchmark and
-   the validation oracle.
+   model and constraint (:mod:`searchkit.budget`: the space is restricted to the budget before the
+   strategy is built, once; an infeasible budget is refused here), the tabular benchmark and the
+   validation oracle.
 2. The run directory is created (a used one is refused unless resumed or overwritten) and the
    strategy is driven by :class:`~searchkit.driver.Driver` against the oracles of
    :mod:`searchkit.oracles`, every answered query streamed to ``history.csv``.
 3. The driver's incumbent is evaluated (table lookup or training) and ``best.json`` written (with
    its hardware cost, checked against the constraint); a multi-objective run also writes its
-   front (``front.csv``, ``front.png``: :mod:`searchkit.hardware.front`).
+   front (``front.csv``, ``front.png``: :mod:`searchkit.front`).
 """
 from __future__ import annotations
 
@@ -30,16 +30,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from searchkit.budget import RunHardware, open_hardware, parse_constraint
 from searchkit.config import VALIDATION, RunConfig, config_from_dict, load_config
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.defaults import resolve_strategy
 from searchkit.driver import Driver, Oracle, SearchLog
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark, table_dataset, target_dataset, will_train
-from searchkit.hardware.front import write_front
-from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
+from searchkit.front import write_front
 from searchkit.metrics.base import Metric, parse_metric
-from searchkit.oracles import DIVERGED, OneShotOracle, ScoreOracle, TrainValidator, open_validator
+from searchkit.oracles import DIVERGED, CostOracle, OneShotOracle, ScoreOracle, TrainValidator, open_validator
 from searchkit.plan import Plan, PlanWarning, measure
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir
 from searchkit.runtime import resolve_device
@@ -71,7 +71,7 @@ class SearchResult:
     seconds were charged (simulated from a table, or measured; None without validations);
     ``validation_split``: where a training validator's validation images came from;
     ``hardware``: the selected architecture's cost on the run's device and the constraint it meets
-    (:meth:`searchkit.hardware.run.RunHardware.describe`; None for a run without a cost model).
+    (:meth:`searchkit.budget.RunHardware.describe`; None for a run without a cost model).
     ``elapsed_seconds``: the search's elapsed wall time as ``budget.wall_seconds`` counts it (the
     plan's measurements, scoring, validation training, the strategy's work; final training excluded).
     ``model``: the files of the trained selection (``model.pt``, ``model.json``; None: not trained).
@@ -176,7 +176,7 @@ class SearchSetup:
         """Every oracle's answers with the architecture's hardware cost, when the run has a cost model."""
         if self.hardware is None:
             return oracles
-        return {kind: CostOracle(oracle, self.hardware) for kind, oracle in oracles.items()}
+        return {kind: CostOracle(oracle, self.hardware.cost) for kind, oracle in oracles.items()}
 
 
 def check_budget(cfg: RunConfig) -> None:

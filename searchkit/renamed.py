@@ -19,6 +19,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "searchkit.metrics.ntk_family": ("searchkit.metrics.ntk_metrics", "searchkit.metrics.loss_gradient",
                                      "searchkit.metrics.linear_regions"),
     "searchkit.metrics.scoring": ("searchkit.metrics.base",),
+    "searchkit.hardware.cost": ("searchkit.hardware.cost_models",),  # collided with metrics.cost
 }
 
 

@@ -14,9 +14,8 @@ from searchkit.errors import SearchkitError
 from searchkit.metrics import METRICS, get_metric
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
-from searchkit.spaces.darts import (
-    CONCAT, DECODE_OPS, OPS, AuxiliaryHeadCIFAR, DartsCell, DartsGenotype, DartsNetwork, DartsSpace,
-)
+from searchkit.spaces.darts import CONCAT, DECODE_OPS, OPS, DartsGenotype, DartsNetwork, DartsSpace
+from searchkit.spaces.darts_network import AuxiliaryHeadCIFAR, DartsCell
 from searchkit.spaces.darts_ops import FactorizedReduce, drop_path
 
 GENOTYPES = find_data("darts/genotypes.json")

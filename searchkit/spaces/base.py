@@ -7,28 +7,32 @@ Beyond that a space may offer:
   times of its architectures (NAS-Bench-201's table). The engine's validation oracle, table
   evaluation, ``searchkit correlate`` and ``searchkit benchmark`` use whatever space offers one;
   nothing compares space names.
-* a **supernet** (one-shot network over all its architectures, for NASI): :meth:`Space.supernet`
+* a **supernet** (one-shot network over all its architectures, for NASI): :meth:`BaseSpace.supernet`
   returns its class (:class:`searchkit.spaces.supernet.SuperNet`: size options, ops, ``derive``).
-* a **hardware cost model** (:meth:`Space.cost_model`): the latency or energy of its
+* a **hardware cost model** (:meth:`BaseSpace.cost_model`): the latency or energy of its
   architectures on a named device. Every space offers ``cpu`` latency measured on this machine;
   a space with a cost table adds its devices (NB201: HW-NAS-Bench's six).
 
-:class:`Space` is the base with the defaults (no benchmark, no supernet, measured CPU latency);
-spaces derive from it.
+:class:`SearchSpace` is the protocol every space meets; :class:`BaseSpace` (formerly ``Space``,
+an alias kept for one release) is the base class with the defaults of the optional capabilities
+(no benchmark, no supernet, measured CPU latency); spaces derive from it. :func:`feature_matrix`
+is the one op-coding of a space's architectures (its ``features``), for distances and additive
+cost fits.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Hashable, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Hashable, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 from torch import nn
 
 from searchkit.errors import SearchkitError
 from searchkit.registry import Registry
+from searchkit.hardware.cost_models import MEASURED_DEVICE, CostModel, MeasuredLatency
 
 if TYPE_CHECKING:
-    from searchkit.hardware.cost import CostModel
     from searchkit.spaces.supernet import SuperNet
 
 Arch = TypeVar("Arch", bound=Hashable)
@@ -97,7 +101,13 @@ class SearchSpace(Protocol[Arch]):
     def benchmark(self, path: str | Path | None = None) -> Benchmark | None: ...
 
 
-class Space:
+def feature_matrix(space: SearchSpace, archs: Sequence[Any]) -> np.ndarray:
+    """``space.features(arch)`` of every architecture, stacked: (len(archs), D) int64 (NB201: the op
+    index of each of the 6 edges; DARTS: (op index, input) of each of the 16 pairs)."""
+    return np.array([space.features(arch) for arch in archs], dtype=np.int64).reshape(len(archs), -1)
+
+
+class BaseSpace:
     """Defaults of the optional capabilities: no tabular benchmark, no supernet, CPU latency measured here."""
 
     name: str = ""
@@ -122,11 +132,9 @@ class Space:
         """The ``quantity`` (latency | energy) of this space's architectures on ``device``.
 
         The default: ``cpu`` latency measured on this machine (``measure``:
-        :class:`~searchkit.hardware.cost.MeasuredLatency`'s options: num_classes, input_shape,
+        :class:`~searchkit.hardware.cost_models.MeasuredLatency`'s options: num_classes, input_shape,
         build, batch_size, warmup, repeats, threads, seed). A space with a cost table overrides
         this for the table's devices (``dataset``: whose input size; ``table``: the user's copy)."""
-        from searchkit.hardware.cost import MEASURED_DEVICE, MeasuredLatency
-
         if device == MEASURED_DEVICE:
             if quantity != "latency":
                 raise SearchkitError(f"only latency can be measured on {MEASURED_DEVICE}, not {quantity}")
@@ -138,3 +146,10 @@ class Space:
 #: Every search space, by the name configs use: each space module registers its class with
 #: ``@SPACES.register(name)`` (found on the first lookup, :mod:`searchkit.registry`).
 SPACES: Registry[SearchSpace] = Registry("search space", "searchkit.spaces")
+def __getattr__(name: str) -> Any:
+    """``Space``: the old name of :class:`BaseSpace` (it collided with :class:`SearchSpace`), for one release."""
+    if name == "Space":
+        warnings.warn("searchkit.spaces.base.Space is renamed BaseSpace; the old name goes in the next release",
+                      DeprecationWarning, stacklevel=2)
+        return BaseSpace
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -144,7 +144,7 @@ class NSGA2(Strategy):
     by front, larger crowding distance first: each front's extremes first), and NSGA-II continues
     on (validation accuracy, cost), its population started from the validated members. The run's
     front is then the validated one with the scored front's cells not validated
-    (:func:`searchkit.hardware.front.found_front`).
+    (:func:`searchkit.front.found_front`).
 
     Every answer carries the architecture's cost (``Needs.cost``: the engine adds it), so a cost is
     computed once per architecture and run. The answer the run reports is the driver's incumbent

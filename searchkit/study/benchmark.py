@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from searchkit.config import RunConfig, config_from_dict
+from searchkit.config import RunConfig
 from searchkit.correlate import sample_indices
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
@@ -49,8 +49,9 @@ from searchkit.spaces.base import Benchmark
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies import Needs, strategy_needs
-from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config
+from searchkit.study.benchmark_config import (VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config, needs,
+                                              run_config)
+from searchkit.study.hardware import parse_hardware, run_hardware
 from searchkit.study.report import REPORTED, plot_anytime, write_summary
 from searchkit.study.runs import Study, dirname
 from searchkit.workers import Parallel
@@ -61,26 +62,6 @@ REPORT_EVERY = 120.0
 RUN_FIELDS = ("strategy", "metric", "dataset", "seed", "arch", "index", "selected_by", "score",
               *(f"{title}_test" for _, title in REPORTED), "wall_seconds", "simulated_seconds",
               "strategy_seconds", "archs_scored", "validations", "unique_archs", "run")
-
-
-def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int, dataset: str | None = None) -> RunConfig:
-    """One run's config: the shared settings with this strategy, metric spec, seed and budget;
-    ``dataset``: the table dataset the search is for (``data.target``; None: the shared config's)."""
-    config = base.to_dict()
-    if dataset is not None and dataset != target_dataset(base):
-        config["data"] = {**config["data"], "target": dataset}
-    config.update(
-        name=f"{entry.title}-{metric}-s{seed}", seed=seed, benchmark={},
-        metric={"name": metric, "options": {}},
-        strategy={"name": entry.name, "options": dict(entry.options)},
-        budget={**config["budget"], **entry.budget},
-    )
-    return config_from_dict(config)
-
-
-def needs(entry: StrategyEntry) -> Needs:
-    """What the entry's strategy, with its options, needs from a run (no strategy is built)."""
-    return strategy_needs(entry.name, entry.options)
 
 
 def benchmark_datasets(bench: BenchmarkConfig, base: RunConfig, table: Benchmark) -> dict[str, str]:
@@ -159,8 +140,6 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
                              f"the {base.space.name} space has none")
     out = Path(out)
     check_writable(out)
-    from searchkit.study.hardware import parse_hardware, run_hardware  # it builds on this module
-
     hardware = parse_hardware(bench, space, base) if bench.hardware else None  # checked before anything is written
     datasets = benchmark_datasets(bench, base, table)
     runs = run_matrix(bench, base)

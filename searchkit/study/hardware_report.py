@@ -5,22 +5,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from searchkit.driver import incumbent_curve
-from searchkit.hardware.front import found_front
+from searchkit.front import found_front
 from searchkit.pareto import pareto_front
-from searchkit.rundir import RunDir
+from searchkit.rundir import HistoryRow, RunDir
 from searchkit.spaces.base import Benchmark
-from searchkit.study.hardware import HardwarePlan, Target, hypervolume_curve
 from searchkit.study.report import CHECKPOINTS, _draw, _mean_std, anytime_accuracy
 from searchkit.study.runs import Study
+
+if TYPE_CHECKING:  # the benchmark (study.hardware) imports this module to write its report
+    from searchkit.study.hardware import HardwarePlan, Target, Truth
 
 #: the targets (issue 26): mean gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET
 #: simulated s; WITHIN: the per-seed gap whose share of seeds is reported (issue 16's target)
 GAP_TARGET, HV_TARGET, BUDGET, WITHIN = 0.3, 0.95, 1000, 0.5
+
+
+def hypervolume_curve(rows: Sequence[HistoryRow], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
+    """(cumulative seconds, relative hypervolume of the found front so far) after every new row:
+    simulated training seconds, or training-free wall seconds."""
+    curve, spent = [], 0.0
+    for k, row in enumerate(rows):
+        spent += row.simulated_seconds if simulated else row.seconds
+        if not row.cached:
+            front = truth_.front_points(found_front(rows[:k + 1]))
+            curve.append((spent, truth_.relative_hypervolume(front, ref)))
+    return curve
 
 
 def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
