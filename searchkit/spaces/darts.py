@@ -7,8 +7,10 @@ input nodes (0, 1: the outputs of the two previous cells) and four intermediate 
 i sums two ops, each applied to one of the nodes 0..i-1, and the cell outputs the channel
 concatenation of the ``concat`` nodes (2, 3, 4, 5). Following NASI B.2, the op set has no
 ``none`` (it is never selected in DARTS) and a node's two inputs are chosen independently of
-its ops, as two distinct earlier nodes. ``none`` is still accepted when decoding, for published
-cells that use it; sampling and mutation never produce it.
+its ops, as two distinct earlier nodes. ``none`` and a node that reads one earlier node twice are
+still accepted when decoding, for published and benchmark cells that use them (811 of the 1,000
+trained cells of :mod:`searchkit.tabular.darts` read a node twice; the DARTS network computes
+them as written); sampling never produces either, and mutation never introduces them.
 
 A genotype is written as in the DARTS code,
 ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], reduce=[...],
@@ -34,6 +36,7 @@ from searchkit.spaces.ops import ReLUConvBN
 
 if TYPE_CHECKING:
     from searchkit.spaces.darts_supernet import DartsSuperNet
+    from searchkit.tabular.darts import DartsTable
 
 OPS: tuple[str, ...] = (
     "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
@@ -69,8 +72,6 @@ def _cell_problem(pairs: Any, concat: Any) -> str | None:
             return f"pair {k} (node {node}) has unknown op {op!r}; DARTS ops are {', '.join(DECODE_OPS)}"
         if not 0 <= source < node:
             return f"pair {k} has input {source} out of range for node {node}, which reads nodes 0..{node - 1}"
-        if k % 2 and source == pairs[k - 1][1]:
-            return f"node {node} reads node {source} twice; its two inputs must be distinct"
     if not (isinstance(concat, tuple) and concat and all(isinstance(i, int) and not isinstance(i, bool) for i in concat)
             and list(concat) == sorted(set(concat)) and concat[0] >= 2 and concat[-1] <= NODES + 1):
         return (f"has concat {concat!r}; expected increasing distinct intermediate nodes in 2..{NODES + 1}, "
@@ -392,6 +393,7 @@ class DartsSpace(Space):
     def __init__(self, genotypes: str | Path | None = None) -> None:
         self.genotypes = Path(genotypes).expanduser() if genotypes is not None else None
         self._published: dict[str, DartsGenotype] | None = None
+        self._tables: dict[str | None, DartsTable] = {}
 
     # --- codec ---------------------------------------------------------------------------------
 
@@ -518,6 +520,17 @@ class DartsSpace(Space):
                             drop_path=drop_path, stem_multiplier=stem_multiplier)
 
     # --- capabilities --------------------------------------------------------------------------
+
+    def rank_table(self, path: str | Path | None = None) -> DartsTable:
+        """The 1,000 trained cells of SWAP's release (:class:`~searchkit.tabular.darts.DartsTable`;
+        ``path``: the user's copy). For rank correlation only: its accuracies come from another
+        training protocol than this space's evaluation (see that module)."""
+        from searchkit.tabular.darts import DartsTable
+
+        key = None if path is None else str(path)
+        if key not in self._tables:
+            self._tables[key] = DartsTable.load(path)
+        return self._tables[key]
 
     def supernet(self) -> type[DartsSuperNet]:
         """NASI's supernet of this space (:class:`~searchkit.spaces.darts_supernet.DartsSuperNet`)."""
