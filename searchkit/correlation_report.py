@@ -230,6 +230,7 @@ def write_correlation_report(
     scatter plots in rank space instead of score space.
     """
     indices = np.array(list(rows), dtype=int)
+    n = len(indices)
     columns = {label: np.array([rows[i][label] for i in indices], dtype=float) for label in labels}
     seconds = {label: float(np.mean([rows[i][f"{label}_s"] for i in indices])) for label in labels}
     columns.update(derived_columns(columns))
@@ -239,22 +240,24 @@ def write_correlation_report(
     results = {label: [found[label][t] for t in targets] for label in columns}
     plots = [plot_file(out, label) for label in labels]
     archs = None if space is None else [space.decode(table.arch_str(int(i))) for i in indices]
-    degenerate = None if archs is None else known(space.is_degenerate, archs)
+    answers = None if archs is None else known(space.is_degenerate, archs)
+    degenerate = None if answers is None else np.array(answers, dtype=bool)
     panels = scatter_targets(targets)
     for label, path in zip(labels, plots):
         scatter_panels(columns[label], {t[0]: accuracies[t] for t in panels}, label, path, rank=rank,
                        found={t[0]: found[label][t] for t in panels}, degenerate=degenerate,
                        title=f"{label} against {table.name} accuracy", ylabel=accuracy_label(panels))
-    lines = _report_lines(out, indices, table, space, archs, results, seconds, settings, plots, n_boot, seed, rank)
+    cells = describe_cells(len(indices), table, space, archs, degenerate)
+    lines = _report_lines(out, n, table, cells, results, seconds, settings, plots, n_boot, seed, rank)
     path = out / "correlation.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def known(ask: Callable[[Any], Any], archs: list) -> np.ndarray | None:
-    """``ask(arch)`` of every architecture as an array, or None when the space does not say (None)."""
+def known(ask: Callable[[Any], Any], archs: list) -> list | None:
+    """``ask(arch)`` of every architecture, or None when the space does not say (answers None)."""
     answers = [ask(a) for a in archs]
-    return None if any(v is None for v in answers) else np.array(answers)
+    return None if any(v is None for v in answers) else answers
 
 
 def scatter_targets(targets: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
@@ -278,12 +281,26 @@ def target_head(target: tuple[str, str, int]) -> str:
     return f"{DATASET_NAMES.get(dataset, dataset)} {split}"
 
 
+def describe_cells(n: int, table: RankTable, space: SearchSpace | None, archs: list | None,
+                   degenerate: np.ndarray | None) -> str:
+    """The report's line on the architectures: how many, of which table, and, where the space says,
+    how many distinct up to equivalence and how many degenerate."""
+    if space is None or archs is None:
+        return f"{n} architectures of {table.name}"
+    described = f"{n} {space.name} cells of {table.name}"
+    classes = known(space.canonical, archs)
+    if classes is not None:
+        described += f", {len(set(classes))} distinct up to equivalence"
+    if degenerate is not None:
+        described += (f", {int(degenerate.sum())} degenerate (as the space defines it: `is_degenerate` of "
+                      f"`searchkit.spaces.{space.name}`; drawn apart at the left edge of the score-space scatter plots)")
+    return described
+
+
 def _report_lines(
-    out: Path, indices: np.ndarray, table: RankTable, space: SearchSpace | None, archs: list | None,
-    results: dict[str, list[Correlation]], seconds: dict[str, float], settings: dict | None, plots: list[Path],
-    n_boot: int, seed: int, rank: bool,
+    out: Path, n: int, table: RankTable, cells: str, results: dict[str, list[Correlation]],
+    seconds: dict[str, float], settings: dict | None, plots: list[Path], n_boot: int, seed: int, rank: bool,
 ) -> list[str]:
-    n = len(indices)
     head = " | ".join(target_head(t) for t in table.targets)
     rule = "|---|---|" + "---|" * len(table.targets)
     epochs = sorted({t[2] for t in table.targets})
@@ -292,7 +309,7 @@ def _report_lines(
     if n < MIN_ARCHS:
         lines += [f"**Not meaningful: only {n} architectures (fewer than {MIN_ARCHS}); correlations are not "
                   "shown. Score more architectures (--n).**", ""]
-    lines += _settings_lines(indices, table, space, archs, settings)
+    lines += _settings_lines(cells, table, settings)
     lines += [
         "## Spearman rank correlation", "",
         "Spearman rho between each metric's score and the table's accuracy of the same architectures, with a 95 % "
@@ -320,19 +337,8 @@ def _report_lines(
     return lines
 
 
-def _settings_lines(indices: np.ndarray, table: RankTable, space: SearchSpace | None, archs: list | None,
-                    settings: dict | None) -> list[str]:
-    described = f"{len(indices)} architectures of {table.name}"
-    if space is not None and archs is not None:
-        described = f"{len(indices)} {space.name} cells of {table.name}"
-        classes = known(space.canonical, archs)
-        if classes is not None:
-            described += f", {len(set(classes.tolist()))} distinct up to equivalence"
-        degenerate = known(space.is_degenerate, archs)
-        if degenerate is not None:
-            described += (f", {int(degenerate.sum())} degenerate (no function of the input worth scoring, "
-                          f"`searchkit.spaces.{space.name}`; drawn apart at the left edge of the score-space scatter plots)")
-    lines = ["## Settings", "", f"- architectures: {described}", f"- accuracies: `{portable(table.source)}`"]
+def _settings_lines(cells: str, table: RankTable, settings: dict | None) -> list[str]:
+    lines = ["## Settings", "", f"- architectures: {cells}", f"- accuracies: `{portable(table.source)}`"]
     if settings:
         build = settings.get("build") or {}
         shown = {
