@@ -38,7 +38,7 @@ from searchkit.rundir import check_writable, read_yaml, write_atomic, writing
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe, draws_header, import_scores, scores_header
 from searchkit.spaces import get_space
-from searchkit.spaces.base import RankTable, SearchSpace
+from searchkit.spaces.base import RankTable, Space
 from searchkit.store import ScoreStore
 from searchkit.workers import Parallel
 
@@ -214,7 +214,7 @@ def run_correlate(
     return out
 
 
-def rank_table(space: SearchSpace, path: str | Path | None = None) -> RankTable:
+def rank_table(space: Space, path: str | Path | None = None) -> RankTable:
     """The space's ranking table (``path``: the user's copy); SearchkitError when it offers none."""
     table = space.rank_table(path)
     if table is None:

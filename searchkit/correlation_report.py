@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 
 from searchkit.paths import portable
-from searchkit.spaces.base import RankTable, SearchSpace
+from searchkit.spaces.base import RankTable, Space
 
 #: Display names of table datasets, for column heads and panel titles (others are shown as named).
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
@@ -214,7 +214,7 @@ def plot_file(out: Path, label: str) -> Path:
 
 def write_correlation_report(
     out: Path, rows: dict[int, dict[str, float]], labels: list[str], table: RankTable, *,
-    space: SearchSpace | None = None, settings: dict | None = None, rank: bool = False, n_boot: int = N_BOOT,
+    space: Space | None = None, settings: dict | None = None, rank: bool = False, n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> Path:
     """``out/correlation.md`` and ``out/scatter_<metric>.png`` for each metric; returns the .md path.
@@ -281,7 +281,7 @@ def target_head(target: tuple[str, str, int]) -> str:
     return f"{DATASET_NAMES.get(dataset, dataset)} {split}"
 
 
-def describe_cells(n: int, table: RankTable, space: SearchSpace | None, archs: list | None,
+def describe_cells(n: int, table: RankTable, space: Space | None, archs: list | None,
                    degenerate: np.ndarray | None) -> str:
     """The report's line on the architectures: how many, of which table, and, where the space says,
     how many distinct up to equivalence and how many degenerate."""
