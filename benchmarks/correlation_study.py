@@ -43,8 +43,11 @@ from scipy import stats
 
 from reference_agreement import COLUMNS, SUITE_ZERO, read_reference  # benchmarks/ is sys.path[0]
 from searchkit.correlate import read_scores
-from searchkit.report import TARGETS, correlations, rank_combination
+from searchkit.correlation_report import correlations, rank_combination
 from searchkit.tabular import NB201Table
+
+#: NAS-Bench-201's (dataset, split) accuracy columns, 200 epochs
+TARGETS = [(d, s) for d, s, _ in NB201Table.targets]
 
 #: Published Spearman rho on NB201 CIFAR-10 (Abdelfattah et al. 2021 over all 15,625; NASWOT
 #: from Mellor et al. 2021; the NTK-based figure as tabulated by ZiCo, Li et al. 2023).

@@ -32,7 +32,7 @@ LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("strategies", ("searchkit.strategies", "searchkit.front")),
     ("driver and oracles", ("searchkit.driver", "searchkit.oracles", "searchkit.plan", "searchkit.defaults")),
     ("engine", ("searchkit.engine", "searchkit.budget")),
-    ("studies and reports", ("searchkit.study", "searchkit.report", "searchkit.correlate")),
+    ("studies and reports", ("searchkit.study", "searchkit.correlation_report", "searchkit.correlate")),
     ("interface", ("searchkit", "searchkit.cli", "searchkit.__main__")),
 )
 

@@ -71,6 +71,16 @@ def test_renamed_names_warn_for_one_release() -> None:
     with pytest.warns(DeprecationWarning, match="searchkit.hardware.cost is renamed: import from searchkit.hardware.cost_models"):
         old = importlib.import_module("searchkit.hardware.cost")
     assert old.TableCost is cost_models.TableCost and old.MeasuredLatency is cost_models.MeasuredLatency
+    from searchkit import correlation_report
+    from searchkit.study import anytime, benchmark_report
+
+    for name in ("searchkit.report", "searchkit.study.report"):
+        sys.modules.pop(name, None)
+    with pytest.warns(DeprecationWarning, match="searchkit.report is renamed: import from searchkit.correlation_report"):
+        assert importlib.import_module("searchkit.report").correlate_all is correlation_report.correlate_all
+    with pytest.warns(DeprecationWarning, match="searchkit.study.report is renamed: import from searchkit.study.benchmark_report"):
+        old_study = importlib.import_module("searchkit.study.report")
+    assert old_study.write_summary is benchmark_report.write_summary and old_study.mean_std is anytime.mean_std
     with pytest.warns(DeprecationWarning, match="Space is renamed BaseSpace"):
         assert base.Space is base.BaseSpace
     with pytest.raises(AttributeError, match="no attribute 'Spaces'"):

@@ -4,9 +4,12 @@ Every space samples, mutates, lists neighbours, encodes/decodes and builds archi
 Beyond that a space may offer:
 
 * a tabular **benchmark** (:class:`Benchmark`): ground-truth accuracies and recorded training
-  times of its architectures (NAS-Bench-201's table). The engine's validation oracle, table
-  evaluation, ``searchkit correlate`` and ``searchkit benchmark`` use whatever space offers one;
-  nothing compares space names.
+  times of all its architectures (NAS-Bench-201's table). The engine's validation oracle, table
+  evaluation and ``searchkit benchmark`` use whatever space offers one; nothing compares space names.
+* a **ranking table** (:class:`RankTable`, :meth:`BaseSpace.rank_table`): trained accuracies of some
+  of its architectures, enough to rank metrics by: what ``searchkit correlate`` scores and
+  correlates with. A benchmark is one; DARTS offers 1,000 trained cells
+  (:class:`searchkit.tabular.darts.DartsTable`), which no search validates with.
 * a **supernet** (one-shot network over all its architectures, for NASI): :meth:`BaseSpace.supernet`
   returns its class (:class:`searchkit.spaces.supernet.SuperNet`: size options, ops, ``derive``).
 * a **hardware cost model** (:meth:`BaseSpace.cost_model`): the latency or energy of its
@@ -39,10 +42,33 @@ Arch = TypeVar("Arch", bound=Hashable)
 
 
 @runtime_checkable
-class Benchmark(Protocol):
-    """Tabular ground truth over a space: architectures by index, accuracies (%) per dataset,
-    split (test, valid) and epochs, the recorded seconds of one training run, and parameter
-    counts (millions).
+class RankTable(Protocol):
+    """Trained accuracies (%) of some architectures of a space, by index: what ``searchkit correlate``
+    ranks metrics against.
+
+    ``name``: the table's name; ``source``: where it was read from; ``targets``: the accuracy
+    columns (dataset, split, epochs) a correlation report reads, in order; ``protocol``: a sentence
+    saying what those accuracies are (how they were trained). ``arch_str(i)``: the architecture
+    of index ``i`` in the space's text form; ``column``: (n,) accuracies of one target.
+    """
+
+    name: str
+    source: str
+    targets: tuple[tuple[str, str, int], ...]
+    protocol: str
+
+    def __len__(self) -> int: ...
+
+    def arch_str(self, index: int) -> str: ...
+
+    def column(self, dataset: str, split: str = "test", epochs: int = 200) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Benchmark(RankTable, Protocol):
+    """Tabular ground truth over a whole space (a :class:`RankTable` of every architecture):
+    architectures by index, accuracies (%) per dataset, split (test, valid) and epochs, the
+    recorded seconds of one training run, and parameter counts (millions).
 
     ``name``: the benchmark's name; ``source``: where it was read from. ``dataset_for(name)``: the
     table's dataset for one of our dataset names (``cifar10-valid`` ->
@@ -61,8 +87,6 @@ class Benchmark(Protocol):
     def arch_str(self, index: int) -> str: ...
 
     def accuracy(self, index: int, dataset: str, split: str = "test", epochs: int = 200) -> float: ...
-
-    def column(self, dataset: str, split: str = "test", epochs: int = 200) -> np.ndarray: ...
 
     def train_time(self, index: int, dataset: str, epochs: int = 200) -> float: ...
 
@@ -116,6 +140,21 @@ class BaseSpace:
         """This space's tabular benchmark (``path``: the user's copy), or None when it has none."""
         if path is not None:
             raise SearchkitError(f"the {self.name} space has no tabular benchmark; drop table: {path}")
+        return None
+
+    def rank_table(self, path: str | Path | None = None) -> RankTable | None:
+        """The table ``searchkit correlate`` ranks metrics against (``path``: the user's copy): the
+        space's benchmark by default; None when the space has neither."""
+        return self.benchmark(path)
+
+    def is_degenerate(self, arch: Any) -> bool | None:
+        """Whether ``arch`` computes no function of its input worth scoring (NB201: no convolution
+        on any input-output path); None when the space does not say."""
+        return None
+
+    def canonical(self, arch: Any) -> Hashable | None:
+        """The representative of the architectures that compute the same function as ``arch``
+        (NB201: its equivalence class); None when the space knows no such equivalence."""
         return None
 
     def allows(self, arch: Any) -> bool:

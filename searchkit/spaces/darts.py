@@ -7,8 +7,10 @@ input nodes (0, 1: the outputs of the two previous cells) and four intermediate 
 i sums two ops, each applied to one of the nodes 0..i-1, and the cell outputs the channel
 concatenation of the ``concat`` nodes (2, 3, 4, 5). Following NASI B.2, the op set has no
 ``none`` (it is never selected in DARTS) and a node's two inputs are chosen independently of
-its ops, as two distinct earlier nodes. ``none`` is still accepted when decoding, for published
-cells that use it; sampling and mutation never produce it.
+its ops, as two distinct earlier nodes. ``none`` and a node that reads one earlier node twice are
+still accepted when decoding, for published and benchmark cells that use them (811 of the 1,000
+trained cells of :mod:`searchkit.tabular.darts` read a node twice; the DARTS network computes
+them as written); sampling never produces either, and mutation never introduces them.
 
 A genotype is written as in the DARTS code,
 ``Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=[2, 3, 4, 5], reduce=[...],
@@ -34,6 +36,7 @@ from searchkit.spaces.darts_network import (_FORMAT, CELLS, CONCAT, DECODE_OPS, 
 
 if TYPE_CHECKING:
     from searchkit.spaces.darts_supernet import DartsSuperNet
+    from searchkit.tabular.darts import DartsTable
 
 
 @SPACES.register("darts")
@@ -51,6 +54,7 @@ class DartsSpace(BaseSpace):
     def __init__(self, genotypes: str | Path | None = None) -> None:
         self.genotypes = Path(genotypes).expanduser() if genotypes is not None else None
         self._published: dict[str, DartsGenotype] | None = None
+        self._tables: dict[str | None, DartsTable] = {}
 
     # --- codec ---------------------------------------------------------------------------------
 
@@ -177,6 +181,17 @@ class DartsSpace(BaseSpace):
                             drop_path=drop_path, stem_multiplier=stem_multiplier)
 
     # --- capabilities --------------------------------------------------------------------------
+
+    def rank_table(self, path: str | Path | None = None) -> DartsTable:
+        """The 1,000 trained cells of SWAP's release (:class:`~searchkit.tabular.darts.DartsTable`;
+        ``path``: the user's copy). For rank correlation only: its accuracies come from another
+        training protocol than this space's evaluation (see that module)."""
+        from searchkit.tabular.darts import DartsTable
+
+        key = None if path is None else str(path)
+        if key not in self._tables:
+            self._tables[key] = DartsTable.load(path)
+        return self._tables[key]
 
     def supernet(self) -> type[DartsSuperNet]:
         """NASI's supernet of this space (:class:`~searchkit.spaces.darts_supernet.DartsSuperNet`)."""

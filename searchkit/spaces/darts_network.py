@@ -51,8 +51,6 @@ def _cell_problem(pairs: Any, concat: Any) -> str | None:
             return f"pair {k} (node {node}) has unknown op {op!r}; DARTS ops are {', '.join(DECODE_OPS)}"
         if not 0 <= source < node:
             return f"pair {k} has input {source} out of range for node {node}, which reads nodes 0..{node - 1}"
-        if k % 2 and source == pairs[k - 1][1]:
-            return f"node {node} reads node {source} twice; its two inputs must be distinct"
     if not (isinstance(concat, tuple) and concat and all(isinstance(i, int) and not isinstance(i, bool) for i in concat)
             and list(concat) == sorted(set(concat)) and concat[0] >= 2 and concat[-1] <= NODES + 1):
         return (f"has concat {concat!r}; expected increasing distinct intermediate nodes in 2..{NODES + 1}, "

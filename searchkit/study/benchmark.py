@@ -18,7 +18,7 @@ store and charged the seconds each score took to compute.
 
 Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun, or ``--resume OUT``,
 skips the rows already there and resumes an interrupted run from its history), ``OUT/summary.md``
-and ``OUT/anytime.png`` (:mod:`searchkit.study.report`), rewritten at most every :data:`REPORT_EVERY`
+and ``OUT/anytime.png`` (:mod:`searchkit.study.benchmark_report`), rewritten at most every :data:`REPORT_EVERY`
 seconds and at the end (they read every run's history: rewritten after every run, a 120-run warm-up
 tuning benchmark took 5 CPU-minutes for its first 50 runs and 20 for the last 70).
 
@@ -51,8 +51,8 @@ from searchkit.store import ScoreStore
 from searchkit.spaces.base import SearchSpace
 from searchkit.study.benchmark_config import (VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config, needs,
                                               run_config)
+from searchkit.study.benchmark_report import REPORTED, plot_anytime, write_summary
 from searchkit.study.hardware import parse_hardware, run_hardware
-from searchkit.study.report import REPORTED, plot_anytime, write_summary
 from searchkit.study.runs import Study, dirname
 from searchkit.workers import Parallel
 
