@@ -28,6 +28,7 @@ import dataclasses
 import inspect
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -50,10 +51,6 @@ from searchkit.workers import Parallel, Scored, open_backend
 
 #: label -> (value, seconds): one architecture's scores (a draw's, or the mean over draws).
 Result = dict[str, tuple[float, float]]
-
-#: settings.yaml written before the space was recorded scored NAS-Bench-201 cells.
-_LEGACY_SPACE = "nb201"
-
 
 @dataclass
 class ScoringRecipe:
@@ -99,7 +96,11 @@ class ScoringRecipe:
         """The recipe of a settings.yaml (extra keys, e.g. ``table``, ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values.setdefault("space", _LEGACY_SPACE)
+        if "space" not in values:  # written before the space was recorded: those scored NB201 cells
+            warnings.warn("scoring settings without 'space:' are read as NAS-Bench-201's (space: nb201); add that "
+                          "line to the settings.yaml (the default goes in the next release)", DeprecationWarning,
+                          stacklevel=2)
+            values["space"] = "nb201"
         values["metrics"] = {spec: parse_metric(spec) for spec in values.get("metrics") or []}
         values["build"] = values.get("build") or {}
         try:
