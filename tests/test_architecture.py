@@ -92,3 +92,14 @@ def test_the_docs_quote_the_level_map() -> None:
 
     assert levels_table() in (ROOT / "docs" / "architecture.md").read_text(), \
         "docs/architecture.md's level table differs from searchkit.levels.LEVELS: paste levels_table() there"
+
+
+def test_no_function_in_searchkit_is_over_80_lines() -> None:
+    """docs/architecture.md ("Levels"): a function that does one job fits on a screen."""
+    import ast
+
+    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted((ROOT / "searchkit").rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80]
+    assert not long, "split these functions:\n" + "\n".join(long)
