@@ -20,6 +20,8 @@ MOVED: dict[str, tuple[str, ...]] = {
                                      "searchkit.metrics.linear_regions"),
     "searchkit.metrics.scoring": ("searchkit.metrics.base",),
     "searchkit.hardware.cost": ("searchkit.hardware.cost_models",),  # collided with metrics.cost
+    "searchkit.hardware.run": ("searchkit.budget",),  # engine-level wiring, above the spaces
+    "searchkit.hardware.front": ("searchkit.front",),  # reads the strategies' answers
     "searchkit.report": ("searchkit.correlation_report",),
     "searchkit.study.report": ("searchkit.study.benchmark_report", "searchkit.study.anytime"),
 }

@@ -71,6 +71,14 @@ def test_renamed_names_warn_for_one_release() -> None:
     with pytest.warns(DeprecationWarning, match="searchkit.hardware.cost is renamed: import from searchkit.hardware.cost_models"):
         old = importlib.import_module("searchkit.hardware.cost")
     assert old.TableCost is cost_models.TableCost and old.MeasuredLatency is cost_models.MeasuredLatency
+    from searchkit import budget, front
+
+    for name in ("searchkit.hardware.run", "searchkit.hardware.front"):
+        sys.modules.pop(name, None)
+    with pytest.warns(DeprecationWarning, match="searchkit.hardware.run is renamed: import from searchkit.budget"):
+        assert importlib.import_module("searchkit.hardware.run").open_hardware is budget.open_hardware
+    with pytest.warns(DeprecationWarning, match="searchkit.hardware.front is renamed: import from searchkit.front"):
+        assert importlib.import_module("searchkit.hardware.front").write_front is front.write_front
     from searchkit import correlation_report
     from searchkit.study import anytime, benchmark_report
 
