@@ -43,8 +43,11 @@ from scipy import stats
 
 from reference_agreement import COLUMNS, SUITE_ZERO, read_reference  # benchmarks/ is sys.path[0]
 from searchkit.correlate import read_scores
-from searchkit.report import TARGETS, correlations, rank_combination
+from searchkit.correlation_report import correlations, rank_combination
 from searchkit.tabular import NB201Table
+
+#: NAS-Bench-201's (dataset, split) accuracy columns, 200 epochs
+TARGETS = [(d, s) for d, s, _ in NB201Table.targets]
 
 #: Published Spearman rho on NB201 CIFAR-10 (Abdelfattah et al. 2021 over all 15,625; NASWOT
 #: from Mellor et al. 2021; the NTK-based figure as tabulated by ZiCo, Li et al. 2023).
@@ -323,7 +326,7 @@ def kcc_study_lines(dirs: list[Path], columns: dict[str, np.ndarray], indices: n
     return lines + [""]
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", type=Path, nargs="+", help="searchkit correlate output directories")
     parser.add_argument("--variants", type=Path, nargs="*", default=[],
@@ -334,18 +337,17 @@ def main() -> None:
                         help="noise-ceiling directories (benchmarks/kcc_study.py), one draw each")
     parser.add_argument("--darts", type=Path, nargs="*", default=[],
                         help="DARTS study directories (benchmarks/kcc_study.py)")
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    table = NB201Table.load()
-    columns, indices, seconds = load(args.dirs)
-    accuracy = {t: table.column(t[0], t[1], 200)[indices] for t in TARGETS}
-    even, odd = indices % 2 == 0, indices % 2 == 1
-    tune_target = accuracy[("cifar10", "valid")]
+
+def tune_kcc(args: argparse.Namespace, table: NB201Table, columns: dict[str, np.ndarray], even: np.ndarray,
+             tune_target: np.ndarray) -> tuple[dict, dict, str, str]:
+    """The KCC variants on the even half: (variant -> (n, rho vs C10 valid), variant -> (the chosen
+    KCC's rho on its architectures, interval of variant - chosen), the chosen KCC (best among those
+    scored on both halves), the best variant)."""
     kcc_variants = [k for k in columns if is_kcc_variant(k)]
     tuned = {k: (int(even.sum()), rho(columns[k][even], tune_target[even])) for k in kcc_variants}
-    # among those scored on both halves
     chosen = max((k for k in tuned if not is_control(k)), key=lambda k: tuned[k][1])
-    # variant -> (the chosen KCC's rho on the variant's architectures, interval of variant - chosen)
     against_chosen = {k: (tuned[chosen][1], *paired_bootstrap(columns[k][even], columns[chosen][even], tune_target[even]))
                       for k in kcc_variants if k != chosen}
     for directory in args.variants:  # each variant directory on the even architectures it shares with the rest
@@ -358,23 +360,13 @@ def main() -> None:
                 tuned[k] = (int(var_even.sum()), rho(v[var_even], target))
                 against_chosen[k] = (rho(base, target), *paired_bootstrap(v[var_even], base, target))
     best_variant = max((k for k in tuned if not is_control(k)), key=lambda k: tuned[k][1])
+    return tuned, against_chosen, chosen, best_variant
 
-    singles = [k for k in columns if k not in kcc_variants or k == chosen]
-    ensembles = {}
-    for combo in itertools.combinations(singles, args.ensemble_size):
-        ensembles[combo] = rho(rank_combination([columns[k][even] for k in combo]), tune_target[even])
-    best_combo = max(ensembles, key=ensembles.get)
 
+def kcc_lines(tuned: dict, against_chosen: dict, chosen: str, best_variant: str, columns: dict[str, np.ndarray],
+              accuracy: dict, odd: np.ndarray) -> list[str]:
+    """The KCC section: the variants tuned on the even half, the chosen one and the baselines on the odd half."""
     lines = [
-        "# Training-free metrics on NAS-Bench-201 (CIFAR-10 scoring batch)", "",
-        f"Architectures: n = {len(indices)} (uniform sample, seed 0), {even.sum()} with an even NB201 index "
-        f"(tuning half) and {odd.sum()} odd (held out). Cells: Spearman rho / Kendall tau against the "
-        "200-epoch accuracy from the NAS-Bench-201 table; s/arch: mean seconds per architecture on this "
-        "machine's 2 CPU cores (NTK metrics include the shared NTK's time).", "",
-        "## All metrics, all architectures", "", *table_lines(columns, accuracy, seconds), "",
-        "## Our values, the peer's, the published figures (Spearman vs CIFAR-10 test accuracy)", "",
-        "The peer is NAS-Bench-Suite-Zero (../shared/data/reference); all columns use this repository's table.", "",
-        *peer_lines(columns, indices, table), "",
         "## KCC: choices tuned on the even half (Spearman vs CIFAR-10 validation accuracy)", "",
         "Variants that need their own NTK (BN mode, per-class NTK, batch size) were scored on a subset of the "
         f"even architectures; `{chosen}` is given on the same subset, and the 95% interval of the variant's rho "
@@ -392,17 +384,50 @@ def main() -> None:
              [("cifar10", "test"), ("cifar10", "valid"), ("cifar100", "test"), ("ImageNet16-120", "test")]]
         lines.append(f"| {md(label)} | " + " | ".join(f"{x:.3f}" for x in r) + " |")
     kcc_odd = rho(columns[chosen][odd], accuracy[("cifar10", "test")][odd])
-    lines += ["", "KCC against the baselines on the odd half (C10 test, Spearman): " + "; ".join(
+    return lines + ["", "KCC against the baselines on the odd half (C10 test, Spearman): " + "; ".join(
         f"{b} {rho(columns[b][odd], accuracy[('cifar10', 'test')][odd]):.3f} "
         f"(KCC {kcc_odd - rho(columns[b][odd], accuracy[('cifar10', 'test')][odd]):+.3f})"
         for b in BASELINES if b in columns) + "."]
+
+
+def ensemble_lines(size: int, singles: list[str], columns: dict[str, np.ndarray], accuracy: dict, even: np.ndarray,
+                   odd: np.ndarray, tune_target: np.ndarray) -> list[str]:
+    """The best rank ensemble of ``size`` of ``singles`` on the even half, reported on the odd half."""
+    ensembles = {}
+    for combo in itertools.combinations(singles, size):
+        ensembles[combo] = rho(rank_combination([columns[k][even] for k in combo]), tune_target[even])
+    best_combo = max(ensembles, key=ensembles.get)
     ens_odd = rank_combination([columns[k][odd] for k in best_combo])
-    lines += [
-        "", f"## Rank ensemble of {args.ensemble_size} (chosen on the even half, reported on the odd half)", "",
+    return [
+        "", f"## Rank ensemble of {size} (chosen on the even half, reported on the odd half)", "",
         f"Best combination on the even half: {' + '.join(best_combo)} (rho {ensembles[best_combo]:.3f} vs "
         "C10 valid). Sum of ranks, equal weights.", "",
         "| target | rho on odd |", "|---|---|",
         *(f"| {d} {s} | {rho(ens_odd, accuracy[(d, s)][odd]):.3f} |" for d, s in TARGETS), "",
+    ]
+
+
+def main() -> None:
+    args = parse_args()
+    table = NB201Table.load()
+    columns, indices, seconds = load(args.dirs)
+    accuracy = {t: table.column(t[0], t[1], 200)[indices] for t in TARGETS}
+    even, odd = indices % 2 == 0, indices % 2 == 1
+    tune_target = accuracy[("cifar10", "valid")]
+    tuned, against_chosen, chosen, best_variant = tune_kcc(args, table, columns, even, tune_target)
+    singles = [k for k in columns if not is_kcc_variant(k) or k == chosen]
+    lines = [
+        "# Training-free metrics on NAS-Bench-201 (CIFAR-10 scoring batch)", "",
+        f"Architectures: n = {len(indices)} (uniform sample, seed 0), {even.sum()} with an even NB201 index "
+        f"(tuning half) and {odd.sum()} odd (held out). Cells: Spearman rho / Kendall tau against the "
+        "200-epoch accuracy from the NAS-Bench-201 table; s/arch: mean seconds per architecture on this "
+        "machine's 2 CPU cores (NTK metrics include the shared NTK's time).", "",
+        "## All metrics, all architectures", "", *table_lines(columns, accuracy, seconds), "",
+        "## Our values, the peer's, the published figures (Spearman vs CIFAR-10 test accuracy)", "",
+        "The peer is NAS-Bench-Suite-Zero (../shared/data/reference); all columns use this repository's table.", "",
+        *peer_lines(columns, indices, table), "",
+        *kcc_lines(tuned, against_chosen, chosen, best_variant, columns, accuracy, odd),
+        *ensemble_lines(args.ensemble_size, singles, columns, accuracy, even, odd, tune_target),
     ]
     lines += kcc_study_lines(args.dirs, columns, indices, seconds, chosen, singles, accuracy)
     if args.noise:
@@ -411,7 +436,6 @@ def main() -> None:
         lines += darts_lines(args.darts)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
 
 if __name__ == "__main__":
     main()

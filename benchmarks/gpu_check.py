@@ -158,7 +158,7 @@ def train_rate(space_name: str, arch_text: str, protocol_name: str, splits: Data
             "amp": protocol.amp and device.type == "cuda", "network": network}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dataset", default="cifar10")
@@ -175,7 +175,85 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pytest", action="store_true")
     parser.add_argument("--pytest-timeout", type=int, default=180)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "gpu")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def ntk_section(args: argparse.Namespace, splits: DatasetSplits, device: torch.device, build: dict,
+                sections: dict[str, float]) -> list[str]:
+    """The NTK on the device against the CPU reference (its seconds recorded in ``sections``)."""
+    start = time.perf_counter()
+    agree = ntk_agreement(splits, device, args.ntk_cells, args.ntk_batch, build)
+    sections["NTK agreement"] = time.perf_counter() - start
+    return ["## The NTK on the device vs the CPU reference", "",
+            f"{args.ntk_cells} NB201 cells, batch {args.ntk_batch}; Theta by the default (fast) path on {device} "
+            "vs `method='reference'` (vmap(jacrev)) on the CPU; max |A - B| / max |B|:", "",
+            "| precision | max relative difference of Theta |", "|---|---|",
+            f"| float64 | {agree['float64']:.1e} |", f"| float32 | {agree['float32']:.1e} |", "",
+            f"Largest |KCC difference| in float32: {agree['kcc']:.1e}. Median seconds per NTK on {device} "
+            f"(float32): fast {agree['fast_s']:.4f}, reference {agree['reference_s']:.4f}.", ""]
+
+
+def kcc_section(args: argparse.Namespace, dataset: str, device: torch.device, build: dict,
+                sections: dict[str, float]) -> list[str]:
+    """KCC scoring rates with 1 and ``args.workers`` processes (their seconds recorded in ``sections``)."""
+    rows = []
+    for workers in [1, *[w for w in args.workers if w > 1]]:
+        start = time.perf_counter()
+        rows.append((workers, kcc_rate(dataset, device, args.cells, workers, build, args.batch_size)))
+        sections[f"KCC, {workers} process(es)"] = time.perf_counter() - start
+    best = max(rows, key=lambda row: row[1]["steady"] if row[1]["steady"] == row[1]["steady"] else row[1]["rate"])
+    best_rate = best[1]["steady"] if best[1]["steady"] == best[1]["steady"] else best[1]["rate"]
+    return ["## KCC scoring rate", "",
+            f"Sampled NB201 cells (seed 0), one KCC score each (batch {args.batch_size}, default NTK), through "
+            "`ScoreRunner` (no store); k > 1 are worker processes sharing the device, one CPU thread each.", "",
+            "| processes | architectures | wall s (start-up included) | archs/s overall | archs/s after the first |",
+            "|---|---|---|---|---|",
+            *(f"| {w} | {r['archs']} | {r['wall_s']:.1f} | {r['rate']:.1f} | {r['steady']:.1f} |" for w, r in rows), "",
+            f"Best: {best[0]} process(es), {best_rate:.1f} architectures/s: all {NUM_ARCHS:,} cells in about "
+            f"{NUM_ARCHS / best_rate / 60:.1f} minutes (target: <= 10 minutes, >= 26 per s).", ""]
+
+
+def sweep_section(args: argparse.Namespace, splits: DatasetSplits, device: torch.device, build: dict,
+                  sections: dict[str, float]) -> list[str]:
+    """One Theta against the batch size (its seconds recorded in ``sections``); none without sizes."""
+    if not args.sweep_sizes:
+        return []
+    start = time.perf_counter()
+    sweep = []
+    for name, text in (("largest", LARGEST), ("median", median_cell(splits, build))):
+        for output in ("sum", "centred"):
+            for m in args.sweep_sizes:
+                seconds, peak = sweep_point(text, m, output, str(device), torch.get_num_threads(), splits=splits,
+                                            build=build)
+                sweep.append(f"| {name} | {output} | {m} | {seconds:.3f} | "
+                             f"{'n/a' if peak is None else f'{peak:.0f}'} |")
+    sections["NTK vs batch size"] = time.perf_counter() - start
+    return ["## The NTK against the batch size", "",
+            f"One default (fast) Theta on {device} of the largest NB201 cell and the median one by parameter count "
+            "(200 cells, seed 0), batch of m (data seed 0); peak: `torch.cuda.max_memory_allocated` during the "
+            "call (n/a on the CPU; `kcc_speed.py --sweep` measures CPU memory).", "",
+            "| cell | output | m | seconds | peak device MiB |", "|---|---|---|---|---|", *sweep, ""]
+
+
+def train_section(args: argparse.Namespace, splits: DatasetSplits, device: torch.device,
+                  sections: dict[str, float]) -> list[str]:
+    """Training throughput of an NB201 cell and DARTS_V2 (their seconds recorded in ``sections``)."""
+    trains = []
+    for space_name, arch, protocol in (("nb201", NB201_CELL, "nb201"), ("darts", DARTS_V2, "darts")):
+        start = time.perf_counter()
+        trains.append((space_name, protocol, train_rate(space_name, arch, protocol, splits, device,
+                                                        args.train_images, args.train_epochs, args.tiny)))
+        sections[f"training {space_name}"] = time.perf_counter() - start
+    return ["## Training throughput", "",
+            f"`searchkit.train.trainer.train`, {args.train_epochs} epochs of up to {args.train_images} images "
+            "(augmentation, optimiser step and loss scaling included; first epoch's warm-up included).", "",
+            "| network | protocol | parameters | float16 autocast | images | seconds | images/s |", "|---|---|---|---|---|---|---|",
+            *(f"| {s} {r['network'] or ''} | {p} | {r['params']:,} | {r['amp']} | {r['images']} | {r['seconds']:.1f} | "
+              f"{r['rate']:.0f} |" for s, p, r in trains), ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but CUDA is not available; use --device cpu for a smoke run")
@@ -189,73 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         lines += [f"Note: {note}", ""]
     sections: dict[str, float] = {}
-
     if not args.no_pytest:
         summary, sections["pytest -m cuda"] = run_pytest(args.pytest_timeout)
         lines += ["## CUDA-marked tests", "", f"`pytest -m cuda`: {summary}", ""]
-
-    start = time.perf_counter()
-    agree = ntk_agreement(splits, device, args.ntk_cells, args.ntk_batch, build)
-    sections["NTK agreement"] = time.perf_counter() - start
-    lines += ["## The NTK on the device vs the CPU reference", "",
-              f"{args.ntk_cells} NB201 cells, batch {args.ntk_batch}; Theta by the default (fast) path on {device} "
-              "vs `method='reference'` (vmap(jacrev)) on the CPU; max |A - B| / max |B|:", "",
-              "| precision | max relative difference of Theta |", "|---|---|",
-              f"| float64 | {agree['float64']:.1e} |", f"| float32 | {agree['float32']:.1e} |", "",
-              f"Largest |KCC difference| in float32: {agree['kcc']:.1e}. Median seconds per NTK on {device} "
-              f"(float32): fast {agree['fast_s']:.4f}, reference {agree['reference_s']:.4f}.", ""]
-
-    rows = []
-    for workers in [1, *[w for w in args.workers if w > 1]]:
-        start = time.perf_counter()
-        rows.append((workers, kcc_rate(dataset, device, args.cells, workers, build, args.batch_size)))
-        sections[f"KCC, {workers} process(es)"] = time.perf_counter() - start
-    best = max(rows, key=lambda row: row[1]["steady"] if row[1]["steady"] == row[1]["steady"] else row[1]["rate"])
-    best_rate = best[1]["steady"] if best[1]["steady"] == best[1]["steady"] else best[1]["rate"]
-    lines += ["## KCC scoring rate", "",
-              f"Sampled NB201 cells (seed 0), one KCC score each (batch {args.batch_size}, default NTK), through "
-              "`ScoreRunner` (no store); k > 1 are worker processes sharing the device, one CPU thread each.", "",
-              "| processes | architectures | wall s (start-up included) | archs/s overall | archs/s after the first |",
-              "|---|---|---|---|---|",
-              *(f"| {w} | {r['archs']} | {r['wall_s']:.1f} | {r['rate']:.1f} | {r['steady']:.1f} |" for w, r in rows), "",
-              f"Best: {best[0]} process(es), {best_rate:.1f} architectures/s: all {NUM_ARCHS:,} cells in about "
-              f"{NUM_ARCHS / best_rate / 60:.1f} minutes (target: <= 10 minutes, >= 26 per s).", ""]
-
-    if args.sweep_sizes:
-        start = time.perf_counter()
-        sweep = []
-        for name, text in (("largest", LARGEST), ("median", median_cell(splits, build))):
-            for output in ("sum", "centred"):
-                for m in args.sweep_sizes:
-                    seconds, peak = sweep_point(text, m, output, str(device), torch.get_num_threads(), splits=splits,
-                                                build=build)
-                    sweep.append(f"| {name} | {output} | {m} | {seconds:.3f} | "
-                                 f"{'n/a' if peak is None else f'{peak:.0f}'} |")
-        sections["NTK vs batch size"] = time.perf_counter() - start
-        lines += ["## The NTK against the batch size", "",
-                  f"One default (fast) Theta on {device} of the largest NB201 cell and the median one by parameter count "
-                  "(200 cells, seed 0), batch of m (data seed 0); peak: `torch.cuda.max_memory_allocated` during the "
-                  "call (n/a on the CPU; `kcc_speed.py --sweep` measures CPU memory).", "",
-                  "| cell | output | m | seconds | peak device MiB |", "|---|---|---|---|---|", *sweep, ""]
-
-    trains = []
-    for space_name, arch, protocol in (("nb201", NB201_CELL, "nb201"), ("darts", DARTS_V2, "darts")):
-        start = time.perf_counter()
-        trains.append((space_name, protocol, train_rate(space_name, arch, protocol, splits, device,
-                                                        args.train_images, args.train_epochs, args.tiny)))
-        sections[f"training {space_name}"] = time.perf_counter() - start
-    lines += ["## Training throughput", "",
-              f"`searchkit.train.trainer.train`, {args.train_epochs} epochs of up to {args.train_images} images "
-              "(augmentation, optimiser step and loss scaling included; first epoch's warm-up included).", "",
-              "| network | protocol | parameters | float16 autocast | images | seconds | images/s |", "|---|---|---|---|---|---|---|",
-              *(f"| {s} {r['network'] or ''} | {p} | {r['params']:,} | {r['amp']} | {r['images']} | {r['seconds']:.1f} | "
-                f"{r['rate']:.0f} |" for s, p, r in trains), "",
-              "## Seconds per section", "", *(f"- {k}: {v:.1f}" for k, v in sections.items())]
+    lines += ntk_section(args, splits, device, build, sections)
+    lines += kcc_section(args, dataset, device, build, sections)
+    lines += sweep_section(args, splits, device, build, sections)
+    lines += train_section(args, splits, device, sections)
+    lines += ["## Seconds per section", "", *(f"- {k}: {v:.1f}" for k, v in sections.items())]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "README.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

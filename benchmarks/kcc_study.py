@@ -42,11 +42,9 @@ reduction), or ``SPEC|KERNEL``, an ``output=sum`` metric's :meth:`from_ntk` on a
 does not need the labels). Those two are study columns, not metric options.
 
 DARTS (``space: darts``): ``archs`` is ``../shared/data/darts/darts_1000_cifar10_valid.csv`` (no header:
-genotype text, CIFAR-10 validation accuracy); the index is the row number. 811 of its 1,000 cells have a
-node that reads the same earlier node through both of its ops, which :class:`DartsGenotype` refuses
-(NASI's convention of distinct inputs); the network itself is well defined, so cells are parsed with
-the space's parser and built through :class:`DartsNetwork` from :class:`LooseGenotype`, which skips
-that one check (every other check of the codec still runs on a canonicalised copy).
+genotype text, CIFAR-10 validation accuracy), read by :class:`searchkit.tabular.darts.DartsTable`;
+the index is the row number. 811 of its 1,000 cells have a node that reads the same earlier node
+through both of its ops, which the DARTS codec decodes as written (sampling never produces one).
 """
 from __future__ import annotations
 
@@ -160,37 +158,20 @@ def permuted_labels(y: torch.Tensor, draws: int = PERMUTATIONS) -> list[torch.Te
     return [y[torch.randperm(y.shape[0], generator=generator)] for _ in range(draws)]
 
 
-@dataclass(frozen=True)
-class LooseGenotype:
-    """A DARTS cell pair as :class:`DartsNetwork` reads it, without the codec's distinct-inputs rule."""
-
-    normal: tuple
-    normal_concat: tuple
-    reduce: tuple
-    reduce_concat: tuple
-
-
 def darts_rows(path: Path) -> list[tuple[str, float]]:
-    with path.open() as handle:
-        return [(text, float(acc)) for text, acc in csv.reader(handle)]
+    """(genotype text, accuracy %) of each row of the DARTS table at ``path``, in index order."""
+    from searchkit.tabular.darts import DartsTable
+
+    table = DartsTable.load(path)
+    return [(table.arch_str(i), float(acc)) for i, acc in enumerate(table.column("cifar10", "valid", 200))]
 
 
-def loose_genotype(text: str) -> LooseGenotype:
-    """Parse a ``Genotype(...)`` text; validate it with the codec after making each node's inputs distinct."""
-    from searchkit.spaces.darts import DartsGenotype, _GenotypeParser
+def loose_genotype(text: str):
+    """A DARTS ``Genotype(...)`` text, decoded by the space's codec (which accepts a node that reads
+    one earlier node twice, as 811 of the table's cells do)."""
+    from searchkit.spaces.darts import DartsSpace
 
-    data = _GenotypeParser(text).parse()
-    fields = {k: tuple(tuple(p) for p in v) if k in ("normal", "reduce") else tuple(v) for k, v in data.items()}
-    canonical = {}
-    for cell in ("normal", "reduce"):  # a copy whose second input differs from the first, for validation only
-        pairs = list(fields[cell])
-        for k in range(1, len(pairs), 2):
-            if pairs[k][1] == pairs[k - 1][1]:
-                node = 2 + k // 2
-                pairs[k] = (pairs[k][0], next(j for j in range(node) if j != pairs[k - 1][1]))
-        canonical[cell] = pairs
-    DartsGenotype.from_dict({**{k: list(v) for k, v in fields.items()}, **canonical})
-    return LooseGenotype(**fields)
+    return DartsSpace().decode(text)
 
 
 @dataclass

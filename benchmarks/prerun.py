@@ -17,7 +17,7 @@ def run_one(config: str, out: str, label: str, metric: str, seed: int, dataset: 
     """One run of the benchmark (or its resumption) in its directory; returns the directory."""
     import torch
 
-    from searchkit.spaces import get_space
+    from searchkit.config import VALIDATION
     from searchkit.study.benchmark import needs, run_config, run_name
     from searchkit.study.benchmark_config import load_benchmark_config
     from searchkit.study.runs import Study
@@ -25,7 +25,7 @@ def run_one(config: str, out: str, label: str, metric: str, seed: int, dataset: 
     torch.set_num_threads(1)
     base, bench = load_benchmark_config(config)
     entry = next(e for e in bench.entries() if e.title == label)
-    if metric != "validation" and not needs(entry, get_space(base.space.name)).gradient:
+    if metric != VALIDATION and not needs(entry).gradient:
         raise SystemExit(f"{label} searches the benchmark's scored pool; let searchkit benchmark run it")
     name = run_name(base, entry, metric, seed, dataset)
     study = Study(out, ("run",))

@@ -3,7 +3,10 @@
 ``from searchkit import run_search`` runs a search (see :func:`searchkit.engine.run_search`);
 ``searchkit.load(RUN_DIR)`` returns its trained network (see :func:`searchkit.export.load`).
 """
+from searchkit import renamed
 from searchkit.errors import SearchkitError
+
+renamed.install()  # old import paths of renamed modules keep working for one release, with a warning
 
 __all__ = ["run_search", "SearchResult", "SearchkitError", "load"]
 __version__ = "0.1.0"

@@ -9,7 +9,7 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from searchkit.errors import SearchkitError
 
@@ -180,11 +180,9 @@ CORRELATE_DEFAULTS = {"metrics": None, "n": None, "archs": None, "seed": 0, "dat
 
 def _correlate(args: argparse.Namespace) -> None:
     from searchkit.config import parse_override
-    from searchkit.correlate import read_indices, resume_correlate, run_correlate, sample_indices
-    from searchkit.spaces.nb201 import NUM_ARCHS
+    from searchkit.correlate import rank_table, read_indices, resume_correlate, run_correlate, sample_indices
+    from searchkit.spaces import get_space
 
-    if args.space != "nb201":
-        raise SearchkitError("correlate needs a space with ground truth; only nb201 has one")
     given = [name for name in CORRELATE_DEFAULTS if getattr(args, name) is not None]
     if args.resume:
         if given:
@@ -199,16 +197,17 @@ def _correlate(args: argparse.Namespace) -> None:
     if not args.metrics or args.out is None:
         raise SearchkitError("correlate needs --metrics and --out (or --resume DIR)")
     if (args.n is None) == (args.archs is None):
-        raise SearchkitError("give exactly one of --n N (a seeded sample) or --archs FILE (NB201 indices)")
-    indices = sample_indices(args.n, args.seed, NUM_ARCHS) if args.n else read_indices(args.archs, NUM_ARCHS)
+        raise SearchkitError("give exactly one of --n N (a seeded sample) or --archs FILE (table indices)")
+    total = len(rank_table(get_space(args.space), args.table))
+    indices = sample_indices(args.n, args.seed, total) if args.n else read_indices(args.archs, total)
     build = {}
     for text in args.build or []:
         build.update(parse_override(text))
     out = run_correlate(
         [m for m in args.metrics.split(",") if m], indices, args.out, dataset=args.dataset,
         data_root=args.data_root, batch_size=args.batch_size, data_seed=args.data_seed,
-        init_seed=args.init_seed, build={"C": 16, "N": 5, **build}, table_path=args.table,
-        device=args.device, progress=not args.quiet, store=args.store, parallel=_parallel(args), draws=args.draws)
+        init_seed=args.init_seed, build=build, table_path=args.table, device=args.device, progress=not args.quiet,
+        store=args.store, parallel=_parallel(args), space=args.space, draws=args.draws)
     print((out / "correlation.md").read_text())
 
 
@@ -290,7 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
                      epilog=_epilog("searchkit search", "searchkit search --help"))
     parser.add_argument("--version", action="version", version=f"searchkit {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_search, _add_evaluate, _add_export, _add_score, _add_correlate, _add_benchmark, _add_store):
+        add(commands)
+    return parser
 
+
+#: an NB201 cell for the examples of evaluate and score
+EXAMPLE_ARCH = "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
+
+
+def _add_search(commands: Any) -> None:
+    """The ``search`` subcommand."""
     search = commands.add_parser(
         "search", help="run a search, evaluate the selected architecture",
         description="Search a space with a strategy and a training-free metric (config: configs/default.yaml), "
@@ -316,11 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "strategy/metric/dataset/space drops the config's options for the old one")
     search.set_defaults(func=_search)
 
-    arch = "'|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|'"
+
+def _add_evaluate(commands: Any) -> None:
+    """The ``evaluate`` subcommand."""
     evaluate = commands.add_parser(
         "evaluate", help="final accuracy of one architecture (table lookup or training)",
-        epilog=_epilog(f"searchkit evaluate --arch {arch} --dataset cifar10",
-                       f"searchkit evaluate --arch {arch} --dataset digits --epochs 20",
+        epilog=_epilog(f"searchkit evaluate --arch {EXAMPLE_ARCH} --dataset cifar10",
+                       f"searchkit evaluate --arch {EXAMPLE_ARCH} --dataset digits --epochs 20",
                        "searchkit evaluate --space darts --arch DARTS_V2 --preset darts-small --out runs/v2",
                        "searchkit evaluate --resume runs/v2"))
     _add_single_arch_flags(evaluate, required_arch=False)
@@ -335,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--table", help="NAS-Bench-201 table: nb201_table.csv or NAS-Bench-201-v1_*.pth")
     evaluate.set_defaults(func=_evaluate)
 
+
+def _add_export(commands: Any) -> None:
+    """The ``export`` subcommand."""
     export = commands.add_parser(
         "export", help="a search's trained model as TorchScript, ONNX or a state_dict",
         description="Write the trained selection of a run directory (its model.pt, described by model.json) "
@@ -347,10 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="the file to write")
     export.set_defaults(func=_export)
 
+
+def _add_score(commands: Any) -> None:
+    """The ``score`` subcommand."""
     score = commands.add_parser(
         "score", help="training-free scores of one architecture",
-        epilog=_epilog(f"searchkit score --arch {arch} --dataset cifar10 --metric kcc,synflow,params",
-                       f"searchkit score --arch {arch} --metric kcc:eps=0.001:bn=eval --batch-size 128"))
+        epilog=_epilog(f"searchkit score --arch {EXAMPLE_ARCH} --dataset cifar10 --metric kcc,synflow,params",
+                       f"searchkit score --arch {EXAMPLE_ARCH} --metric kcc:eps=0.001:bn=eval --batch-size 128"))
     _add_single_arch_flags(score)
     score.add_argument("--metric", "--metrics", dest="metric", default="kcc",
                        help="metric spec(s), comma-separated, e.g. kcc:eps=0.01,synflow (default: kcc)")
@@ -358,28 +375,37 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, help="network initialisation seed (default: 0)")
     score.set_defaults(func=_score)
 
+
+def _add_correlate(commands: Any) -> None:
+    """The ``correlate`` subcommand."""
     correlate = commands.add_parser(
-        "correlate", help="score benchmark architectures and correlate metrics with accuracy",
+        "correlate", help="score architectures of a space's ranking table and correlate metrics with accuracy",
         epilog=_epilog("searchkit correlate --metrics kcc,naswot,synflow --n 200 --seed 0 --out runs/corr",
+                       "searchkit correlate --space darts --metrics params,naswot --n 20 --build C=8 --out runs/darts",
                        "searchkit correlate --resume runs/corr --workers 2"))
-    correlate.add_argument("--space", default="nb201", help="search space (only nb201 has ground truth)")
+    correlate.add_argument("--space", default="nb201", help="a space with a ranking table: nb201 (NAS-Bench-201) or "
+                                                            "darts (1,000 trained cells, rank use only) (default: nb201)")
     correlate.add_argument("--dataset", help="scoring dataset (default: cifar10)")
     correlate.add_argument("--metrics", help="comma-separated metric specs, e.g. kcc,synflow,kcc:eps=0.05:bn=eval")
     correlate.add_argument("--n", type=int, help="score a seeded uniform sample of N architectures")
     correlate.add_argument("--seed", type=int, help="seed of that sample (default: 0)")
-    correlate.add_argument("--archs", type=Path, help="file with one NB201 index per line")
+    correlate.add_argument("--archs", type=Path, help="file with one table index per line")
     correlate.add_argument("--batch-size", type=int, help="scoring batch size (default: 64)")
     correlate.add_argument("--data-seed", type=int, help="which images form the batch (default: 0)")
     correlate.add_argument("--init-seed", type=int, help="network initialisation seed (default: 0)")
-    correlate.add_argument("--build", action="append", help="network option, e.g. --build C=8 (default C=16, N=5)")
+    correlate.add_argument("--build", action="append", help="network option, e.g. --build C=8 (default: the space's, NB201 C=16, N=5)")
     correlate.add_argument("--data-root", help="where the dataset's files are")
-    correlate.add_argument("--table", help="NAS-Bench-201 table (default: ../shared/data/nb201/nb201_table.csv)")
+    correlate.add_argument("--table", help="the space's ranking table (default: ../shared/data/nb201/nb201_table.csv, "
+                                           "../shared/data/darts/darts_1000_cifar10_valid.csv)")
     correlate.add_argument("--device", help="auto, cpu or cuda (default: auto)")
     correlate.add_argument("--draws", type=int, help="a score is the mean over K draws of init seed and batch "
                            "(draw d: seeds + d; default 1); rerun with a larger K to add draws")
     _add_resumable_output_flags(correlate, "run in DIR with its recorded settings", "OUT/scores.db")
     correlate.set_defaults(func=_correlate)
 
+
+def _add_benchmark(commands: Any) -> None:
+    """The ``benchmark`` subcommand."""
     benchmark = commands.add_parser(
         "benchmark", help="strategies x metrics x seeds on a benchmark table (summary, anytime plot)",
         epilog=_epilog("searchkit benchmark --config configs/bench-nb201.yaml --out results/benchmark-nb201",
@@ -391,13 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 "the config's store, else OUT/scores.db")
     benchmark.set_defaults(func=_benchmark)
 
+
+def _add_store(commands: Any) -> None:
+    """The ``store`` subcommand."""
     store = commands.add_parser("store", help="the score store: rows per setting and metric, or export to CSV")
     store.add_argument("action", choices=("stats", "export"), help="stats: rows per group and totals; export PATH.csv")
     store.add_argument("path", nargs="?", help="export: the CSV file to write")
     store.add_argument("--store", required=True,
                        help="the store file: a run's or correlate's scores.db, or a shared store")
     store.set_defaults(func=_store)
-    return parser
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -60,9 +60,16 @@ class SpaceConfig:
     options: dict = field(default_factory=dict)
 
 
+#: The pseudo-metric of a training-based run (``metric.name: validation``): every score query is
+#: answered by the validate oracle (e.g. regularized evolution on 12-epoch validation accuracy, the
+#: benchmark's REA baseline). The one definition; the engine and the benchmark import it.
+VALIDATION = "validation"
+
+
 @dataclass
 class MetricConfig:
-    """The training-free fitness and its options (e.g. ``eps`` for KCC)."""
+    """The training-free fitness and its options (e.g. ``eps`` for KCC; :data:`VALIDATION` for a
+    training-based run)."""
 
     name: str = "kcc"
     options: dict = field(default_factory=dict)

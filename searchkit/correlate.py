@@ -1,5 +1,9 @@
-"""``searchkit correlate``: score a space's benchmark architectures with several metrics and correlate
-them with the benchmark's accuracies.
+"""``searchkit correlate``: score architectures of a space's ranking table with several metrics and
+correlate them with the table's accuracies.
+
+Any space that offers a ranking table (:meth:`searchkit.spaces.base.BaseSpace.rank_table`: its
+benchmark, e.g. NAS-Bench-201's, or DARTS' 1,000 trained cells) can be correlated; an index is a
+row of that table.
 
 Scores go through the score store (``OUT/scores.db`` or ``--store PATH``): what it holds is not
 computed again, the rest is computed (in this process, worker processes or on Ray, see
@@ -29,11 +33,12 @@ from tqdm import tqdm
 
 from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
+from searchkit.paths import portable
 from searchkit.rundir import check_writable, read_yaml, write_atomic, writing
 from searchkit.runtime import resolve_device
 from searchkit.scoring import ScoreRunner, ScoringRecipe, draws_header, import_scores, scores_header
 from searchkit.spaces import get_space
-from searchkit.spaces.base import Benchmark
+from searchkit.spaces.base import BaseSpace, RankTable
 from searchkit.store import ScoreStore
 from searchkit.workers import Parallel
 
@@ -102,7 +107,7 @@ def score_line(index: int, arch: str, result: dict[str, tuple[float, float]], la
             *(f"{result[label][1]:.4f}" for label in labels)]
 
 
-def export_scores(runner: ScoreRunner, table: Benchmark, indices: list[int], out: Path) -> dict[int, dict[str, float]]:
+def export_scores(runner: ScoreRunner, table: RankTable, indices: list[int], out: Path) -> dict[int, dict[str, float]]:
     """Rewrite ``out/scores.csv`` (and, with several draws, ``out/draws.csv``) from the runner's store:
     the requested indices it holds every metric and draw of, in that order. Returns index ->
     {column: value} of the scores.csv rows (means over draws)."""
@@ -152,21 +157,19 @@ def run_correlate(
 ) -> Path:
     """Score ``indices`` with every metric; write ``out/scores.csv``, ``correlation.md`` and the plots.
 
-    Returns the output directory. Networks are the space's (NB201: C=16, N=5 unless ``build``
-    says otherwise), initialised from ``init_seed``; the scoring batch is ``batch_size`` training
+    Returns the output directory. ``indices`` are rows of the space's ranking table
+    (:meth:`~searchkit.spaces.base.BaseSpace.rank_table`; ``table_path``: the user's copy). Networks are
+    the space's with its own build defaults (NB201: C=16, N=5) where ``build`` says nothing, initialised from ``init_seed``; the scoring batch is ``batch_size`` training
     images drawn with ``data_seed``. ``store``: the score store (None: ``out/scores.db``);
     ``parallel``: the scoring backend; ``draws``: a score is the mean over that many draws of the
     initialisation and the batch (module docstring). ``out/settings.yaml`` (the recipe) and ``out/indices.txt``
     record the call for :func:`resume_correlate`; a rerun into ``out`` with another recipe is refused.
     """
-    from searchkit.report import write_correlation_report
+    from searchkit.correlation_report import write_correlation_report
 
     out = Path(out)
     search_space = get_space(space)
-    table = search_space.benchmark(table_path)
-    if table is None:
-        raise SearchkitError(f"correlate needs a space with a tabular benchmark (its ground truth); the {space} "
-                             "space has none")
+    table = rank_table(search_space, table_path)
     indices, note = distinct(indices)
     metrics = {spec: parse_metric(spec) for spec in metric_specs}
     check_writable(out)
@@ -184,7 +187,8 @@ def run_correlate(
             ScoreRunner(context, db, parallel) as runner:
         import_scores(db, out, runner.setting)  # under the settings.yaml it was written with (e.g. fewer draws)
         write_atomic(out / "settings.yaml", yaml.safe_dump(
-            {**recipe.to_dict(), "table": table.source, "store": None if store is None else str(store)}, sort_keys=False))
+            {**recipe.to_dict(), "table": portable(table.source), "store": None if store is None else portable(store)},
+            sort_keys=False))
         write_atomic(out / "indices.txt", "".join(f"{i}\n" for i in indices))
         done = export_scores(runner, table, indices, out)
         todo = {table.arch_str(i): i for i in indices if i not in done}
@@ -205,8 +209,18 @@ def run_correlate(
                     writer.writerow(score_line(todo[text], text, result, labels))
                     handle.flush()
         rows = export_scores(runner, table, indices, out)
-    write_correlation_report(out, rows, labels, table, settings=recipe.to_dict())
+    write_correlation_report(out, rows, labels, table, space=search_space,
+                             settings={**recipe.to_dict(), "build": recipe.canonical_build()})
     return out
+
+
+def rank_table(space: BaseSpace, path: str | Path | None = None) -> RankTable:
+    """The space's ranking table (``path``: the user's copy); SearchkitError when it offers none."""
+    table = space.rank_table(path)
+    if table is None:
+        raise SearchkitError(f"correlate needs a space with a ranking table (trained accuracies to rank metrics "
+                             f"against); the {space.name} space has none")
+    return table
 
 
 def resume_correlate(out: str | Path, progress: bool = True, parallel: Parallel = Parallel()) -> Path:
@@ -221,7 +235,7 @@ def resume_correlate(out: str | Path, progress: bool = True, parallel: Parallel 
                              "rerun its original command with --out")
     settings = read_yaml(settings_path, SETTINGS_FIX)
     recipe = ScoringRecipe.from_dict(settings)
-    table = get_space(recipe.space).benchmark(settings.get("table"))
+    table = rank_table(get_space(recipe.space), settings.get("table"))
     indices = read_indices(indices_path, len(table))
     return run_correlate(
         list(recipe.metrics), indices, out, dataset=recipe.dataset, data_root=recipe.data_root,

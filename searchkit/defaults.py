@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from searchkit.config import RunConfig, StrategyConfig
+from searchkit.config import VALIDATION, RunConfig, StrategyConfig
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
 from searchkit.spaces.base import Benchmark
@@ -46,7 +46,7 @@ def resolve_strategy(cfg: RunConfig, table: Callable[[], Benchmark | None]) -> R
     if cfg.strategy.options:
         raise SearchkitError(f"strategy auto takes no options (got {sorted(cfg.strategy.options)}); name the strategy "
                              "to set its options, e.g. strategy: {name: warmup, options: {warmup: 500}}")
-    if cfg.constraint is None or cfg.metric.name == "validation" or not validation_affordable(cfg, table()):
+    if cfg.constraint is None or cfg.metric.name == VALIDATION or not validation_affordable(cfg, table()):
         return dataclasses.replace(cfg, strategy=UNCONSTRAINED)
     budget = dataclasses.replace(cfg.budget, archs=None,
                                  simulated_seconds=cfg.budget.simulated_seconds or SIMULATED_SECONDS)

@@ -4,17 +4,17 @@
 three steps, so that bad input fails before anything is computed or written:
 
 1. :func:`prepare` builds and checks every input (:class:`SearchSetup`): the config, the space,
-   the strategy and what it needs (:class:`~searchkit.strategies.base.Needs`), the metrics, the
-   dataset and its scoring batch (checked against every metric), the hardware cost model and
-   constraint (:mod:`searchkit.hardware.run`: the space is restricted to the budget before the
-   strategy is built; an infeasible budget is refused here), the tabular benchmark and the
+   what the strategy needs (:class:`~searchkit.strategies.base.Needs`, from its class and options),
+   the metrics, the dataset and its scoring batch (checked against every metric), the hardware cost
+   model and constraint (:mod:`searchkit.budget`: the space is restricted to the budget before the
+   strategy is built, once; an infeasible budget is refused here), the tabular benchmark and the
    validation oracle.
 2. The run directory is created (a used one is refused unless resumed or overwritten) and the
    strategy is driven by :class:`~searchkit.driver.Driver` against the oracles of
    :mod:`searchkit.oracles`, every answered query streamed to ``history.csv``.
 3. The driver's incumbent is evaluated (table lookup or training) and ``best.json`` written (with
    its hardware cost, checked against the constraint); a multi-objective run also writes its
-   front (``front.csv``, ``front.png``: :mod:`searchkit.hardware.front`).
+   front (``front.csv``, ``front.png``: :mod:`searchkit.front`).
 """
 from __future__ import annotations
 
@@ -30,16 +30,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from searchkit.config import RunConfig, config_from_dict, load_config
+from searchkit.budget import RunHardware, open_hardware, parse_constraint
+from searchkit.config import VALIDATION, RunConfig, config_from_dict, load_config
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.defaults import resolve_strategy
 from searchkit.driver import Driver, Oracle, SearchLog
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import Evaluation, evaluate_arch, open_benchmark, table_dataset, target_dataset, will_train
-from searchkit.hardware.front import write_front
-from searchkit.hardware.run import CostOracle, RunHardware, open_hardware, parse_constraint
+from searchkit.front import write_front
 from searchkit.metrics.base import Metric, parse_metric
-from searchkit.oracles import DIVERGED, OneShotOracle, ScoreOracle, TrainValidator, open_validator
+from searchkit.oracles import DIVERGED, CostOracle, OneShotOracle, ScoreOracle, TrainValidator, open_validator
 from searchkit.plan import Plan, PlanWarning, measure
 from searchkit.rundir import TRAIN_CHECKPOINT, VALIDATE_CHECKPOINT, HistoryRow, RunDir
 from searchkit.runtime import resolve_device
@@ -47,15 +47,10 @@ from searchkit.scoring import ScoreRunner, ScoringRecipe
 from searchkit.spaces import search_space
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.store import ScoreStore
-from searchkit.strategies import get_strategy
-from searchkit.strategies.base import SearchContext, Strategy
+from searchkit.strategies import get_strategy, strategy_needs
+from searchkit.strategies.base import Needs, SearchContext, Strategy
 from searchkit.train.trainer import TrainingDiverged, read_checkpoint
 from searchkit.workers import Parallel
-
-#: ``metric.name`` that answers every score query with the validate oracle: a training-based search
-#: (e.g. regularized evolution on 12-epoch validation accuracy, the benchmark's REA baseline).
-VALIDATION = "validation"
-
 
 def metric_label(name: str, options: dict) -> str:
     """The spec of a metric given as ``name`` (itself possibly a spec) plus ``options``: its label."""
@@ -76,7 +71,7 @@ class SearchResult:
     seconds were charged (simulated from a table, or measured; None without validations);
     ``validation_split``: where a training validator's validation images came from;
     ``hardware``: the selected architecture's cost on the run's device and the constraint it meets
-    (:meth:`searchkit.hardware.run.RunHardware.describe`; None for a run without a cost model).
+    (:meth:`searchkit.budget.RunHardware.describe`; None for a run without a cost model).
     ``elapsed_seconds``: the search's elapsed wall time as ``budget.wall_seconds`` counts it (the
     plan's measurements, scoring, validation training, the strategy's work; final training excluded).
     ``model``: the files of the trained selection (``model.pt``, ``model.json``; None: not trained).
@@ -129,11 +124,13 @@ class SearchSetup:
     ``metrics``: label -> metric the score oracle computes (the run's own under ``main``, the
     strategy's extra metrics under their specs; empty for a training-based run). ``hardware``:
     the cost model and constraint (None without); ``space`` is then the constrained space.
+    ``needs``: what the strategy needs (:func:`~searchkit.strategies.base.strategy_needs`).
     """
 
     cfg: RunConfig
     space: SearchSpace
     strategy: Strategy
+    needs: Needs
     device: torch.device
     recipe: ScoringRecipe
     splits: DatasetSplits
@@ -155,7 +152,8 @@ class SearchSetup:
         strategy_cfg = dataclasses.replace(self.cfg.strategy, options={**self.cfg.strategy.options, **options})
         cfg = dataclasses.replace(self.cfg, strategy=strategy_cfg)
         strategy = get_strategy(cfg.strategy.name, self.space, np.random.default_rng(cfg.seed), **strategy_cfg.options)
-        return dataclasses.replace(self, cfg=cfg, strategy=strategy)
+        return dataclasses.replace(self, cfg=cfg, strategy=strategy, needs=strategy_needs(cfg.strategy.name,
+                                                                                           strategy_cfg.options))
 
     def oracles(self, closing: ExitStack, store: ScoreStore | None, run: RunDir, parallel: Parallel) -> dict[str, Oracle]:
         """Query kind -> oracle; the score store and the workers are closed by ``closing``."""
@@ -165,20 +163,20 @@ class SearchSetup:
         if self.train_based:
             oracles["score"] = self.validator
             return self.costed(oracles)
-        if self.strategy.needs.gradient:
+        if self.needs.gradient:
             context = SearchContext(self.splits, self.batch, self.device, self.metrics[self.main], dict(self.cfg.space.build))
             oracles["oneshot"] = OneShotOracle(context, self.space)
         if store is None:
             store = closing.enter_context(ScoreStore(self.cfg.store or run.path / "scores.db"))
         runner = closing.enter_context(ScoreRunner(self.recipe.open(self.space), store, parallel))
-        oracles["score"] = ScoreOracle(runner, self.main, self.strategy.needs.extra_metrics)
+        oracles["score"] = ScoreOracle(runner, self.main, self.needs.extra_metrics)
         return self.costed(oracles)
 
     def costed(self, oracles: dict[str, Oracle]) -> dict[str, Oracle]:
         """Every oracle's answers with the architecture's hardware cost, when the run has a cost model."""
         if self.hardware is None:
             return oracles
-        return {kind: CostOracle(oracle, self.hardware) for kind, oracle in oracles.items()}
+        return {kind: CostOracle(oracle, self.hardware.cost) for kind, oracle in oracles.items()}
 
 
 def check_budget(cfg: RunConfig) -> None:
@@ -206,8 +204,7 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     constraint = parse_constraint(cfg)
     device = resolve_device(cfg.device)
     space = space if space is not None else search_space(cfg.space.name, cfg.space.options)
-    strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
-    needs = strategy.needs
+    needs = strategy_needs(cfg.strategy.name, cfg.strategy.options)
     train_based = cfg.metric.name == VALIDATION
     if train_based and needs.training_free:
         raise SearchkitError(f"strategy {cfg.strategy.name!r} needs a training-free metric, not metric.name={VALIDATION}")
@@ -224,7 +221,7 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     hardware = open_hardware(cfg, constraint, space, needs, context.splits)
     if hardware is not None:  # the strategy searches the constrained space (an infeasible budget fails here)
         space = hardware.constrain(space, cfg.seed)
-        strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
+    strategy = get_strategy(cfg.strategy.name, space, np.random.default_rng(cfg.seed), **cfg.strategy.options)
     table = open_benchmark(cfg, space)
     if cfg.data.target is not None:  # a dataset we hold no images of: every answer comes from its table
         table_dataset(cfg, table, f"data.target={cfg.data.target!r}")
@@ -235,7 +232,7 @@ def prepare(cfg: RunConfig, space: SearchSpace | None = None, run_path: Path | N
     if train_based or needs.validation:
         checkpoint = None if run_path is None else run_path / VALIDATE_CHECKPOINT
         validator = open_validator(cfg, space, table, device, context.splits, checkpoint)
-    return SearchSetup(cfg, space, strategy, device, context.recipe, context.splits, context.batch, table, main,
+    return SearchSetup(cfg, space, strategy, needs, device, context.recipe, context.splits, context.batch, table, main,
                        metrics, validator, hardware)
 
 
@@ -387,7 +384,7 @@ def finish(setup: SearchSetup, log: SearchLog, run: RunDir, progress: bool) -> S
         hardware=None if setup.hardware is None else setup.hardware.describe(incumbent.arch),
         model=None if evaluation is None else evaluation.details.get("model"),
     )
-    if setup.strategy.needs.cost:
+    if setup.needs.cost:
         write_front(run.path, log.history, setup.space, setup.hardware.cost, table, target_dataset(cfg))
     run.write_json("best.json", {**result.to_dict(), **({"final": final.record()} if final else {})})
     if final is not None:

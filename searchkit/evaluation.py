@@ -13,6 +13,7 @@ from searchkit.config import RunConfig
 from searchkit.data import get_dataset
 from searchkit.data.base import DatasetSplits
 from searchkit.errors import SearchkitError
+from searchkit.paths import portable
 from searchkit.runtime import build_network
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.text import plural
@@ -149,7 +150,7 @@ def evaluate_arch(
             test_accuracy=table.accuracy(index, dataset, "test", 200),
             valid_accuracy=table.accuracy(index, dataset, "valid", 200),
             source="table", dataset=dataset,
-            details={"benchmark": table.name, "table": table.source, "index": index, "epochs": 200,
+            details={"benchmark": table.name, "table": portable(table.source), "index": index, "epochs": 200,
                      "params_m": table.params(index, dataset)},
         )
     protocol = evaluation_protocol(cfg)

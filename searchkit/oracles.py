@@ -12,6 +12,8 @@
 * :class:`TrainValidator`: a real short training, charged its measured seconds.
 * :class:`OneShotOracle`: runs a one-shot search (NASI) and charges its wall time as
   training-free work.
+* :class:`CostOracle`: wraps another and adds the architecture's hardware cost to every answer
+  (a run with a cost model, :mod:`searchkit.budget`).
 """
 from __future__ import annotations
 
@@ -27,12 +29,13 @@ import torch
 
 from searchkit.config import RunConfig
 from searchkit.data.base import DatasetSplits
-from searchkit.driver import Reply
+from searchkit.driver import Oracle, Reply
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import evaluate_arch, table_dataset
+from searchkit.hardware.cost_models import CostModel
 from searchkit.scoring import ScoreRunner, combined_seconds
 from searchkit.spaces.base import Benchmark, SearchSpace
-from searchkit.strategies.base import OneShot, Query, SearchContext
+from searchkit.strategies.base import COST, OneShot, Query, SearchContext
 from searchkit.train.trainer import TrainingDiverged
 
 VALIDATE_METHODS = ("auto", "table", "train")
@@ -209,3 +212,51 @@ def open_validator(cfg: RunConfig, space: SearchSpace, table: Benchmark | None, 
             "folder carves one from train/ unless data.options.valid_fraction=0, or add root/valid/<class>/; "
             "CIFAR-10: use cifar10-valid)")
     return TrainValidator(space, cfg, device, splits, checkpoint)
+
+
+@dataclass
+class CostOracle:
+    """``inner`` with the architecture's cost under ``cost_model`` added to every reply's extras
+    (:data:`~searchkit.strategies.base.COST`), computed once per architecture and run (the driver
+    answers repeats from the run's rows); a measured cost is charged its measuring seconds as
+    training-free work (architectures a rejection-sampling
+    :class:`~searchkit.spaces.constrained.FeasibleSpace` timed and turned down are the strategy's
+    own time: reported as strategy seconds, not budgeted)."""
+
+    inner: Oracle
+    cost_model: CostModel
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    @property
+    def quantity(self) -> str:
+        return self.inner.quantity
+
+    @property
+    def parallelism(self) -> int:
+        return getattr(self.inner, "parallelism", 1)
+
+    @property
+    def measured(self) -> bool:
+        return getattr(self.inner, "measured", False)
+
+    def cost(self, text: str) -> float | None:
+        return self.inner.cost(text)
+
+    def prefetch(self, texts: list[str]) -> None:
+        self.inner.prefetch(texts)
+
+    def start(self) -> None:
+        getattr(self.inner, "start", lambda: None)()
+
+    def __call__(self, query: Query, text: str | None) -> Reply:
+        value = None if text is None else float(self.cost_model.cost(text))  # a missing cost fails before the query
+        reply = self.inner(query, text)
+        arch = reply.arch if reply.arch is not None else text
+        if value is None:
+            value = float(self.cost_model.cost(arch))
+        charge = getattr(self.cost_model, "charge", None)
+        seconds = reply.seconds + (0.0 if charge is None else float(charge(arch)))
+        return dataclasses.replace(reply, seconds=seconds, extras={**reply.extras, COST: value})

@@ -43,3 +43,19 @@ def require_data(path: str | Path | None, relative: str, needed_for: str, how: s
         where = f"not found at {found}" if found is not None else "not found"
         raise SearchkitError(f"{needed_for} {relative}, {where}; {how} or set SEARCHKIT_DATA to the folder containing {relative}")
     return found
+
+
+def portable(path: str | Path) -> str:
+    """``path`` as a settings file records it: as given when relative; an absolute path under the
+    current directory's parent (the repository and ``../shared/data`` beside it) relative to the
+    current directory (``../shared/data/nb201/nb201_table.csv`` from the repository root), so
+    committed settings name no machine's directories; any other absolute path as it is."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    here = Path.cwd().resolve()
+    try:
+        path.resolve().relative_to(here.parent)
+    except ValueError:
+        return str(path)
+    return os.path.relpath(path.resolve(), here)

@@ -170,7 +170,7 @@ class Plan:
             final = planned_training(cfg, setup.splits, costs.step, evaluation_protocol(cfg).epochs)
         method = "train" if final is not None else ("none" if cfg.evaluate.method == "none" else "table")
         workload = setup.strategy.workload()
-        if workload == Workload() and not setup.strategy.needs.validation and cfg.budget.archs is not None:
+        if workload == Workload() and not setup.needs.validation and cfg.budget.archs is not None:
             # an open-ended strategy under a query budget: that many queries of its one kind
             many = {"scores": cfg.budget.archs} if not setup.train_based else {"validations": cfg.budget.archs}
             workload = dataclasses.replace(workload, **({"scores": 0} | many))

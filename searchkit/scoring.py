@@ -28,6 +28,7 @@ import dataclasses
 import inspect
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -40,7 +41,7 @@ from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, parse_metric
 from searchkit.metrics.ntk import NTKMetric
-from searchkit.metrics.scoring import score_metrics
+from searchkit.metrics.base import score_metrics
 from searchkit.runtime import build_network, release_memory
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
@@ -50,10 +51,6 @@ from searchkit.workers import Parallel, Scored, open_backend
 
 #: label -> (value, seconds): one architecture's scores (a draw's, or the mean over draws).
 Result = dict[str, tuple[float, float]]
-
-#: settings.yaml written before the space was recorded scored NAS-Bench-201 cells.
-_LEGACY_SPACE = "nb201"
-
 
 @dataclass
 class ScoringRecipe:
@@ -99,7 +96,11 @@ class ScoringRecipe:
         """The recipe of a settings.yaml (extra keys, e.g. ``table``, ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        values.setdefault("space", _LEGACY_SPACE)
+        if "space" not in values:  # written before the space was recorded: those scored NB201 cells
+            warnings.warn("scoring settings without 'space:' are read as NAS-Bench-201's (space: nb201); add that "
+                          "line to the settings.yaml (the default goes in the next release)", DeprecationWarning,
+                          stacklevel=2)
+            values["space"] = "nb201"
         values["metrics"] = {spec: parse_metric(spec) for spec in values.get("metrics") or []}
         values["build"] = values.get("build") or {}
         try:
@@ -179,7 +180,7 @@ class ScoringContext:
 def combined_seconds(metrics: dict[str, Metric], seconds: dict[str, float]) -> float:
     """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
 
-    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.scoring.score_metrics`),
+    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.base.score_metrics`),
     so a group of them is charged its largest time; every other metric its own.
     """
     total, kernels = 0.0, {}

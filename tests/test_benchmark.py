@@ -11,7 +11,7 @@ from searchkit.scoring import import_scores
 from searchkit.spaces.pool import PoolSpace
 from searchkit.study import benchmark as bench
 from searchkit.study.benchmark_config import load_benchmark_config
-from searchkit.study.report import anytime_accuracy
+from searchkit.study.anytime import anytime_accuracy
 from searchkit.cli import main
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
@@ -208,7 +208,7 @@ def test_anytime_plot_labels_its_reference_lines(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     from searchkit.rundir import RunDir
-    from searchkit.study.report import plot_anytime
+    from searchkit.study.benchmark_report import plot_anytime
 
     class Table:  # index = the arch string's number
         def index_of(self, text):

@@ -7,6 +7,7 @@ from scipy import stats
 
 import csv
 import shutil
+from pathlib import Path
 
 import yaml
 
@@ -16,7 +17,7 @@ from searchkit.correlate import distinct, read_indices, read_scores, run_correla
 from searchkit.errors import SearchkitError
 from searchkit.scoring import import_scores
 from searchkit.store import ScoreStore
-from searchkit.paths import find_data
+from searchkit.paths import find_data, portable
 from searchkit.tabular import NB201Table
 
 pytestmark = pytest.mark.skipif(find_data("nb201/nb201_table.csv") is None, reason="needs the NB201 table")
@@ -147,3 +148,43 @@ def test_draws_are_stored_per_draw_reused_resumed_and_extended(tmp_path):
         del settings[key]
     (old / "settings.yaml").write_text(yaml.safe_dump(settings))
     assert calls(2, old, store=None) == 10
+
+
+def test_darts_ranking_table_end_to_end(tmp_path):
+    """Issue 27: correlate works on any space with a ranking table, here DARTS' 1,000 trained cells
+    (most read one node twice, which the DARTS space decodes for them)."""
+    if find_data("darts/darts_1000_cifar10_valid.csv") is None:
+        pytest.skip("needs the DARTS table")
+    from searchkit.spaces import get_space
+    from searchkit.tabular.darts import DEFAULT_CSV, DartsTable
+
+    out = tmp_path / "darts"
+    assert main(["correlate", "--space", "darts", "--metrics", "params,naswot", "--n", "10", "--dataset", "synthetic",
+                 "--batch-size", "8", "--build", "C=4", "--build", "layers=2", "--out", str(out), "--quiet"]) == 0
+    table = DartsTable.load()
+    indices = sample_indices(10, 0, 1000)
+    rows = read_scores(out / "scores.csv")
+    assert list(rows) == indices
+    space = get_space("darts")
+    nets = [space.build(space.decode(table.arch_str(i)), 10, C=4, layers=2) for i in indices]
+    assert [rows[i]["params"] for i in indices] == pytest.approx([sum(p.numel() for p in n.parameters()) / 1e6
+                                                                   for n in nets])
+    rho = stats.spearmanr([rows[i]["params"] for i in indices], table.column("cifar10", "valid", 200)[indices])[0]
+    text = (out / "correlation.md").read_text()
+    assert f"| params | 10 | {rho:.3f} [" in text and "| metric | n | CIFAR-10 valid | mean s/arch |" in text
+    assert "10 darts cells of DARTS-1000 (SWAP)" in text and "rank correlation only" in text
+    settings = yaml.safe_load((out / "settings.yaml").read_text())
+    assert settings["space"] == "darts" and Path(settings["table"]).resolve() == find_data(DEFAULT_CSV)
+    assert main(["correlate", "--resume", str(out), "--quiet"]) == 0  # resumable like any correlate run
+    assert read_scores(out / "scores.csv") == rows
+
+
+def test_settings_record_portable_paths(tmp_path, monkeypatch):
+    """Issue 27: settings.yaml recorded the writing machine's absolute table path."""
+    repo, shared = tmp_path / "repo", tmp_path / "shared" / "data" / "t.csv"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    assert portable(shared) == "../shared/data/t.csv"  # beside the repository: relative to it
+    assert portable(repo / "runs" / "x.db") == "runs/x.db"
+    assert portable("mine/t.csv") == "mine/t.csv"  # as given
+    assert portable("/elsewhere/t.csv") == "/elsewhere/t.csv"  # nothing to be relative to

@@ -12,11 +12,11 @@ from scipy.stats import chisquare
 from torch import nn
 
 from searchkit.errors import SearchkitError
-from searchkit.hardware import (AdditiveCost, Constraint, MeasuredLatency, TableCost, make_cost_model, measure_latency,
-                                nb201_codes)
+from searchkit.hardware import AdditiveCost, Constraint, MeasuredLatency, TableCost, measure_latency
 from searchkit.paths import find_data
 from searchkit.spaces import NB201Space
-from searchkit.spaces.constrained import FeasibleSpace
+from searchkit.spaces.base import feature_matrix
+from searchkit.spaces.constrained import FeasibleSpace, ProjectionWarning
 from searchkit.spaces.darts import DartsSpace
 from searchkit.spaces.nb201 import NUM_ARCHS, OPS
 from searchkit.tabular import HWNASTable
@@ -249,16 +249,16 @@ def test_measured_latency_builds_once_per_architecture() -> None:
     assert (model.device, model.quantity, model.unit, model.name) == ("cpu", "latency", "ms", "cpu_latency")
 
 
-def test_make_cost_model_routes_and_refuses() -> None:
-    assert isinstance(make_cost_model("cpu", "latency", DartsSpace()), MeasuredLatency)
+def test_space_cost_model_routes_and_refuses() -> None:
+    assert isinstance(DartsSpace().cost_model("cpu", "latency"), MeasuredLatency)
     with pytest.raises(SearchkitError, match="only latency can be measured on cpu"):
-        make_cost_model("cpu", "energy", SPACE)
+        SPACE.cost_model("cpu", "energy")
     with pytest.raises(SearchkitError, match="the darts space has no hardware cost table \\(device 'pixel3'\\); use device: cpu"):
-        make_cost_model("pixel3", "latency", DartsSpace())
+        DartsSpace().cost_model("pixel3", "latency")
     with pytest.raises(SearchkitError, match="not 'digits'; use device: cpu"):
-        make_cost_model("pixel3", "latency", SPACE, dataset="digits")
+        SPACE.cost_model("pixel3", "latency", dataset="digits")
     with pytest.raises(SearchkitError, match="no energy on raspi4"):
-        make_cost_model("raspi4", "energy", SPACE)
+        SPACE.cost_model("raspi4", "energy", "cifar10")
 
 
 # ------------------------------------------------------------------ constraints
@@ -422,6 +422,52 @@ def test_measured_feasible_space_rejection_samples() -> None:
         space.project(ALL_ARCHS[-1], rng)
 
 
+
+class _ListedCost:
+    """pixel3 latency (ms) of the architectures' texts listed in ``values``."""
+
+    device, quantity, unit, name = "pixel3", "latency", "ms", "pixel3_latency"
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.values = values
+
+    def cost(self, text: str) -> float:
+        return self.values[text]
+
+    def costs(self, texts):
+        return np.array([self.values[t] for t in texts])
+
+
+def test_darts_projection_is_the_nearest_in_features() -> None:
+    """DARTS offers features, so the nearest feasible genotype is the one fewest (op, input)
+    coordinates away, not a uniform pick."""
+    darts = DartsSpace()
+    rng = np.random.default_rng(3)
+    arch = darts.sample(rng)
+    near, far = darts.neighbours(arch)[0], darts.sample(rng)
+    distance = lambda a: sum(x != y for x, y in zip(darts.features(a), darts.features(arch)))  # noqa: E731
+    assert distance(near) == 1 and distance(far) > 1
+    cost = _ListedCost({darts.encode(arch): 9.0, darts.encode(near): 1.0, darts.encode(far): 1.0})
+    space = FeasibleSpace(darts, cost, Constraint.of("pixel3", "latency", 2.0), candidates=[arch, near, far])
+    assert space.projects and set(space.members) == {near, far}
+    assert all(space.project(arch, rng) == near for _ in range(20))
+    assert space.project(far, rng) == far
+
+
+class _Featureless(NB201Space):
+    features = None  # type: ignore[assignment]
+
+
+def test_projection_without_features_is_uniform_and_says_so() -> None:
+    space = FeasibleSpace(_Featureless(), SyntheticTable(), Constraint.of("pixel3", "latency", 0.2))
+    assert not space.projects
+    rng = np.random.default_rng(0)
+    with pytest.warns(ProjectionWarning, match="the nb201 space offers no features: the nearest feasible architecture "
+                                               "is a uniform choice"):
+        picks = {space.nearest(ALL_ARCHS[-1], rng) for _ in range(200)}
+    assert picks == set(space.members) and len(picks) > 1
+
+
 @needs_hw
 def test_real_feasible_space_excludes_edge_tpu_gaps(c10: HWNASTable) -> None:
     cost = TableCost(c10, "edgetpu")
@@ -440,7 +486,7 @@ def test_real_feasible_space_excludes_edge_tpu_gaps(c10: HWNASTable) -> None:
 
 # ------------------------------------------------------------------ the additive cost model
 def test_additive_fit_recovers_an_additive_cost() -> None:
-    codes = nb201_codes(ALL_TEXTS)
+    codes = feature_matrix(SPACE, ALL_ARCHS)
     costs = SYNTHETIC.copy()
     costs[::7] = np.nan  # unmeasured cells are left out of the fit
     model = AdditiveCost.fit(codes, costs, num_ops=5)
@@ -458,7 +504,7 @@ def test_additive_fit_recovers_an_additive_cost() -> None:
 
 
 def test_additive_fit_reports_a_non_additive_cost() -> None:
-    codes = nb201_codes(ALL_TEXTS)
+    codes = feature_matrix(SPACE, ALL_ARCHS)
     interaction = (codes[:, 0] == 3) & (codes[:, 5] == 3)  # both ends conv3x3: an extra cost
     model = AdditiveCost.fit(codes, SYNTHETIC + 5.0 * interaction, num_ops=5)
     assert 0.0 < model.r2 < 0.99 and model.max_error > 1.0
@@ -468,7 +514,7 @@ def test_additive_fit_reports_a_non_additive_cost() -> None:
 
 @needs_hw
 def test_fpga_and_eyeriss_columns_are_exactly_additive(c10: HWNASTable) -> None:
-    codes = nb201_codes(c10.arch_strs)
+    codes = feature_matrix(SPACE, [SPACE.decode(t) for t in c10.arch_strs])
     for column in ("fpga_latency", "fpga_energy", "eyeriss_latency", "eyeriss_energy"):
         model = AdditiveCost.fit(codes, c10.columns[column], num_ops=5)
         assert model.max_error < 1e-6, column
@@ -517,7 +563,7 @@ def test_most_likely_is_the_constrained_argmax() -> None:
     rng = np.random.default_rng(6)
     log_probs = np.log(rng.dirichlet(np.ones(5), size=6))
     best = space.most_likely(log_probs, OPS)
-    codes = nb201_codes([SPACE.encode(a) for a in space.members])
+    codes = feature_matrix(SPACE, space.members)
     brute = space.members[int(np.argmax([log_probs[np.arange(6), c].sum() for c in codes]))]
     assert best == brute and SYNTHETIC[SPACE.code(best)] <= 1.5
     favourite = np.full((6, 5), -10.0)

@@ -11,7 +11,7 @@ import pytest
 
 from searchkit.cli import main
 from searchkit.hardware import Constraint, TableCost
-from searchkit.hardware.front import front_points
+from searchkit.front import front_points
 from searchkit.pareto import hypervolume, reference_point
 from searchkit.rundir import RunDir
 from searchkit.paths import find_data

@@ -16,8 +16,8 @@ from searchkit.config import BudgetConfig
 from searchkit.driver import Driver
 from searchkit.engine import run_search
 from searchkit.errors import SearchkitError
+from searchkit.front import found_front
 from searchkit.hardware import AdditiveCost, Constraint, MeasuredLatency, TableCost
-from searchkit.hardware.front import found_front
 from searchkit.paths import find_data
 from searchkit.rundir import HistoryRow
 from searchkit.spaces import NB201Space, get_space
@@ -208,9 +208,9 @@ def test_measured_latency_constrains_a_space_without_a_table(tmp_path: Path, mon
     measuring time charged once per architecture."""
     from functools import partial
 
-    from searchkit.hardware import run
+    from searchkit import budget
 
-    monkeypatch.setattr(run, "FeasibleSpace", partial(FeasibleSpace, max_tries=20))
+    monkeypatch.setattr(budget, "FeasibleSpace", partial(FeasibleSpace, max_tries=20))
     config = {"data": {"name": "synthetic", "batch_size": 8, "options": {"shape": [3, 8, 8], "n_train": 32}},
               "space": {"name": "nb201", "build": {"C": 2, "N": 1}}, "metric": {"name": "params"},
               "strategy": {"name": "random"}, "budget": {"archs": 5}, "evaluate": {"method": "none"},
@@ -312,7 +312,7 @@ def test_front_plot_legend_counts_what_it_marks(tmp_path: Path) -> None:
     """Issue 29: front.png called the cloud of every cell of the space "searched cells"."""
     from types import SimpleNamespace
 
-    from searchkit.hardware.front import plot_front, queried_rows
+    from searchkit.front import plot_front, queried_rows
     from searchkit.pareto import pareto_front
 
     rng = np.random.default_rng(0)

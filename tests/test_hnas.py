@@ -12,7 +12,7 @@ from searchkit.errors import SearchkitError
 from searchkit.paths import find_data
 from searchkit.spaces import get_space
 from searchkit.rundir import RunDir
-from searchkit.strategies import HNAS, Answer, Validate
+from searchkit.strategies import HNAS, Answer, Validate, strategy_needs
 from searchkit.strategies.base import mean_ranks
 from searchkit.strategies.hnas import KAPPA_METRIC, hnas_objective, normalise
 from searchkit.tabular import NB201Table
@@ -132,7 +132,7 @@ def test_revisit_restores_repeated_candidates():
 def test_an_ensemble_ranks_several_metrics_into_m():
     assert np.allclose(mean_ranks([np.array([1.0, 2.0, 3.0]), np.array([30.0, 10.0, 20.0])]), [2 / 3, 1.5 / 3, 2.5 / 3])
     strategy = HNAS(SPACE, np.random.default_rng(0), pool=10, growth=0, iterations=1, ensemble=["synflow"])
-    assert strategy.needs.extra_metrics == (KAPPA_METRIC, "synflow")
+    assert strategy_needs("hnas", {"ensemble": ["synflow"]}).extra_metrics == (KAPPA_METRIC, "synflow")
     for query in strategy.ask():
         m, kappa = fake_scores(query.arch)
         strategy.tell(query, Answer(query.arch, m, {KAPPA_METRIC: -kappa, "synflow": -m}))

@@ -10,7 +10,7 @@ from searchkit import run_search
 from searchkit.data import get_dataset, scoring_batch
 from searchkit.errors import SearchkitError
 from searchkit.metrics import parse_metric
-from searchkit.metrics.ntk_family import NTKTraceApprox, loss_gradient_sq_norm
+from searchkit.metrics.loss_gradient import NTKTraceApprox, loss_gradient_sq_norm
 from searchkit.spaces import get_space
 from searchkit.spaces.nb201 import OPS, NB201Arch
 from searchkit.rundir import RunDir

@@ -13,7 +13,6 @@ from searchkit.spaces.nb201 import (
     PARAMETRISED_OPS,
     TABLE_RELATIVE,
     NB201Arch,
-    NB201Cell,
     NB201Space,
     canonical,
     cell_expression,
@@ -22,6 +21,7 @@ from searchkit.spaces.nb201 import (
     live_edges,
     prune,
 )
+from searchkit.spaces.nb201_network import NB201Cell
 
 SPACE = NB201Space()
 IDENTITY = "|none~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|skip_connect~0|none~1|none~2|"  # issue 18's demo pick

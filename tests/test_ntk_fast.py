@@ -15,7 +15,7 @@ from searchkit.metrics import ntk_fast
 from searchkit.metrics.kcc import kcc
 from searchkit.metrics.ntk import empirical_ntk, robust_ntk
 from searchkit.metrics.ntk_contractions import per_sample_conv_weight_grad
-from searchkit.metrics.scoring import score_metrics
+from searchkit.metrics.base import score_metrics
 from searchkit.spaces import get_space
 
 pytestmark = pytest.mark.usefixtures("one_thread")

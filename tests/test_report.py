@@ -11,7 +11,7 @@ from scipy import stats
 
 from searchkit.metrics import METRICS
 from searchkit.paths import find_data
-from searchkit.report import (
+from searchkit.correlation_report import (
     MIN_ARCHS,
     _Ranker,
     _weighted_pearson,
@@ -158,7 +158,11 @@ def fake_rows(table, indices, seed=0) -> dict[int, dict[str, float]]:
 def test_report_with_enough_architectures(tmp_path: Path, table) -> None:
     indices = np.random.default_rng(0).choice(15625, size=60, replace=False)
     rows = fake_rows(table, indices)
-    path = write_correlation_report(tmp_path, rows, ["params", "noisy"], table, settings=SETTINGS, n_boot=300)
+    from searchkit.spaces import get_space
+
+    space = get_space("nb201")
+    path = write_correlation_report(tmp_path, rows, ["params", "noisy"], table, space=space, settings=SETTINGS,
+                                    n_boot=300)
     text = path.read_text()
     acc = table.column("cifar10", "test", 200)[indices]
     rho = stats.spearmanr([rows[int(i)]["noisy"] for i in indices], acc)[0]
@@ -168,7 +172,11 @@ def test_report_with_enough_architectures(tmp_path: Path, table) -> None:
     assert "64 cifar10 training images drawn with data seed 0 (batch fingerprint abc123)" in text
     assert "(C=16, N=5) initialised with seed 1" in text and "- device: cpu" in text
     assert "| params | parameters (millions) |" in text
-    assert f"`{tmp_path / 'scatter_params.png'}`" in text and "60 NB201 cells" in text
+    assert f"`{tmp_path / 'scatter_params.png'}`" in text and "60 nb201 cells of NAS-Bench-201" in text
+    archs = [space.decode(table.arch_str(int(i))) for i in indices]
+    degenerate, classes = sum(map(space.is_degenerate, archs)), len(set(map(space.canonical, archs)))
+    assert f"{classes} distinct up to equivalence, {degenerate} degenerate" in text
+    assert "| metric | n | CIFAR-10 test | CIFAR-10 valid | CIFAR-100 test |" in text
     for name in ("scatter_params.png", "scatter_noisy.png"):
         assert Image.open(tmp_path / name).size == (1800, 585)
 

@@ -56,7 +56,9 @@ def test_recipes_round_trip_through_settings_yaml():
     assert again.setting() == recipe.setting() and again.metrics["kcc:eps=0.5"] == recipe.metrics["kcc:eps=0.5"]
     legacy = {"dataset": "cifar10", "batch_size": 64, "data_seed": 0, "init_seed": 0, "build": {"C": 16, "N": 5},
               "device": "cpu", "batch_fingerprint": "3871fc12df02", "metrics": ["naswot"], "table": "t.csv"}
-    assert ScoringRecipe.from_dict(legacy).setting() == ScoreSetting("nb201", '{"C":16,"N":5}', "cifar10",
+    with pytest.warns(DeprecationWarning, match="without 'space:' are read as NAS-Bench-201's"):
+        read = ScoringRecipe.from_dict(legacy)
+    assert read.setting() == ScoreSetting("nb201", '{"C":16,"N":5}', "cifar10",
                                                                      "3871fc12df02", 0, "cpu")
 
 

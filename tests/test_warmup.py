@@ -10,7 +10,7 @@ from searchkit.spaces import get_space
 import fakes
 from searchkit.config import BudgetConfig
 from searchkit.driver import Driver
-from searchkit.strategies import Answer, Validate, ZeroCostWarmup
+from searchkit.strategies import Answer, Validate, ZeroCostWarmup, strategy_needs
 from searchkit.strategies.base import mean_ranks
 from searchkit.tabular import NB201Table
 
@@ -95,7 +95,8 @@ def test_an_ensemble_screen_validates_the_best_mean_rank_first():
         return float(arch.ops.count("skip_connect"))
 
     strategy = ZeroCostWarmup(SPACE, np.random.default_rng(2), warmup=40, population=4, ensemble=["skips"])
-    assert strategy.needs.extra_metrics == ("skips",) and strategy.needs.validation
+    needs = strategy_needs("warmup", {"warmup": 40, "population": 4, "ensemble": ["skips"]})
+    assert needs.extra_metrics == ("skips",) and needs.validation
     screen = strategy.ask()
     for query in screen:
         strategy.tell(query, Answer(query.arch, convs(query.arch), {"skips": skips(query.arch)}))

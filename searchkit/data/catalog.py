@@ -12,7 +12,7 @@ from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.registry import Registry
 
-DATASETS: Registry[DatasetSplits] = Registry("dataset")
+DATASETS: Registry[DatasetSplits] = Registry("dataset", "searchkit.data")
 
 
 def get_dataset(name: str, root: str | Path | None = None, **options) -> DatasetSplits:

@@ -87,29 +87,13 @@ def imagefolder(
     _check_options(valid_fraction, valid_min_per_class, valid_max_share, valid_seed, skip_bad, cache, decode_workers)
     resize_to = None if image_size is None else _parse_size(image_size)
     root = Path(root).expanduser()
-    if not root.is_dir():
-        raise SearchkitError(f"image folder not found at {root}: expected {LAYOUT}; set data.root")
-    tree = DirTree(root)
-    for split in ("train", "test"):
-        if split not in tree.files:
-            raise SearchkitError(f"image folder {root} has no {split}/ directory; expected {LAYOUT}")
+    tree = _listed(root)
     decoded = _decode(tree, resize_to, skip_bad, cache, decode_workers)
     if decoded.size_chosen:
         warnings.warn(f"images in {root} have mixed sizes; each is scaled and centre-cropped to {decoded.size_rule}",
                       InputSizeWarning, stacklevel=2)
     rows = _rows_by_split(decoded.rows)
-    classes = sorted({cls for cls, _ in rows.get("train", [])})
-    if not classes:
-        raise SearchkitError(f"image folder {root / 'train'} has no class folders with images; expected {LAYOUT}")
-    for split in rows.keys() | {"test"}:
-        if not rows.get(split):
-            raise SearchkitError(f"image folder {root / split} is empty: expected <class>/ folders of images")
-        extra = sorted({cls for cls, _ in rows[split]} - set(classes))
-        if extra:
-            raise SearchkitError(
-                f"image folder {root / split} has class folder(s) {', '.join(extra)} that "
-                f"train/ lacks; every class must have training images"
-            )
+    classes = _classes(root, rows)
     label_of = {c: i for i, c in enumerate(classes)}
     labels = {split: np.array([label_of[cls] for cls, _ in items]) for split, items in rows.items()}
     pixels = {split: torch.from_numpy(decoded.pixels[start:start + len(rows[split])])
@@ -136,6 +120,34 @@ def imagefolder(
               "class_counts": dict(zip(classes, counts.tolist())), "skipped": len(decoded.skipped),
               "decoded_from": decoded.source},
     )
+
+
+def _listed(root: Path) -> DirTree:
+    """Every file under ``root``; SearchkitError when it is no directory or lacks train/ or test/."""
+    if not root.is_dir():
+        raise SearchkitError(f"image folder not found at {root}: expected {LAYOUT}; set data.root")
+    tree = DirTree(root)
+    for split in ("train", "test"):
+        if split not in tree.files:
+            raise SearchkitError(f"image folder {root} has no {split}/ directory; expected {LAYOUT}")
+    return tree
+
+
+def _classes(root: Path, rows: dict[str, list[tuple[str, int]]]) -> list[str]:
+    """The class names of train/, sorted; SearchkitError when a split is empty or has a class train/ lacks."""
+    classes = sorted({cls for cls, _ in rows.get("train", [])})
+    if not classes:
+        raise SearchkitError(f"image folder {root / 'train'} has no class folders with images; expected {LAYOUT}")
+    for split in rows.keys() | {"test"}:
+        if not rows.get(split):
+            raise SearchkitError(f"image folder {root / split} is empty: expected <class>/ folders of images")
+        extra = sorted({cls for cls, _ in rows[split]} - set(classes))
+        if extra:
+            raise SearchkitError(
+                f"image folder {root / split} has class folder(s) {', '.join(extra)} that "
+                f"train/ lacks; every class must have training images"
+            )
+    return classes
 
 
 def _decode(tree: DirTree, resize_to: tuple[int, int] | None, skip_bad: bool, cache: bool,

@@ -10,8 +10,6 @@ devices (see results/hardware-aware/budgets.md for each column's R^2).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
 import torch
 
@@ -30,7 +28,8 @@ class AdditiveCost:
 
     @classmethod
     def fit(cls, codes: np.ndarray, costs: np.ndarray, num_ops: int) -> "AdditiveCost":
-        """Least squares over cells ``codes`` (n, E) of op indices in [0, num_ops) with ``costs``
+        """Least squares over cells ``codes`` (n, E) of op indices in [0, num_ops) (a space's
+        :func:`~searchkit.spaces.base.feature_matrix`, e.g. NB201's) with ``costs``
         (n,); NaN costs are left out. The one-hot design is rank-deficient (each edge's columns sum
         to the intercept): the minimum-norm solution is used, whose predictions are unique."""
         codes, costs = np.asarray(codes), np.asarray(costs, dtype=np.float64)
@@ -65,11 +64,3 @@ def _one_hot(codes: np.ndarray, num_ops: int) -> np.ndarray:
     out = np.zeros((n, n_edges * num_ops))
     out[np.arange(n)[:, None], np.arange(n_edges) * num_ops + codes] = 1.0
     return out
-
-
-def nb201_codes(texts: Sequence[str]) -> np.ndarray:
-    """Op indices (n, 6) of NB201 arch strings, ops in :data:`searchkit.spaces.nb201.OPS` order."""
-    from searchkit.spaces.nb201 import OPS, NB201Space
-
-    space = NB201Space()
-    return np.array([[OPS.index(op) for op in space.decode(t).ops] for t in texts], dtype=np.int64)

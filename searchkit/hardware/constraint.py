@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from searchkit.errors import SearchkitError
-from searchkit.hardware.cost import MEASURED_DEVICE
+from searchkit.hardware.cost_models import MEASURED_DEVICE
 from searchkit.tabular.hwnas import DEVICES, UNITS, check_device, devices_text
 
 #: config key -> quantity

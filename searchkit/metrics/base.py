@@ -10,8 +10,14 @@ and left out of the key.
 Every metric is "higher is better". :meth:`Metric.__call__` is the one entry point: it moves
 the batch to the network's device, retries on the CPU when a CUDA device runs out of memory,
 and turns a non-finite value (a degenerate network) into the metric's documented ``worst`` with
-a :class:`DegenerateNetworkWarning`. A metric may offer a differentiable form
+a :class:`DegenerateNetworkWarning`. :func:`score_metrics` scores several metrics on one network
+through it, passing them one :class:`SharedWork` so that what they have in common (the NTK
+metrics' Theta) is computed once. A metric may offer a differentiable form
 (:meth:`Metric.differentiable`, e.g. KCC and the NTK trace, used by NASI).
+
+The class attributes every metric has (``worst``, ``quantity``, ... :data:`CLASS_ATTRIBUTES`) are
+set without a type annotation: annotated, a dataclass would make them options (and parts of the
+store key), so a subclass that annotates one is refused when it is defined (TypeError).
 
 Specs: ``"kcc"``, ``"kcc:eps=0.01:bn=eval"`` (values parsed as YAML) -- accepted by every
 command, config and benchmark (:func:`parse_metric`).
@@ -22,9 +28,10 @@ import copy
 import dataclasses
 import json
 import math
+import time
 import typing
 import warnings
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, Hashable, Mapping, TypeVar
 
 import torch
 import yaml
@@ -52,16 +59,21 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
+def network_device(net: nn.Module) -> torch.device:
+    """The device of ``net``'s parameters (the CPU for a network without any)."""
+    return next(net.parameters(), torch.empty(0)).device
+
+
 class Metric:
     """A training-free fitness: (network at initialisation, scoring batch) -> float, higher is better.
 
     Subclasses are dataclasses (use :func:`metric`) whose fields are their options, and implement
-    :meth:`compute`. Class attributes: ``name`` (registry key), ``worst`` (the score of a
-    degenerate network), ``quantity`` (what the number is, with its unit, for reports),
-    ``min_classes`` (classes the scoring batch must contain: 2 for metrics of the labels),
-    ``min_batch`` (examples it must contain),
-    ``unbounded`` (a capacity measure that grows without bound, e.g. the NTK trace: NASI
-    constrains such objectives, seed 002 eq. 13).
+    :meth:`compute`. Class attributes (:data:`CLASS_ATTRIBUTES`; set them without an annotation,
+    ``worst = 0.0``): ``name`` (registry key), ``worst`` (the score of a degenerate network),
+    ``quantity`` (what the number is, with its unit, for reports), ``magnitude`` (a reports' axis
+    hint), ``min_classes`` (classes the scoring batch must contain: 2 for metrics of the labels),
+    ``min_batch`` (examples it must contain), ``unbounded`` (a capacity measure that grows
+    without bound, e.g. the NTK trace: NASI constrains such objectives, seed 002 eq. 13).
     """
 
     name: ClassVar[str] = ""
@@ -71,6 +83,14 @@ class Metric:
     min_classes: ClassVar[int] = 1
     min_batch: ClassVar[int] = 1
     unbounded: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a subclass that annotates a class attribute (it would become an option)."""
+        super().__init_subclass__(**kwargs)
+        for attribute, annotation in cls.__dict__.get("__annotations__", {}).items():
+            if attribute in CLASS_ATTRIBUTES and not _is_class_var(annotation):
+                raise TypeError(f"metric class {cls.__name__}: {attribute!r} is a class attribute of every metric, "
+                                f"not an option; write '{attribute} = ...' without a type annotation")
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -106,11 +126,12 @@ class Metric:
                    if item.metadata.get("key", True)}
         return self.name, json.dumps(options, sort_keys=True, separators=(",", ":"))
 
-    def __call__(self, net: nn.Module, batch: Batch) -> float:
-        """The score of ``net`` on ``batch`` (see the module docstring for the guards)."""
-        device = next(net.parameters(), torch.empty(0)).device
+    def __call__(self, net: nn.Module, batch: Batch, shared: SharedWork | None = None) -> float:
+        """The score of ``net`` on ``batch`` (see the module docstring for the guards); ``shared``:
+        the work of the other metrics scored on this network and batch (:func:`score_metrics`)."""
+        device = network_device(net)
         try:
-            value = self.compute(net, batch.to(device))
+            value = self.compute_shared(net, batch.to(device), shared)
         except (RuntimeError, torch.OutOfMemoryError) as err:
             if not is_out_of_memory(err):
                 raise
@@ -119,12 +140,17 @@ class Metric:
                                      "lower data.batch_size (or --batch-size)") from None
             warnings.warn(f"{self.name}: out of CUDA memory; scoring this network on the CPU", ResourceWarning)
             torch.cuda.empty_cache()
-            value = self.compute(copy.deepcopy(net).cpu(), batch.to(torch.device("cpu")))
+            value = self.compute_shared(copy.deepcopy(net).cpu(), batch.to(torch.device("cpu")), shared)
         return self.guard(value)
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
         """The raw score (may be non-finite for a degenerate network); ``batch`` is on ``net``'s device."""
         raise NotImplementedError
+
+    def compute_shared(self, net: nn.Module, batch: Batch, shared: SharedWork | None) -> float:
+        """:meth:`compute`, reusing what ``shared`` holds (the NTK metrics' Theta); by default
+        nothing is shared."""
+        return self.compute(net, batch)
 
     def guard(self, value: float) -> float:
         """``value`` if finite, else :attr:`worst` with a :class:`DegenerateNetworkWarning`."""
@@ -151,7 +177,59 @@ class Metric:
                                  f"{', '.join(n for n in METRICS.names() if METRICS.get(n).offers_gradient())}")
 
 
-METRICS: Registry[Metric] = Registry("metric")
+def _is_class_var(annotation: Any) -> bool:
+    """Whether an annotation (a string under ``from __future__ import annotations``) is a ClassVar."""
+    if isinstance(annotation, str):
+        return annotation.split("[")[0].strip() in ("ClassVar", "typing.ClassVar")
+    return annotation is ClassVar or typing.get_origin(annotation) is ClassVar
+
+
+#: The class attributes every metric has (never options): the ClassVars declared on :class:`Metric`.
+CLASS_ATTRIBUTES = frozenset(Metric.__annotations__)
+
+
+class SharedWork:
+    """What the metrics scored on one network and batch have in common, each piece computed once
+    (the NTK metrics' Theta per ``(bn, output)`` mode), with the seconds it took.
+
+    ``reused_seconds`` adds up the seconds of the pieces served again instead of recomputed, so a
+    metric can be charged what it would cost alone (:func:`score_metrics`).
+    """
+
+    def __init__(self) -> None:
+        self._pieces: dict[Hashable, tuple[Any, float]] = {}
+        self.reused_seconds = 0.0
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """The piece stored under ``key``, else ``compute()`` (stored with its seconds)."""
+        if key in self._pieces:
+            piece, seconds = self._pieces[key]
+            self.reused_seconds += seconds
+            return piece
+        start = time.perf_counter()
+        piece = compute()
+        self._pieces[key] = (piece, time.perf_counter() - start)
+        return piece
+
+
+def score_metrics(net: nn.Module, batch: Batch, metrics: Mapping[str, Metric]) -> dict[str, tuple[float, float]]:
+    """label -> (score, seconds) for every metric on the same network and batch, each through
+    :meth:`Metric.__call__` (so every one has the CPU fallback and the degenerate-value guard).
+
+    They share one :class:`SharedWork`: NTK metrics with the same ``ntk_key`` (BN mode, output
+    reduction) share one Theta. Each is charged the shared pieces it used plus its own time, i.e.
+    what it would cost alone, so per-metric seconds stay comparable whatever else was scored beside it.
+    """
+    shared = SharedWork()
+    results = {}
+    for label, metric in metrics.items():
+        start, reused = time.perf_counter(), shared.reused_seconds
+        value = metric(net, batch, shared)
+        results[label] = (value, time.perf_counter() - start + shared.reused_seconds - reused)
+    return results
+
+
+METRICS: Registry[Metric] = Registry("metric", "searchkit.metrics")
 M = TypeVar("M", bound=type)
 
 

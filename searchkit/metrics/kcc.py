@@ -63,15 +63,11 @@ from torch import nn
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import metric
+from searchkit.metrics.kcc_variants import centre, crossfit_kcc, posterior_kcc
 from searchkit.metrics.ntk import NTKMetric, empirical_ntk
 
 #: The score of a degenerate network (constant or non-finite NTK): the lower end of [0, 1].
 KCC_WORST = 0.0
-
-
-def centre(kernel: torch.Tensor) -> torch.Tensor:
-    """H K H for K: (m, m), H = I - 11^T / m (double-centring)."""
-    return kernel - kernel.mean(0, keepdim=True) - kernel.mean(1, keepdim=True) + kernel.mean()
 
 
 def label_features(y: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
@@ -218,8 +214,6 @@ class KCCCrossfit(NTKMetric):
         return 2 * self.folds
 
     def from_ntk(self, theta: torch.Tensor, batch: Batch) -> float:
-        from searchkit.metrics.kcc_variants import crossfit_kcc, posterior_kcc  # it imports this module
-
         score = posterior_kcc if self.posterior else crossfit_kcc
         return score(theta, batch.y, batch.num_classes, folds=self.folds, eps=self.eps, normalize=self.normalize,
                      labels=self.labels)

@@ -27,13 +27,17 @@ from typing import Callable, Iterator
 import torch
 
 from searchkit.errors import SearchkitError
-from searchkit.metrics.kcc import centre
 
 #: Score of a network whose fit-fold kernel is zero or not finite (the bottom of [-1, 1]).
 CROSSFIT_WORST = -1.0
 #: Relative singular value below which a label direction counts as null.
 REL_TOL = 1e-10
 LABEL_KERNELS = ("linear", "balanced")
+
+
+def centre(kernel: torch.Tensor) -> torch.Tensor:
+    """H K H for K: (m, m), H = I - 11^T / m (double-centring)."""
+    return kernel - kernel.mean(0, keepdim=True) - kernel.mean(1, keepdim=True) + kernel.mean()
 
 
 def ce_kernel(theta_sum: torch.Tensor, theta_label: torch.Tensor, cross: torch.Tensor,

@@ -39,16 +39,17 @@ Two choices the papers leave open are options here:
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from searchkit.errors import SearchkitError
-from searchkit.metrics.base import Metric, is_out_of_memory, memory_option
+from searchkit.metrics import ntk_fast
+from searchkit.metrics.base import Metric, SharedWork, is_out_of_memory, memory_option
+from searchkit.metrics.batchnorm import batch_statistics, train_mode
 
 if TYPE_CHECKING:
     from searchkit.data.base import Batch
@@ -59,51 +60,6 @@ Method = Literal["auto", "fast", "reference"]
 BN_MODES: tuple[str, ...] = ("train", "batchstats", "eval")
 OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label", "centred")
 METHODS: tuple[str, ...] = ("auto", "fast", "reference")
-
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-
-
-@contextmanager
-def train_mode(net: nn.Module, training: bool) -> Iterator[None]:
-    """Set every module's training flag to ``training``; restore each module's own flag on exit."""
-    previous = [(m, m.training) for m in net.modules()]
-    net.train(training)
-    try:
-        yield
-    finally:
-        for module, was_training in previous:
-            module.training = was_training
-
-
-def batch_statistics(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """BN buffers replaced by the batch's own statistics (biased variance, as BN normalises).
-
-    One train-mode forward with hooks; the network's real buffers are left untouched.
-    Returns name -> tensor for every buffer, ready for ``functional_call``.
-    """
-    stats: dict[str, torch.Tensor] = {}
-    names = {module: name for name, module in net.named_modules()}
-    hooks = []
-
-    def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        dims = [0] + list(range(2, inputs[0].dim()))
-        prefix = names[module] + "." if names[module] else ""
-        stats[prefix + "running_mean"] = inputs[0].mean(dims).detach()
-        stats[prefix + "running_var"] = inputs[0].var(dims, unbiased=False).detach()
-
-    for module in net.modules():
-        if isinstance(module, _BN_TYPES):
-            hooks.append(module.register_forward_pre_hook(capture))
-    buffers = {k: v.detach().clone() for k, v in net.named_buffers()}
-    try:
-        with torch.no_grad(), train_mode(net, True):
-            functional_call(net, buffers, (x,))  # clones absorb the running-stat update
-    finally:
-        for hook in hooks:
-            hook.remove()
-    buffers.update(stats)
-    return buffers
-
 
 def _reduce(out: torch.Tensor, output: OutputMode, y: torch.Tensor) -> torch.Tensor:
     """(m, c) logits -> (m,) for "sum" and "label" (the true class's logit), (m, c) for "trace" and
@@ -203,8 +159,6 @@ def empirical_ntk(
     check_modes(bn, output, x, y, method)
     try:
         if method != "reference":
-            from searchkit.metrics import ntk_fast
-
             try:
                 return ntk_fast.fast_ntk(net, x, bn=bn, output=output, y=y, chunk_size=chunk_size)
             except ntk_fast.Unsupported as err:
@@ -242,7 +196,7 @@ class NTKMetric(Metric):
     (how many vector-Jacobian products run at once: memory only, not in the store key).
     Subclasses implement :meth:`from_ntk` (or :meth:`score_with` when they need the network
     too). Metrics with the same :attr:`ntk_key` on the same network and batch share one Theta
-    (:func:`searchkit.metrics.scoring.score_metrics`).
+    (:func:`searchkit.metrics.base.score_metrics`, through :meth:`compute_shared`).
     """
 
     bn: BNMode = "batchstats"
@@ -266,3 +220,11 @@ class NTKMetric(Metric):
 
     def compute(self, net: nn.Module, batch: "Batch") -> float:
         return self.score_with(self.ntk(net, batch), net, batch)
+
+    def compute_shared(self, net: nn.Module, batch: "Batch", shared: SharedWork | None) -> float:
+        """The score from the Theta of this ``ntk_key`` that ``shared`` holds (computed here if none
+        does; it may be on another device after a CPU fallback, and is moved to the batch's)."""
+        if shared is None:
+            return self.compute(net, batch)
+        theta = shared.get(("ntk", *self.ntk_key), lambda: self.ntk(net, batch))
+        return self.score_with(theta.to(batch.x.device), net, batch)

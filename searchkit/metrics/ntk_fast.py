@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchkit.metrics.ntk import batch_statistics, train_mode
+from searchkit.metrics.batchnorm import BN_TYPES, batch_statistics, train_mode
 from searchkit.metrics.ntk_contractions import (choose_gram_trick, conv_cost, conv_gram_trick, linear_weight_share,
                                                 per_sample_conv_weight_grad)
 from searchkit.metrics.ntk_ops import ConvInputGradOnly, FrozenNorm, ReLUKeepingInput
@@ -63,8 +63,6 @@ Contraction = Literal["auto", "explicit", "gram"]
 CONTRACTIONS: tuple[str, ...] = ("auto", "explicit", "gram")
 FAST_BN_MODES: tuple[str, ...] = ("batchstats", "eval")
 FAST_OUTPUT_MODES: tuple[str, ...] = ("sum", "trace", "label", "centred")
-
-_BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 class Unsupported(Exception):
@@ -79,19 +77,19 @@ def unsupported_reason(net: nn.Module) -> str | None:
     owner: dict[int, str] = {}
     for name, module in net.named_modules():
         label = f"module {name or '<root>'} ({type(module).__name__})"
-        if isinstance(module, _BN_TYPES):
-            if type(module) not in _BN_TYPES:
+        if isinstance(module, BN_TYPES):
+            if type(module) not in BN_TYPES:
                 return f"{label} is a BatchNorm subclass"
             if module.running_mean is None or module.running_var is None:
                 return f"{label} has no running statistics (track_running_stats=False)"
-        if type(module) in (nn.Conv2d, nn.Linear, *_BN_TYPES) and "forward" in module.__dict__:
+        if type(module) in (nn.Conv2d, nn.Linear, *BN_TYPES) and "forward" in module.__dict__:
             return f"{label} has an instance-level forward"
         if type(module) is nn.Conv2d and (module.padding_mode != "zeros" or isinstance(module.padding, str)):
             return f"{label} pads with mode {module.padding_mode!r} / padding {module.padding!r}"
         params = [p for p in module.parameters(recurse=False) if p.requires_grad]
         if not params:
             continue
-        if type(module) not in (nn.Conv2d, nn.Linear, *_BN_TYPES):
+        if type(module) not in (nn.Conv2d, nn.Linear, *BN_TYPES):
             return f"{label} holds trainable parameters of a layer type the fast path does not know"
         for p in params:
             if id(p) in owner:
@@ -391,7 +389,7 @@ def _run_by(state: _Pass, net: nn.Module) -> Iterator[None]:
             kind = type(module)
             if kind in (nn.Conv2d, nn.Linear):
                 module.forward = partial(state.layer, module)
-            elif kind in _BN_TYPES:
+            elif kind in BN_TYPES:
                 module.forward = partial(state.norm, module)
             elif kind is nn.ReLU and not module.inplace and "forward" not in module.__dict__:
                 module.forward = state.relu
@@ -442,7 +440,7 @@ def _frozen_statistics(net: nn.Module, x: torch.Tensor) -> dict[nn.Module, tuple
     buffers = batch_statistics(net, x)
     stats = {}
     for name, module in net.named_modules():
-        if isinstance(module, _BN_TYPES):
+        if isinstance(module, BN_TYPES):
             prefix = name + "." if name else ""
             stats[module] = (buffers[prefix + "running_mean"], buffers[prefix + "running_var"])
     return stats

@@ -1,15 +1,10 @@
-"""Search spaces: one registry line per space; users call :func:`get_space`."""
+"""Search spaces: each space module registers its class with ``@SPACES.register(name)``
+(:mod:`searchkit.registry`); users call :func:`get_space`."""
 from __future__ import annotations
 
 from searchkit.options import check_options
-from searchkit.registry import Registry
-from searchkit.spaces.base import SearchSpace
-from searchkit.spaces.darts import DartsSpace
+from searchkit.spaces.base import SPACES, SearchSpace
 from searchkit.spaces.nb201 import NB201Arch, NB201Space
-
-SPACES: Registry[SearchSpace] = Registry("search space")
-SPACES.register("nb201")(NB201Space)
-SPACES.register("darts")(DartsSpace)
 
 
 def get_space(name: str, **options) -> SearchSpace:

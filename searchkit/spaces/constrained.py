@@ -1,7 +1,7 @@
 """A search space restricted to the architectures that satisfy a hardware budget.
 
 :class:`FeasibleSpace` wraps any space with a :class:`~searchkit.hardware.CostModel` and a
-:class:`~searchkit.hardware.Constraint`; a strategy that only calls ``sample``, ``mutate`` and
+:class:`~searchkit.hardware.Constraint` (both from the level below the spaces); a strategy that only calls ``sample``, ``mutate`` and
 ``neighbours`` on it never sees an infeasible architecture. Everything else (``encode``,
 ``decode``, ``build``, ``name``, ``index``, ...) is the wrapped space's.
 
@@ -19,22 +19,32 @@
 uniform choice among the feasible one-edge neighbours, the same law as redrawing NB201's uniform
 one-edge mutation until it is feasible; otherwise up to ``mutate_tries`` redraws of
 ``space.mutate``. When that finds nothing: with an enumerated set, like the benchmark's
-``PoolSpace``, a uniform choice among the feasible architectures nearest to a mutated child in
-edge Hamming distance (the parent excluded; spaces whose architectures have no ``ops`` tuple:
-uniform over the feasible set); measured, a fresh feasible sample.
+``PoolSpace``, a uniform choice among the feasible architectures nearest to a mutated child
+(:meth:`FeasibleSpace.nearest`, the parent excluded); measured, a fresh feasible sample.
+
+Projection is a capability of the wrapped space: :attr:`FeasibleSpace.projects` is true when it
+offers ``features`` (every registered space: NB201 edge ops; DARTS (op, input) of each pair), and
+"nearest" is the Hamming distance over them (:func:`~searchkit.spaces.base.feature_matrix`). A
+space without ``features`` gets a uniform choice over the feasible set, with a
+:class:`ProjectionWarning` saying so.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
 from searchkit.errors import SearchkitError
 from searchkit.hardware.constraint import Constraint
-from searchkit.hardware.cost import CostModel, EnumerableCost
-from searchkit.spaces.base import SearchSpace
+from searchkit.hardware.cost_models import CostModel, EnumerableCost
+from searchkit.spaces.base import SearchSpace, feature_matrix
 
 _WHAT = {"nb201": "NB201 cell", "darts": "DARTS cell"}
+
+
+class ProjectionWarning(UserWarning):
+    """A nearest-feasible projection fell back to a uniform choice: the space offers no ``features``."""
 
 
 class FeasibleSpace:
@@ -50,6 +60,8 @@ class FeasibleSpace:
         self.space, self.cost, self.constraint = space, cost, constraint
         self.max_tries, self.mutate_tries = max_tries, mutate_tries
         self.what = _WHAT.get(space.name, f"{space.name} architecture")
+        #: whether the space offers a projection: Hamming distance over its ``features``
+        self.projects = callable(getattr(space, "features", None))
         self.members: list[Any] | None = None
         if candidates is None:
             candidates = getattr(space, "members", None)
@@ -76,7 +88,7 @@ class FeasibleSpace:
     def _set_members(self, members: list[Any]) -> None:
         self.members = members
         self._position = {arch: i for i, arch in enumerate(members)}
-        self._codes = _op_codes(members)
+        self._codes = feature_matrix(self.space, members) if self.projects else None
 
     def __getattr__(self, name: str) -> Any:
         if name == "space":  # not yet set (copy/pickle): avoid recursion
@@ -135,14 +147,18 @@ class FeasibleSpace:
 
     # --------------------------------------------------------------------- projection
     def nearest(self, arch: Any, rng: np.random.Generator, exclude: Any = None) -> Any:
-        """A uniform choice among the feasible architectures nearest to ``arch`` in edge Hamming
-        distance, ``exclude`` left out unless it is the only one (table costs only)."""
+        """A uniform choice among the feasible architectures nearest to ``arch`` in Hamming distance
+        over the space's ``features`` (NB201: differing edges), ``exclude`` left out unless it is
+        the only one (table costs or a finite pool only). Without ``features`` (:attr:`projects`
+        false): uniform over the feasible set, with a :class:`ProjectionWarning`."""
         if self.members is None:
             raise SearchkitError("nearest feasible architecture needs a table cost model (an enumerable feasible set)")
         if self._codes is None:
+            warnings.warn(f"the {self.space.name} space offers no features: the nearest feasible architecture is "
+                          "a uniform choice over the feasible set", ProjectionWarning, stacklevel=2)
             distance = np.zeros(len(self.members))
         else:
-            distance = (self._codes != _op_codes([arch])[0]).sum(1).astype(np.float64)
+            distance = (self._codes != feature_matrix(self.space, [arch])[0]).sum(1).astype(np.float64)
         if exclude in self._position and len(self.members) > 1:
             distance[self._position[exclude]] = np.inf
         nearest = np.flatnonzero(distance == distance.min())
@@ -158,21 +174,17 @@ class FeasibleSpace:
         """The feasible architecture of highest probability under independent per-edge op
         distributions: argmax over the feasible set of sum_e log_probs[e, op_e]; ``log_probs`` (E, K)
         with columns in ``ops`` order (e.g. a one-shot supernet's architecture parameters after
-        log-softmax). Ties: the first member. Exact constrained decoding (table costs only)."""
-        if self.members is None or self._codes is None:
+        log-softmax). Ties: the first member. Exact constrained decoding (table costs only). The
+        columns are matched to the members' ops by name (a supernet's ``ops`` need not share the
+        order of the space's features), so the architectures need an ``ops`` tuple (NB201 cells)."""
+        if self.members is None or not all(isinstance(getattr(a, "ops", None), tuple) for a in self.members):
             raise SearchkitError("most_likely needs a table cost model and architectures with an ops tuple")
         column = {op: k for k, op in enumerate(ops)}
         try:
-            index = np.vectorize(column.__getitem__, otypes=[np.int64])(self._codes)
+            index = np.array([[column[op] for op in a.ops] for a in self.members], dtype=np.int64)
         except KeyError as e:
             raise SearchkitError(f"op {e} of the feasible set is not among ops {list(ops)}") from None
         log_probs = np.asarray(log_probs, dtype=np.float64)
         scores = log_probs[np.arange(index.shape[1]), index].sum(1)
         return self.members[int(np.argmax(scores))]
 
-
-def _op_codes(archs: list[Any]) -> np.ndarray | None:
-    """(len(archs), E) array of op labels for architectures with an ``ops`` tuple, else None."""
-    if not archs or not all(isinstance(getattr(a, "ops", None), tuple) for a in archs):
-        return None
-    return np.array([a.ops for a in archs], dtype=str)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from searchkit.spaces.darts import CELLS, CONCAT, NODES, CellInputs, DartsGenotype, darts_skeleton, op_stride
-from searchkit.spaces.darts import OPS as DARTS_OPS
+from searchkit.spaces.darts_network import CELLS, CONCAT, NODES, CellInputs, DartsGenotype, darts_skeleton, op_stride
+from searchkit.spaces.darts_network import OPS as DARTS_OPS
 from searchkit.spaces.darts_ops import OP_FACTORIES as DARTS_OP_FACTORIES
 from searchkit.spaces.supernet import MixedOp, SuperNet, top
 

@@ -8,103 +8,41 @@ and node 3 is the output. The official string lists the edges node by node:
 
 Many strings compute the same function (dead edges, identities, linear pooling): the module's last
 section defines the equivalence (:func:`cell_expression`, :func:`canonical`) and degenerate cells
-(:func:`is_degenerate`), and :class:`NB201Space` can sample without them.
+(:func:`is_degenerate`), and :class:`NB201Space` can sample without them. The ops, edges,
+:class:`NB201Arch` and the network are :mod:`searchkit.spaces.nb201_network` (imported here).
 """
 from __future__ import annotations
 
 import csv
 import itertools
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from searchkit.errors import SearchkitError
+from searchkit.hardware.cost_models import MEASURED_DEVICE, CostModel, TableCost
 from searchkit.paths import require_data
-from searchkit.spaces.base import Space
-from searchkit.spaces.ops import OP_FACTORIES, ResNetBasicBlock
+from searchkit.spaces.base import SPACES, BaseSpace
+from searchkit.spaces.nb201_network import EDGES, OPS, NB201Arch, NB201Network
 
 if TYPE_CHECKING:
-    from searchkit.hardware.cost import CostModel
     from searchkit.spaces.nb201_supernet import NB201SuperNet
     from searchkit.tabular import NB201Table
 
-OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-"""(to, from) node pairs in the official edge order."""
 NUM_ARCHS = len(OPS) ** len(EDGES)
 TABLE_RELATIVE = "nb201/nb201_table.csv"
 _FORMAT = "the format is |op~0|+|op~0|op~1|+|op~0|op~1|op~2| with ops " + ", ".join(OPS)
-
-
-@dataclass(frozen=True)
-class NB201Arch:
-    """One NAS-Bench-201 cell: ``ops[k]`` is the op on edge ``EDGES[k]``."""
-
-    ops: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.ops) != len(EDGES) or any(op not in OPS for op in self.ops):
-            raise SearchkitError(f"NB201Arch needs {len(EDGES)} ops from {', '.join(OPS)}; got {self.ops!r}")
 
 
 def _parse_error(problem: str, text: str) -> SearchkitError:
     return SearchkitError(f"NB201 arch string {text!r} {problem}; {_FORMAT}")
 
 
-class NB201Cell(nn.Module):
-    """One cell with C channels: x (m, C, H, W) -> node 3 (m, C, H, W)."""
-
-    def __init__(self, arch: NB201Arch, C: int) -> None:
-        super().__init__()
-        self.edges = nn.ModuleList(OP_FACTORIES[op](C) for op in arch.ops)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes = [x]
-        k = 0
-        for i in range(1, 4):
-            node = self.edges[k](nodes[0])
-            for j in range(1, i):
-                node = node + self.edges[k + j](nodes[j])
-            k += i
-            nodes.append(node)
-        return nodes[3]
-
-
-class NB201Network(nn.Module):
-    """The benchmark's macro skeleton ("TinyNetwork" in its code), x (m, in_channels, H, W) ->
-    logits (m, num_classes).
-
-    Stem conv3x3(in_channels -> C, bias=False) + BN; stages of N cells with C, 2C, 4C channels,
-    separated by :class:`ResNetBasicBlock` reductions; then BN + ReLU, global average pooling and
-    a linear head. Needs H, W >= 4 (two stride-2 reductions).
-    """
-
-    def __init__(self, arch: NB201Arch, num_classes: int, C: int = 16, N: int = 5, in_channels: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C)
-        )
-        layers: list[nn.Module] = []
-        for stage, width in enumerate((C, 2 * C, 4 * C)):
-            if stage > 0:
-                layers.append(ResNetBasicBlock(width // 2, width))
-            layers += [NB201Cell(arch, width) for _ in range(N)]
-        self.cells = nn.Sequential(*layers)
-        self.head = nn.Sequential(
-            nn.BatchNorm2d(4 * C), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(4 * C, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.cells(self.stem(x)))
-
-
-class NB201Space(Space):
+@SPACES.register("nb201")
+class NB201Space(BaseSpace):
     """The NAS-Bench-201 space: strict string codec, sampling, mutation, official indices, networks,
     and its capabilities: the benchmark table (:meth:`benchmark`), NASI's supernet and
     HW-NAS-Bench's hardware costs (:meth:`cost_model`).
@@ -306,8 +244,7 @@ class NB201Space(Space):
         """HW-NAS-Bench's ``quantity`` on ``device`` (Li et al., ICLR 2021: edgegpu, raspi4, edgetpu,
         pixel3, eyeriss, fpga) for inputs of ``dataset``'s size (cifar10, cifar10-valid, cifar100,
         ImageNet16-120; ``table``: a CSV export or the official pickle), or ``cpu`` latency
-        measured on this machine (:meth:`Space.cost_model`)."""
-        from searchkit.hardware.cost import MEASURED_DEVICE, TableCost
+        measured on this machine (:meth:`BaseSpace.cost_model`)."""
         from searchkit.tabular.hwnas import check_device
         from searchkit.tabular.nb201 import DATA_NAMES
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from searchkit.spaces.nb201 import EDGES, NB201Arch, NB201Cell, NB201Network
-from searchkit.spaces.nb201 import OPS as NB201_OPS
+from searchkit.spaces.nb201_network import EDGES, NB201Arch, NB201Cell, NB201Network
+from searchkit.spaces.nb201_network import OPS as NB201_OPS
 from searchkit.spaces.ops import OP_FACTORIES as NB201_OP_FACTORIES
 from searchkit.spaces.supernet import MixedOp, SuperNet, top
 

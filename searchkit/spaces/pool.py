@@ -8,10 +8,10 @@ import numpy as np
 from torch import nn
 
 from searchkit.errors import SearchkitError
-from searchkit.spaces.base import Benchmark, SearchSpace, Space
+from searchkit.spaces.base import BaseSpace, Benchmark, SearchSpace, feature_matrix
 
 
-class PoolSpace(Space):
+class PoolSpace(BaseSpace):
     """``space`` restricted to ``members``.
 
     ``sample``: uniform over the members. ``mutate``: the space's mutation of the parent,
@@ -26,11 +26,11 @@ class PoolSpace(Space):
             raise SearchkitError(f"the benchmark pool needs at least 2 architectures, got {len(members)}")
         self.space, self.members, self.name = space, list(members), space.name
         self.default_dataset = space.default_dataset
-        self._codes = np.array([space.features(arch) for arch in self.members])
+        self._codes = feature_matrix(space, self.members)
         self._position = {arch: i for i, arch in enumerate(self.members)}
 
     def _nearest(self, arch: Any, exclude: Any = None) -> np.ndarray:
-        distance = (self._codes != np.array(self.space.features(arch))).sum(1)
+        distance = (self._codes != feature_matrix(self.space, [arch])[0]).sum(1)
         if exclude in self._position:
             distance[self._position[exclude]] = self._codes.shape[1] + 1
         return np.flatnonzero(distance == distance.min())

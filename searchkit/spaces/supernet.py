@@ -1,7 +1,7 @@
 """The supernet protocol: one-shot networks of the search spaces, for NASI (Shu et al., ICLR 2022 =
 seed 002, section 3.3, appendix B.2-B.3). Each space's supernet lives beside it
 (:mod:`searchkit.spaces.nb201_supernet`, :mod:`searchkit.spaces.darts_supernet`) and is offered
-by :meth:`searchkit.spaces.base.Space.supernet`.
+by :meth:`searchkit.spaces.base.BaseSpace.supernet`.
 
 A supernet represents a search space as one network whose sub-graphs are its candidate
 architectures. Its architecture choices are the rows of a weight matrix ``weights``: (R, K), one

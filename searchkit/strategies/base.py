@@ -12,8 +12,10 @@ oracle and charges its cost to the run's budget. Three kinds of query:
 * :class:`OneShot` -- a whole one-shot search (e.g. NASI's supernet) run by the driver, which
   times it as training-free work; the answer names the architecture it selected.
 
-A strategy declares what it needs (:class:`Needs`) so the engine opens the oracles (and reports
-a missing validation split or table) before any work. It is seeded by the
+A strategy declares what it needs (:class:`Needs`, from its class and options:
+:meth:`Strategy.needs`, read with :func:`strategy_needs` without building one) so the engine opens
+the oracles (and reports a missing validation split or table) before any work, and builds the
+strategy once. It is seeded by the
 ``np.random.Generator`` it is given and is deterministic given the answers it is told, so a run
 resumes by replaying its history into a fresh strategy. ``ask`` returning [] means it is done.
 
@@ -23,6 +25,7 @@ else the best scored.
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence, TypeVar, Union
@@ -163,13 +166,25 @@ def mean_ranks(columns: Sequence[np.ndarray]) -> np.ndarray:
 class Strategy(ABC):
     """Proposes queries (:meth:`ask`) and learns from their answers (:meth:`tell`).
 
-    Subclasses set ``name`` and, if they need more than a metric, :attr:`needs`; options are
-    keyword arguments of ``__init__`` after ``space`` and ``rng`` (type-checked by
-    :func:`searchkit.strategies.get_strategy`).
+    Options are the keyword arguments of ``__init__`` after ``space`` and ``rng`` (a run's
+    ``strategy.options``, type-checked by :func:`get_strategy`). Subclasses that need more than a
+    metric override the classmethod :meth:`needs`.
     """
 
     name: ClassVar[str] = ""
-    needs: Needs = Needs()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse the old ``needs = Needs(...)`` attribute: needs are a classmethod of the options."""
+        super().__init_subclass__(**kwargs)
+        if "needs" in cls.__dict__ and not isinstance(cls.__dict__["needs"], classmethod):
+            raise TypeError(f"strategy class {cls.__name__}: 'needs' is a classmethod of the options; write "
+                            "'@classmethod def needs(cls, options): return Needs(...)'")
+
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        """What this strategy with ``options`` (every option, defaults filled in) needs from a run;
+        a classmethod, so nothing is built to know it (:func:`strategy_needs`). Default: a metric only."""
+        return Needs()
 
     def __init__(self, space: SearchSpace, rng: np.random.Generator) -> None:
         self.space = space
@@ -194,7 +209,7 @@ class Strategy(ABC):
         """The answer to a query returned by :meth:`ask`."""
 
 
-STRATEGIES: Registry[Strategy] = Registry("strategy")
+STRATEGIES: Registry[Strategy] = Registry("strategy", "searchkit.strategies")
 S = TypeVar("S", bound=type)
 
 
@@ -209,8 +224,23 @@ def strategy(name: str) -> Callable[[S], S]:
     return register
 
 
+def _checked(name: str, options: Mapping[str, Any]) -> tuple[type[Strategy], dict[str, Any]]:
+    """Strategy ``name``'s class and ``options`` type-checked (unknown or mistyped -> SearchkitError)."""
+    cls = STRATEGIES.get(name)
+    return cls, check_options(f"strategy {name!r}", cls, dict(options), given=("space", "rng"))
+
+
 def get_strategy(name: str, space: SearchSpace, rng: np.random.Generator, **options: Any) -> Strategy:
     """The registered strategy ``name`` over ``space``, seeded by ``rng``, configured by ``options``
     (unknown or mistyped options -> SearchkitError)."""
-    cls = STRATEGIES.get(name)
-    return cls(space, rng, **check_options(f"strategy {name!r}", cls, options, given=("space", "rng")))
+    cls, checked = _checked(name, options)
+    return cls(space, rng, **checked)
+
+
+def strategy_needs(name: str, options: Mapping[str, Any]) -> Needs:
+    """What strategy ``name`` with ``options`` needs from a run, without building it (its
+    :meth:`Strategy.needs` given every option: ``options`` checked, then its ``__init__`` defaults)."""
+    cls, checked = _checked(name, options)
+    defaults = {key: p.default for key, p in inspect.signature(cls).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return cls.needs({**defaults, **checked})

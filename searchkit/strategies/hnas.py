@@ -61,7 +61,7 @@ Departures from their code, and why:
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ from searchkit.spaces.base import SearchSpace
 from searchkit.strategies.base import (Answer, Needs, Query, Score, Strategy, TimeBudget, Validate, Workload,
                                        distinct_samples, mean_ranks, strategy)
 
-#: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_family.NTKCond).
+#: The extra metric HNAS asks for: -kappa (searchkit.metrics.ntk_metrics.NTKCond).
 KAPPA_METRIC = "ntk_cond"
 #: The largest value -log(1 - M) is taken at (``transform: log1m``): M = 1 - LOG1M_FLOOR.
 LOG1M_FLOOR = 1e-12
@@ -123,6 +123,10 @@ class HNAS(Strategy):
     the run's metric into M), ``transform`` (``log1m``: M' = -log(1 - M)).
     """
 
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(extra_metrics=(KAPPA_METRIC, *options["ensemble"]), validation=True, training_free=True)
+
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, pool: int = 2000, growth: int = 2000,
         iterations: int = 20, revisit: bool = False, init: int = 3, mu: Sequence[float] = (1e-3, 1e3),
@@ -136,7 +140,6 @@ class HNAS(Strategy):
         super().__init__(space, rng)
         self.iterations, self.init, self.t, self.grid = iterations, init, float(t), grid
         self.growth, self.revisit, self.ensemble = growth, revisit, tuple(ensemble)
-        self.needs = Needs(extra_metrics=(KAPPA_METRIC, *self.ensemble), validation=True, training_free=True)
         self.mu_box = _box("mu", mu)
         self.nu_box = None if nu is None else _box("nu", nu)
         if nu_quantiles is not None and not (len(nu_quantiles) == 2 and 0 <= nu_quantiles[0] < nu_quantiles[1] <= 1):

@@ -2,7 +2,7 @@
 Search at Initialization", ICLR 2022 = seed 002, section 3.3, Algorithm 1, appendix B), on the
 NAS-Bench-201 and DARTS spaces.
 
-One machinery for every space: a space's supernet (:meth:`searchkit.spaces.base.Space.supernet`) exposes
+One machinery for every space: a space's supernet (:meth:`searchkit.spaces.base.BaseSpace.supernet`) exposes
 its architecture choices as the rows of a (R, K) matrix with a mask of valid options; NASI keeps
 logits alpha: (R, K) and feeds the supernet one-hot weights from a straight-through
 Gumbel-softmax sample per row (appendix B.3, eq. 42, tau = 1): the forward is the sampled
@@ -18,7 +18,7 @@ For t = 1..T: draw a mini-batch D_t of b training images and g_t ~ Gumbel(0, 1),
     R(A) = ||Theta~(A)||_tr - mu max(0, ||Theta~(A)||_tr - nu)                      (eq. 13-14)
     ||Theta~(A)||_tr = || b^-1 sum_{x in D_t} grad_theta L_x ||_2^2                  (eq. 11-12)
 
-(the trace approximation; :class:`searchkit.metrics.ntk_family.NTKTraceApprox` computes the same
+(the trace approximation; :class:`searchkit.metrics.loss_gradient.NTKTraceApprox` computes the same
 quantity for a fixed network: mean cross-entropy, train-mode BN, one backward). A sample whose
 G_t is not finite, or that has no gradient (a degenerate KCC kernel), contributes G_t = 0. Then
 
@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -108,9 +108,9 @@ from searchkit.data import scoring_batch
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
 from searchkit.hardware.additive import AdditiveCost
-from searchkit.hardware.cost import EnumerableCost
+from searchkit.hardware.cost_models import EnumerableCost
 from searchkit.runtime import build_network
-from searchkit.spaces.base import SearchSpace
+from searchkit.spaces.base import SearchSpace, feature_matrix
 from searchkit.strategies.base import (Answer, Needs, OneShot, Query, SearchContext, Strategy, TimeBudget, Workload,
                                        strategy)
 from searchkit.spaces.constrained import FeasibleSpace
@@ -172,15 +172,15 @@ class _Budget:
 
 def hardware_budget(space: SearchSpace, ops: tuple[str, ...], mu: float) -> _Budget | None:
     """The budget of a constrained space (None for an unconstrained one): an additive cost model
-    fitted to every cell of its cost table, edges x ``ops``."""
+    fitted to every cell of its cost table, edges x ``ops``: the space's features (NB201: each
+    edge's op index, in the supernet's ``ops`` order)."""
     if not isinstance(space, FeasibleSpace):
         return None
     if space.members is None or not isinstance(space.cost, EnumerableCost):
         raise SearchkitError(f"nasi under a constraint needs a cost table for exact constrained decoding; "
                              f"{space.cost.device} has none (choose a HW-NAS-Bench device, or another strategy)")
     texts, costs = space.cost.all_costs()
-    column = {op: k for k, op in enumerate(ops)}
-    codes = np.array([[column[op] for op in space.space.decode(t).ops] for t in texts], dtype=np.int64)
+    codes = feature_matrix(space, [space.decode(t) for t in texts])
     return _Budget(AdditiveCost.fit(codes, costs, len(ops)), space.constraint.limit, mu)
 
 
@@ -198,7 +198,9 @@ class NASI(Strategy):
     ``seconds``: a time limit on the whole one-shot search (None: all ``steps``; module docstring).
     """
 
-    needs = Needs(training_free=True, gradient=True)
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(training_free=True, gradient=True)
 
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, steps: int = 50, batch_size: int | None = None,

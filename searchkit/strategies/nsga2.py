@@ -18,7 +18,7 @@ seeded run is deterministic.
 """
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -144,12 +144,16 @@ class NSGA2(Strategy):
     by front, larger crowding distance first: each front's extremes first), and NSGA-II continues
     on (validation accuracy, cost), its population started from the validated members. The run's
     front is then the validated one with the scored front's cells not validated
-    (:func:`searchkit.hardware.front.found_front`).
+    (:func:`searchkit.front.found_front`).
 
     Every answer carries the architecture's cost (``Needs.cost``: the engine adds it), so a cost is
     computed once per architecture and run. The answer the run reports is the driver's incumbent
     (the best value); the front is written to ``front.csv``.
     """
+
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(cost=True, validation=options["validate"], training_free=options["validate"])
 
     def __init__(self, space: SearchSpace, rng: np.random.Generator, population: int = 20,
                  generations: int | None = None, validate: bool = False) -> None:
@@ -161,7 +165,6 @@ class NSGA2(Strategy):
                                  "evolution come before the validations), e.g. generations: 10")
         super().__init__(space, rng)
         self.size, self.generations, self.validate = population, generations, validate
-        self.needs = Needs(cost=True, validation=validate, training_free=validate)
         self.population = NSGA2Population(population, rng)
         self.known: dict[Any, tuple[float, float]] = {}
         self.pending: list[Any] = distinct_samples(space, rng, population)

@@ -50,7 +50,7 @@ Departures, and why:
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -95,6 +95,10 @@ class RoBoT(Strategy):
     points the acquisition is maximised over), ``normalise`` (``minmax`` or ``rank``).
     """
 
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(extra_metrics=tuple(options["metrics"]), validation=True, training_free=True)
+
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, metrics: Sequence[str] = (), rounds: int = 20,
         total: int | None = None, pool: int | None = None, init: int = 1, acquisition: Literal["ei", "ucb"] = "ei",
@@ -107,7 +111,6 @@ class RoBoT(Strategy):
         super().__init__(space, rng)
         self.metrics, self.rounds, self.total, self.init = tuple(metrics), rounds, total, init
         self.acquisition, self.candidates, self.normalise = acquisition, candidates, normalise
-        self.needs = Needs(extra_metrics=self.metrics, validation=True, training_free=True)
         members = getattr(space, "members", None)
         self.pool = (list(members) if pool is None and members is not None
                      else distinct_samples(space, rng, SAMPLED_POOL if pool is None else pool))

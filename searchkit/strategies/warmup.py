@@ -27,7 +27,7 @@ evolution has the rest.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -43,6 +43,10 @@ class ZeroCostWarmup(Strategy):
     """Training-free screen of ``warmup`` samples (every member of a finite space of at most
     ``screen_all``), then REA on validation from the ``top`` (default ``population``) by score."""
 
+    @classmethod
+    def needs(cls, options: Mapping[str, Any]) -> Needs:
+        return Needs(extra_metrics=tuple(options["ensemble"]), validation=True, training_free=True)
+
     def __init__(
         self, space: SearchSpace, rng: np.random.Generator, warmup: int = 500, population: int = 10,
         sample_size: int = 3, ensemble: Sequence[str] = (), screen_all: int = 0, top: int | None = None,
@@ -55,7 +59,6 @@ class ZeroCostWarmup(Strategy):
                                  f"sample_size={sample_size}, screen_all={screen_all}")
         super().__init__(space, rng)
         self.population_size, self.sample_size, self.ensemble, self.top = population, sample_size, tuple(ensemble), top
-        self.needs = Needs(extra_metrics=self.ensemble, validation=True, training_free=True)
         members = getattr(space, "members", None)
         if members is not None and len(members) <= screen_all:
             self.screen = [members[i] for i in rng.permutation(len(members))]

@@ -18,7 +18,7 @@ store and charged the seconds each score took to compute.
 
 Outputs: ``OUT/runs.csv`` (one row per run, appended as runs finish; a rerun, or ``--resume OUT``,
 skips the rows already there and resumes an interrupted run from its history), ``OUT/summary.md``
-and ``OUT/anytime.png`` (:mod:`searchkit.study.report`), rewritten at most every :data:`REPORT_EVERY`
+and ``OUT/anytime.png`` (:mod:`searchkit.study.benchmark_report`), rewritten at most every :data:`REPORT_EVERY`
 seconds and at the end (they read every run's history: rewritten after every run, a 120-run warm-up
 tuning benchmark took 5 CPU-minutes for its first 50 runs and 20 for the last 70).
 
@@ -33,12 +33,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 import yaml
 from tqdm import tqdm
 
-from searchkit.config import RunConfig, config_from_dict
+from searchkit.config import RunConfig
 from searchkit.correlate import sample_indices
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
@@ -51,9 +49,10 @@ from searchkit.spaces.base import Benchmark
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
 from searchkit.spaces.base import SearchSpace
-from searchkit.strategies import Needs, get_strategy
-from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config
-from searchkit.study.report import REPORTED, plot_anytime, write_summary
+from searchkit.study.benchmark_config import (VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config, needs,
+                                              run_config)
+from searchkit.study.benchmark_report import REPORTED, plot_anytime, write_summary
+from searchkit.study.hardware import parse_hardware, run_hardware
 from searchkit.study.runs import Study, dirname
 from searchkit.workers import Parallel
 
@@ -63,26 +62,6 @@ REPORT_EVERY = 120.0
 RUN_FIELDS = ("strategy", "metric", "dataset", "seed", "arch", "index", "selected_by", "score",
               *(f"{title}_test" for _, title in REPORTED), "wall_seconds", "simulated_seconds",
               "strategy_seconds", "archs_scored", "validations", "unique_archs", "run")
-
-
-def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int, dataset: str | None = None) -> RunConfig:
-    """One run's config: the shared settings with this strategy, metric spec, seed and budget;
-    ``dataset``: the table dataset the search is for (``data.target``; None: the shared config's)."""
-    config = base.to_dict()
-    if dataset is not None and dataset != target_dataset(base):
-        config["data"] = {**config["data"], "target": dataset}
-    config.update(
-        name=f"{entry.title}-{metric}-s{seed}", seed=seed, benchmark={},
-        metric={"name": metric, "options": {}},
-        strategy={"name": entry.name, "options": dict(entry.options)},
-        budget={**config["budget"], **entry.budget},
-    )
-    return config_from_dict(config)
-
-
-def needs(entry: StrategyEntry, space: SearchSpace) -> Needs:
-    """What the entry's strategy, with its options, needs from a run."""
-    return get_strategy(entry.name, space, np.random.default_rng(0), **entry.options).needs
 
 
 def benchmark_datasets(bench: BenchmarkConfig, base: RunConfig, table: Benchmark) -> dict[str, str]:
@@ -114,7 +93,7 @@ def pool_metrics(bench: BenchmarkConfig, space: SearchSpace) -> dict:
     extra metrics, for the strategies that search the pool (not training-based or one-shot runs)."""
     specs: set[str] = set()
     for entry, metric, _ in bench.runs():
-        wants = needs(entry, space)
+        wants = needs(entry)
         if metric != VALIDATION and not wants.gradient:
             specs.update((metric, *wants.extra_metrics))
     return {spec: parse_metric(spec) for spec in sorted(specs)}
@@ -161,8 +140,6 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
                              f"the {base.space.name} space has none")
     out = Path(out)
     check_writable(out)
-    from searchkit.study.hardware import parse_hardware, run_hardware  # it builds on this module
-
     hardware = parse_hardware(bench, space, base) if bench.hardware else None  # checked before anything is written
     datasets = benchmark_datasets(bench, base, table)
     runs = run_matrix(bench, base)
@@ -184,7 +161,7 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
         todo = [run for run in runs if run_name(base, *run) not in done]
         written = time.monotonic()
         for entry, metric, seed, dataset in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
-            searches_pool = metric != VALIDATION and not needs(entry, space).gradient
+            searches_pool = metric != VALIDATION and not needs(entry).gradient
             name = run_name(base, entry, metric, seed, dataset)
             result = study.search(name, run_config(base, entry, metric, seed, dataset),
                                   space=pool if searches_pool else None, store=db)

@@ -1,17 +1,18 @@
 """The schema of a benchmark file (``configs/bench-nb201.yaml``): a run config every run shares,
-plus a ``benchmark:`` section with the matrix of strategies x metrics x seeds."""
+plus a ``benchmark:`` section with the matrix of strategies x metrics x seeds; and what one entry
+of it means for a run (:func:`run_config`, :func:`needs`), which the NB201 and the hardware
+benchmark (:mod:`searchkit.study.benchmark`, :mod:`searchkit.study.hardware`) both read."""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searchkit.config import RunConfig, build_section, load_config
+from searchkit.config import VALIDATION, RunConfig, build_section, config_from_dict, load_config
 from searchkit.errors import SearchkitError
+from searchkit.evaluation import target_dataset
 from searchkit.metrics import parse_metric
-
-#: The metric of a training-based run (engine.VALIDATION): every query is a validation.
-VALIDATION = "validation"
+from searchkit.strategies import Needs, strategy_needs
 
 
 @dataclass
@@ -102,3 +103,23 @@ def load_benchmark_config(path: str | Path) -> tuple[RunConfig, BenchmarkConfig]
         if metric != VALIDATION:
             parse_metric(metric)
     return base, bench
+
+
+def run_config(base: RunConfig, entry: StrategyEntry, metric: str, seed: int, dataset: str | None = None) -> RunConfig:
+    """One run's config: the shared settings with this strategy, metric spec, seed and budget;
+    ``dataset``: the table dataset the search is for (``data.target``; None: the shared config's)."""
+    config = base.to_dict()
+    if dataset is not None and dataset != target_dataset(base):
+        config["data"] = {**config["data"], "target": dataset}
+    config.update(
+        name=f"{entry.title}-{metric}-s{seed}", seed=seed, benchmark={},
+        metric={"name": metric, "options": {}},
+        strategy={"name": entry.name, "options": dict(entry.options)},
+        budget={**config["budget"], **entry.budget},
+    )
+    return config_from_dict(config)
+
+
+def needs(entry: StrategyEntry) -> Needs:
+    """What the entry's strategy, with its options, needs from a run (no strategy is built)."""
+    return strategy_needs(entry.name, entry.options)

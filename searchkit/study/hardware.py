@@ -6,12 +6,12 @@ kinds of rows (``configs/bench-hardware.yaml``):
 
 * **Constrained** (``budgets``): every strategy that needs no cost, with each of its metrics and
   seeds, under each budget (a ``constraint:`` in the run's config, so the run searches the pool
-  restricted to the budget, :mod:`searchkit.hardware.run`). A run is scored by its selected
+  restricted to the budget, :mod:`searchkit.budget`). A run is scored by its selected
   cell's test accuracy against the best feasible cell's over the whole space (the gap,
   in points; the issue's target: <= 0.5 at <= 1,000 simulated seconds).
 * **Multi-objective** (``devices``): every strategy that needs a cost (``Needs.cost``, e.g.
   ``nsga2``) once per device, without a budget. A run is scored by the hypervolume of its found
-  front (:func:`searchkit.hardware.front.found_front`) at the cells' test accuracy, relative to
+  front (:func:`searchkit.front.found_front`) at the cells' test accuracy, relative to
   the true front of all cells (:class:`Truth`), under two reference points (:meth:`Truth.references`).
 
 Both kinds run over the plain benchmark's dataset axis (``benchmark.datasets``, an entry's own
@@ -39,18 +39,17 @@ from tqdm import tqdm
 
 from searchkit.config import RunConfig, build_section
 from searchkit.errors import SearchkitError
+from searchkit.evaluation import target_dataset
+from searchkit.front import found_front
 from searchkit.hardware.constraint import Constraint
-from searchkit.hardware.cost import EnumerableCost
-from searchkit.hardware.front import found_front
+from searchkit.hardware.cost_models import EnumerableCost
 from searchkit.pareto import hypervolume, reference_point
 from searchkit.rundir import HistoryRow
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
 from searchkit.strategies.base import COST
-from searchkit.evaluation import target_dataset
-from searchkit.study.benchmark import needs, run_config
-from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry
+from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, needs, run_config
 from searchkit.study.runs import Study, dirname
 
 FIELDS = ("target", "dataset", "device", "quantity", "limit", "strategy", "metric", "seed", "arch", "index", "selected_by",
@@ -222,7 +221,7 @@ def runs(plan: HardwarePlan, bench: BenchmarkConfig, space: SearchSpace) -> Iter
     """Every (target, strategy, metric, seed) (seeds from ``first_seed``): strategies that need a
     cost under the devices, the others under the budgets, for the target's dataset (an entry with
     its own ``datasets`` only for those)."""
-    costs = {entry.title: needs(entry, space).cost for entry in bench.entries()}
+    costs = {entry.title: needs(entry).cost for entry in bench.entries()}
     for target in plan.targets:
         for entry, metric, seed in bench.runs():
             if costs[entry.title] == (target.constraint is None) and \
@@ -294,7 +293,7 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
     study = Study(out, FIELDS)
     matrix = list(runs(plan, bench, pool.space))
     done = study.done()
-    gradient = {entry.title: needs(entry, pool.space).gradient for entry in bench.entries()}
+    gradient = {entry.title: needs(entry).gradient for entry in bench.entries()}
     written = time.monotonic()
     for target, entry, metric, seed in tqdm(matrix, desc="hardware benchmark", unit="run", disable=not progress):
         name = run_name(base, target, entry, metric, seed)
@@ -309,14 +308,3 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
             written = time.monotonic()
     write_hardware_report(study, base.name, plan, table, notes, len(matrix))
 
-
-def hypervolume_curve(rows: Sequence[HistoryRow], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
-    """(cumulative seconds, relative hypervolume of the found front so far) after every new row:
-    simulated training seconds, or training-free wall seconds."""
-    curve, spent = [], 0.0
-    for k, row in enumerate(rows):
-        spent += row.simulated_seconds if simulated else row.seconds
-        if not row.cached:
-            front = truth_.front_points(found_front(rows[:k + 1]))
-            curve.append((spent, truth_.relative_hypervolume(front, ref)))
-    return curve

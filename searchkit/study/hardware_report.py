@@ -5,22 +5,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from searchkit.driver import incumbent_curve
-from searchkit.hardware.front import found_front
+from searchkit.front import found_front
 from searchkit.pareto import pareto_front
-from searchkit.rundir import RunDir
+from searchkit.rundir import HistoryRow, RunDir
 from searchkit.spaces.base import Benchmark
-from searchkit.study.hardware import HardwarePlan, Target, hypervolume_curve
-from searchkit.study.report import CHECKPOINTS, _draw, _mean_std, anytime_accuracy
+from searchkit.study.anytime import CHECKPOINTS, anytime_accuracy, draw_runs, mean_std
 from searchkit.study.runs import Study
+
+if TYPE_CHECKING:  # the benchmark (study.hardware) imports this module to write its report
+    from searchkit.study.hardware import HardwarePlan, Target, Truth
 
 #: the targets (issue 26): mean gap to the best feasible cell (points) and relative hypervolume, at <= BUDGET
 #: simulated s; WITHIN: the per-seed gap whose share of seeds is reported (issue 16's target)
 GAP_TARGET, HV_TARGET, BUDGET, WITHIN = 0.3, 0.95, 1000, 0.5
+
+
+def hypervolume_curve(rows: Sequence[HistoryRow], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
+    """(cumulative seconds, relative hypervolume of the found front so far) after every new row:
+    simulated training seconds, or training-free wall seconds."""
+    curve, spent = [], 0.0
+    for k, row in enumerate(rows):
+        spent += row.simulated_seconds if simulated else row.seconds
+        if not row.cached:
+            front = truth_.front_points(found_front(rows[:k + 1]))
+            curve.append((spent, truth_.relative_hypervolume(front, ref)))
+    return curve
 
 
 def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
@@ -64,7 +78,7 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
             for (strategy, metric), group in groups.items():
                 gaps = [float(r["gap"]) for r in group]
                 lines.append(f"| {target.label} ({target.constraint}) | {target.dataset} | {strategy} | {metric} | {len(group)} | "
-                             f"{_mean_std([float(r['test']) for r in group])} | {best:.2f} | {np.mean(gaps):.2f} | "
+                             f"{mean_std([float(r['test']) for r in group])} | {best:.2f} | {np.mean(gaps):.2f} | "
                              f"{np.mean(np.array(gaps) <= WITHIN):.0%} | {_mean(group, 'cost'):.3g} "
                              f"{plan.truth(target).unit} | {_mean(group, 'simulated_seconds'):.0f} | "
                              f"{_mean(group, 'wall_seconds'):.1f} | {_mean(group, 'validations'):.1f} |")
@@ -103,8 +117,8 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
             for (strategy, metric), group in _groups(rows, target).items():
                 hv = [float(r["hv_median_floor"]) for r in group]
                 lines.append(f"| {target.label} | {target.dataset} | {strategy} | {metric} | {len(group)} | "
-                             f"{_mean_std([100 * v for v in hv])} % | "
-                             f"{_mean_std([100 * float(r['hv']) for r in group])} % | "
+                             f"{mean_std([100 * v for v in hv])} % | "
+                             f"{mean_std([100 * float(r['hv']) for r in group])} % | "
                              f"{_mean(group, 'front_size'):.1f} | {np.mean(np.array(hv) >= HV_TARGET):.0%} of seeds | "
                              f"{_mean(group, 'simulated_seconds'):.0f} | {_mean(group, 'wall_seconds'):.1f} | "
                              f"{_mean(group, 'validations'):.1f} |")
@@ -129,7 +143,7 @@ def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Bench
                 continue
             values = np.array([anytime_accuracy(_history(out, r), accuracy, table) for r in group])
             lines.append(f"| {target.label} | {target.dataset} | {strategy} | {metric} | " +
-                         " | ".join(_mean_std(list(best - column)) for column in values.T) + " |")
+                         " | ".join(mean_std(list(best - column)) for column in values.T) + " |")
     return lines
 
 
@@ -158,7 +172,7 @@ def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark)
     for ax, (target, lines) in zip(axes.flat, panels):
         colours = plt.get_cmap("tab10")
         for k, (label, curves) in enumerate(lines.items()):
-            _draw(ax, curves, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
+            draw_runs(ax, curves, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
         ax.axhline(GAP_TARGET, color="k", linestyle="--", linewidth=0.8)
         ax.axvline(BUDGET, color="0.6", linewidth=0.6, linestyle=":")
         ax.set(xscale="log", xlabel="simulated training seconds", ylabel="gap to the best feasible cell (points)",
@@ -181,7 +195,7 @@ def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | 
             simulated = any(int(r["validations"]) for r in group)
             curves = [hypervolume_curve(_history(out, r), truth, ref, simulated) for r in group]
             unit = "simulated s" if simulated else "wall s"
-            _draw(ax, curves, f"{strategy} + {metric} (vs {unit})", "--" if simulated else "-", colours(k % 10))
+            draw_runs(ax, curves, f"{strategy} + {metric} (vs {unit})", "--" if simulated else "-", colours(k % 10))
         ax.axhline(HV_TARGET, color="k", linestyle="--", linewidth=0.8)
         ax.set(xscale="log", xlabel="seconds charged (wall: training-free; simulated: training)",
                ylabel="hypervolume / true front's (median floor)", title=f"{target.label}, {target.dataset}",

@@ -1,5 +1,6 @@
-"""Tabular benchmarks: ground-truth lookups and simulated training cost."""
+"""Tabular benchmarks (ground-truth lookups and simulated training cost) and ranking tables."""
+from searchkit.tabular.darts import DartsTable
 from searchkit.tabular.hwnas import HWNASTable
 from searchkit.tabular.nb201 import NB201Table
 
-__all__ = ["HWNASTable", "NB201Table"]
+__all__ = ["DartsTable", "HWNASTable", "NB201Table"]

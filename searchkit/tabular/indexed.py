@@ -55,7 +55,11 @@ def read_indexed_csv(path: Path, required: Sequence[str], hint: str,
 
 
 class IndexedArchs:
-    """NB201 arch strings in official index order, looked up both ways; messages name ``source``."""
+    """Arch strings in the table's index order (NB201: the official one), looked up both ways;
+    messages name ``source`` and :attr:`arch_kind`."""
+
+    #: what an arch string of the table is, for messages
+    arch_kind = "NAS-Bench-201 architecture string"
 
     def __init__(self, arch_strs: Sequence[str], source: str) -> None:
         self.source = source
@@ -83,7 +87,7 @@ class IndexedArchs:
             return self._index[arch_str.strip()]
         except (KeyError, AttributeError):
             raise SearchkitError(
-                f"{arch_str!r} is not a NAS-Bench-201 architecture string; expected e.g. {self.arch_strs[0]}"
+                f"{arch_str!r} is not a {self.arch_kind}; expected e.g. {self.arch_strs[0]}"
             ) from None
 
     def indices_of(self, arch_strs: Sequence[str]) -> np.ndarray:

@@ -113,6 +113,10 @@ class NB201Table(IndexedArchs):
     """
 
     name = "NAS-Bench-201"
+    #: the accuracy columns (dataset, split, epochs) a correlation report reads, in order
+    targets = tuple((d, s, 200) for d in DATASETS for s in SPLITS)
+    protocol = ("the benchmark's 200-epoch accuracy (%), mean over its training seeds; test and valid are its splits "
+                "(CIFAR-10 valid: the cifar10-valid protocol, trained on 25k images)")
 
     def __init__(self, arch_strs: list[str], columns: dict[str, np.ndarray], source: str) -> None:
         n = len(arch_strs)

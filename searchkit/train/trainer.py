@@ -476,112 +476,32 @@ def train(
     device = torch.device(device) if device is not None else default_device()
     max_train = protocol.max_train if max_train is None else max_train
     generator = torch.Generator().manual_seed(seed)
-    indices = None
-    if max_train is not None:
-        if max_train < 1:
-            raise SearchkitError(f"max_train must be a positive integer (got {max_train!r})")
-        indices = torch.randperm(len(splits.train), generator=generator)[:max_train]
-    train_batches = _Batches(splits.train, indices)
-    if len(train_batches) == 0:
-        raise SearchkitError(f"the training split of {splits.name} is empty")
-    if protocol.drop_path > 0 and not hasattr(net, "drop_path_prob"):
-        raise SearchkitError(
-            f"protocol drop_path={protocol.drop_path} needs a network with a drop_path_prob attribute "
-            "(DARTS networks have one); use a protocol with drop_path=0"
-        )
+    train_batches = _training_batches(splits, max_train, generator)
+    _check_drop_path(net, protocol)
     plan = plan_batches(len(train_batches), protocol)
     if plan.note is not None:
         warnings.warn(plan.note, SmallTrainingSetWarning, stacklevel=2)
     eval_batch = protocol.batch_size
     protocol = dataclasses.replace(protocol, batch_size=plan.batch_size, lr=plan.lr)
-    augment = protocol.augment and splits.augment
-    amp = protocol.amp and device.type == "cuda"
-
-    net.to(device).train()
-    optimizer = torch.optim.SGD(
-        net.parameters(), lr=protocol.lr, momentum=protocol.momentum,
-        nesterov=protocol.nesterov, weight_decay=protocol.weight_decay,
-    )
-    total_steps = protocol.epochs * math.ceil(len(train_batches) / protocol.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(protocol, step, total_steps)
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    criterion = nn.CrossEntropyLoss(label_smoothing=protocol.label_smoothing)
     run = {"protocol": dataclasses.asdict(protocol), "seed": seed, "max_train": max_train,
            "dataset": splits.name, "train_size": len(train_batches), **({"identity": identity} if identity else {})}
-    parts = {"model": net, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
+    session = _Session.open(net, protocol, device, generator, run, augment=protocol.augment and splits.augment)
     path = Path(checkpoint).expanduser() if checkpoint is not None else None
     saved = {name: getattr(net, name) for name in ("drop_path_prob", "return_aux") if hasattr(net, name)}
     if protocol.auxiliary_weight > 0 and "return_aux" in saved:
         net.return_aux = True
 
-    cuda_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_devices):
+    with torch.random.fork_rng(devices=session.cuda_devices):
         torch.manual_seed(_network_seed(seed))
-        start_epoch, seconds, train_loss = 0, 0.0, float("nan")
-        if path is not None and path.exists():
-            state = read_checkpoint(path)
-            if state.get("run") != run:
-                raise SearchkitError(
-                    f"checkpoint {path} belongs to another training run (protocol, seed, training data or "
-                    "architecture differ); "
-                    "delete it or pass another checkpoint path"
-                )
-            for key, part in parts.items():
-                part.load_state_dict(state[key])
-            generator.set_state(state["generator"])
-            torch.set_rng_state(state["rng"])
-            if cuda_devices:
-                torch.cuda.set_rng_state(state["cuda_rng"], device)
-            start_epoch, seconds, train_loss = state["epoch"], state["seconds"], state["train_loss"]
-
-        bar = tqdm(range(start_epoch, protocol.epochs), desc=f"train {splits.name}", disable=not progress,
-                   unit="epoch", initial=start_epoch, total=protocol.epochs)
+        start_epoch, seconds, train_loss = session.restore(path)
         try:
-            for epoch in bar:
-                start = time.perf_counter()
-                if protocol.drop_path > 0:
-                    net.drop_path_prob = protocol.drop_path * epoch / protocol.epochs
-                loss_sum = torch.zeros((), device=device)
-                for x, y in train_batches(protocol.batch_size, generator):
-                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                    if augment:
-                        x = augment_batch(x, generator)
-                        if protocol.cutout:
-                            x = cutout(x, protocol.cutout, generator)
-                    with torch.autocast("cuda", dtype=torch.float16) if amp else contextlib.nullcontext():
-                        loss = _loss(criterion, net(x), y, protocol.auxiliary_weight)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if protocol.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(net.parameters(), protocol.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    loss_sum += loss.detach() * len(y)
-                train_loss = loss_sum.item() / len(train_batches)
-                seconds += time.perf_counter() - start
-                if not math.isfinite(train_loss) and (not amp or not _finite(net)):
-                    # stopped before the checkpoint, which keeps the last finite epoch
-                    raise TrainingDiverged(epoch + 1, protocol.epochs, train_loss, seconds)
-                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.4g}")
-                if path is not None:
-                    _save_checkpoint(path, {
-                        "run": run, "epoch": epoch + 1, "seconds": seconds, "train_loss": train_loss,
-                        **{key: part.state_dict() for key, part in parts.items()},
-                        "generator": generator.get_state(), "rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state(device) if cuda_devices else None,
-                    })
+            seconds, train_loss = session.epochs(train_batches, start_epoch, seconds, train_loss, path, progress)
         finally:
-            bar.close()
             for name, value in saved.items():
                 setattr(net, name, value)
 
-    bs = eval_batch
-    valid = _confusion(net, _Batches(splits.valid), device, bs) if splits.valid is not None else None
-    test = _confusion(net, _Batches(splits.test), device, bs)
+    valid = _confusion(net, _Batches(splits.valid), device, eval_batch) if splits.valid is not None else None
+    test = _confusion(net, _Batches(splits.test), device, eval_batch)
     return TrainResult(
         test_acc=_accuracy(test),
         valid_acc=None if valid is None else _accuracy(valid),
@@ -591,8 +511,155 @@ def train(
         seconds=seconds,
         epochs=protocol.epochs,
         params=sum(p.numel() for p in net.parameters() if p.requires_grad),
-        steps=scheduler.last_epoch,
+        steps=session.scheduler.last_epoch,
         batch_size=plan.batch_size,
         lr=plan.lr,
         batch_note=plan.note,
     )
+
+
+def _training_batches(splits: DatasetSplits, max_train: int | None, generator: torch.Generator) -> _Batches:
+    """The training split, or its seeded random subset of ``max_train`` examples (drawn from ``generator``)."""
+    indices = None
+    if max_train is not None:
+        if max_train < 1:
+            raise SearchkitError(f"max_train must be a positive integer (got {max_train!r})")
+        indices = torch.randperm(len(splits.train), generator=generator)[:max_train]
+    train_batches = _Batches(splits.train, indices)
+    if len(train_batches) == 0:
+        raise SearchkitError(f"the training split of {splits.name} is empty")
+    return train_batches
+
+
+def _check_drop_path(net: nn.Module, protocol: Protocol) -> None:
+    """SearchkitError when the protocol drops paths and the network cannot (no ``drop_path_prob``)."""
+    if protocol.drop_path > 0 and not hasattr(net, "drop_path_prob"):
+        raise SearchkitError(
+            f"protocol drop_path={protocol.drop_path} needs a network with a drop_path_prob attribute "
+            "(DARTS networks have one); use a protocol with drop_path=0"
+        )
+
+
+@dataclass
+class _Session:
+    """The moving parts of one :func:`train` run: what an epoch steps and a checkpoint holds.
+
+    ``run``: the fields that identify the run (a checkpoint of another run is refused);
+    ``generator``: shuffle, augmentation (and subset) randomness."""
+
+    net: nn.Module
+    protocol: Protocol
+    device: torch.device
+    generator: torch.Generator
+    run: dict
+    augment: bool
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+
+    @classmethod
+    def open(cls, net: nn.Module, protocol: Protocol, device: torch.device, generator: torch.Generator, run: dict,
+             augment: bool) -> _Session:
+        """Move ``net`` to ``device`` in training mode and build the optimizer (SGD), the LR schedule
+        over ``run["train_size"]`` examples per epoch, the float16 loss scaler and the loss."""
+        net.to(device).train()
+        optimizer = torch.optim.SGD(
+            net.parameters(), lr=protocol.lr, momentum=protocol.momentum,
+            nesterov=protocol.nesterov, weight_decay=protocol.weight_decay,
+        )
+        total_steps = protocol.epochs * math.ceil(run["train_size"] / protocol.batch_size)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(protocol, step, total_steps)
+        )
+        amp = protocol.amp and device.type == "cuda"
+        return cls(net, protocol, device, generator, run, augment, optimizer, scheduler,
+                   torch.amp.GradScaler("cuda", enabled=amp), nn.CrossEntropyLoss(label_smoothing=protocol.label_smoothing))
+
+    @property
+    def amp(self) -> bool:
+        """Whether steps run under float16 autocast (``protocol.amp`` on a CUDA device)."""
+        return self.protocol.amp and self.device.type == "cuda"
+
+    @property
+    def cuda_devices(self) -> list[torch.device]:
+        return [self.device] if self.device.type == "cuda" else []
+
+    def parts(self) -> dict[str, object]:
+        return {"model": self.net, "optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+
+    def restore(self, path: Path | None) -> tuple[int, float, float]:
+        """(first epoch to train, seconds spent, last train loss): from the checkpoint at ``path``
+        when it exists (every part and RNG state loaded), else (0, 0.0, NaN)."""
+        if path is None or not path.exists():
+            return 0, 0.0, float("nan")
+        state = read_checkpoint(path)
+        if state.get("run") != self.run:
+            raise SearchkitError(
+                f"checkpoint {path} belongs to another training run (protocol, seed, training data or "
+                "architecture differ); "
+                "delete it or pass another checkpoint path"
+            )
+        for key, part in self.parts().items():
+            part.load_state_dict(state[key])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        if self.cuda_devices:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        return state["epoch"], state["seconds"], state["train_loss"]
+
+    def epoch(self, epoch: int, train_batches: _Batches) -> float:
+        """Train one epoch (0-based ``epoch`` sets the drop-path probability); the mean training loss."""
+        protocol, net, device, generator = self.protocol, self.net, self.device, self.generator
+        if protocol.drop_path > 0:
+            net.drop_path_prob = protocol.drop_path * epoch / protocol.epochs
+        loss_sum = torch.zeros((), device=device)
+        for x, y in train_batches(protocol.batch_size, generator):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if self.augment:
+                x = augment_batch(x, generator)
+                if protocol.cutout:
+                    x = cutout(x, protocol.cutout, generator)
+            with torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext():
+                loss = _loss(self.criterion, net(x), y, protocol.auxiliary_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if protocol.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(net.parameters(), protocol.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(y)
+        return loss_sum.item() / len(train_batches)
+
+    def epochs(self, train_batches: _Batches, start_epoch: int, seconds: float, train_loss: float,
+               path: Path | None, progress: bool) -> tuple[float, float]:
+        """Train the epochs from ``start_epoch`` on, checkpointing each to ``path``; (seconds, last
+        train loss), adding to those given. :class:`TrainingDiverged` on a non-finite loss."""
+        protocol = self.protocol
+        bar = tqdm(range(start_epoch, protocol.epochs), desc=f"train {self.run['dataset']}", disable=not progress,
+                   unit="epoch", initial=start_epoch, total=protocol.epochs)
+        try:
+            for epoch in bar:
+                start = time.perf_counter()
+                train_loss = self.epoch(epoch, train_batches)
+                seconds += time.perf_counter() - start
+                if not math.isfinite(train_loss) and (not self.amp or not _finite(self.net)):
+                    # stopped before the checkpoint, which keeps the last finite epoch
+                    raise TrainingDiverged(epoch + 1, protocol.epochs, train_loss, seconds)
+                bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.4g}")
+                if path is not None:
+                    self.save(path, epoch + 1, seconds, train_loss)
+        finally:
+            bar.close()
+        return seconds, train_loss
+
+    def save(self, path: Path, epochs_done: int, seconds: float, train_loss: float) -> None:
+        """Checkpoint the run after ``epochs_done`` epochs (atomically)."""
+        _save_checkpoint(path, {
+            "run": self.run, "epoch": epochs_done, "seconds": seconds, "train_loss": train_loss,
+            **{key: part.state_dict() for key, part in self.parts().items()},
+            "generator": self.generator.get_state(), "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.cuda_devices else None,
+        })

@@ -1,4 +1,4 @@
-"""NTK-family metrics: analytic values, sharing one NTK, loss-gradient identities, line crossings."""
+"""NTK metrics (and the gradient-norm and linear-region metrics beside them): analytic values, sharing one NTK, loss-gradient identities, line crossings."""
 import math
 from unittest import mock
 
@@ -12,9 +12,9 @@ from searchkit.data.base import Batch
 from searchkit.metrics import get_metric
 from searchkit.metrics import ntk as ntk_module
 from searchkit.metrics.kcc import label_features
-from searchkit.metrics.ntk_family import (COND_CAP, HSIC, KTA, NTKCond, NTKEigMin, NTKSpectralEntropy, NTKTrace,
-                                         condition_number, spectral_entropy)
-from searchkit.metrics.scoring import score_metrics
+from searchkit.metrics.base import score_metrics
+from searchkit.metrics.ntk_metrics import (COND_CAP, HSIC, KTA, NTKCond, NTKEigMin, NTKSpectralEntropy, NTKTrace,
+                                          condition_number, spectral_entropy)
 
 
 def convnet(classes: int = 4) -> nn.Module:

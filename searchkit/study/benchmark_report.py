@@ -1,17 +1,16 @@
-"""The benchmark's report: ``summary.md`` (mean +- std over seeds of the selected architectures'
+"""The report of ``searchkit benchmark`` (:mod:`searchkit.study.benchmark`): ``summary.md`` (mean +- std over seeds of the selected architectures'
 accuracies and the search cost, beside seed 003's published table) and ``anytime.png``
 (best-so-far accuracy against search cost)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from searchkit.driver import incumbent_curve
 from searchkit.rundir import RunDir
 from searchkit.spaces.base import Benchmark
+from searchkit.study.anytime import CHECKPOINTS, anytime_accuracy, draw_runs, mean_std
 
 #: (table dataset, column title) of the accuracies reported per run.
 REPORTED = (("cifar10", "C10"), ("cifar100", "C100"), ("ImageNet16-120", "IN16"))
@@ -27,30 +26,6 @@ PUBLISHED = (
     ("HNAS (M_Trace)", "94.07 ± 0.10", "72.30 ± 0.70", "45.93 ± 0.37", "3006"),
     ("optimal", "94.37", "73.51", "47.31", "-"),
 )
-
-#: Simulated-second budgets at which the incumbent of a hybrid or training-based run is reported:
-#: ~100 s, Zero-Cost-PT + ZiCo's 432 s, 1,000 s, and the anchors' ~3,051 s (RoBoT; HNAS: 3,006).
-CHECKPOINTS = (100, 432, 1000, 3051)
-
-
-def _mean_std(values: list[float]) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "-"
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
-
-
-def anytime_accuracy(rows: list, accuracy: np.ndarray, table: Benchmark, checkpoints: tuple = CHECKPOINTS) -> list[float]:
-    """The incumbent's accuracy (``accuracy[index]``) once at most each checkpoint's simulated
-    training seconds were spent (NaN before any answer). rows: a run's history."""
-    values, position = [], 0
-    curve = incumbent_curve(rows, simulated_only=True)
-    for checkpoint in checkpoints:
-        while position < len(curve) and curve[position][0] <= checkpoint:
-            position += 1
-        values.append(math.nan if position == 0 else float(accuracy[table.index_of(curve[position - 1][1])]))
-    return values
-
 
 def searched_for(row: dict) -> str:
     """The table dataset a run searched for (runs.csv rows before the dataset axis: CIFAR-10)."""
@@ -85,7 +60,7 @@ def per_dataset_lines(groups: dict[tuple[str, str, str], list[dict]]) -> list[st
             group, mark = by_dataset.get(dataset), ""
             if group is None and not any(float(r["validations"]) for g in by_dataset.values() for r in g):
                 group, mark = next(iter(by_dataset.values())), " †"
-            cells.append("-" if group is None else _mean_std([float(r[f"{title}_test"]) for r in group]) + mark)
+            cells.append("-" if group is None else mean_std([float(r[f"{title}_test"]) for r in group]) + mark)
         lines.append(f"| {strategy} | {metric} | " + " | ".join(cells) + " |")
     return lines
 
@@ -110,7 +85,7 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], tabl
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (strategy, metric, dataset), group in groups.items():
-        accuracy = " | ".join(_mean_std([float(r[f"{title}_test"]) for r in group]) for _, title in REPORTED)
+        accuracy = " | ".join(mean_std([float(r[f"{title}_test"]) for r in group]) for _, title in REPORTED)
         mean = {key: np.mean([float(r[key]) for r in group])
                 for key in ("wall_seconds", "simulated_seconds", "archs_scored", "validations", "unique_archs")}
         lines.append(f"| {strategy} | {metric} | {dataset} | {len(group)} | {accuracy} | {mean['wall_seconds']:.1f} | "
@@ -128,7 +103,7 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], tabl
             accuracy = table.column(dataset, "test", 200)
             values = np.array([anytime_accuracy(RunDir(out / r["run"]).read_history(), accuracy, table) for r in group])
             lines.append(f"| {strategy} | {metric} | {dataset} | "
-                         + " | ".join(_mean_std(list(column)) for column in values.T) + " |")
+                         + " | ".join(mean_std(list(column)) for column in values.T) + " |")
     lines += ["", "Published (seed 003, table 3; cost in GPU seconds on a 1080Ti):", "",
               "| algorithm | C10 | C100 | IN16 | cost s |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {c10} | {c100} | {in16} | {cost} |" for name, c10, c100, in16, cost in PUBLISHED]
@@ -165,7 +140,7 @@ def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
     for ax, (validates, lines) in zip(axes[0], shown):
         colours = plt.get_cmap("tab10")
         for k, (label, runs) in enumerate(lines.items()):
-            _draw(ax, runs, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
+            draw_runs(ax, runs, label, ("-", "--", ":")[(k // 10) % 3], colours(k % 10))
         if validates:
             for k, checkpoint in enumerate(CHECKPOINTS):
                 ax.axvline(checkpoint, color="0.6", linewidth=0.6, linestyle=":",
@@ -181,26 +156,3 @@ def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _draw(ax: Any, runs: list[list[tuple[float, float]]], label: str, style: str, colour: Any) -> None:
-    """Mean incumbent accuracy over seeds (a step line) and its min-max band, where every seed has one."""
-    costs = np.array(sorted({max(c, 1e-2) for curve in runs for c, _ in curve}))
-    values = np.array([[_value_at(curve, c) for c in costs] for curve in runs])
-    defined = ~np.isnan(values).any(0)
-    costs, values = costs[defined], values[:, defined]
-    if len(costs) == 1:
-        ax.errorbar(costs, values.mean(0), yerr=values.std(0), fmt="o", capsize=3, label=label, color=colour)
-        return
-    ax.step(costs, values.mean(0), where="post", linestyle=style, label=label, color=colour)
-    ax.fill_between(costs, values.min(0), values.max(0), step="post", alpha=0.08, color=colour)
-
-
-def _value_at(curve: list[tuple[float, float]], cost: float) -> float:
-    """The incumbent's accuracy once ``cost`` has been spent (NaN before the first answer)."""
-    value = math.nan
-    for spent, accuracy in curve:
-        if max(spent, 1e-2) > cost:
-            break
-        value = accuracy
-    return value

@@ -1,5 +1,10 @@
 """Hardware cost models: the latency or energy of an architecture on a named device.
 
+(Renamed from ``searchkit.hardware.cost``, which collided with :mod:`searchkit.metrics.cost`,
+the parameter and FLOP counts.) Cost models sit below the spaces (docs/architecture.md,
+"Levels"): a space offers one (:meth:`searchkit.spaces.base.BaseSpace.cost_model`), and
+:class:`MeasuredLatency` needs only what a space does (:class:`NetworkSource`).
+
 A :class:`CostModel` maps an architecture's text (``space.encode(arch)``) to one number in a fixed
 unit. Two kinds:
 
@@ -23,7 +28,6 @@ import torch
 from torch import nn
 
 from searchkit.errors import SearchkitError
-from searchkit.spaces.base import SearchSpace
 from searchkit.tabular.hwnas import UNITS, HWNASTable, check_device
 
 #: the device name of :class:`MeasuredLatency` (this machine's CPU)
@@ -35,7 +39,7 @@ class CostModel(Protocol):
     """Cost of architectures given as their text: ``quantity`` (latency | energy) in ``unit``
     (ms | mJ) on ``device``; ``name`` is ``<device>_<quantity>``. Optional: ``charge(text)``, the
     wall seconds obtaining that cost took (a measurement; absent or 0 for a lookup), which a
-    search charges as training-free work (:class:`searchkit.hardware.run.CostOracle`)."""
+    search charges as training-free work (:class:`searchkit.oracles.CostOracle`)."""
 
     name: str
     device: str
@@ -52,6 +56,16 @@ class EnumerableCost(CostModel, Protocol):
     """A cost model that knows every architecture of its space (a table)."""
 
     def all_costs(self) -> tuple[tuple[str, ...], np.ndarray]: ...
+
+
+class NetworkSource(Protocol):
+    """What :class:`MeasuredLatency` needs of a search space: its ``name``, ``decode`` and ``build``."""
+
+    name: str
+
+    def decode(self, text: str) -> Any: ...
+
+    def build(self, arch: Any, num_classes: int, **kwargs: Any) -> nn.Module: ...
 
 
 class TableCost:
@@ -147,7 +161,7 @@ class MeasuredLatency:
     unit = "ms"
     name = f"{MEASURED_DEVICE}_latency"
 
-    def __init__(self, space: SearchSpace, num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32),
+    def __init__(self, space: NetworkSource, num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32),
                  batch_size: int = 1, warmup: int = 5, repeats: int = 20, threads: int = 1,
                  build: dict[str, Any] | None = None, seed: int = 0,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -183,14 +197,3 @@ class MeasuredLatency:
     def __repr__(self) -> str:
         return (f"MeasuredLatency({self.space.name} on cpu, batch {self.batch_size}, input {self.input_shape}, "
                 f"{self.threads} thread(s), median of {self.repeats} after {self.warmup} warm-up)")
-
-
-def make_cost_model(device: str, quantity: str, space: SearchSpace, dataset: str = "cifar10",
-                    table: str | Path | None = None, **measure: Any) -> CostModel:
-    """The cost model for ``quantity`` on ``device`` that ``space`` offers (:meth:`Space.cost_model`):
-    measured CPU latency for ``device='cpu'`` (``measure``: :class:`MeasuredLatency` options such as
-    num_classes, input_shape, build), else the space's cost table (NB201: HW-NAS-Bench for
-    ``dataset``'s input size; ``table``: a CSV or the official pickle)."""
-    if device != MEASURED_DEVICE:
-        check_device(device, quantity)
-    return space.cost_model(device, quantity, dataset, table, **measure)

@@ -1,4 +1,5 @@
-"""The Pareto front a multi-objective run found, and the true front it is measured against.
+"""The Pareto front a multi-objective run found, and the true front it is measured against
+(formerly ``searchkit.hardware.front``; on the strategies' level: it reads their answers' costs).
 
 A run's found front (:func:`found_front`) is the non-dominated set, by (the run's value, the
 hardware cost), of the architectures it queried: among the scored ones, and once any was
@@ -17,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from searchkit.hardware.cost import CostModel, EnumerableCost
+from searchkit.hardware.cost_models import CostModel, EnumerableCost
 from searchkit.pareto import pareto_front
 from searchkit.rundir import HistoryRow
 from searchkit.spaces.base import Benchmark, SearchSpace

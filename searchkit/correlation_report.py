@@ -1,23 +1,26 @@
-"""Markdown tables and matplotlib figures for metric studies.
+"""The report of ``searchkit correlate``: how well each metric ranks architectures by accuracy.
 
 :func:`write_correlation_report` writes ``correlation.md`` (Spearman rho with a bootstrap
-interval, Kendall tau, per NB201 dataset and split; the scoring settings; what each metric's
-number is; the files) and one ``scatter_<metric>.png`` per metric with a panel per dataset.
+interval and Kendall tau against each accuracy column of the space's ranking table, e.g.
+NAS-Bench-201's datasets and splits; the scoring settings; what each metric's number is; the
+files) and one ``scatter_<metric>.png`` per metric with a panel per dataset. The statistics
+(:func:`correlations`, :func:`correlate_all`, :func:`spearman_intervals`, :func:`rank_combination`)
+serve the metric studies in ``benchmarks/`` too.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from scipy import stats
 
-from searchkit.tabular import NB201Table
+from searchkit.paths import portable
+from searchkit.spaces.base import BaseSpace, RankTable
 
-#: (table dataset, split) columns of the correlation table, in order.
-TARGETS = [(d, s) for d in ("cifar10", "cifar100", "ImageNet16-120") for s in ("test", "valid")]
-#: Short names of the table's datasets, for column heads and panel titles.
+#: Display names of table datasets, for column heads and panel titles (others are shown as named).
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "ImageNet16-120": "ImageNet16-120"}
 #: Fewer distinct architectures than this: correlations are not shown (not meaningful).
 MIN_ARCHS = 10
@@ -195,14 +198,6 @@ def correlate_all(
             for c, row in points.items()}
 
 
-def correlation_rows(
-    columns: dict[str, np.ndarray], indices: np.ndarray, table: NB201Table
-) -> list[tuple[str, list[tuple[float, float]]]]:
-    """For each column label: [(rho, tau)] over :data:`TARGETS` (200-epoch accuracies of ``indices``)."""
-    targets = [table.column(d, s, 200)[indices] for d, s in TARGETS]
-    return [(label, [correlations(values, acc) for acc in targets]) for label, values in columns.items()]
-
-
 def derived_columns(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Population-level combinations worth reporting beside the metrics: TE-NAS's rank sum of
     ``ntk_cond`` and ``linear_regions`` (``tenas_rank``) when both were scored."""
@@ -218,54 +213,108 @@ def plot_file(out: Path, label: str) -> Path:
 
 
 def write_correlation_report(
-    out: Path, rows: dict[int, dict[str, float]], labels: list[str], table: NB201Table, *,
-    settings: dict | None = None, rank: bool = False, n_boot: int = N_BOOT, seed: int = 0,
+    out: Path, rows: dict[int, dict[str, float]], labels: list[str], table: RankTable, *,
+    space: BaseSpace | None = None, settings: dict | None = None, rank: bool = False, n_boot: int = N_BOOT,
+    seed: int = 0,
 ) -> Path:
     """``out/correlation.md`` and ``out/scatter_<metric>.png`` for each metric; returns the .md path.
 
-    ``rows``: NB201 index -> {label: score, f"{label}_s": seconds}. The report gives, per metric
-    and per :data:`TARGETS` column (200-epoch accuracies), Spearman rho with its 95 % percentile
-    bootstrap interval (``n_boot`` resamples of the architectures, ``seed``) and Kendall tau-b;
-    "n/a" below :data:`MIN_ARCHS` architectures. ``settings``: the scoring settings to state
-    (correlate's ``settings.yaml`` dict: dataset, batch_size, data_seed, init_seed, build, device,
-    batch_fingerprint, ...). ``rank``: scatter plots in rank space instead of score space.
+    ``rows``: table index -> {label: score, f"{label}_s": seconds}. The report gives, per metric
+    and per accuracy column of ``table.targets``, Spearman rho with its 95 % percentile bootstrap
+    interval (``n_boot`` resamples of the architectures, ``seed``) and Kendall tau-b; "n/a" below
+    :data:`MIN_ARCHS` architectures. ``space``: the table's space, when given the report counts
+    its degenerate architectures and equivalence classes where the space knows them
+    (:meth:`~searchkit.spaces.base.BaseSpace.is_degenerate`, ``canonical``) and draws the degenerate
+    ones apart. ``settings``: the scoring settings to state (correlate's ``settings.yaml`` dict:
+    dataset, batch_size, data_seed, init_seed, build, device, batch_fingerprint, ...). ``rank``:
+    scatter plots in rank space instead of score space.
     """
     indices = np.array(list(rows), dtype=int)
+    n = len(indices)
     columns = {label: np.array([rows[i][label] for i in indices], dtype=float) for label in labels}
     seconds = {label: float(np.mean([rows[i][f"{label}_s"] for i in indices])) for label in labels}
     columns.update(derived_columns(columns))
-    accuracies = {(d, s): table.column(d, s, 200)[indices] for d, s in TARGETS}
+    targets = list(table.targets)
+    accuracies = {t: table.column(*t)[indices] for t in targets}
     found = correlate_all(columns, accuracies, n_boot=n_boot, seed=seed)
-    results = {label: [found[label][t] for t in TARGETS] for label in columns}
+    results = {label: [found[label][t] for t in targets] for label in columns}
     plots = [plot_file(out, label) for label in labels]
-    degenerate = degenerate_cells(indices, table)
+    archs = None if space is None else [space.decode(table.arch_str(int(i))) for i in indices]
+    answers = None if archs is None else known(space.is_degenerate, archs)
+    degenerate = None if answers is None else np.array(answers, dtype=bool)
+    panels = scatter_targets(targets)
     for label, path in zip(labels, plots):
-        scatter_panels(columns[label], {d: accuracies[(d, "test")] for d in DATASET_NAMES}, label, path,
-                       rank=rank, found={d: found[label][(d, "test")] for d in DATASET_NAMES}, degenerate=degenerate)
-    lines = _report_lines(out, indices, table, results, seconds, settings, plots, n_boot, seed, rank)
+        scatter_panels(columns[label], {t[0]: accuracies[t] for t in panels}, label, path, rank=rank,
+                       found={t[0]: found[label][t] for t in panels}, degenerate=degenerate,
+                       title=f"{label} against {table.name} accuracy", ylabel=accuracy_label(panels))
+    cells = describe_cells(len(indices), table, space, archs, degenerate)
+    lines = _report_lines(out, n, table, cells, results, seconds, settings, plots, n_boot, seed, rank)
     path = out / "correlation.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
+def known(ask: Callable[[Any], Any], archs: list) -> list | None:
+    """``ask(arch)`` of every architecture, or None when the space does not say (answers None)."""
+    answers = [ask(a) for a in archs]
+    return None if any(v is None for v in answers) else answers
+
+
+def scatter_targets(targets: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """One target per dataset for the scatter panels: its test column if the table has one, else its first."""
+    chosen: dict[str, tuple[str, str, int]] = {}
+    for target in targets:
+        if target[0] not in chosen or (target[1] == "test" and chosen[target[0]][1] != "test"):
+            chosen[target[0]] = target
+    return list(chosen.values())
+
+
+def accuracy_label(targets: list[tuple[str, str, int]]) -> str:
+    """The y label of panels showing ``targets``: "test accuracy after 200 epochs (%)" when they agree."""
+    splits, epochs = {t[1] for t in targets}, {t[2] for t in targets}
+    split = splits.pop() if len(splits) == 1 else "test or valid"
+    return f"{split} accuracy" + (f" after {epochs.pop()} epochs" if len(epochs) == 1 else "") + " (%)"
+
+
+def target_head(target: tuple[str, str, int]) -> str:
+    dataset, split, _ = target
+    return f"{DATASET_NAMES.get(dataset, dataset)} {split}"
+
+
+def describe_cells(n: int, table: RankTable, space: BaseSpace | None, archs: list | None,
+                   degenerate: np.ndarray | None) -> str:
+    """The report's line on the architectures: how many, of which table, and, where the space says,
+    how many distinct up to equivalence and how many degenerate."""
+    if space is None or archs is None:
+        return f"{n} architectures of {table.name}"
+    described = f"{n} {space.name} cells of {table.name}"
+    classes = known(space.canonical, archs)
+    if classes is not None:
+        described += f", {len(set(classes))} distinct up to equivalence"
+    if degenerate is not None:
+        described += (f", {int(degenerate.sum())} degenerate (as the space defines it: `is_degenerate` of "
+                      f"`searchkit.spaces.{space.name}`; drawn apart at the left edge of the score-space scatter plots)")
+    return described
+
+
 def _report_lines(
-    out: Path, indices: np.ndarray, table: NB201Table, results: dict[str, list[Correlation]],
+    out: Path, n: int, table: RankTable, cells: str, results: dict[str, list[Correlation]],
     seconds: dict[str, float], settings: dict | None, plots: list[Path], n_boot: int, seed: int, rank: bool,
 ) -> list[str]:
-    n = len(indices)
-    head = " | ".join(f"{DATASET_NAMES[d]} {s}" for d, s in TARGETS)
-    rule = "|---|---|" + "---|" * len(TARGETS)
-    lines = [f"# Rank correlation with NAS-Bench-201 200-epoch accuracy (n = {n} architectures)", ""]
+    head = " | ".join(target_head(t) for t in table.targets)
+    rule = "|---|---|" + "---|" * len(table.targets)
+    epochs = sorted({t[2] for t in table.targets})
+    lines = [f"# Rank correlation with {table.name} {'/'.join(map(str, epochs))}-epoch accuracy "
+             f"(n = {n} architectures)", ""]
     if n < MIN_ARCHS:
         lines += [f"**Not meaningful: only {n} architectures (fewer than {MIN_ARCHS}); correlations are not "
                   "shown. Score more architectures (--n).**", ""]
-    lines += _settings_lines(indices, table, settings)
+    lines += _settings_lines(cells, table, settings)
     lines += [
         "## Spearman rank correlation", "",
-        "Spearman rho between each metric's score and the benchmark's 200-epoch accuracy (%) of the same "
-        f"architectures, with a 95 % percentile bootstrap interval ({n_boot} resamples of the architectures, "
-        f"seed {seed}). Test and valid are the benchmark's splits (CIFAR-10 valid: the cifar10-valid "
-        "protocol). Mean s/arch: scoring wall time per architecture, seconds.", "",
+        "Spearman rho between each metric's score and the table's accuracy of the same architectures, with a 95 % "
+        f"percentile bootstrap interval ({n_boot} resamples of the architectures, seed {seed}). Accuracies: "
+        f"{table.protocol}. Mean s/arch: scoring wall time per architecture, seconds.", "",
         f"| metric | n | {head} | mean s/arch |", rule + "---|",
     ]
     for label, cells in results.items():
@@ -277,44 +326,26 @@ def _report_lines(
         lines.append(f"| {label} | {n} | {' | '.join(c.kendall_text() for c in cells)} |")
     lines += ["", "## What each score is", "", "| metric | score (higher is better) |", "|---|---|"]
     lines += [f"| {label} | {quantity(label).label().replace('|', chr(92) + '|')} |" for label in results]
-    space = "rank space (rank 1 = lowest)" if rank else "score space (log10 axis for heavy-tailed scores)"
+    shown = "rank space (rank 1 = lowest)" if rank else "score space (log10 axis for heavy-tailed scores)"
     lines += ["", "## Files", "",
               f"- `{out / 'correlation.md'}`: this report",
-              *(f"- `{p}`: the metric against test accuracy, one panel per dataset, {space}" for p in plots)]
+              *(f"- `{p}`: the metric against accuracy, one panel per dataset, {shown}" for p in plots)]
     for name, what in (("scores.csv", "one row per architecture: scores and seconds"),
-                       ("settings.yaml", "the scoring settings"), ("indices.txt", "the NB201 indices scored")):
+                       ("settings.yaml", "the scoring settings"), ("indices.txt", "the table indices scored")):
         if (out / name).exists():
             lines.append(f"- `{out / name}`: {what}")
     return lines
 
 
-def degenerate_cells(indices: np.ndarray, table: NB201Table) -> np.ndarray:
-    """(n,) bool: whether each NB201 cell is degenerate (no convolution on any input-output path)."""
-    from searchkit.spaces.nb201 import NB201Space, is_degenerate
-
-    space = NB201Space()
-    return np.array([is_degenerate(space.decode(table.arch_str(int(i)))) for i in indices], dtype=bool)
-
-
-def _settings_lines(indices: np.ndarray, table: NB201Table, settings: dict | None) -> list[str]:
-    from searchkit.spaces.nb201 import NB201Space, cell_expression
-
-    space = NB201Space()
-    archs = [space.decode(table.arch_str(int(i))) for i in indices]
-    classes = len({cell_expression(a) for a in archs})
-    degenerate = int(degenerate_cells(indices, table).sum())
-    lines = ["## Settings", "",
-             f"- architectures: {len(indices)} NB201 cells, {classes} distinct up to equivalence, "
-             f"{degenerate} degenerate (no convolution on any input-output path; "
-             "`searchkit.spaces.nb201`; drawn apart at the left edge of the score-space scatter plots)",
-             f"- accuracies: `{table.source}`"]
+def _settings_lines(cells: str, table: RankTable, settings: dict | None) -> list[str]:
+    lines = ["## Settings", "", f"- architectures: {cells}", f"- accuracies: `{portable(table.source)}`"]
     if settings:
         build = settings.get("build") or {}
         shown = {
             "scoring data": f"{settings.get('batch_size')} {settings.get('dataset')} training images drawn with "
                             f"data seed {settings.get('data_seed')} (batch fingerprint "
                             f"{settings.get('batch_fingerprint', 'not recorded')})",
-            "networks": f"the benchmark's network ({', '.join(f'{k}={v}' for k, v in build.items()) or 'C=16, N=5'})"
+            "networks": f"the space's network ({', '.join(f'{k}={v}' for k, v in build.items()) or 'its defaults'})"
                         f" initialised with seed {settings.get('init_seed')}",
             "device": settings.get("device"),
         }
@@ -415,8 +446,9 @@ def _spread(v: np.ndarray) -> float:
 def scatter_panels(
     values: np.ndarray, accuracies: dict[str, np.ndarray], label: str, path: Path, rank: bool = False,
     found: dict[str, Correlation] | None = None, degenerate: np.ndarray | None = None,
+    title: str | None = None, ylabel: str = "test accuracy after 200 epochs (%)",
 ) -> None:
-    """One panel per dataset: the metric (x) against that dataset's 200-epoch test accuracy (y).
+    """One panel per dataset: the metric (x) against that dataset's accuracy (y, ``ylabel``).
 
     ``accuracies``: table dataset name -> accuracy (%) of the same architectures. Each panel's
     title gives Spearman rho with its bootstrap interval, Kendall tau and n, computed on every
@@ -454,13 +486,13 @@ def scatter_panels(
                 if c.meaningful else f"n = {c.n}: too few for a correlation")
         ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}\n{stat}", fontsize=9.5)
         if k == 0:
-            ax.set_ylabel("rank of test accuracy (1 = lowest)" if rank else "test accuracy after 200 epochs (%)",
+            ax.set_ylabel(f"rank of {ylabel.split(' (%)')[0]} (1 = lowest)" if rank else ylabel,
                           fontsize=9.5)
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
         ax.tick_params(labelsize=8.5)
         ax.grid(alpha=0.25, linewidth=0.6)
     fig.supxlabel(axis.label, fontsize=9.5)
-    fig.suptitle(f"{label} against NAS-Bench-201 test accuracy", fontsize=11)
+    fig.suptitle(title or f"{label} against accuracy", fontsize=11)
     fig.savefig(path)
     plt.close(fig)

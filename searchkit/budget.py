@@ -1,18 +1,18 @@
-"""A search run's hardware: its cost model, its constraint, and the cost on every answer.
+"""A search run's hardware: its cost model and its constraint (formerly ``searchkit.hardware.run``).
 
-:func:`open_hardware` reads a run config's ``constraint:`` and ``hardware:`` sections (during
+The engine-level wiring of the hardware budget (docs/architecture.md, "Levels"): the cost models
+and constraints are :mod:`searchkit.hardware`, the restricted space
+:mod:`searchkit.spaces.constrained`, the oracle that adds costs to answers
+:class:`searchkit.oracles.CostOracle`. :func:`open_hardware` reads a run config's ``constraint:`` and ``hardware:`` sections (during
 ``engine.prepare``, before anything is written or scored) and builds the cost model the space
-offers (:meth:`searchkit.spaces.base.Space.cost_model`). With a constraint the search space is
+offers (:meth:`searchkit.spaces.base.BaseSpace.cost_model`). With a constraint the search space is
 wrapped in :class:`~searchkit.spaces.constrained.FeasibleSpace` (:meth:`RunHardware.constrain`)
 before the strategy is built, so no strategy samples, mutates or steps to an architecture over
-the budget, and an infeasible budget is refused there. :class:`CostOracle` adds each answered
-architecture's cost to the answer's extras (:data:`~searchkit.strategies.base.COST`), computed
-once per architecture and run (the driver answers repeats from the run's rows) and, when measured
-here, charged as training-free seconds; :meth:`RunHardware.check` is the guard on the answer.
+the budget, and an infeasible budget is refused there. :meth:`RunHardware.check` is the guard on
+the answer.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +20,13 @@ import numpy as np
 
 from searchkit.config import RunConfig
 from searchkit.data.base import DatasetSplits
-from searchkit.driver import Oracle, Reply
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
 from searchkit.hardware.constraint import Constraint
-from searchkit.hardware.cost import MEASURED_DEVICE, CostModel, EnumerableCost
+from searchkit.hardware.cost_models import MEASURED_DEVICE, CostModel, EnumerableCost
 from searchkit.spaces.base import SearchSpace
 from searchkit.spaces.constrained import FeasibleSpace
-from searchkit.strategies.base import COST, Needs, Query
+from searchkit.strategies.base import Needs
 
 
 @dataclass
@@ -81,52 +80,6 @@ class RunHardware:
         return {"device": self.cost.device, "quantity": self.cost.quantity, "unit": self.cost.unit, "cost": value,
                 "constraint": None if self.constraint is None else self.constraint.as_mapping(),
                 "feasible": None if self.constraint is None else True, "cost_model": repr(self.cost)}
-
-
-@dataclass
-class CostOracle:
-    """``inner`` with the architecture's cost added to every reply's extras (:data:`COST`); a
-    measured cost is charged its measuring seconds as training-free work (architectures a
-    rejection-sampling :class:`FeasibleSpace` timed and turned down are the strategy's own time:
-    reported as strategy seconds, not budgeted)."""
-
-    inner: Oracle
-    hardware: RunHardware
-
-    @property
-    def kind(self) -> str:
-        return self.inner.kind
-
-    @property
-    def quantity(self) -> str:
-        return self.inner.quantity
-
-    @property
-    def parallelism(self) -> int:
-        return getattr(self.inner, "parallelism", 1)
-
-    @property
-    def measured(self) -> bool:
-        return getattr(self.inner, "measured", False)
-
-    def cost(self, text: str) -> float | None:
-        return self.inner.cost(text)
-
-    def prefetch(self, texts: list[str]) -> None:
-        self.inner.prefetch(texts)
-
-    def start(self) -> None:
-        getattr(self.inner, "start", lambda: None)()
-
-    def __call__(self, query: Query, text: str | None) -> Reply:
-        value = None if text is None else self.hardware.cost_of(text)  # a missing cost fails before the query
-        reply = self.inner(query, text)
-        arch = reply.arch if reply.arch is not None else text
-        if value is None:
-            value = self.hardware.cost_of(arch)
-        charge = getattr(self.hardware.cost, "charge", None)
-        seconds = reply.seconds + (0.0 if charge is None else float(charge(arch)))
-        return dataclasses.replace(reply, seconds=seconds, extras={**reply.extras, COST: value})
 
 
 def _cost_target(cfg: RunConfig, constraint: Constraint | None, needs: Needs, strategy: str) -> tuple[str, str] | None:

@@ -1,23 +1,27 @@
-"""NTK-based training-free metrics and NASI's gradient approximation of the NTK trace.
+"""Training-free metrics read from the empirical NTK Gram matrix Theta: (m, m): its trace, condition
+number, smallest eigenvalue, spectral entropy, ridge fit, HSIC and alignment with the labels, and
+TE-NAS's score.
 
-All are "higher is better". The NTK metrics (everything deriving :class:`NTKMetric`) read one
-empirical Gram matrix Theta: (m, m) (:mod:`searchkit.metrics.ntk`; BN mode and output reduction
-are their ``bn`` / ``output`` options), so several of them on the same network and batch share
-one NTK computation (:func:`searchkit.metrics.scoring.score_metrics`).
+All are "higher is better" and derive :class:`~searchkit.metrics.ntk.NTKMetric` (BN mode and output
+reduction are their ``bn`` / ``output`` options), so several of them on the same network and batch
+share one NTK computation (:func:`searchkit.metrics.base.score_metrics`). KCC is in
+:mod:`searchkit.metrics.kcc`; the gradient-norm metrics (NASI's trace approximation, KNAS) in
+:mod:`searchkit.metrics.loss_gradient`; the linear-region count in :mod:`searchkit.metrics.linear_regions`.
 """
 from __future__ import annotations
 
 import math
+
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from searchkit.data.base import Batch
 from searchkit.errors import SearchkitError
-from searchkit.metrics.base import Metric, metric
+from searchkit.metrics.base import metric
 from searchkit.metrics.kcc import centre, label_features
-from searchkit.metrics.ntk import NTKMetric, batch_statistics, train_mode
+from searchkit.metrics.linear_regions import LinearRegions
+from searchkit.metrics.loss_gradient import loss_gradient_sq_norm
+from searchkit.metrics.ntk import NTKMetric
 
 #: Largest condition number reported; a rank-deficient Theta (lambda_min <= lambda_max / COND_CAP) gets it.
 COND_CAP = 1e15
@@ -42,7 +46,7 @@ class NTKTrace(NTKMetric):
     """M_Trace = sqrt(||Theta_0||_tr / m) (HNAS, seed 003, eq. 4; NASI's objective, seed 002).
 
     Differentiable form: NASI's approximation of the trace, ||b^-1 sum_x grad L_x||^2 (seed 002,
-    eq. 11-12; :class:`NTKTraceApprox`), which is what NASI's Algorithm 1 optimises: the exact
+    eq. 11-12; :class:`~searchkit.metrics.loss_gradient.NTKTraceApprox`), which is what NASI's Algorithm 1 optimises: the exact
     trace would need per-sample gradients of the supernet with their own graph."""
 
     worst = 0.0
@@ -182,63 +186,6 @@ class KTA(NTKMetric):
         return float((k * ell).sum() / (torch.linalg.norm(k) * torch.linalg.norm(ell)))
 
 
-@metric("linear_regions")
-class LinearRegions(Metric):
-    """log(1 + number of linear-region boundaries crossed) along straight segments between pairs of
-    scoring images: TE-NAS's expressivity measure (Chen et al. 2021), counted along lines as in
-    Hanin & Rolnick 2019 ("Complexity of Linear Regions in Deep Networks").
-
-    Each of ``n_pairs`` segments x_2k -> x_2k+1 is sampled at ``n_points`` points; every ReLU unit
-    whose sign differs between consecutive points is one boundary crossed. TE-NAS instead counts
-    the distinct activation patterns among 1000 random inputs, but on NAS-Bench-201 networks at
-    C=16 that count saturates (1000 of 1000 for every architecture we tried, 4x4 and 8x8 inputs),
-    so it cannot rank them; crossings do not saturate. BN normalises with the scoring batch's
-    statistics, frozen (as ``bn="batchstats"``), so the network is one fixed function on the segment.
-    """
-
-    n_pairs: int = 4
-    n_points: int = 100
-
-    worst = 0.0
-    quantity = "log(1 + linear-region boundaries crossed)"
-
-    def check(self) -> None:
-        if self.n_pairs < 1 or self.n_points < 2:
-            raise SearchkitError(f"metric 'linear_regions' needs n_pairs >= 1 and n_points >= 2, "
-                                 f"got {self.n_pairs} and {self.n_points}")
-
-    def minimum_batch(self) -> int:
-        return 2 * self.n_pairs
-
-    def crossings(self, net: nn.Module, batch: Batch) -> int:
-        x = batch.x.to(next(net.parameters()).device)
-        if x.shape[0] < 2 * self.n_pairs:
-            raise SearchkitError(f"linear_regions needs a scoring batch of >= {2 * self.n_pairs} images "
-                                 f"(2 n_pairs), got {x.shape[0]}; raise the batch size or lower n_pairs")
-        buffers = batch_statistics(net, x)
-        t = torch.linspace(0, 1, self.n_points, device=x.device).view(-1, 1, 1, 1)
-        total = 0
-
-        def count(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            nonlocal total
-            signs = (out > 0).flatten(1)
-            total += int((signs[1:] != signs[:-1]).sum())
-
-        hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, nn.ReLU)]
-        try:
-            with torch.no_grad(), train_mode(net, False):
-                for k in range(self.n_pairs):
-                    segment = (1 - t) * x[2 * k] + t * x[2 * k + 1]
-                    functional_call(net, buffers, (segment,))
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return total
-
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        return math.log1p(self.crossings(net, batch))
-
-
 @metric("tenas")
 class TENAS(NTKMetric):
     """log(1 + #region boundaries) - log(kappa): TE-NAS's trade-off of expressivity against trainability
@@ -252,58 +199,3 @@ class TENAS(NTKMetric):
 
     def score_with(self, theta: torch.Tensor, net: nn.Module, batch: Batch) -> float:
         return LinearRegions().compute(net, batch) - math.log(condition_number(theta))
-
-
-def loss_gradient_sq_norm(net: nn.Module, batch: Batch, frozen_stats: bool,
-                          create_graph: bool = False) -> torch.Tensor:
-    """||d L / d theta||_2^2 over all parameters (a float64 scalar), L = mean cross-entropy on the batch.
-
-    ``frozen_stats``: BN normalises with the batch statistics held constant (samples independent,
-    so the batch gradient is the mean of per-sample gradients); otherwise train-mode BN.
-    ``create_graph``: keep the graph, so the value is differentiable in whatever the forward
-    depends on besides the parameters (a supernet's architecture weights: NASI's objective).
-    """
-    params = {k: v.detach().requires_grad_(True) for k, v in net.named_parameters()}
-    if frozen_stats:
-        buffers = batch_statistics(net, batch.x)
-        with train_mode(net, False):
-            logits = functional_call(net, (params, buffers), (batch.x,))
-    else:
-        buffers = {k: v.clone() for k, v in net.named_buffers()}
-        with train_mode(net, True):
-            logits = functional_call(net, (params, buffers), (batch.x,))
-    grads = torch.autograd.grad(F.cross_entropy(logits, batch.y), list(params.values()), allow_unused=True,
-                                create_graph=create_graph)
-    return sum((g.double() ** 2).sum() for g in grads if g is not None)
-
-
-@metric("ntk_trace_approx")
-class NTKTraceApprox(Metric):
-    """NASI's approximation of the NTK trace, ||b^-1 sum_{x in X_j} grad_theta L_x||_2^2 (seed 002,
-    eq. 11-12; the constant m / gamma of eq. 12 is dropped, it does not change rankings). One
-    backward of the mean loss with train-mode BN, as NASI computes it on a mini-batch.
-    Differentiable (create_graph): NASI's objective."""
-
-    worst = 0.0
-    quantity = "NASI NTK-trace estimate ‖∇θ L‖²"
-    unbounded = True
-
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        return float(loss_gradient_sq_norm(net, batch, frozen_stats=False))
-
-    def differentiable(self, net: nn.Module, batch: Batch) -> torch.Tensor:
-        return loss_gradient_sq_norm(net, batch, frozen_stats=False, create_graph=True)
-
-
-@metric("knas")
-class KNAS(Metric):
-    """KNAS's mean of the Gram matrix of per-sample loss gradients (Xu et al. 2021, "MGM"):
-    (1/m^2) sum_ij <g_i, g_j> = ||(1/m) sum_i g_i||^2, so it is computed exactly by one backward
-    of the mean loss with the batch statistics frozen (per-sample gradients are independent).
-    It equals ``ntk_trace_approx`` except for the gradient through the BN statistics."""
-
-    worst = 0.0
-    quantity = "KNAS mean gradient Gram ‖∇θ L‖² (frozen BN statistics)"
-
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        return float(loss_gradient_sq_norm(net, batch, frozen_stats=True))
