@@ -133,7 +133,10 @@ def test_analyse_chooses_on_the_even_half_and_reports_the_odd(scale, tmp_path):
         writer.writerows(rows)
     scale.analyse(study)
     text = (tmp_path / "study.md").read_text()
-    assert "**Chosen on the even half:** kernel `sum`, m = 64, `oracle`, k = 1 (tune rho 1.000)" in text
+    assert ("**Chosen on the even half** (among the settings scored on all 20 tuning cells): kernel `sum`, m = 64, "
+            "`oracle`, k = 1 (tune rho 1.000)") in text
     assert "| sum | 64 | `oracle` (chosen) | 1 | 20/20 | 1.000 |" in text
-    assert "| sum | 64 | `oracle` | 2 | 20/20 | 1.000 |" in text
+    k2 = next(line for line in text.splitlines() if line.startswith("| sum | 64 | `oracle` | 2 | 20/20 | 1.000 |"))
+    assert "(k = 1: " in k2  # one draw's rho on the same cells, beside k = 2
+    assert "| params + the chosen KCC | 20/20 |" in text  # the chosen score as an ensemble member
     assert "| 1.000 | n/a |" in text  # self-agreement of draws 0 vs 1 (a shift), cost unknown before `time`
