@@ -40,7 +40,6 @@ from searchkit.data import get_dataset, scoring_batch
 from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, parse_metric
-from searchkit.metrics.ntk import NTKMetric
 from searchkit.metrics.base import score_metrics
 from searchkit.runtime import build_network, release_memory
 from searchkit.spaces import get_space
@@ -180,16 +179,17 @@ class ScoringContext:
 def combined_seconds(metrics: dict[str, Metric], seconds: dict[str, float]) -> float:
     """What scoring ``metrics`` together on one network costs, from each one's stand-alone seconds.
 
-    NTK metrics with the same ``ntk_key`` share one kernel (:func:`~searchkit.metrics.base.score_metrics`),
-    so a group of them is charged its largest time; every other metric its own.
+    Metrics with the same ``shared_key`` share its work (:func:`~searchkit.metrics.base.score_metrics`:
+    the NTK metrics' Theta per mode), so a group of them is charged its largest time; every other
+    metric its own.
     """
-    total, kernels = 0.0, {}
+    total, groups = 0.0, {}
     for label, metric in metrics.items():
-        if isinstance(metric, NTKMetric):
-            kernels[metric.ntk_key] = max(kernels.get(metric.ntk_key, 0.0), seconds[label])
-        else:
+        if metric.shared_key is None:
             total += seconds[label]
-    return total + sum(kernels.values())
+        else:
+            groups[metric.shared_key] = max(groups.get(metric.shared_key, 0.0), seconds[label])
+    return total + sum(groups.values())
 
 
 def mean_over_draws(results: list[Result]) -> Result:

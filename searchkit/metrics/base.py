@@ -147,8 +147,14 @@ class Metric:
         """The raw score (may be non-finite for a degenerate network); ``batch`` is on ``net``'s device."""
         raise NotImplementedError
 
+    @property
+    def shared_key(self) -> Hashable | None:
+        """The key of the work this metric shares with others on one network and batch (the NTK
+        metrics' Theta per mode), or None when it shares nothing (the default)."""
+        return None
+
     def compute_shared(self, net: nn.Module, batch: Batch, shared: SharedWork | None) -> float:
-        """:meth:`compute`, reusing what ``shared`` holds (the NTK metrics' Theta); by default
+        """:meth:`compute`, reusing what ``shared`` holds under :attr:`shared_key`; by default
         nothing is shared."""
         return self.compute(net, batch)
 
@@ -216,7 +222,7 @@ def score_metrics(net: nn.Module, batch: Batch, metrics: Mapping[str, Metric]) -
     """label -> (score, seconds) for every metric on the same network and batch, each through
     :meth:`Metric.__call__` (so every one has the CPU fallback and the degenerate-value guard).
 
-    They share one :class:`SharedWork`: NTK metrics with the same ``ntk_key`` (BN mode, output
+    They share one :class:`SharedWork`: metrics with the same ``shared_key`` (NTK metrics: BN mode, output
     reduction) share one Theta. Each is charged the shared pieces it used plus its own time, i.e.
     what it would cost alone, so per-metric seconds stay comparable whatever else was scored beside it.
     """

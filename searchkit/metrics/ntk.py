@@ -207,6 +207,11 @@ class NTKMetric(Metric):
     def ntk_key(self) -> tuple[str, str]:
         return (self.bn, self.output)
 
+    @property
+    def shared_key(self) -> tuple[str, str, str]:
+        """The Theta of this BN and output mode, shared by the NTK metrics scored beside this one."""
+        return ("ntk", *self.ntk_key)
+
     def ntk(self, net: nn.Module, batch: "Batch") -> torch.Tensor:
         """Theta of the batch (its labels for ``output="label"``)."""
         return robust_ntk(net, batch.x, self.bn, self.output, self.chunk_size, y=batch.y)
@@ -226,5 +231,5 @@ class NTKMetric(Metric):
         does; it may be on another device after a CPU fallback, and is moved to the batch's)."""
         if shared is None:
             return self.compute(net, batch)
-        theta = shared.get(("ntk", *self.ntk_key), lambda: self.ntk(net, batch))
+        theta = shared.get(self.shared_key, lambda: self.ntk(net, batch))
         return self.score_with(theta.to(batch.x.device), net, batch)
