@@ -251,7 +251,7 @@ def run(study: Study, draws: int, first: int, last: int | None,
     computed = []
     batches: dict[int, Batch] = {}
     with open_rows(study.out / "rows" / f"cells{first}-{last}.csv", per_pair) as handle:
-        writer = csv.DictWriter(handle, FIELDS)
+        writer = csv.DictWriter(handle, FIELDS, lineterminator="\n")  # the same line ends as open_rows writes
         for d, index, text in tqdm(todo, desc="kcc-scale", unit="pair", disable=not progress):
             if d not in batches:
                 batches = {d: study_batch(splits, study.m_max, d)}

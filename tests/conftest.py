@@ -1,6 +1,19 @@
 """Fixtures shared by the test modules."""
+import os
+
 import pytest
 import torch
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gets its share of the cores (cores // workers torch threads,
+    inherited by the processes a test starts): two workers with torch's default of one thread per
+    core each would oversubscribe a 2-core machine, which slows every tensor-heavy test several-fold."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        threads = max(1, (os.cpu_count() or 1) // int(workers))
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
 
 
 @pytest.fixture

@@ -220,9 +220,10 @@ def test_measure_latency_is_the_median_after_warmup() -> None:
     ticks = iter([0.0, 0.005, 1.0, 1.010, 2.0, 2.001])  # timed runs of 5, 10 and 1 ms
     net = _Probe().train()
     threads = torch.get_num_threads()
-    ms = measure_latency(net, torch.zeros(1, 3, 4, 4), warmup=2, repeats=3, threads=1, clock=lambda: next(ticks))
+    asked = threads + 1  # differs from the process's count, whatever the test runner set
+    ms = measure_latency(net, torch.zeros(1, 3, 4, 4), warmup=2, repeats=3, threads=asked, clock=lambda: next(ticks))
     assert ms == pytest.approx(5.0)
-    assert net.calls == [(1, False, True)] * 5  # 2 warm-up + 3 timed, one thread, eval, inference mode
+    assert net.calls == [(asked, False, True)] * 5  # 2 warm-up + 3 timed, the threads asked, eval, inference mode
     assert net.training and torch.get_num_threads() == threads
     with pytest.raises(SearchkitError, match="repeats >= 1"):
         measure_latency(net, torch.zeros(1), repeats=0)

@@ -54,7 +54,6 @@ from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from searchkit.errors import SearchkitError
 from searchkit.spaces.base import SearchSpace
@@ -76,6 +75,8 @@ def normalise_metrics(values: np.ndarray, method: str = "minmax") -> np.ndarray:
     low = np.array([column[ok].min() if ok.any() else 0.0 for column, ok in zip(values.T, finite.T)])
     filled = np.where(finite, values, low)
     if method == "rank":
+        from scipy.stats import rankdata  # scipy.stats takes ~1 s to import: only where ranks are asked
+
         return rankdata(filled, axis=0) / len(values)
     span = filled.max(axis=0) - low
     return np.where(span > 0, (filled - low) / np.where(span > 0, span, 1.0), 0.0)
