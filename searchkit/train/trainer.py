@@ -329,6 +329,8 @@ class _Batches:
     def __init__(self, dataset: Dataset, indices: torch.Tensor | None = None) -> None:
         self.tensors = None
         if hasattr(dataset, "tensors"):
+            if indices is not None and hasattr(dataset, "subset"):  # decode only the examples kept
+                dataset, indices = dataset.subset(indices.numpy()), None
             x, y = dataset.tensors()
             self.tensors = (x, y) if indices is None else (x[indices], y[indices])
             self.n = len(self.tensors[1])
