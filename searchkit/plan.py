@@ -264,12 +264,15 @@ class Plan:
             found.append(f"measuring the plan took {_duration(self.costs.seconds)}, all of budget.wall_seconds="
                          f"{self.wall_budget:g}: the search scores one cell and stops; set budget.wall_seconds="
                          f"{math.ceil(10 * self.costs.seconds)}")
-        if self.validation is not None and self.validation.seconds > left:
-            epochs = max(1, int(self.validation.epochs * left / self.validation.seconds))
+        screen = self.workload.scores_first * (self.score_seconds or 0.0)  # scored before the first validation
+        if self.validation is not None and self.validation.seconds > left - screen:
+            after = max(left - screen, 0.0)
+            epochs = max(1, int(self.validation.epochs * after / self.validation.seconds))
+            scored = f" and scoring the first {self.workload.scores_first} cells" if screen else ""
             found.append(f"one validation takes ~{_duration(self.validation.seconds)}, more than the "
-                         f"{_duration(max(left, 0.0))} left in budget.wall_seconds={self.wall_budget:g}, so none will "
-                         f"run; set validate.epochs={epochs} or budget.wall_seconds="
-                         f"{math.ceil(self.costs.seconds + 1.2 * self.validation.seconds)}")
+                         f"{_duration(after)} left in budget.wall_seconds={self.wall_budget:g} after measuring the plan"
+                         f"{scored}, so none will run; set validate.epochs={epochs} or budget.wall_seconds="
+                         f"{math.ceil(self.costs.seconds + screen + 1.2 * self.validation.seconds)}")
         search = self.search_seconds()
         if search is not None and search > 1.1 * self.wall_budget and not self.budget_bound:
             found.append(f"the plan needs ~{_duration(search)}, more than budget.wall_seconds={self.wall_budget:g} "

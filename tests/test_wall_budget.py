@@ -2,6 +2,7 @@
 few seconds on the embedded digits, finishes within 10 % of it (final training excluded), as the
 run records it; the driver does not start a query whose estimated cost would overrun it; HNAS
 and the warm-up size their table-free defaults from it; the plan comes first and warns."""
+import dataclasses
 import json
 import time
 
@@ -117,6 +118,21 @@ def test_the_plan_warns_when_a_strategy_asks_for_more_queries_than_budget_archs(
     assert line.startswith("the plan asks for 40020 queries, more than budget.archs=500 (the search stops there); "
                            "set budget.archs=40020, or budget.wall_seconds")
     assert "score     40000 cells, 0.5 s each (first cell): ~5.6 h" in plan.describe()
+
+
+def test_the_plan_counts_the_screen_scored_before_the_first_validation():
+    # the warm-up on CIFAR-10 as a folder at C = 16, N = 5 (issue 24): 500 cells of 1.89 s, then validations of
+    # ~112 min in a 2-hour budget (7,200 - 13.7 - 500 x 1.89 s = 104.0 min left): a validation fits the budget, not
+    # the budget after the screen; W' = 13.7 + 945 + 1.2 x 6,738 = 9,044.3
+    validation = Training(epochs=12, steps=176, batch_size=256, eval_batches=60, seconds=6738.0)
+    plan = Plan("warmup", 7200.0, None, Costs(score=1.89, step=3.16, workers=1, seconds=13.7),
+                Workload(scores=500, scores_first=500), validation, None, False, "none", {"warmup": 500})
+    (line,) = plan.warnings()
+    assert line.startswith("one validation takes ~112.3 min, more than the 104.0 min left in budget.wall_seconds=7200 "
+                           "after measuring the plan and scoring the first 500 cells, so none will run; "
+                           "set validate.epochs=11 or budget.wall_seconds=9045")
+    screened_elsewhere = dataclasses.replace(plan, workload=Workload(scores=500))  # scores not before validations
+    assert screened_elsewhere.warnings() == []
 
 
 def test_a_resumed_wall_budget_run_replays_the_options_the_budget_sized(tmp_path):

@@ -120,11 +120,13 @@ class TimeBudget:
 @dataclass(frozen=True)
 class Workload:
     """What a strategy will ask for: ``scores`` (cells scored) and ``validations``; None: as
-    many as the budget allows. ``oneshot``: it runs one one-shot search."""
+    many as the budget allows. ``oneshot``: it runs one one-shot search. ``scores_first``: the
+    cells it scores before its first validation (a screen or a first pool)."""
 
     scores: int | None = None
     validations: int | None = None
     oneshot: bool = False
+    scores_first: int = 0
 
 
 @dataclass

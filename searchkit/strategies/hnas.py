@@ -157,7 +157,8 @@ class HNAS(Strategy):
     # --- the budget ---------------------------------------------------------------------------
 
     def workload(self) -> Workload:
-        return Workload(scores=len(self.pool) + self.growth * (self.iterations - 1), validations=self.iterations)
+        return Workload(scores=len(self.pool) + self.growth * (self.iterations - 1), validations=self.iterations,
+                        scores_first=len(self.pool))
 
     def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
         """Pool and growth from a wall budget when a training answers validations (module docstring)."""

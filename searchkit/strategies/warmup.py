@@ -69,7 +69,7 @@ class ZeroCostWarmup(Strategy):
         self.validated = 0
 
     def workload(self) -> Workload:
-        return Workload(scores=len(self.screen))
+        return Workload(scores=len(self.screen), scores_first=len(self.screen))
 
     def budget_options(self, budget: TimeBudget, given: frozenset[str]) -> dict[str, Any]:
         """The screen and the population from a wall budget when a training answers validations."""
