@@ -79,6 +79,10 @@ def test_tiny_hardware_benchmark(tmp_path: Path, capsys) -> None:
     assert "| edgegpu-mid (edgegpu latency <= 4.4 ms) | cifar10 | random | params | 2 |" in summary
     assert f"| edgegpu-mid | edgegpu latency <= 4.4 ms | cifar10 | 6330 | {best:.2f} |" in summary
     assert "| pixel3 | cifar10 | NSGA2 | params | 2 |" in summary and "nadir (1.56, 25.94)" in summary
+    warmup = [r for r in rows if r["strategy"] == "warmup"]  # one budget: its mean gap is the overall mean and worst
+    gap = np.mean([float(r["gap"]) for r in warmup])
+    simulated = np.mean([float(r["simulated_seconds"]) for r in warmup])
+    assert f"| warmup | params | 1 | {gap:.2f} | {gap:.2f} | {int(gap <= 0.3)} | {simulated:.0f} |" in summary
     for plot in ("anytime_gap.png", "hypervolume.png", "fronts.png"):
         assert (out / plot).stat().st_size > 0
     # a rerun finds every row done: nothing is searched again
