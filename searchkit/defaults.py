@@ -1,14 +1,19 @@
-"""``strategy: {name: auto}``: the strategy a run gets by default (issue 26).
+"""``strategy: {name: auto}``: the strategy a run gets by default (issues 16 and 26).
 
 Without a hardware constraint (or when validation is not affordable) it is regularized evolution
 on the run's training-free metric, as before. With a ``constraint:`` and an affordable validation
 oracle (the space's table has the run's dataset, so a 12-epoch validation is a lookup charged its
-recorded training time, or the user chose ``validate.method: train``), it is the zero-cost
-warm-up hybrid with the hardware benchmark's settings (:data:`CONSTRAINED`): in
-results/hardware-aware (issue 16, CIFAR-10, 6 latency budgets) it was the row closest to the best
-feasible cell on every budget (mean gap 0.00-0.50 points at <= 1,000 simulated s), where a
-training-free evolution search was 0.65-3.79 points below it. Its budget: ``budget.archs`` is not
-applied (the screen alone is 500 scores), ``budget.simulated_seconds`` defaults to
+recorded training time, or the user chose ``validate.method: train``), it is the benchmark's
+``warmup-all`` row (:data:`CONSTRAINED`, screened by :data:`CONSTRAINED_METRIC`): synflow over
+every feasible cell when there are at most 10,000 of them (else 500 samples), the top 20
+validated best-first, then REA on validation accuracy. results/hardware-aware/bench-all (issue
+26: whole space, 10 seeds, 21 budget x dataset targets) has the figures; the screen was chosen on
+the tuning seeds (results/hardware-aware/tuning), where the mean rank of synflow, jacob_cov and
+#params screened 0.13 points closer but costs about nine times synflow's CPU time per cell
+(results/nb201-all medians at C = 16, N = 5: jacob_cov 0.39 s, synflow 0.05 s), which a user
+without stored scores pays for every feasible cell. So the run's metric is replaced by synflow: ``auto`` chooses how to
+search, the screen included; name a strategy to keep your metric. Its budget: ``budget.archs`` is
+not applied (the screen alone is up to 10,000 scores), ``budget.simulated_seconds`` defaults to
 :data:`SIMULATED_SECONDS`; ``budget.seconds`` is kept.
 """
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-from searchkit.config import VALIDATION, RunConfig, StrategyConfig
+from searchkit.config import VALIDATION, MetricConfig, RunConfig, StrategyConfig
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
 from searchkit.spaces.base import Benchmark
@@ -24,8 +29,11 @@ from searchkit.spaces.base import Benchmark
 AUTO = "auto"
 #: the default without a constraint
 UNCONSTRAINED = StrategyConfig("evolution", {})
-#: the default under a constraint: configs/bench-hardware.yaml's ``warmup`` row
-CONSTRAINED = StrategyConfig("warmup", {"warmup": 500, "population": 10, "sample_size": 3})
+#: the default under a constraint: configs/bench-hardware.yaml's ``warmup-all`` row
+CONSTRAINED = StrategyConfig("warmup", {"warmup": 500, "screen_all": 10000, "top": 20, "population": 10,
+                                        "sample_size": 3})
+#: its screen (the run's metric is replaced)
+CONSTRAINED_METRIC = MetricConfig("synflow", {})
 #: the constrained default's training budget (simulated seconds) when the config sets none
 SIMULATED_SECONDS = 1000.0
 
@@ -50,4 +58,4 @@ def resolve_strategy(cfg: RunConfig, table: Callable[[], Benchmark | None]) -> R
         return dataclasses.replace(cfg, strategy=UNCONSTRAINED)
     budget = dataclasses.replace(cfg.budget, archs=None,
                                  simulated_seconds=cfg.budget.simulated_seconds or SIMULATED_SECONDS)
-    return dataclasses.replace(cfg, strategy=CONSTRAINED, budget=budget)
+    return dataclasses.replace(cfg, strategy=CONSTRAINED, metric=CONSTRAINED_METRIC, budget=budget)
