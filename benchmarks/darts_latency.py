@@ -16,8 +16,9 @@ batch 1, one thread, the median of ``--repeats`` timed passes) and keeps only ce
    DARTS recipe): what the budget cost in accuracy. Steps 1-3 come first for every seed (they need
    a quiet machine; the script says when they are done), the trainings after.
 
-Resumable: finished searches (``best.json`` with a final accuracy) and the sizing and re-timing
-files are kept; rerun the same command. Latencies need a quiet machine: run it alone.
+Resumable: the sizing, each finished search (``best.json``), each re-timing and each finished
+training (``evaluation.json``; an interrupted one resumes from its checkpoint) are kept; rerun
+the same command. Latencies need a quiet machine: run it alone.
 
     python benchmarks/darts_latency.py --out results/hardware-aware/darts-cpu
 
@@ -35,15 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
-from searchkit.hardware import MeasuredLatency
+from searchkit.hardware import MEASURED_DEVICE, MeasuredLatency
 from searchkit.spaces.darts import DartsSpace
 
 PROXY = {"C": 8, "layers": 5}   # configs/darts-cifar10.yaml's space.build, darts-study's network
 
 
 def latency_model(space: DartsSpace, repeats: int, seed: int) -> MeasuredLatency:
-    """The search's cost model (its defaults: batch 1, 5 warm-up passes, one thread) with ``repeats``."""
-    return MeasuredLatency(space, repeats=repeats, build=PROXY, seed=seed)
+    """The search's cost model (``space.cost_model``, as a constrained search builds it: batch 1, 5
+    warm-up passes, one thread) with ``repeats``."""
+    return space.cost_model(MEASURED_DEVICE, repeats=repeats, build=PROXY, seed=seed)
 
 
 def size_budget(space: DartsSpace, out: Path, sample: int, repeats: int, quantile: float) -> float:
