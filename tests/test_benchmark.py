@@ -1,6 +1,7 @@
 """searchkit benchmark: pool space, score-store seeding, incumbent curves, and a tiny end-to-end
 benchmark that writes summary/runs/anytime, shares scores across runs and resumes."""
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from searchkit.spaces.pool import PoolSpace
 from searchkit.study import benchmark as bench
 from searchkit.study.benchmark_config import load_benchmark_config
 from searchkit.study.anytime import anytime_accuracy
+from searchkit.study.curves import Curves, change_points
 from searchkit.cli import main
 from searchkit.errors import SearchkitError
 from searchkit.metrics import get_metric
@@ -58,8 +60,32 @@ def test_anytime_accuracy_is_the_incumbent_at_each_simulated_budget():
             HistoryRow(3, "3", None, 70.0, 0.0, False, "validate", 900.0)]
     accuracy = np.array([10.0, 11.0, 12.0, 13.0])
     # before 100 s: arch 1 validated (60 s); then arch 2 (120 s) leads; arch 3 never beats it
-    assert anytime_accuracy(rows, accuracy, Table(), (50, 100, 432, 5000)) == [10.0, 11.0, 12.0, 12.0]
-    assert np.isnan(anytime_accuracy(rows[1:], accuracy, Table(), (10,))[0])
+    curve = incumbent_curve(rows, simulated_only=True)
+    assert anytime_accuracy(curve, accuracy, Table(), (50, 100, 432, 5000)) == [10.0, 11.0, 12.0, 12.0]
+    assert np.isnan(anytime_accuracy(incumbent_curve(rows[1:], simulated_only=True), accuracy, Table(), (10,))[0])
+    # the change points alone give the same figures at every budget
+    checkpoints = tuple(range(0, 1100, 7))
+    assert anytime_accuracy(change_points(curve), accuracy, Table(), checkpoints) == anytime_accuracy(
+        curve, accuracy, Table(), checkpoints)
+    assert change_points([(0.0, "a"), (1.0, "a"), (2.0, "b"), (3.0, "b"), (4.0, "b")]) == [
+        (0.0, "a"), (2.0, "b"), (4.0, "b")]
+    assert np.isnan(anytime_accuracy(None, accuracy, Table(), (10, 20))).all()
+
+
+def test_curves_are_kept_once_and_a_curve_cut_by_a_kill_is_kept_again(tmp_path):
+    writer = RunDir(tmp_path / "runs" / "a").history_writer([])
+    for row in (HistoryRow(0, "x", None, 0.5, 2.0, False), HistoryRow(1, "y", None, 80.0, 0.0, False, "validate", 9.0)):
+        writer.append(row)
+    writer.close()
+    curves = Curves(tmp_path)
+    assert curves.get("runs/a", True) == [(0.0, "x"), (9.0, "y")] and curves.get("runs/a", False) == [(2.0, "x"), (11.0, "y")]
+    assert curves.get("runs/missing", True) is None
+    kept = (tmp_path / "curves.csv").read_text()
+    assert Curves(tmp_path).get("runs/a", False) == [(2.0, "x"), (11.0, "y")]
+    assert (tmp_path / "curves.csv").read_text() == kept  # read, not written again
+    (tmp_path / "curves.csv").write_text(kept[:-12])  # a kill tore the last curve's last line
+    assert Curves(tmp_path).get("runs/a", False) == [(2.0, "x"), (11.0, "y")]  # dropped, then kept from the history
+    assert (tmp_path / "curves.csv").read_text() == kept
 
 
 def test_incumbent_is_best_score_until_a_validation_then_best_validated():
@@ -166,9 +192,79 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     for key in ("arch", "C10_test", "archs_scored", "validations", "simulated_seconds"):
         assert again[-1][key] == runs[lost][key]
     assert float(again[-1]["wall_seconds"]) == pytest.approx(float(runs[lost]["wall_seconds"]), abs=1e-2)
+
+    # a fresh clone holds runs.csv and curves.csv, not runs/: its anytime table is the same; without
+    # curves.csv the runs are left out of it, and the notes say so
+    def anytime(directory):
+        text = (directory / "summary.md").read_text()
+        return text.split("Anytime:")[1].split("Published")[0]
+
+    for name in ("runs.csv", "curves.csv", "config.yaml"):
+        (tmp_path / "clone" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "clone" / name).write_bytes((out / name).read_bytes())
+    table = get_space("nb201").benchmark(None)
+    bench.report(bench.Study(tmp_path / "clone", bench.RUN_FIELDS), "tiny", [], table, 10)
+    lost_hnas = "| HNAS | naswot | cifar10 | - | - | - | - |"
+    assert anytime(tmp_path / "clone") == anytime(out) and lost_hnas not in anytime(out)
+    assert (tmp_path / "clone" / "anytime.png").stat().st_size > 0
+    (tmp_path / "clone" / "curves.csv").unlink()
+    bench.report(bench.Study(tmp_path / "clone", bench.RUN_FIELDS), "tiny", [], table, 10)
+    assert lost_hnas in anytime(tmp_path / "clone")
+    assert "anytime: 10 of 10 runs have neither a curve" in (tmp_path / "clone" / "summary.md").read_text()
+
     config.write_text(TINY.replace("seeds: 2", "seeds: 0"))
     with pytest.raises(SearchkitError, match="benchmark.seeds >= 1"):
         load_benchmark_config(config)
+
+
+@needs_data
+def test_a_pool_left_unscored_is_scored_only_where_the_runs_ask(tmp_path):
+    """``pool.prescore: false``: the runs score the members they sample and nothing else, and select
+    what they select over a prescored pool."""
+    random_only = TINY.split("    - {name: evolution")[0]
+    outs = {}
+    for prescore in (True, False):
+        config = tmp_path / f"bench-{prescore}.yaml"
+        config.write_text(random_only.replace("pool: {n: 12, seed: 0}", f"pool: {{n: 12, seed: 0, prescore: {str(prescore).lower()}}}"))
+        outs[prescore] = bench.run_benchmark(config, tmp_path / f"out-{prescore}", progress=False)
+    lazy = read_csv(outs[False] / "runs.csv")
+    assert [r["arch"] for r in lazy] == [r["arch"] for r in read_csv(outs[True] / "runs.csv")]
+    sampled = {row.arch for r in lazy for row in RunDir(outs[False] / r["run"]).read_history()}
+    with ScoreStore(outs[False] / "scores.db") as store:
+        stored = {e["arch"] for e in store.rows()}
+    assert stored == sampled and len(stored) < 12
+    assert "the runs scored the members they asked for" in (outs[False] / "summary.md").read_text()
+
+
+@needs_data
+def test_replay_rebuilds_the_curves_of_a_clone_and_checks_each_run_against_its_row(tmp_path, capsys):
+    """benchmarks/replay_curves.py on a benchmark whose runs/ and curves.csv are gone: every run is run
+    again, matches its row, and the anytime table comes back; a row that its rerun contradicts is
+    reported (exit 1), and replaced only with --accept."""
+    import importlib.util
+    import shutil
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "replay_curves.py"
+    spec = importlib.util.spec_from_file_location("replay_curves", script)
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    config = tmp_path / "bench.yaml"
+    config.write_text(TINY.split("    - {name: hnas")[0])  # random and REA
+    out = bench.run_benchmark(config, tmp_path / "out", progress=False)
+    anytime = (out / "summary.md").read_text().split("Anytime:")[-1]
+    rows = read_csv(out / "runs.csv")
+    shutil.rmtree(out / "runs")
+    (out / "curves.csv").unlink()
+    assert replay.main([str(out)]) == 0 and "replayed 4 runs; 0 differ" in capsys.readouterr().out
+    assert (out / "summary.md").read_text().split("Anytime:")[-1] == anytime and read_csv(out / "runs.csv") == rows
+
+    wrong = [dict(rows[0], arch="|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"), *rows[1:]]
+    bench.Study(out, bench.RUN_FIELDS).rewrite(wrong)
+    (out / "curves.csv").unlink()
+    assert replay.main([str(out)]) == 1 and f"{rows[0]['run']}: the rerun differs in arch" in capsys.readouterr().out
+    assert read_csv(out / "runs.csv") == wrong and not Curves(out).stored(rows[0]["run"])
+    assert replay.main([str(out), "--accept"]) == 0 and read_csv(out / "runs.csv")[0]["arch"] == rows[0]["arch"]
+    assert Curves(out).stored(rows[0]["run"])
 
 
 @needs_data
@@ -226,8 +322,8 @@ def test_anytime_plot_labels_its_reference_lines(tmp_path, monkeypatch):
         writer.close()
     saved = []
     monkeypatch.setattr(Figure, "savefig", lambda self, path, *a, **k: saved.append(self))
-    plot_anytime(tmp_path, [{"run": "r", "strategy": "random", "metric": "kcc"},
-                            {"run": "h", "strategy": "HNAS", "metric": "kcc"}], Table())
+    plot_anytime(tmp_path, [{"run": "r", "strategy": "random", "metric": "kcc", "validations": "0"},
+                            {"run": "h", "strategy": "HNAS", "metric": "kcc", "validations": "1"}], Table())
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in saved[0].axes]
     assert legends[0] == ["random + kcc", "best cell in the table (94.37 %)"]
     assert sorted(legends[1]) == ["HNAS + kcc", "best cell in the table (94.37 %)", "checkpoints (100, 432, 1000, 3051 s)"]

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from searchkit.driver import incumbent_curve
 from searchkit.spaces.base import Benchmark
 
 #: Simulated-second budgets at which the incumbent of a hybrid or training-based run is reported:
@@ -25,11 +24,14 @@ def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ± {np.std(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
-def anytime_accuracy(rows: list, accuracy: np.ndarray, table: Benchmark, checkpoints: tuple = CHECKPOINTS) -> list[float]:
+def anytime_accuracy(curve: list[tuple[float, str]] | None, accuracy: np.ndarray, table: Benchmark,
+                     checkpoints: tuple = CHECKPOINTS) -> list[float]:
     """The incumbent's accuracy (``accuracy[index]``) once at most each checkpoint's simulated
-    training seconds were spent (NaN before any answer). rows: a run's history."""
+    training seconds were spent (NaN before any answer, and everywhere for a run without a curve).
+    curve: the run's incumbent curve over simulated seconds (:class:`~searchkit.study.curves.Curves`)."""
+    if curve is None:
+        return [math.nan] * len(checkpoints)
     values, position = [], 0
-    curve = incumbent_curve(rows, simulated_only=True)
     for checkpoint in checkpoints:
         while position < len(curve) and curve[position][0] <= checkpoint:
             position += 1

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from searchkit.config import RunConfig
 from searchkit.correlate import sample_indices
+from searchkit.engine import SearchResult
 from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
 from searchkit.metrics import parse_metric
@@ -103,7 +104,8 @@ def score_pool(base: RunConfig, bench: BenchmarkConfig, space: SearchSpace, tabl
                db: ScoreStore, parallel: Parallel, progress: bool) -> tuple[PoolSpace, list[str]]:
     """The benchmark's pool, its scores in ``db``: the ``score_cache`` exports imported (when their
     recipe matches), then the missing scores computed (unless ``scored_only``, which keeps the
-    architectures already scored). Returns (the pool, notes for the report)."""
+    architectures already scored, or not ``prescore``, which leaves them to the runs). Returns (the
+    pool, notes for the report)."""
     metrics = context.recipe.metrics
     notes = [import_scores(db, directory, context.recipe.setting()) for directory in bench.score_cache]
     indices = range(len(table)) if bench.pool.n is None else sample_indices(bench.pool.n, bench.pool.seed, len(table))
@@ -111,12 +113,13 @@ def score_pool(base: RunConfig, bench: BenchmarkConfig, space: SearchSpace, tabl
     with ScoreRunner(context, db, parallel) as runner:
         if bench.pool.scored_only:
             texts = [t for t in texts if runner.stored(t) is not None]
-        elif metrics:
+        elif metrics and bench.pool.prescore:
             for _ in tqdm(runner.scores(texts), desc="pool scores", unit="arch", total=len(texts), disable=not progress):
                 pass
     pool = PoolSpace(space, [space.decode(t) for t in texts])
     notes.append(f"pool: {len(pool.members)} architectures" + (
-        f" (of {len(indices)}: those scored with {', '.join(metrics)})" if bench.pool.scored_only else ""))
+        f" (of {len(indices)}: those scored with {', '.join(metrics)})" if bench.pool.scored_only else
+        "; the runs scored the members they asked for" if metrics and not bench.pool.prescore else ""))
     return pool, notes
 
 
@@ -165,19 +168,25 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
             name = run_name(base, entry, metric, seed, dataset)
             result = study.search(name, run_config(base, entry, metric, seed, dataset),
                                   space=pool if searches_pool else None, store=db)
-            study.record({
-                "strategy": entry.title, "metric": metric, "dataset": datasets[dataset], "seed": seed, "arch": result.arch, "index": result.index,
-                "selected_by": result.selected_by, "score": repr(result.score),
-                **{f"{title}_test": table.accuracy(result.index, dataset, "test", 200) for dataset, title in REPORTED},
-                "wall_seconds": f"{result.search_seconds:.3f}", "simulated_seconds": f"{result.simulated_seconds:.3f}",
-                "strategy_seconds": f"{result.strategy_seconds:.3f}", "archs_scored": result.archs_scored,
-                "validations": result.validations, "unique_archs": result.unique_archs, "run": f"runs/{name}",
-            })
+            study.record(run_row(entry, metric, seed, datasets[dataset], name, result, table))
             if time.monotonic() - written >= REPORT_EVERY:  # an interrupted benchmark still reports
                 report(study, base.name, notes, table, len(runs))
                 written = time.monotonic()
     report(study, base.name, notes, table, len(runs))
     return out
+
+
+def run_row(entry: StrategyEntry, metric: str, seed: int, dataset: str, name: str, result: SearchResult,
+            table: Benchmark) -> dict:
+    """The ``runs.csv`` row of a finished run (``dataset``: the table's name of the dataset searched for)."""
+    return {
+        "strategy": entry.title, "metric": metric, "dataset": dataset, "seed": seed, "arch": result.arch,
+        "index": result.index, "selected_by": result.selected_by, "score": repr(result.score),
+        **{f"{title}_test": table.accuracy(result.index, column, "test", 200) for column, title in REPORTED},
+        "wall_seconds": f"{result.search_seconds:.3f}", "simulated_seconds": f"{result.simulated_seconds:.3f}",
+        "strategy_seconds": f"{result.strategy_seconds:.3f}", "archs_scored": result.archs_scored,
+        "validations": result.validations, "unique_archs": result.unique_archs, "run": f"runs/{name}",
+    }
 
 
 def report(study: Study, name: str, notes: list[str], table: Benchmark, total: int) -> None:

@@ -39,11 +39,16 @@ class StrategyEntry:
 class PoolConfig:
     """The architectures searched: ``n`` drawn with ``seed`` exactly as ``searchkit correlate --n N
     --seed S`` draws them (null: every architecture of the benchmark); ``scored_only``: keep only
-    those the score store already holds for every metric (a benchmark that computes no new scores)."""
+    those the score store already holds for every metric (a benchmark that computes no new scores);
+    ``prescore``: score every member before the runs (in parallel with ``--workers``), or, when false,
+    leave each missing score to the run that asks for it: a row of 100 random samples per seed then
+    scores ~1,000 of NB201's 15,625 cells instead of all of them (a strategy that ranks the whole
+    pool, such as HNAS, RoBoT or the warm-up over every cell, still scores all of them, one by one)."""
 
     n: int | None = 1000
     seed: int = 0
     scored_only: bool = False
+    prescore: bool = True
 
 
 @dataclass

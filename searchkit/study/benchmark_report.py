@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from searchkit.driver import incumbent_curve
-from searchkit.rundir import RunDir
 from searchkit.spaces.base import Benchmark
 from searchkit.study.anytime import CHECKPOINTS, anytime_accuracy, draw_runs, mean_std
+from searchkit.study.curves import Curves
 
 #: (table dataset, column title) of the accuracies reported per run.
 REPORTED = (("cifar10", "C10"), ("cifar100", "C100"), ("ImageNet16-120", "IN16"))
@@ -94,6 +93,7 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], tabl
     if len({dataset for _, _, dataset in groups}) > 1:
         lines += per_dataset_lines(groups)
     validating = {key: group for key, group in groups.items() if any(float(r["validations"]) for r in group)}
+    curves = Curves(out)
     if table is not None and validating:
         lines += ["", "Anytime: test accuracy, on the dataset searched for, of the incumbent once at most N simulated "
                   "training seconds were spent (mean ± std over seeds; '-' before the first answer):", "",
@@ -101,40 +101,49 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], tabl
                   "|---|---|---|" + "---|" * len(CHECKPOINTS)]
         for (strategy, metric, dataset), group in validating.items():
             accuracy = table.column(dataset, "test", 200)
-            values = np.array([anytime_accuracy(RunDir(out / r["run"]).read_history(), accuracy, table) for r in group])
+            values = np.array([anytime_accuracy(curves.get(r["run"], True), accuracy, table) for r in group])
             lines.append(f"| {strategy} | {metric} | {dataset} | "
                          + " | ".join(mean_std(list(column)) for column in values.T) + " |")
     lines += ["", "Published (seed 003, table 3; cost in GPU seconds on a 1080Ti):", "",
               "| algorithm | C10 | C100 | IN16 | cost s |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {c10} | {c100} | {in16} | {cost} |" for name, c10, c100, in16, cost in PUBLISHED]
+    lost = sum(curves.get(r["run"], True) is None for r in rows)
+    if lost:
+        notes = [*notes, f"anytime: {lost} of {len(rows)} runs have neither a curve in {out / 'curves.csv'} nor a "
+                         "history in their run directory; the anytime table and plot leave them out"]
     lines += ["", "Score caches and pool:", ""] + [f"- {note}" for note in notes]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path:
+def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path | None:
     """``out/anytime.png``: the incumbent's CIFAR-10 test accuracy of every (strategy, metric) row
     searched for CIFAR-10 (the summary's anytime table has the other datasets), the
     mean over seeds with a band from the lowest to the highest seed (a one-shot search: a point
     with its std). Left: rows that only score, against their training-free wall seconds. Right:
     rows that validate (hybrid and training-based), against simulated training seconds, with the
     :data:`CHECKPOINTS` marked (like seed 003, figure 2). The dashed line is the best cell's accuracy
-    in the table; every line is in the legend. The x axes are log scale."""
+    in the table; every line is in the legend. The x axes are log scale. Curves come from
+    ``out/curves.csv`` (:class:`~searchkit.study.curves.Curves`); None when no run has one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     accuracy = table.column("cifar10", "test", 200)
+    curves = Curves(out)
     panels: dict[bool, dict[str, list[list[tuple[float, float]]]]] = {False: {}, True: {}}
     for row in (r for r in rows if searched_for(r) == "cifar10"):
-        history = RunDir(out / row["run"]).read_history()
-        validates = any(r.kind == "validate" for r in history)
-        curve = [(cost, float(accuracy[table.index_of(arch)]))
-                 for cost, arch in incumbent_curve(history, simulated_only=validates)]
-        panels[validates].setdefault(f"{row['strategy']} + {row['metric']}", []).append(curve)
+        validates = float(row["validations"]) > 0
+        curve = curves.get(row["run"], validates)
+        if curve is None:  # counted in the summary's notes
+            continue
+        panels[validates].setdefault(f"{row['strategy']} + {row['metric']}", []).append(
+            [(cost, float(accuracy[table.index_of(arch)])) for cost, arch in curve])
     shown = [(validates, lines) for validates, lines in panels.items() if lines]
+    if not shown:  # no CIFAR-10 run with a curve
+        return None
     optimum = float(np.nanmax(accuracy))
     fig, axes = plt.subplots(1, len(shown), figsize=(6.4 * len(shown), 4.8), dpi=110, squeeze=False)
     for ax, (validates, lines) in zip(axes[0], shown):

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from searchkit.driver import incumbent_curve
 from searchkit.front import found_front
 from searchkit.pareto import pareto_front
 from searchkit.rundir import HistoryRow, RunDir
 from searchkit.spaces.base import Benchmark
 from searchkit.study.anytime import CHECKPOINTS, anytime_accuracy, draw_runs, mean_std
+from searchkit.study.curves import Curves
 from searchkit.study.runs import Study
 
 if TYPE_CHECKING:  # the benchmark (study.hardware) imports this module to write its report
@@ -48,6 +48,8 @@ def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict
 
 def _mean(group: list[dict], key: str) -> float:
     return float(np.mean([float(r[key]) for r in group]))
+
+
 
 
 def _history(out: Path, row: dict) -> list:
@@ -153,13 +155,14 @@ def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Bench
                  "validate ('-' before the first answer):", "",
              "| budget | dataset | strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
              "|---|---|---|---|" + "---|" * len(CHECKPOINTS)]
+    curves = Curves(out)
     for target in targets:
         _, best = plan.truth(target).best_feasible(target.constraint)
         accuracy = plan.truth(target).accuracy
         for (strategy, metric), group in _groups(rows, target).items():
             if not any(int(r["validations"]) for r in group):
                 continue
-            values = np.array([anytime_accuracy(_history(out, r), accuracy, table) for r in group])
+            values = np.array([anytime_accuracy(curves.get(r["run"], True), accuracy, table) for r in group])
             lines.append(f"| {target.label} | {target.dataset} | {strategy} | {metric} | " +
                          " | ".join(mean_std(list(best - column)) for column in values.T) + " |")
     return lines
@@ -169,16 +172,17 @@ def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark)
     """``anytime_gap.png``: per budget, each validating row's gap to the best feasible cell vs
     simulated seconds (mean over seeds, min-max band), the GAP_TARGET-point target dashed."""
     targets = [t for t in plan.targets if t.constraint is not None]
-    panels = []
+    curves, panels = Curves(out), []
     for target in targets:
         _, best = plan.truth(target).best_feasible(target.constraint)
         accuracy = plan.truth(target).accuracy
         lines = {}
         for (strategy, metric), group in _groups(rows, target).items():
             if any(int(r["validations"]) for r in group):
-                lines[f"{strategy} + {metric}"] = [
-                    [(cost, best - float(accuracy[table.index_of(arch)])) for cost, arch in
-                     incumbent_curve(_history(out, r), simulated_only=True)] for r in group]
+                runs = [[(cost, best - float(accuracy[table.index_of(arch)])) for cost, arch in curve]
+                        for curve in (curves.get(r["run"], True) for r in group) if curve is not None]
+                if runs:
+                    lines[f"{strategy} + {metric}"] = runs
         if lines:
             panels.append((target, lines))
     if not panels:

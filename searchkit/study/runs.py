@@ -11,6 +11,7 @@ torn by a kill is dropped.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -68,6 +69,14 @@ class Study:
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+    def rewrite(self, rows: list[dict]) -> None:
+        """Replace ``runs.csv`` with ``rows`` (atomically)."""
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.fields)  # the lines record() appends
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(self.table, text.getvalue())
 
     def path(self, name: str) -> Path:
         return self.out / "runs" / name
