@@ -401,8 +401,8 @@ def ensemble_lines(chosen: dict[int, float], baselines: dict, truth: dict, even:
 def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
     """Every (kernel, m, variant) x k: Spearman with CIFAR-10 validation accuracy on the even (tuning)
     half, then on the odd (report) half Spearman with CIFAR-10 / CIFAR-100 / ImageNet16-120 test
-    accuracy, the paired-bootstrap 95 % interval of its CIFAR-10 rho minus that of #params, naswot and
-    synflow (their draw-0 values from results/nb201-all, on the same cells), the head (:func:`head`),
+    accuracy, the paired-bootstrap 95 % interval of its CIFAR-10 rho minus that of #params, naswot,
+    synflow and KCC as scored today (their draw-0 values from results/nb201-all, on the same cells), the head (:func:`head`),
     self-agreement across draws and cost per cell. The setting chosen on the even half is then reported."""
     from correlation_study import paired_bootstrap  # benchmarks/ is sys.path[0]
     from scipy import stats
@@ -414,7 +414,7 @@ def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
     sample = sample_indices(study.n, SAMPLE_SEED, NUM_ARCHS)
     even, odd = set(sample[0::2]), set(sample[1::2])
     baselines = read_scores(ROOT / "results" / "nb201-all" / "scores.csv")
-    base_names = ("params", "naswot", "synflow")
+    base_names = ("params", "naswot", "synflow", "kcc")
     max_draws = max(max(held) for values in table.values() for held in values.values()) + 1
     body, tuned = [], []
     for key, k in settings_with_draws(table, max_draws):
@@ -443,7 +443,7 @@ def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
                     f"{self_agreement(table[key], k):.3f} | {cost_cell(cost[key], k)} |")
     report_all = sorted(odd & set(baselines))
     base_lines = []
-    for name in (*base_names, "kcc"):
+    for name in base_names:
         values = np.array([baselines[i][name] for i in report_all])
         precision, mean_acc = head(values, truth["c10"][report_all])
         rhos = [float(stats.spearmanr(values, truth[t][report_all])[0]) for t in ("c10", "c100", "in16")]
@@ -458,8 +458,9 @@ def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
         f"(`centred`) at m = {study.centred_m or 'n/a'}; smaller m read the leading block (nested prefixes). k: "
         "the score is the mean of draws 0..k-1 (cells with all k).", "",
         "Columns: tune rho (even half, C10 valid); report rho C10 / C100 / IN16 test (odd half); rho minus "
-        "#params', naswot's and synflow's rho (C10 test, their draw-0 m = 64 values from results/nb201-all on the "
-        "same cells) with the paired-bootstrap 95 % interval (2,000 resamples); head: of the top 5 % of the odd half "
+        "#params', naswot's, synflow's and today's KCC's rho (C10 test, their draw-0 m = 64 values from "
+        "results/nb201-all on the same cells: KCC today is the default recipe's score, eps 1e-4 on the recipe's "
+        "scoring batch of 64 images, data seed 0, not class-balanced) with the paired-bootstrap 95 % interval (2,000 resamples); head: of the top 5 % of the odd half "
         "by the score, the share in the top 5 % by C10 test accuracy / their mean C10 test accuracy; self-agreement: "
         "Spearman between the means of draws 0..k-1 and k..2k-1 (all cells with 2k draws; nan without them); s/cell: "
         "k x (the Theta at m from scratch, median of `timing.csv`, + the figure's own work), n/a before `time` ran.", "",
@@ -479,8 +480,8 @@ def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
               "| score | n | rho C10 / C100 / IN16 | head precision / mean acc |", "|---|---|---|---|", *base_lines, "",
               "## Every setting", "",
               "| kernel | m | variant | k | n tune/report | tune rho | report rho C10 / C100 / IN16 | vs #params | "
-              "vs naswot | vs synflow | head | self-agreement | s/cell |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|", *body]
+              "vs naswot | vs synflow | vs KCC today | head | self-agreement | s/cell |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", *body]
     if tuned:
         lines += ["", *ensembles]
     return lines
@@ -488,8 +489,8 @@ def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
 
 def darts_lines(study: Study, table: dict, cost: dict) -> list[str]:
     """Spearman of every (kernel, m, variant) x k with the DARTS CSV's CIFAR-10 accuracy on all scored
-    cells and on those above the median accuracy of all 1,000, beside #params, naswot and synflow
-    (results/correlation/kcc-study/darts, init seed 0, batch 64) on the same cells."""
+    cells and on those above the median accuracy of all 1,000, beside #params, naswot, synflow and KCC
+    as scored today (results/correlation/kcc-study/darts, init seed 0, batch 64) on the same cells."""
     from scipy import stats
     from kcc_study import darts_rows
 
@@ -507,7 +508,7 @@ def darts_lines(study: Study, table: dict, cost: dict) -> list[str]:
         top = upper[cells]
         figures_ = [float(stats.spearmanr(s, accuracy[cells])[0]), float(stats.spearmanr(s[top], accuracy[cells][top])[0])]
         base = []
-        for name in ("params", "naswot", "synflow"):
+        for name in ("params", "naswot", "synflow", "kcc"):
             held = [i for i in cells if i in baselines]
             values = np.array([baselines[i][name] for i in held])
             hi = upper[held]
@@ -520,8 +521,9 @@ def darts_lines(study: Study, table: dict, cost: dict) -> list[str]:
             f"CIFAR-10 batch (data seed d); kernels sum at m = {study.m_max}, centred at m = {study.centred_m or 'n/a'}. "
             "rho: Spearman with the CSV's accuracy, on all scored cells / on those above the median accuracy of "
             "the 1,000 (n in brackets). Baselines: draw 0, batch 64, on the same cells.", "",
-            "| kernel | m | variant | k | n (above median) | rho all / upper half | #params | naswot | synflow | s/cell |",
-            "|---|---|---|---|---|---|---|---|---|---|", *body]
+            "| kernel | m | variant | k | n (above median) | rho all / upper half | #params | naswot | synflow | "
+            "KCC today | s/cell |",
+            "|---|---|---|---|---|---|---|---|---|---|---|", *body]
 
 
 def main(argv: list[str] | None = None) -> int:
