@@ -460,8 +460,8 @@ def nb201_lines(study: Study, table: dict, cost: dict) -> list[str]:
         "Columns: tune rho (even half, C10 valid); report rho C10 / C100 / IN16 test (odd half); rho minus "
         "#params', naswot's, synflow's and today's KCC's rho (C10 test, their draw-0 m = 64 values from "
         "results/nb201-all on the same cells: KCC today is the default recipe's score, eps 1e-4 on the recipe's "
-        "scoring batch of 64 images, data seed 0, not class-balanced) with the paired-bootstrap 95 % interval (2,000 resamples); head: of the top 5 % of the odd half "
-        "by the score, the share in the top 5 % by C10 test accuracy / their mean C10 test accuracy; self-agreement: "
+        "scoring batch of 64 images, data seed 0, not class-balanced) with the paired-bootstrap 95 % interval "
+        "(2,000 resamples); head: of the top 5 % of the odd half by the score, the share in the top 5 % by C10 test accuracy / their mean C10 test accuracy; self-agreement: "
         "Spearman between the means of draws 0..k-1 and k..2k-1 (all cells with 2k draws; nan without them); s/cell: "
         "k x (the Theta at m from scratch, median of `timing.csv`, + the figure's own work), n/a before `time` ran.", "",
     ]

@@ -61,7 +61,7 @@ def run_one(out: Path, label: str, seed: int) -> dict:
 def write_report(out: Path, report: str, settings: list[str], seeds: list[int], results: dict[tuple[str, int], dict],
                  command: str) -> str:
     """``out/report``: the table (validation accuracy per setting and seed, mean) and the chosen setting."""
-    lines = ["# NASI on NAS-Bench-201: choosing T, nu and mu on tuning seeds", "",
+    lines = [f"# NASI on NAS-Bench-201: choosing among {', '.join(settings)} on tuning seeds", "",
              f"Command: `{command}`", "",
              "Each search: NASI (Algorithm 1, `none` left out) with the setting's objective on the NB201 network "
              "(C=16, N=5), CIFAR-10 scoring batches of 64, init seed 0; the number is the selected cell's "

@@ -1,7 +1,8 @@
 """Rebuild the incumbent curves of a benchmark's recorded runs that ``curves.csv`` lacks (on a fresh
 clone their run directories are gone: ``runs/`` is not committed, and ``curves.csv`` came later than
 these runs), by running each such run again from the benchmark's recorded ``config.yaml`` (or replaying
-its history where its directory is here), and check that the run reproduces its recorded row (the selected cell, its accuracies, the queries and the simulated seconds). Then the
+its history where its directory is here), and check that the run reproduces its recorded row (the
+selected cell, its accuracies, the queries and the simulated seconds). Then the
 benchmark's reports are rewritten with every run's curve.
 
     OMP_NUM_THREADS=1 python benchmarks/replay_curves.py results/benchmark-nb201 [--accept]
