@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from searchkit.data.base import Batch
-from searchkit.metrics import DegenerateNetworkWarning, Metric, get_metric
+from searchkit.metrics import DegenerateNetworkWarning, Metric, get_metric, parse_metric
+from searchkit.metrics.base import score_metrics
 from searchkit.metrics.cost import count_macs
 from searchkit.metrics.naswot import NASWOT_WORST, hamming_kernel
 from searchkit.metrics.zero_cost import NONNEGATIVE_WORST, UNBOUNDED_WORST, without_batchnorm
@@ -174,6 +175,20 @@ def test_metric_leaves_the_network_untouched_and_is_deterministic(name, training
 def test_metrics_follow_the_protocol(name):
     metric = get_metric(name)
     assert isinstance(metric, Metric) and metric.name == name and math.isfinite(metric.worst)
+
+
+def test_loss_gradient_proxies_share_one_pass_and_score_as_alone():
+    """grad_norm, snip and fisher (both fisher options) scored together run one forward and give
+    exactly what each gives alone."""
+    net, batch = small_convnet(), image_batch()
+    metrics = {spec: parse_metric(spec) for spec in ["grad_norm", "snip", "fisher", "fisher:weight_by_fan_in=false"]}
+    alone = {label: metric(net, batch) for label, metric in metrics.items()}
+    forwards = []
+    net.register_forward_hook(lambda *_: forwards.append(1))
+    together = score_metrics(net, batch, metrics)
+    assert len(forwards) == 1
+    assert {label: value for label, (value, _) in together.items()} == alone
+    assert len(set(alone.values())) == 4
 
 
 def test_without_batchnorm_copies():

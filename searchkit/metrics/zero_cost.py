@@ -11,6 +11,8 @@ NASLib's port of it); see ``results/reference-agreement/README.md`` for the meas
   parameters excluded), the references' ``get_layer_metric_array``; a per-weight score is summed
   over all of them.
 * The loss is the mean cross-entropy of the logits on the whole scoring batch, one backward pass.
+* ``grad_norm``, ``snip`` and ``fisher`` scored on the same network and batch share that one forward
+  and backward (:class:`LossGradients`); each scores exactly what it scores alone.
 
 Nothing here modifies the network it is given: forwards go through
 :func:`torch.func.functional_call` with detached copies of the parameters and cloned buffers
@@ -29,6 +31,7 @@ from __future__ import annotations
 import copy
 import math
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -37,7 +40,7 @@ from torch import nn
 from torch.func import functional_call
 
 from searchkit.data.base import Batch
-from searchkit.metrics.base import Metric, metric
+from searchkit.metrics.base import Metric, SharedWork, metric
 from searchkit.metrics.ntk import train_mode
 
 #: Layers whose ``weight`` the per-weight proxies sum over (the references' conv2d + linear).
@@ -114,9 +117,62 @@ def loss_weight_grads(
     return weights, {k: torch.zeros_like(w) if g is None else g for (k, w), g in zip(weights.items(), grads)}
 
 
+@dataclass(frozen=True)
+class LossGradients:
+    """What one forward and one backward of the mean loss give ``grad_norm``, ``snip`` and ``fisher``
+    (they share it on one network and batch: :func:`~searchkit.metrics.base.score_metrics`).
+
+    ``weights``, ``grads``: W_l and dL/dW_l per conv/linear weight name (detached; zero where no
+    gradient reaches W_l). ``channel_saliency``: per conv/linear output a (m, K, ...) in forward
+    order that the loss depends on, (sum_k Delta_k, the layer's fan-in C_in k_h k_w): Fisher's
+    Delta_k = 1/(2m) sum_n (sum_{h,w} a_nkhw dL/da_nkhw)^2, reduced at once so no activation is kept.
+    """
+
+    weights: dict[str, torch.Tensor]
+    grads: dict[str, torch.Tensor]
+    channel_saliency: list[tuple[float, int]]
+
+
+def loss_gradients(net: nn.Module, batch: Batch) -> LossGradients:
+    """:class:`LossGradients` of ``net`` on ``batch``: one train-mode forward (hooks on every conv/linear
+    output), one backward to the weights and those outputs together."""
+    params = detached_params(net)
+    names = weight_names(net)
+    outputs: list[tuple[nn.Module, torch.Tensor]] = []
+    with forward_hooks(weighted_modules(net).values(), lambda mod, inp, out: outputs.append((mod, out))):
+        loss = F.cross_entropy(train_forward(net, batch.x, params), batch.y)
+    found = torch.autograd.grad(loss, [params[k] for k in names] + [a for _, a in outputs], allow_unused=True)
+    weights = {k: params[k].detach() for k in names}
+    grads = {k: torch.zeros_like(weights[k]) if g is None else g for k, g in zip(names, found)}
+    saliency = []
+    for (module, act), grad in zip(outputs, found[len(names):]):
+        if grad is not None:
+            g_nk = (act.detach() * grad).flatten(2).sum(2) if act.dim() > 2 else act.detach() * grad
+            saliency.append((float((0.5 * g_nk.pow(2).mean(0)).sum()), module.weight[0].numel()))
+    return LossGradients(weights, grads, saliency)
+
+
+class LossGradientMetric(Metric):
+    """A proxy read off :class:`LossGradients`; those scored on one network and batch share one pass."""
+
+    @property
+    def shared_key(self) -> str:
+        return "loss_gradients"
+
+    def from_gradients(self, found: LossGradients) -> float:
+        raise NotImplementedError
+
+    def compute(self, net: nn.Module, batch: Batch) -> float:
+        return self.from_gradients(loss_gradients(net, batch))
+
+    def compute_shared(self, net: nn.Module, batch: Batch, shared: SharedWork | None) -> float:
+        if shared is None:
+            return self.compute(net, batch)
+        return self.from_gradients(shared.get(self.shared_key, lambda: loss_gradients(net, batch)))
+
 
 @metric("grad_norm")
-class GradNorm(Metric):
+class GradNorm(LossGradientMetric):
     """Sum over layers of the loss gradient's norm, sum_l ||dL/dW_l||_2 (Abdelfattah et al. 2021,
     sec. 3). HNAS seed 003 eq. 2 takes one global norm ||(1/m) sum_i grad l_i||_2 instead; we
     follow the zero-cost code that both references ran: per-layer Frobenius norms of the
@@ -129,13 +185,12 @@ class GradNorm(Metric):
     worst = NONNEGATIVE_WORST
     quantity = "gradient norm Σ_l ‖∂L/∂W_l‖"
 
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        _, grads = loss_weight_grads(net, batch)
-        return nonzero(float(sum(g.norm() for g in grads.values())))
+    def from_gradients(self, found: LossGradients) -> float:
+        return nonzero(float(sum(g.norm() for g in found.grads.values())))
 
 
 @metric("snip")
-class Snip(Metric):
+class Snip(LossGradientMetric):
     """SNIP connection sensitivity summed over weights, sum_l sum |W_l * dL/dW_l| (Lee et al. 2019,
     sec. 4.1, without its normalisation; Abdelfattah et al. 2021 sec. 3). HNAS seed 003 eq. 3
     takes |theta^T g| / m instead; we follow the zero-cost code (elementwise absolute values).
@@ -147,9 +202,8 @@ class Snip(Metric):
     worst = NONNEGATIVE_WORST
     quantity = "SNIP saliency Σ |W ⊙ ∂L/∂W|"
 
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        weights, grads = loss_weight_grads(net, batch)
-        return nonzero(float(sum((w.detach() * grads[k]).abs().sum() for k, w in weights.items())))
+    def from_gradients(self, found: LossGradients) -> float:
+        return nonzero(float(sum((w * found.grads[k]).abs().sum() for k, w in found.weights.items())))
 
 
 @metric("grasp")
@@ -180,7 +234,7 @@ class Grasp(Metric):
 
 
 @metric("fisher")
-class Fisher(Metric):
+class Fisher(LossGradientMetric):
     """Fisher pruning saliency summed over channels (Theis et al. 2018, sec. 2.1; Turner et al.
     2020), as the zero-cost code computes it on the output a of every conv/linear layer:
 
@@ -197,21 +251,9 @@ class Fisher(Metric):
     worst = NONNEGATIVE_WORST
     quantity = "Fisher saliency Σ Δ"
 
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        layers = weighted_modules(net)
-        outputs: list[tuple[nn.Module, torch.Tensor]] = []
-        with forward_hooks(layers.values(), lambda mod, inp, out: outputs.append((mod, out))):
-            loss = F.cross_entropy(train_forward(net, batch.x, detached_params(net)), batch.y)
-        grads = torch.autograd.grad(loss, [a for _, a in outputs], allow_unused=True)
-        total = 0.0
-        for (module, act), grad in zip(outputs, grads):
-            if grad is None:
-                continue
-            g_nk = (act.detach() * grad).flatten(2).sum(2) if act.dim() > 2 else act.detach() * grad
-            delta_k = 0.5 * g_nk.pow(2).mean(0)
-            fan_in = module.weight[0].numel() if self.weight_by_fan_in else 1
-            total += float(delta_k.sum()) * fan_in
-        return nonzero(total)
+    def from_gradients(self, found: LossGradients) -> float:
+        return nonzero(sum(delta * (fan_in if self.weight_by_fan_in else 1)
+                           for delta, fan_in in found.channel_saliency))
 
 
 def without_batchnorm(net: nn.Module) -> nn.Module:
