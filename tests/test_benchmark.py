@@ -155,8 +155,8 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
     finished = []  # with REPORT_EVERY = 0 the summary is rewritten after every run
     monkeypatch.setattr(bench, "REPORT_EVERY", 0.0)
     write_summary = bench.write_summary
-    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes, table: (finished.append(notes[-1]),
-                                                                                  write_summary(o, n, rows, notes, table)))
+    monkeypatch.setattr(bench, "write_summary", lambda o, n, rows, notes, *rest: (finished.append(notes[-1]),
+                                                                                  write_summary(o, n, rows, notes, *rest)))
     assert main(["benchmark", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     assert finished == [f"runs finished: {k} of 10" for k in range(1, 11)] + ["runs finished: 10 of 10"]
     monkeypatch.setattr(bench, "write_summary", write_summary)
@@ -323,7 +323,8 @@ def test_anytime_plot_labels_its_reference_lines(tmp_path, monkeypatch):
     saved = []
     monkeypatch.setattr(Figure, "savefig", lambda self, path, *a, **k: saved.append(self))
     plot_anytime(tmp_path, [{"run": "r", "strategy": "random", "metric": "kcc", "validations": "0"},
-                            {"run": "h", "strategy": "HNAS", "metric": "kcc", "validations": "1"}], Table())
+                            {"run": "h", "strategy": "HNAS", "metric": "kcc", "validations": "1"}], Table(),
+                 Curves(tmp_path))
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in saved[0].axes]
     assert legends[0] == ["random + kcc", "best cell in the table (94.37 %)"]
     assert sorted(legends[1]) == ["HNAS + kcc", "best cell in the table (94.37 %)", "checkpoints (100, 432, 1000, 3051 s)"]

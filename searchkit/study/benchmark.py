@@ -53,6 +53,7 @@ from searchkit.spaces.base import SearchSpace
 from searchkit.study.benchmark_config import (VALIDATION, BenchmarkConfig, StrategyEntry, load_benchmark_config, needs,
                                               run_config)
 from searchkit.study.benchmark_report import REPORTED, plot_anytime, write_summary
+from searchkit.study.curves import Curves
 from searchkit.study.hardware import parse_hardware, run_hardware
 from searchkit.study.runs import Study, dirname
 from searchkit.workers import Parallel
@@ -191,9 +192,9 @@ def run_row(entry: StrategyEntry, metric: str, seed: int, dataset: str, name: st
 
 def report(study: Study, name: str, notes: list[str], table: Benchmark, total: int) -> None:
     """``summary.md`` and ``anytime.png`` of the runs in ``runs.csv`` (``total`` planned)."""
-    rows = study.rows()
-    write_summary(study.out, name, rows, [*notes, f"runs finished: {len(rows)} of {total}"], table)
-    plot_anytime(study.out, rows, table)
+    rows, curves = study.rows(), Curves(study.out)
+    write_summary(study.out, name, rows, [*notes, f"runs finished: {len(rows)} of {total}"], table, curves)
+    plot_anytime(study.out, rows, table, curves)
 
 
 def resume_benchmark(out: str | Path, progress: bool = True, parallel: Parallel = Parallel()) -> Path:

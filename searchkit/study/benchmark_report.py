@@ -64,11 +64,13 @@ def per_dataset_lines(groups: dict[tuple[str, str, str], list[dict]]) -> list[st
     return lines
 
 
-def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], table: Benchmark | None = None) -> Path:
+def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], table: Benchmark | None,
+                  curves: Curves) -> Path:
     """``out/summary.md``: one line per (strategy, metric, dataset searched for) with mean +- std over
     seeds; with several datasets, each dataset's rows searched for it; for runs that validate, the
     incumbent's test accuracy on the dataset searched for after each of :data:`CHECKPOINTS`
-    simulated seconds (needs ``table``); then the published rows of seed 003's table 3."""
+    simulated seconds (needs ``table``; ``curves``: the runs' incumbent curves); then the published rows of
+    seed 003's table 3."""
     groups = _groups(rows)
     lines = [
         f"# NAS-Bench-201 benchmark: {name}", "",
@@ -93,7 +95,6 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], tabl
     if len({dataset for _, _, dataset in groups}) > 1:
         lines += per_dataset_lines(groups)
     validating = {key: group for key, group in groups.items() if any(float(r["validations"]) for r in group)}
-    curves = Curves(out)
     if table is not None and validating:
         lines += ["", "Anytime: test accuracy, on the dataset searched for, of the incumbent once at most N simulated "
                   "training seconds were spent (mean ± std over seeds; '-' before the first answer):", "",
@@ -117,22 +118,21 @@ def write_summary(out: Path, name: str, rows: list[dict], notes: list[str], tabl
     return path
 
 
-def plot_anytime(out: Path, rows: list[dict], table: Benchmark) -> Path | None:
+def plot_anytime(out: Path, rows: list[dict], table: Benchmark, curves: Curves) -> Path | None:
     """``out/anytime.png``: the incumbent's CIFAR-10 test accuracy of every (strategy, metric) row
     searched for CIFAR-10 (the summary's anytime table has the other datasets), the
     mean over seeds with a band from the lowest to the highest seed (a one-shot search: a point
     with its std). Left: rows that only score, against their training-free wall seconds. Right:
     rows that validate (hybrid and training-based), against simulated training seconds, with the
     :data:`CHECKPOINTS` marked (like seed 003, figure 2). The dashed line is the best cell's accuracy
-    in the table; every line is in the legend. The x axes are log scale. Curves come from
-    ``out/curves.csv`` (:class:`~searchkit.study.curves.Curves`); None when no run has one."""
+    in the table; every line is in the legend. The x axes are log scale. ``curves``: the runs' incumbent
+    curves (``out/curves.csv``); None when no run has one."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     accuracy = table.column("cifar10", "test", 200)
-    curves = Curves(out)
     panels: dict[bool, dict[str, list[list[tuple[float, float]]]]] = {False: {}, True: {}}
     for row in (r for r in rows if searched_for(r) == "cifar10"):
         validates = float(row["validations"]) > 0

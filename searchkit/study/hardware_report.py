@@ -57,7 +57,7 @@ def _history(out: Path, row: dict) -> list:
 
 
 def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: HardwarePlan, table: Benchmark,
-                           notes: list[str]) -> Path:
+                           notes: list[str], curves: Curves) -> Path:
     """``out/summary.md``: the constrained rows per budget (and which meet the gap target), their
     anytime gaps, and the multi-objective rows' hypervolumes."""
     lines = [f"# Hardware-aware benchmark: {name}", "",
@@ -100,7 +100,7 @@ def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: Hardwar
                   "mean gap | within 0.5 | met | published (ours above?) |",
                   "|---|---|---|---|---|---|---|---|---|---|---|", *verdicts]
         lines += _overall_lines(rows, constrained)
-        lines += _anytime_lines(out, rows, plan, table, constrained)
+        lines += _anytime_lines(curves, rows, plan, table, constrained)
     devices = [t for t in plan.targets if t.constraint is None]
     if devices:
         lines += ["", "## Multi-objective search", "", "Reference points (test accuracy %, cost), per device and "
@@ -148,14 +148,14 @@ def _overall_lines(rows: list[dict], targets: list[Target]) -> list[str]:
     return lines
 
 
-def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark, targets: list[Target]) -> list[str]:
+def _anytime_lines(curves: Curves, rows: list[dict], plan: HardwarePlan, table: Benchmark,
+                   targets: list[Target]) -> list[str]:
     """The mean gap of the incumbent of each validating row once at most each checkpoint's
     simulated seconds were spent."""
     lines = ["", "Anytime: mean gap (points) of the incumbent once at most N simulated seconds were spent, rows that "
                  "validate ('-' before the first answer):", "",
              "| budget | dataset | strategy | metric | " + " | ".join(f"≤ {c} s" for c in CHECKPOINTS) + " |",
              "|---|---|---|---|" + "---|" * len(CHECKPOINTS)]
-    curves = Curves(out)
     for target in targets:
         _, best = plan.truth(target).best_feasible(target.constraint)
         accuracy = plan.truth(target).accuracy
@@ -168,11 +168,11 @@ def _anytime_lines(out: Path, rows: list[dict], plan: HardwarePlan, table: Bench
     return lines
 
 
-def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark) -> Path | None:
+def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark, curves: Curves) -> Path | None:
     """``anytime_gap.png``: per budget, each validating row's gap to the best feasible cell vs
     simulated seconds (mean over seeds, min-max band), the GAP_TARGET-point target dashed."""
     targets = [t for t in plan.targets if t.constraint is not None]
-    curves, panels = Curves(out), []
+    panels = []
     for target in targets:
         _, best = plan.truth(target).best_feasible(target.constraint)
         accuracy = plan.truth(target).accuracy
@@ -266,9 +266,10 @@ def _per_device(rows: list[dict], plan: HardwarePlan, path: Path, draw: Any) -> 
 def write_hardware_report(study: Study, name: str, plan: HardwarePlan, table: Benchmark, notes: list[str],
                           total: int) -> None:
     """The summary and the plots of the runs in ``runs.csv`` (``total`` planned)."""
-    rows = study.rows()
-    write_hardware_summary(study.out, name, rows, plan, table, [*notes, f"runs finished: {len(rows)} of {total}"])
-    plot_gaps(study.out, rows, plan, table)
+    rows, curves = study.rows(), Curves(study.out)
+    write_hardware_summary(study.out, name, rows, plan, table, [*notes, f"runs finished: {len(rows)} of {total}"],
+                           curves)
+    plot_gaps(study.out, rows, plan, table, curves)
     plot_hypervolume(study.out, rows, plan)
     plot_fronts(study.out, rows, plan)
 
