@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ import pytest
 
 from searchkit.cli import main
 from searchkit.hardware import Constraint, TableCost
-from searchkit.front import front_points
+from searchkit.front import found_front, front_points
 from searchkit.pareto import hypervolume, reference_point
 from searchkit.rundir import RunDir
+from searchkit.strategies.base import COST
+from searchkit.study.curves import Fronts
 from searchkit.paths import find_data
 from searchkit.tabular import HWNASTable, NB201Table
 
@@ -89,7 +92,43 @@ def test_tiny_hardware_benchmark(tmp_path: Path, capsys) -> None:
     before = (out / "runs.csv").read_text()
     assert main(["benchmark", "--resume", str(out), "--quiet"]) == 0
     assert (out / "runs.csv").read_text() == before
+    check_stored_fronts(out, [r for r in rows if r["target"] == "pixel3"], pixel3)
+    check_a_clone_reports_the_same(tmp_path, out)
     capsys.readouterr()
+
+
+def check_stored_fronts(out: Path, rows: list[dict], points: np.ndarray) -> None:
+    """fronts.csv's change points give the hypervolume of the front the history had after every answer."""
+    ref = reference_point(points, 0.1)
+    fronts = Fronts(out)
+    for row in rows:
+        history, stored = RunDir(out / row["run"]).read_history(), fronts.get(row["run"])
+        assert {index for index, _ in stored[-1][2]} == {r.index for r in found_front(history)}
+        wall = 0.0
+        for k, answer in enumerate(history):
+            wall += answer.seconds
+            if answer.cached:
+                continue
+            then = [pairs for spent, _, pairs in stored if spent <= wall][-1]  # the front at this cost
+            assert sorted(then) == sorted((r.index, r.extras[COST]) for r in found_front(history[:k + 1]))
+        assert len(stored) < sum(not r.cached for r in history)  # change points only
+
+
+def check_a_clone_reports_the_same(tmp_path: Path, out: Path) -> None:
+    """A clone (no runs/) rewrites the same summary from curves.csv and fronts.csv; without them it
+    says what it leaves out and keeps the plots it cannot draw."""
+    clone = tmp_path / "clone"
+    shutil.copytree(out, clone, ignore=shutil.ignore_patterns("runs"))
+    assert main(["benchmark", "--resume", str(clone), "--quiet"]) == 0
+    assert (clone / "summary.md").read_text() == (out / "summary.md").read_text()
+    (clone / "curves.csv").unlink()
+    (clone / "fronts.csv").unlink()
+    fronts = (clone / "fronts.png").read_bytes()
+    assert main(["benchmark", "--resume", str(clone), "--quiet"]) == 0
+    summary = (clone / "summary.md").read_text()
+    assert "anytime: 4 of 4 constrained runs that validate have neither a curve" in summary
+    assert "fronts: 2 of 2 multi-objective runs have neither a front" in summary
+    assert (clone / "fronts.png").read_bytes() == fronts
 
 
 @pytest.mark.parametrize("section,fragment", [

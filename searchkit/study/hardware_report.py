@@ -5,16 +5,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from searchkit.front import found_front
 from searchkit.pareto import pareto_front
-from searchkit.rundir import HistoryRow, RunDir
 from searchkit.spaces.base import Benchmark
 from searchkit.study.anytime import CHECKPOINTS, anytime_accuracy, draw_runs, mean_std
-from searchkit.study.curves import Curves
+from searchkit.study.curves import Curves, FrontPoint, Fronts
 from searchkit.study.runs import Study
 
 if TYPE_CHECKING:  # the benchmark (study.hardware) imports this module to write its report
@@ -25,16 +23,16 @@ if TYPE_CHECKING:  # the benchmark (study.hardware) imports this module to write
 GAP_TARGET, HV_TARGET, BUDGET, WITHIN = 0.3, 0.95, 1000, 0.5
 
 
-def hypervolume_curve(rows: Sequence[HistoryRow], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
-    """(cumulative seconds, relative hypervolume of the found front so far) after every new row:
-    simulated training seconds, or training-free wall seconds."""
-    curve, spent = [], 0.0
-    for k, row in enumerate(rows):
-        spent += row.simulated_seconds if simulated else row.seconds
-        if not row.cached:
-            front = truth_.front_points(found_front(rows[:k + 1]))
-            curve.append((spent, truth_.relative_hypervolume(front, ref)))
-    return curve
+def hypervolume_curve(front: list[FrontPoint], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
+    """(seconds spent, relative hypervolume of the found front then) at each change of a run's found
+    front (:class:`~searchkit.study.curves.Fronts`): simulated training seconds, or training-free wall seconds."""
+    return [(spent_simulated if simulated else wall, truth_.relative_hypervolume(front_points(truth_, pairs), ref))
+            for wall, spent_simulated, pairs in front]
+
+
+def front_points(truth_: Truth, pairs: list[tuple[int, float]]) -> np.ndarray:
+    """(test accuracy, cost) of a found front's (index, cost) pairs, shape (k, 2)."""
+    return np.array([(truth_.accuracy[index], cost) for index, cost in pairs], dtype=np.float64).reshape(-1, 2)
 
 
 def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
@@ -50,10 +48,6 @@ def _mean(group: list[dict], key: str) -> float:
     return float(np.mean([float(r[key]) for r in group]))
 
 
-
-
-def _history(out: Path, row: dict) -> list:
-    return RunDir(out / row["run"]).read_history()
 
 
 def write_hardware_summary(out: Path, name: str, rows: list[dict], plan: HardwarePlan, table: Benchmark,
@@ -205,17 +199,21 @@ def plot_gaps(out: Path, rows: list[dict], plan: HardwarePlan, table: Benchmark,
     return _save(fig, out / "anytime_gap.png")
 
 
-def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
+def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan, fronts: Fronts) -> Path | None:
     """``hypervolume.png``: per device and dataset, each multi-objective row's relative hypervolume
     (median-floor reference) vs seconds: training-free wall seconds for rows that only score, simulated training
-    seconds for rows that validate (a line style each), the 0.95 target dashed."""
+    seconds for rows that validate (a line style each), the 0.95 target dashed. Runs without a stored
+    front (``fronts``) are left out; None when no run has one."""
 
     def draw(ax: Any, target: Target, colours: Any) -> None:
         truth = plan.truth(target)
         ref = plan.refs(target)["median floor"]
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             simulated = any(int(r["validations"]) for r in group)
-            curves = [hypervolume_curve(_history(out, r), truth, ref, simulated) for r in group]
+            curves = [hypervolume_curve(front, truth, ref, simulated)
+                      for front in (fronts.get(r["run"]) for r in group) if front]
+            if not curves:
+                continue
             unit = "simulated s" if simulated else "wall s"
             draw_runs(ax, curves, f"{strategy} + {metric} (vs {unit})", "--" if simulated else "-", colours(k % 10))
         ax.axhline(HV_TARGET, color="k", linestyle="--", linewidth=0.8)
@@ -223,12 +221,14 @@ def plot_hypervolume(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | 
                ylabel="hypervolume / true front's (median floor)", title=f"{target.label}, {target.dataset}",
                ylim=(0, 1.02))
 
-    return _per_device(rows, plan, out / "hypervolume.png", draw)
+    return _per_device(_with_fronts(rows, plan, fronts), plan, out / "hypervolume.png", draw)
 
 
-def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
+def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan, fronts: Fronts) -> Path | None:
     """``fronts.png``: per device and dataset, every cell (grey), the true front (black) and the found
-    front of each multi-objective row's first seed, at test accuracy (from the median cell's up)."""
+    front of each multi-objective row's first seed with a stored front (``fronts``), at test accuracy
+    (from the median cell's up); None when no run has one."""
+    rows = _with_fronts(rows, plan, fronts)
 
     def draw(ax: Any, target: Target, colours: Any) -> None:
         truth = plan.truth(target)
@@ -238,7 +238,7 @@ def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
         ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             first = min(group, key=lambda r: int(r["seed"]))
-            found = truth.front_points(found_front(_history(out, first)))
+            found = front_points(truth, fronts.get(first["run"])[-1][2])
             ax.plot(found[:, 1], found[:, 0], "o", markersize=3, color=colours(k % 10),
                     label=f"{strategy} + {metric}, seed {first['seed']} ({len(found)})")
         floor = float(np.median(points[:, 0]))
@@ -247,6 +247,17 @@ def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan) -> Path | None:
                ylim=(floor, float(points[:, 0].max()) + 0.5))
 
     return _per_device(rows, plan, out / "fronts.png", draw)
+
+
+def multi_objective(rows: list[dict], plan: HardwarePlan) -> list[dict]:
+    """The rows of the multi-objective targets (no constraint)."""
+    devices = {t.label for t in plan.targets if t.constraint is None}
+    return [r for r in rows if r["target"] in devices]
+
+
+def _with_fronts(rows: list[dict], plan: HardwarePlan, fronts: Fronts) -> list[dict]:
+    """The multi-objective rows whose run has a found front (stored, or kept now from its directory)."""
+    return [r for r in multi_objective(rows, plan) if fronts.get(r["run"])]
 
 
 def _per_device(rows: list[dict], plan: HardwarePlan, path: Path, draw: Any) -> Path | None:
@@ -263,15 +274,35 @@ def _per_device(rows: list[dict], plan: HardwarePlan, path: Path, draw: Any) -> 
     return _save(fig, path)
 
 
+def _missing_notes(out: Path, rows: list[dict], plan: HardwarePlan, curves: Curves, fronts: Fronts) -> list[str]:
+    """What the anytime figures and the front plots leave out: runs with neither a stored curve (front)
+    nor a history in their directory."""
+    mo = multi_objective(rows, plan)
+    constrained = {t.label for t in plan.targets if t.constraint is not None}
+    validating = [r for r in rows if int(r["validations"]) and r["target"] in constrained]
+    notes = []
+    lost = sum(curves.get(r["run"], True) is None for r in validating)
+    if lost:
+        notes.append(f"anytime: {lost} of {len(validating)} constrained runs that validate have neither a curve in "
+                     f"{out / curves.file} nor a history in their run directory; the anytime table and "
+                     "anytime_gap.png leave them out")
+    lost = len(mo) - len(_with_fronts(rows, plan, fronts))
+    if lost:
+        notes.append(f"fronts: {lost} of {len(mo)} multi-objective runs have neither a front in {out / fronts.file} "
+                     "nor a history in their run directory; hypervolume.png and fronts.png leave them out (neither is "
+                     "rewritten when no run has one)")
+    return notes
+
+
 def write_hardware_report(study: Study, name: str, plan: HardwarePlan, table: Benchmark, notes: list[str],
                           total: int) -> None:
     """The summary and the plots of the runs in ``runs.csv`` (``total`` planned)."""
-    rows, curves = study.rows(), Curves(study.out)
-    write_hardware_summary(study.out, name, rows, plan, table, [*notes, f"runs finished: {len(rows)} of {total}"],
-                           curves)
+    rows, curves, fronts = study.rows(), Curves(study.out), Fronts(study.out)
+    notes = [*notes, f"runs finished: {len(rows)} of {total}", *_missing_notes(study.out, rows, plan, curves, fronts)]
+    write_hardware_summary(study.out, name, rows, plan, table, notes, curves)
     plot_gaps(study.out, rows, plan, table, curves)
-    plot_hypervolume(study.out, rows, plan)
-    plot_fronts(study.out, rows, plan)
+    plot_hypervolume(study.out, rows, plan, fronts)
+    plot_fronts(study.out, rows, plan, fronts)
 
 
 def _pyplot() -> Any:
