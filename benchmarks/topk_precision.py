@@ -1,7 +1,7 @@
 """Screens judged by what they select (issue 23, ask 3): the top-k precision of every scored metric
 and rank ensemble over random draws of NAS-Bench-201 cells.
 
-    python benchmarks/topk_precision.py results/nb201-all --out results/topk-precision
+    python benchmarks/topk_precision.py results/nb201-all [more correlate directories] --out results/topk-precision
 
 For each of ``--draws`` random draws of N distinct cells (N in ``--n``; seeds 0 .. draws-1, one
 generator), a screen ranks the N cells and keeps its top k (k in ``--k``). Two figures per
@@ -11,7 +11,8 @@ generator), a screen ranks the N cells and keeps its top k (k in ``--k``). Two f
 * **hit**: the share of draws in which at least one of the top k reaches it (what a warm-up that
   validates the top k and keeps the best-validated one needs).
 
-Screens: every metric of ``scores.csv`` (higher is better; non-finite values rank lowest), and
+Screens: every metric of the directories' ``scores.csv`` (joined on the cells they all hold; higher is
+better; non-finite values rank lowest), and
 every rank ensemble of 2 or 3 of them plus all of them: the mean of the metrics' ranks within
 the draw (the warm-up's ``ensemble`` rule, :func:`searchkit.strategies.base.mean_ranks`). Ties
 keep the cells' draw order, as the warm-up's stable sort does.
@@ -51,6 +52,22 @@ def read_scores(directory: Path) -> tuple[list[str], np.ndarray, list[str]]:
     return [r["arch_str"] for r in rows], values, names
 
 
+def join_scores(directories: list[Path]) -> tuple[list[str], np.ndarray, list[str]]:
+    """:func:`read_scores` of several correlate exports side by side, on the cells every one of them holds
+    (in the first one's order); a metric in two of them is refused."""
+    parts = [read_scores(directory) for directory in directories]
+    names = [name for _, _, part_names in parts for name in part_names]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"topk_precision: a metric is in two of {', '.join(map(str, directories))}; give each once")
+    common = set.intersection(*(set(texts) for texts, _, _ in parts))
+    texts = [t for t in parts[0][0] if t in common]
+    columns = []
+    for part_texts, values, _ in parts:
+        position = {t: i for i, t in enumerate(part_texts)}
+        columns.append(values[[position[t] for t in texts]])
+    return texts, np.concatenate(columns, axis=1), names
+
+
 def thresholds(accuracy: dict[str, np.ndarray]) -> dict[str, tuple[float, ...]]:
     """Per dataset, the thresholds reached by the same share of cells as CIFAR-10's."""
     shares = [float(np.mean(accuracy["cifar10"] >= t)) for t in C10_THRESHOLDS]
@@ -82,10 +99,10 @@ def top_k(ranks: np.ndarray, members: tuple[int, ...], k: int) -> np.ndarray:
     return np.argsort(-ranks[list(members)].mean(axis=0), axis=1, kind="stable")[:, :k]
 
 
-def study(directory: Path, table_path: str | None, ns: list[int], ks: list[int], draws: int, seed: int) -> tuple[list[dict], dict]:
+def study(directories: list[Path], table_path: str | None, ns: list[int], ks: list[int], draws: int, seed: int) -> tuple[list[dict], dict]:
     from searchkit.spaces import get_space
 
-    texts, values, names = read_scores(directory)
+    texts, values, names = join_scores(directories)
     table = get_space("nb201").benchmark(table_path)
     index = np.array([table.index_of(t) for t in texts])
     accuracy = {dataset: np.asarray(table.column(dataset, "test", 200))[index] for dataset, _ in DATASETS}
@@ -106,7 +123,8 @@ def study(directory: Path, table_path: str | None, ns: list[int], ks: list[int],
                         rows.append({"screen": "+".join(names[j] for j in members), "size": len(members), "n": n,
                                      "k": k, "dataset": title, "threshold": threshold,
                                      "precision": float(good[:, :k].mean()), "hit": float(good[:, :k].any(1).mean()),
-                                     "base_rate": float(np.mean(accuracy[dataset] >= threshold))})
+                                     "base_rate": float(np.mean(accuracy[dataset] >= threshold)),
+                                     "cells": len(texts)})
     return rows, limits
 
 
@@ -116,8 +134,8 @@ def report(rows: list[dict], limits: dict, out: Path, command: str, draws: int, 
              f"{draws} random draws of N distinct cells per N (one generator, seed in the command); a screen keeps "
              "the top k of each draw. **precision** = share of the top k at or above the threshold (200-epoch test "
              "accuracy); **hit** = share of draws where at least one of the top k is. Screens are CIFAR-10-image "
-             "training-free scores on every dataset (`results/nb201-all/scores.csv`); ensembles are mean ranks "
-             "within the draw. Every figure is in `precision.csv`.", "",
+             f"training-free scores on every dataset, on the {rows[0]['cells']:,} cells that every scores.csv of "
+             "the command holds; ensembles are mean ranks within the draw. Every figure is in `precision.csv`.", "",
              "Thresholds (CIFAR-100 and ImageNet16-120: reached by the same share of the 15,625 cells as the "
              "CIFAR-10 one):", "", "| dataset | thresholds | share of cells |", "|---|---|---|"]
     base = {(r["dataset"], r["threshold"]): r["base_rate"] for r in rows}
@@ -145,7 +163,7 @@ def report(rows: list[dict], limits: dict, out: Path, command: str, draws: int, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scores", type=Path, help="a searchkit correlate output directory (its scores.csv)")
+    parser.add_argument("scores", type=Path, nargs="+", help="searchkit correlate output directories (their scores.csv)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--table", default=None, help="the NB201 table (default: ../shared/data/nb201/nb201_table.csv)")
     parser.add_argument("--n", type=int, nargs="+", default=[1000, 3000])

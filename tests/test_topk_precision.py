@@ -38,3 +38,16 @@ def test_thresholds_are_reached_by_the_same_share_on_every_dataset(topk):
     assert limits["cifar10"] == topk.C10_THRESHOLDS
     for dataset in ("cifar100", "ImageNet16-120"):
         assert [int(np.sum(other >= t)) for t in limits[dataset]] == [10, 3]
+
+
+def test_scores_of_several_directories_join_on_the_cells_all_hold(topk, tmp_path):
+    for name, text in {"a": "index,arch_str,x,x_s\n0,c0,1.0,0.1\n1,c1,2.0,0.1\n2,c2,,0.1\n",
+                       "b": "index,arch_str,y,y_s\n2,c2,7.0,0.1\n0,c0,5.0,0.1\n",
+                       "c": "index,arch_str,x\n0,c0,3.0\n"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scores.csv").write_text(text)
+    texts, values, names = topk.join_scores([tmp_path / "a", tmp_path / "b"])
+    assert texts == ["c0", "c2"] and names == ["x", "y"]
+    assert np.array_equal(values, np.array([[1.0, 5.0], [np.nan, 7.0]]), equal_nan=True)
+    with pytest.raises(SystemExit, match="a metric is in two of"):
+        topk.join_scores([tmp_path / "a", tmp_path / "c"])
