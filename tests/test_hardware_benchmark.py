@@ -15,8 +15,7 @@ from searchkit.hardware import Constraint, TableCost
 from searchkit.front import found_front, front_points
 from searchkit.pareto import hypervolume, reference_point
 from searchkit.rundir import RunDir
-from searchkit.strategies.base import COST
-from searchkit.study.curves import Fronts
+from searchkit.study.curves import Fronts, front_pairs
 from searchkit.paths import find_data
 from searchkit.tabular import HWNASTable, NB201Table
 
@@ -110,7 +109,7 @@ def check_stored_fronts(out: Path, rows: list[dict], points: np.ndarray) -> None
             if answer.cached:
                 continue
             then = [pairs for spent, _, pairs in stored if spent <= wall][-1]  # the front at this cost
-            assert sorted(then) == sorted((r.index, r.extras[COST]) for r in found_front(history[:k + 1]))
+            assert sorted(then) == sorted(front_pairs(found_front(history[:k + 1])))
         assert len(stored) < sum(not r.cached for r in history)  # change points only
 
 

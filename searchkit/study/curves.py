@@ -34,6 +34,11 @@ Curve = list[tuple[float, str]]
 FrontPoint = tuple[float, float, list[tuple[int, float]]]
 
 
+def front_pairs(front: Sequence[HistoryRow]) -> list[tuple[int, float]]:
+    """(index, cost) of each row of a found front (:func:`~searchkit.front.found_front`)."""
+    return [(row.index, row.extras[COST]) for row in front]
+
+
 def change_points(curve: list[tuple]) -> list[tuple]:
     """The first point, every point whose value (its last item) differs from the previous one's, and the last point."""
     kept = [point for k, point in enumerate(curve) if k == 0 or point[-1] != curve[k - 1][-1]]
@@ -150,6 +155,6 @@ class Fronts(RunSeries):
         for k, row in enumerate(history):
             wall, simulated = wall + row.seconds, simulated + row.simulated_seconds
             if not row.cached:
-                front = ";".join(f"{r.index}:{r.extras[COST]!r}" for r in found_front(history[:k + 1]))
+                front = ";".join(f"{index}:{cost!r}" for index, cost in front_pairs(found_front(history[:k + 1])))
                 points.append((repr(wall), repr(simulated), front))
         return {"front": change_points(points)}

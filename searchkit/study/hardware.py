@@ -44,12 +44,11 @@ from searchkit.front import found_front
 from searchkit.hardware.constraint import Constraint
 from searchkit.hardware.cost_models import EnumerableCost
 from searchkit.pareto import hypervolume, reference_point
-from searchkit.rundir import HistoryRow
 from searchkit.spaces.base import Benchmark, SearchSpace
 from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
-from searchkit.strategies.base import COST
 from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, needs, run_config
+from searchkit.study.curves import front_pairs
 from searchkit.study.runs import Study, dirname
 
 FIELDS = ("target", "dataset", "device", "quantity", "limit", "strategy", "metric", "seed", "arch", "index", "selected_by",
@@ -136,9 +135,10 @@ class Truth:
             self._total[key] = hypervolume(self.points(), ref)
         return hypervolume(found, ref) / self._total[key]
 
-    def front_points(self, rows: Sequence[HistoryRow]) -> np.ndarray:
-        """(test accuracy, cost) of found-front rows, shape (k, 2)."""
-        return np.array([(self.accuracy[r.index], r.extras[COST]) for r in rows], dtype=np.float64).reshape(-1, 2)
+    def front_points(self, pairs: Sequence[tuple[int, float]]) -> np.ndarray:
+        """(test accuracy, cost) of a found front's (index, cost) pairs (:func:`~searchkit.study.curves.front_pairs`),
+        shape (k, 2)."""
+        return np.array([(self.accuracy[index], cost) for index, cost in pairs], dtype=np.float64).reshape(-1, 2)
 
 
 @dataclass
@@ -263,7 +263,7 @@ def record(plan: HardwarePlan, target: Target, entry: StrategyEntry, metric: str
         _, best = truth_.best_feasible(target.constraint)
         row.update(best_feasible=best, gap=f"{best - test:.4f}")
     else:
-        front = truth_.front_points(found_front(result.history))
+        front = truth_.front_points(front_pairs(found_front(result.history)))
         refs = plan.refs(target)
         row.update(hv=f"{truth_.relative_hypervolume(front, refs['nadir']):.4f}",
                    hv_median_floor=f"{truth_.relative_hypervolume(front, refs['median floor']):.4f}",

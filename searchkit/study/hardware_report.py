@@ -26,13 +26,8 @@ GAP_TARGET, HV_TARGET, BUDGET, WITHIN = 0.3, 0.95, 1000, 0.5
 def hypervolume_curve(front: list[FrontPoint], truth_: Truth, ref: np.ndarray, simulated: bool) -> list[tuple[float, float]]:
     """(seconds spent, relative hypervolume of the found front then) at each change of a run's found
     front (:class:`~searchkit.study.curves.Fronts`): simulated training seconds, or training-free wall seconds."""
-    return [(spent_simulated if simulated else wall, truth_.relative_hypervolume(front_points(truth_, pairs), ref))
+    return [(spent_simulated if simulated else wall, truth_.relative_hypervolume(truth_.front_points(pairs), ref))
             for wall, spent_simulated, pairs in front]
-
-
-def front_points(truth_: Truth, pairs: list[tuple[int, float]]) -> np.ndarray:
-    """(test accuracy, cost) of a found front's (index, cost) pairs, shape (k, 2)."""
-    return np.array([(truth_.accuracy[index], cost) for index, cost in pairs], dtype=np.float64).reshape(-1, 2)
 
 
 def _groups(rows: list[dict], target: Target) -> dict[tuple[str, str], list[dict]]:
@@ -238,7 +233,7 @@ def plot_fronts(out: Path, rows: list[dict], plan: HardwarePlan, fronts: Fronts)
         ax.step(line[:, 1], line[:, 0], where="post", color="k", linewidth=1, label="true front")
         for k, ((strategy, metric), group) in enumerate(_groups(rows, target).items()):
             first = min(group, key=lambda r: int(r["seed"]))
-            found = front_points(truth, fronts.get(first["run"])[-1][2])
+            found = truth.front_points(fronts.get(first["run"])[-1][2])
             ax.plot(found[:, 1], found[:, 0], "o", markersize=3, color=colours(k % 10),
                     label=f"{strategy} + {metric}, seed {first['seed']} ({len(found)})")
         floor = float(np.median(points[:, 0]))
