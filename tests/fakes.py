@@ -1,6 +1,9 @@
-"""Small shared test doubles: a plain dataset, and oracles for driving a strategy with the real
+"""Small shared test doubles: a plain dataset, a benchmark script as a module, and oracles for driving a strategy with the real
 driver (:class:`searchkit.driver.Driver`) on synthetic landscapes."""
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable
 
 import torch
@@ -8,6 +11,15 @@ from torch.utils.data import Dataset
 
 from searchkit.config import BudgetConfig
 from searchkit.driver import Driver, Reply, SearchLog
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` loaded as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class PlainData(Dataset):

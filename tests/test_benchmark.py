@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from fakes import benchmark_script
 from searchkit.driver import incumbent_curve
 from searchkit.scoring import import_scores
 from searchkit.spaces.pool import PoolSpace
@@ -241,13 +242,9 @@ def test_replay_rebuilds_the_curves_of_a_clone_and_checks_each_run_against_its_r
     """benchmarks/replay_curves.py on a benchmark whose runs/ and curves.csv are gone: every run is run
     again, matches its row, and the anytime table comes back; a row that its rerun contradicts is
     reported (exit 1), and replaced only with --accept."""
-    import importlib.util
     import shutil
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "replay_curves.py"
-    spec = importlib.util.spec_from_file_location("replay_curves", script)
-    replay = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(replay)
+    replay = benchmark_script("replay_curves")
     config = tmp_path / "bench.yaml"
     config.write_text(TINY.split("    - {name: hnas")[0])  # random and REA
     out = bench.run_benchmark(config, tmp_path / "out", progress=False)

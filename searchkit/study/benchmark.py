@@ -29,7 +29,7 @@ per device.
 from __future__ import annotations
 
 import dataclasses
-import time
+import functools
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,11 +55,8 @@ from searchkit.study.benchmark_config import (VALIDATION, BenchmarkConfig, Strat
 from searchkit.study.benchmark_report import REPORTED, plot_anytime, write_summary
 from searchkit.study.curves import Curves
 from searchkit.study.hardware import parse_hardware, run_hardware
-from searchkit.study.runs import Study, dirname
+from searchkit.study.runs import REPORT_EVERY, PlannedRun, Study, dirname
 from searchkit.workers import Parallel
-
-#: the least seconds between two rewrites of the reports during a benchmark
-REPORT_EVERY = 120.0
 
 RUN_FIELDS = ("strategy", "metric", "dataset", "seed", "arch", "index", "selected_by", "score",
               *(f"{title}_test" for _, title in REPORTED), "wall_seconds", "simulated_seconds",
@@ -146,7 +143,6 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
     check_writable(out)
     hardware = parse_hardware(bench, space, base) if bench.hardware else None  # checked before anything is written
     datasets = benchmark_datasets(bench, base, table)
-    runs = run_matrix(bench, base)
     metrics = pool_metrics(bench, space)
     context = ScoringRecipe.from_config(base, metrics, resolve_device(base.device)).open(space)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,20 +157,22 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
             run_hardware(hardware, out, base, bench, pool, table, db, notes, progress)
             return out
         study = Study(out, RUN_FIELDS)
-        done = study.done()
-        todo = [run for run in runs if run_name(base, *run) not in done]
-        written = time.monotonic()
-        for entry, metric, seed, dataset in tqdm(todo, desc="benchmark", unit="run", disable=not progress):
-            searches_pool = metric != VALIDATION and not needs(entry).gradient
-            name = run_name(base, entry, metric, seed, dataset)
-            result = study.search(name, run_config(base, entry, metric, seed, dataset),
-                                  space=pool if searches_pool else None, store=db)
-            study.record(run_row(entry, metric, seed, datasets[dataset], name, result, table))
-            if time.monotonic() - written >= REPORT_EVERY:  # an interrupted benchmark still reports
-                report(study, base.name, notes, table, len(runs))
-                written = time.monotonic()
-    report(study, base.name, notes, table, len(runs))
+        planned = planned_runs(base, bench, table)
+        study.run_all(planned, pool, db, lambda: report(study, base.name, notes, table, len(planned)),
+                      REPORT_EVERY, progress)
     return out
+
+
+def planned_runs(base: RunConfig, bench: BenchmarkConfig, table: Benchmark) -> list[PlannedRun]:
+    """Every run of the benchmark's matrix (:func:`run_matrix`) with its config and how its row is made."""
+    datasets = benchmark_datasets(bench, base, table)
+    planned = []
+    for entry, metric, seed, dataset in run_matrix(bench, base):
+        name = run_name(base, entry, metric, seed, dataset)
+        planned.append(PlannedRun(
+            name, run_config(base, entry, metric, seed, dataset), metric != VALIDATION and not needs(entry).gradient,
+            functools.partial(run_row, entry, metric, seed, datasets[dataset], name, table=table)))
+    return planned
 
 
 def run_row(entry: StrategyEntry, metric: str, seed: int, dataset: str, name: str, result: SearchResult,

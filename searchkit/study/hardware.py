@@ -23,19 +23,18 @@ device); training-free scores stay the scoring batch's (CIFAR-10 images).
 Outputs: ``runs.csv`` (:data:`FIELDS`, a row appended after every run), ``summary.md``,
 ``anytime_gap.png``, ``hypervolume.png``, ``fronts.png`` (:mod:`searchkit.study.hardware_report`),
 rewritten at most every :data:`REPORT_EVERY` seconds of a benchmark and at its end (the reports
-read every run's history, so rewriting them after each of ~1,000 short runs would cost more than
+read every run's curve and front, so rewriting them after each of ~1,000 short runs would cost more than
 the runs).
 """
 from __future__ import annotations
 
 import dataclasses
-import time
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from searchkit.config import RunConfig, build_section
 from searchkit.errors import SearchkitError
@@ -49,13 +48,11 @@ from searchkit.spaces.pool import PoolSpace
 from searchkit.store import ScoreStore
 from searchkit.study.benchmark_config import VALIDATION, BenchmarkConfig, StrategyEntry, needs, run_config
 from searchkit.study.curves import front_pairs
-from searchkit.study.runs import Study, dirname
+from searchkit.study.runs import REPORT_EVERY, PlannedRun, Study, dirname
 
 FIELDS = ("target", "dataset", "device", "quantity", "limit", "strategy", "metric", "seed", "arch", "index", "selected_by",
           "cost", "test", "best_feasible", "gap", "hv", "hv_median_floor", "front_size", "wall_seconds",
           "simulated_seconds", "validations", "archs_scored", "run")
-#: the least seconds between two rewrites of the reports during a benchmark
-REPORT_EVERY = 120.0
 
 
 @dataclass
@@ -291,20 +288,18 @@ def run_hardware(plan: HardwarePlan, out: Path, base: RunConfig, bench: Benchmar
                          f"test accuracy {in_pool:.2f} (the space's {best:.2f}: a pool search's gap is >= "
                          f"{best - in_pool:.2f})")
     study = Study(out, FIELDS)
-    matrix = list(runs(plan, bench, pool.space))
-    done = study.done()
-    gradient = {entry.title: needs(entry).gradient for entry in bench.entries()}
-    written = time.monotonic()
-    for target, entry, metric, seed in tqdm(matrix, desc="hardware benchmark", unit="run", disable=not progress):
+    planned = planned_runs(plan, base, bench, pool.space)
+    study.run_all(planned, pool, db, lambda: write_hardware_report(study, base.name, plan, table, notes, len(planned)),
+                  REPORT_EVERY, progress, "hardware benchmark")
+
+
+def planned_runs(plan: HardwarePlan, base: RunConfig, bench: BenchmarkConfig, space: SearchSpace) -> list[PlannedRun]:
+    """Every run of the hardware matrix (:func:`runs`) with its config and how its row is made."""
+    planned = []
+    for target, entry, metric, seed in runs(plan, bench, space):
         name = run_name(base, target, entry, metric, seed)
-        if name in done:
-            continue
-        searches_pool = metric != VALIDATION and not gradient[entry.title]
-        result = study.search(name, target_config(base, target, entry, metric, seed),
-                              space=pool if searches_pool else None, store=db)
-        study.record(record(plan, target, entry, metric, seed, name, result))
-        if time.monotonic() - written >= REPORT_EVERY:
-            write_hardware_report(study, base.name, plan, table, notes, len(matrix))
-            written = time.monotonic()
-    write_hardware_report(study, base.name, plan, table, notes, len(matrix))
+        planned.append(PlannedRun(name, target_config(base, target, entry, metric, seed),
+                                  metric != VALIDATION and not needs(entry).gradient,
+                                  functools.partial(record, plan, target, entry, metric, seed, name)))
+    return planned
 

@@ -6,14 +6,20 @@ A :class:`Study` runs searches (:func:`~searchkit.engine.run_search`) and evalua
 row per finished run. Rerunning a study skips the runs that have a row, resumes a run whose
 directory holds a config but no result (its history is replayed, its training continues from
 the checkpoint), and starts the others. ``runs.csv`` is appended a row at a time; a last line
-torn by a kill is dropped.
+torn by a kill is dropped. A benchmark's matrix is a list of :class:`PlannedRun` (the plain and the
+hardware-aware benchmark build theirs; ``benchmarks/replay_curves.py`` reruns them), run by
+:meth:`Study.run_all`.
 """
 from __future__ import annotations
 
 import csv
 import io
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+from tqdm import tqdm
 
 from searchkit.config import RunConfig
 from searchkit.data.base import DatasetSplits
@@ -25,9 +31,25 @@ from searchkit.spaces.base import SearchSpace
 from searchkit.store import ScoreStore
 
 
+#: the least seconds between two rewrites of a benchmark's reports while it runs
+REPORT_EVERY = 120.0
+
+
 def dirname(*parts: Any) -> str:
     """A run directory name from its key parts, e.g. ``REA__kcc__s3`` (unsafe characters -> ``_``)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in "__".join(str(p) for p in parts))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a benchmark's matrix: its directory name under ``runs/``, its config, whether it
+    searches the benchmark's pool (training-free strategies do; training-based and one-shot ones do
+    not), and ``row``: its ``runs.csv`` row from its finished search."""
+
+    name: str
+    config: RunConfig
+    searches_pool: bool
+    row: Callable[[SearchResult], dict]
 
 
 class Study:
@@ -88,6 +110,24 @@ class Study:
         if (run_dir / "config.yaml").is_file():  # started before: replay its history, continue, evaluate
             return run_search(resume=run_dir, progress=self.progress, space=space, store=store)
         return run_search(config, out=run_dir, progress=self.progress, space=space, store=store)
+
+    def run(self, planned: PlannedRun, pool: SearchSpace, store: ScoreStore) -> dict:
+        """Search (or resume) ``planned`` in its directory, on ``pool`` if it searches one; its row."""
+        result = self.search(planned.name, planned.config, space=pool if planned.searches_pool else None, store=store)
+        return planned.row(result)
+
+    def run_all(self, planned: Sequence[PlannedRun], pool: SearchSpace, store: ScoreStore, report: Callable[[], None],
+                every: float = REPORT_EVERY, progress: bool = True, desc: str = "benchmark") -> None:
+        """Run and record every planned run without a row, calling ``report()`` at most every ``every``
+        seconds while they run (an interrupted benchmark still reports) and at the end."""
+        done = self.done()
+        written = time.monotonic()
+        for run in tqdm([r for r in planned if r.name not in done], desc=desc, unit="run", disable=not progress):
+            self.record(self.run(run, pool, store))
+            if time.monotonic() - written >= every:
+                report()
+                written = time.monotonic()
+        report()
 
     def evaluate(self, name: str, config: RunConfig, arch: str, splits: DatasetSplits | None = None) -> EvaluationRun:
         """Evaluate (or resume evaluating) ``arch`` under ``config`` in ``runs/<name>/`` (``splits``:
