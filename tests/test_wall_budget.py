@@ -97,15 +97,15 @@ def test_warmup_sizes_its_screen_and_population_from_a_trained_wall_budget():
 
 def test_the_plan_warns_with_the_option_that_fixes_a_validation_longer_than_the_budget(tmp_path):
     config = {**SMALL, "strategy": {"name": "hnas", "options": {"pool": 2, "growth": 0, "iterations": 1}},
-              "validate": {"method": "train", "epochs": 100}, "budget": {"wall_seconds": 4.0}}
-    plans = []
+              "validate": {"method": "train", "epochs": 10000}, "budget": {"wall_seconds": 4.0}}
+    plans = []  # 10,000 epochs x 4 steps take minutes on any machine: far past the 4 s budget
     with pytest.warns(PlanWarning, match=r"one validation takes .*so none will run; set validate.epochs=\d+ or "
                                          r"budget.wall_seconds=\d+"):
         result = run_search(config, out=tmp_path / "run", progress=False, on_plan=plans.append)
     assert result.validations == 0 and result.selected_by == "score"
     text = plans[0].describe()
     assert text.startswith("plan (hnas; measured on this machine in ") and "2 cells" in text
-    assert "1 validation, each 100 epochs x" in text and "final     none" in text
+    assert "1 validation, each 10000 epochs x" in text and "final     none" in text
 
 
 def test_the_plan_warns_when_a_strategy_asks_for_more_queries_than_budget_archs():
