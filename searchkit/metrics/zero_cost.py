@@ -101,20 +101,9 @@ def train_forward(net: nn.Module, x: torch.Tensor, params: dict[str, torch.Tenso
         return functional_call(net, (params, buffers), (x,))
 
 
-def loss_weight_grads(
-    net: nn.Module, batch: Batch, create_graph: bool = False
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(W_l, dL/dW_l) for every conv/linear weight; L = mean cross-entropy of :func:`train_forward`.
-
-    Returns two dicts keyed by parameter name; each W_l is the leaf the gradient was taken
-    against (so ``create_graph=True`` allows a second derivative, as ``grasp`` needs). A weight
-    that does not reach the loss gets a zero gradient.
-    """
-    params = detached_params(net)
-    weights = {k: params[k] for k in weight_names(net)}
-    loss = F.cross_entropy(train_forward(net, batch.x, params), batch.y)
-    grads = torch.autograd.grad(loss, list(weights.values()), create_graph=create_graph, allow_unused=True)
-    return weights, {k: torch.zeros_like(w) if g is None else g for (k, w), g in zip(weights.items(), grads)}
+def train_loss(net: nn.Module, batch: Batch, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L: the mean cross-entropy of :func:`train_forward` with ``params`` (leaves to differentiate against)."""
+    return F.cross_entropy(train_forward(net, batch.x, params), batch.y)
 
 
 @dataclass(frozen=True)
@@ -140,7 +129,7 @@ def loss_gradients(net: nn.Module, batch: Batch) -> LossGradients:
     names = weight_names(net)
     outputs: list[tuple[nn.Module, torch.Tensor]] = []
     with forward_hooks(weighted_modules(net).values(), lambda mod, inp, out: outputs.append((mod, out))):
-        loss = F.cross_entropy(train_forward(net, batch.x, params), batch.y)
+        loss = train_loss(net, batch, params)
     found = torch.autograd.grad(loss, [params[k] for k in names] + [a for _, a in outputs], allow_unused=True)
     weights = {k: params[k].detach() for k in names}
     grads = {k: torch.zeros_like(weights[k]) if g is None else g for k, g in zip(names, found)}
@@ -224,12 +213,15 @@ class Grasp(Metric):
     quantity = "GraSP score −Σ W ⊙ Hg"
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
-        weights, grads = loss_weight_grads(net, batch, create_graph=True)
-        if not any(g.requires_grad for g in grads.values()):
+        params = detached_params(net)
+        weights = [params[k] for k in weight_names(net)]
+        grads = torch.autograd.grad(train_loss(net, batch, params), weights, create_graph=True, allow_unused=True)
+        differentiable = [g for g in grads if g is not None and g.requires_grad]  # g = dL/dW, with its graph
+        if not differentiable:
             return nonzero(0.0)
-        z = sum((g.detach() * g).sum() for g in grads.values() if g.requires_grad)
-        hg = torch.autograd.grad(z, list(weights.values()), allow_unused=True)
-        theta_hg = sum((w.detach() * h).sum() for w, h in zip(weights.values(), hg) if h is not None)
+        z = sum((g.detach() * g).sum() for g in differentiable)
+        hg = torch.autograd.grad(z, weights, allow_unused=True)
+        theta_hg = sum((w.detach() * h).sum() for w, h in zip(weights, hg) if h is not None)
         return nonzero(-float(theta_hg))
 
 
