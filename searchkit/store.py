@@ -4,7 +4,6 @@ many runs with ``--store``)."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import sqlite3
 from contextlib import contextmanager
@@ -36,6 +35,12 @@ class ScoreSetting:
     batch: str
     seed: int
     device: str
+
+    @property
+    def values(self) -> tuple[str, str, str, str, int, str]:
+        """The fields in :data:`STORE_KEY` order (``dataclasses.astuple`` deep-copies: 45 us a call, and a
+        benchmark run over the whole NB201 space looks up 160,000 scores)."""
+        return self.space, self.build, self.dataset, self.batch, self.seed, self.device
 
 
 #: Columns of the ``scores`` table (and of ``searchkit store export``), key columns first.
@@ -156,7 +161,7 @@ class ScoreStore:
         """(value, seconds) of ``arch`` under the metric ``key`` in ``setting``, or None."""
         with self._faults():
             row = self._db.execute(f"SELECT value, seconds FROM scores WHERE {_SETTING} AND metric = ? AND options = ? "
-                                   "AND arch = ?", (*dataclasses.astuple(setting), *key, arch)).fetchone()
+                                   "AND arch = ?", (*setting.values, *key, arch)).fetchone()
         return None if row is None else (_value(row[0]), row[1])
 
     def get_all(self, setting: ScoreSetting, keys: dict[str, tuple[str, str]], arch: str) -> dict[str, tuple[float, float]] | None:
@@ -171,7 +176,7 @@ class ScoreStore:
 
     def put_many(self, setting: ScoreSetting, entries: Iterable[tuple[tuple[str, str], str, float, float]]) -> None:
         """Write (metric key, arch, value, seconds) entries in one transaction; existing rows are kept."""
-        rows = [(*dataclasses.astuple(setting), *key, arch, float(value), float(seconds))
+        rows = [(*setting.values, *key, arch, float(value), float(seconds))
                 for key, arch, value, seconds in entries]
         with self._transaction():
             self._db.executemany(f"INSERT OR IGNORE INTO scores ({', '.join(STORE_FIELDS)}) "
