@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import platform
+from importlib import metadata
 from typing import Any
 
 import torch
@@ -22,6 +24,21 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SearchkitError(f"device {name!r} asked for but CUDA is not available; use device=cpu or auto")
     return device
+
+
+#: The packages whose versions a study's figures can depend on (botorch and gpytorch: the BO strategies' paths).
+STUDY_PACKAGES = ("torch", "numpy", "scipy", "botorch", "gpytorch")
+
+
+def software_versions() -> str:
+    """``python 3.11.7, torch 2.13.0, ...`` for :data:`STUDY_PACKAGES` (``-`` for one not installed)."""
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "-"
+
+    return ", ".join([f"python {platform.python_version()}", *(f"{name} {version(name)}" for name in STUDY_PACKAGES)])
 
 
 def build_network(space: SearchSpace, arch: Any, splits: DatasetSplits, seed: int, build: dict) -> torch.nn.Module:

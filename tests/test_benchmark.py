@@ -1,10 +1,12 @@
 """searchkit benchmark: pool space, score-store seeding, incumbent curves, and a tiny end-to-end
 benchmark that writes summary/runs/anytime, shares scores across runs and resumes."""
 import csv
+import platform
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from fakes import benchmark_script
@@ -168,6 +170,7 @@ def test_tiny_benchmark_writes_reports_shares_scores_and_resumes(tmp_path, monke
         ("random", "naswot"), ("REA", "naswot"), ("HNAS", "naswot"), ("NASI", "ntk_trace"), ("random-train", "validation")}
     summary = (out / "summary.md").read_text()
     assert "| REA | naswot | cifar10 | 2 |" in summary and "| optimal | 94.37 | 73.51 | 47.31 | - |" in summary
+    assert f"- software: python {platform.python_version()}, torch {torch.__version__.split('+')[0]}" in summary
     assert (out / "anytime.png").stat().st_size > 0
     for row in runs:
         assert 0 < float(row["C10_test"]) <= 100 and float(row["wall_seconds"]) >= 0

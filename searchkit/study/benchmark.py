@@ -43,7 +43,7 @@ from searchkit.errors import SearchkitError
 from searchkit.evaluation import target_dataset
 from searchkit.metrics import parse_metric
 from searchkit.rundir import check_writable, write_atomic
-from searchkit.runtime import resolve_device
+from searchkit.runtime import resolve_device, software_versions
 from searchkit.scoring import ScoreRunner, ScoringContext, ScoringRecipe, import_scores
 from searchkit.spaces import get_space
 from searchkit.spaces.base import Benchmark
@@ -149,6 +149,8 @@ def run_benchmark(config: str | Path, out: str | Path, seeds: int | None = None,
     write_atomic(out / "config.yaml", yaml.safe_dump({**base.to_dict(), "benchmark": asdict(bench)}, sort_keys=False))
     with ScoreStore(base.store or out / "scores.db") as db:
         pool, notes = score_pool(base, bench, space, table, context, db, parallel, progress)
+        notes.append(f"software: {software_versions()} (a Bayesian-optimisation row may take another path under "
+                     "other botorch or gpytorch versions)")
         if set(datasets.values()) - {table.dataset_for(base.data.name)}:
             notes.append(f"training-free scores are {base.data.name} scores (the scoring batch's images) for every "
                          f"dataset searched for; a search for {', '.join(sorted(set(datasets.values())))} validates on "
