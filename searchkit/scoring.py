@@ -41,7 +41,7 @@ from searchkit.data.base import Batch, DatasetSplits
 from searchkit.errors import SearchkitError
 from searchkit.metrics.base import Metric, parse_metric
 from searchkit.metrics.base import score_metrics
-from searchkit.runtime import build_network, release_memory
+from searchkit.runtime import SCORING_TRIM_ABOVE, build_network, release_memory
 from searchkit.spaces import get_space
 from searchkit.spaces.base import SearchSpace
 from searchkit.rundir import complete_lines
@@ -172,7 +172,7 @@ class ScoringContext:
         result = score_metrics(net.to(self.device), self.batches[draw], self.recipe.metrics)
         seconds = time.perf_counter() - start
         del net
-        release_memory()
+        release_memory(above=SCORING_TRIM_ABOVE)
         return result, seconds
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from searchkit import runtime
 from searchkit.paths import find_data
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "memory_bound.py"
@@ -27,3 +28,22 @@ def test_peak_memory_does_not_grow_with_the_architectures_scored(tmp_path, monke
     peaks = {n: bench.peak_rss(bench.correlate_argv(n, "params", tmp_path / str(n), small))[0] for n in (10, 100)}
     assert (tmp_path / "100" / "scores.csv").read_text().count("\n") == 101
     assert peaks[100] <= 1.10 * peaks[10], peaks
+
+
+def test_the_scoring_loop_trims_the_heap_only_above_its_bound(monkeypatch):
+    trims = []
+    monkeypatch.setattr(runtime, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(runtime, "resident_bytes", lambda: 3 << 30)
+    runtime.release_memory(above=4 << 30)
+    assert trims == []
+    runtime.release_memory(above=2 << 30)
+    runtime.release_memory()  # 0: always (empirical_ntk, whose callers loop over cells themselves)
+    assert trims == [0, 0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads Linux's /proc")
+def test_resident_bytes_is_this_process_resident_set():
+    resident = runtime.resident_bytes()
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    vm_rss = int(status["VmRSS"].split()[0]) * 1024  # kB
+    assert 50 << 20 < resident and abs(resident - vm_rss) < 16 << 20
