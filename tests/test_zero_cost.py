@@ -13,6 +13,7 @@ from searchkit.metrics import DegenerateNetworkWarning, Metric, get_metric, pars
 from searchkit.metrics.base import score_metrics
 from searchkit.metrics.cost import count_macs
 from searchkit.metrics.naswot import NASWOT_WORST, hamming_kernel
+from searchkit.metrics import zero_cost
 from searchkit.metrics.zero_cost import NONNEGATIVE_WORST, UNBOUNDED_WORST, without_batchnorm
 from searchkit.spaces import get_space
 
@@ -178,17 +179,31 @@ def test_metrics_follow_the_protocol(name):
 
 
 def test_loss_gradient_proxies_share_one_pass_and_score_as_alone():
-    """grad_norm, snip and fisher (both fisher options) scored together run one forward and give
-    exactly what each gives alone."""
+    """grad_norm, snip, grasp and fisher (both fisher options) scored together run one forward and give
+    exactly what each gives alone: grasp's second backward goes through the shared pass's graph."""
     net, batch = small_convnet(), image_batch()
-    metrics = {spec: parse_metric(spec) for spec in ["grad_norm", "snip", "fisher", "fisher:weight_by_fan_in=false"]}
+    specs = ["grad_norm", "snip", "grasp", "fisher", "fisher:weight_by_fan_in=false"]
+    metrics = {spec: parse_metric(spec) for spec in specs}
     alone = {label: metric(net, batch) for label, metric in metrics.items()}
     forwards = []
     net.register_forward_hook(lambda *_: forwards.append(1))
     together = score_metrics(net, batch, metrics)
     assert len(forwards) == 1
     assert {label: value for label, (value, _) in together.items()} == alone
-    assert len(set(alone.values())) == 4
+    assert len(set(alone.values())) == 5
+
+
+def test_the_shared_pass_keeps_its_graph_only_for_grasp(monkeypatch):
+    taken = []
+    original = zero_cost.loss_gradients
+    monkeypatch.setattr(zero_cost, "loss_gradients",
+                        lambda net, batch, create_graph=False: (taken.append(create_graph),
+                                                                original(net, batch, create_graph))[1])
+    net, batch = small_convnet(), image_batch()
+    score_metrics(net, batch, {spec: parse_metric(spec) for spec in ["grad_norm", "snip", "fisher"]})
+    assert taken == [False]
+    score_metrics(net, batch, {spec: parse_metric(spec) for spec in ["grad_norm", "grasp"]})  # grasp second
+    assert taken == [False, True]
 
 
 def test_without_batchnorm_copies():

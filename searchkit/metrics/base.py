@@ -31,7 +31,7 @@ import math
 import time
 import typing
 import warnings
-from typing import Any, Callable, ClassVar, Hashable, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Hashable, Iterable, Mapping, TypeVar
 
 import torch
 import yaml
@@ -199,12 +199,15 @@ class SharedWork:
     (the NTK metrics' Theta per ``(bn, output)`` mode), with the seconds it took.
 
     ``reused_seconds`` adds up the seconds of the pieces served again instead of recomputed, so a
-    metric can be charged what it would cost alone (:func:`score_metrics`).
+    metric can be charged what it would cost alone (:func:`score_metrics`). ``metrics``: every metric
+    scored on it, so the first to compute a piece can make it serve the others too (the loss-gradient
+    pass keeps its graph when grasp is among them).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Iterable[Metric] = ()) -> None:
         self._pieces: dict[Hashable, tuple[Any, float]] = {}
         self.reused_seconds = 0.0
+        self.metrics = tuple(metrics)
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
         """The piece stored under ``key``, else ``compute()`` (stored with its seconds)."""
@@ -226,7 +229,7 @@ def score_metrics(net: nn.Module, batch: Batch, metrics: Mapping[str, Metric]) -
     reduction) share one Theta. Each is charged the shared pieces it used plus its own time, i.e.
     what it would cost alone, so per-metric seconds stay comparable whatever else was scored beside it.
     """
-    shared = SharedWork()
+    shared = SharedWork(metrics.values())
     results = {}
     for label, metric in metrics.items():
         start, reused = time.perf_counter(), shared.reused_seconds

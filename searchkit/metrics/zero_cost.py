@@ -108,41 +108,64 @@ def train_loss(net: nn.Module, batch: Batch, params: dict[str, torch.Tensor]) ->
 
 @dataclass(frozen=True)
 class LossGradients:
-    """What one forward and one backward of the mean loss give ``grad_norm``, ``snip`` and ``fisher``
-    (they share it on one network and batch: :func:`~searchkit.metrics.base.score_metrics`).
+    """What one forward and one backward of the mean loss give ``grad_norm``, ``snip``, ``fisher`` and
+    ``grasp`` (they share it on one network and batch: :func:`~searchkit.metrics.base.score_metrics`).
 
     ``weights``, ``grads``: W_l and dL/dW_l per conv/linear weight name (detached; zero where no
     gradient reaches W_l). ``channel_saliency``: per conv/linear output a (m, K, ...) in forward
     order that the loss depends on, (sum_k Delta_k, the layer's fan-in C_in k_h k_w): Fisher's
     Delta_k = 1/(2m) sum_n (sum_{h,w} a_nkhw dL/da_nkhw)^2, reduced at once so no activation is kept.
+    ``graph``: when the backward kept its graph (``create_graph``), the weight leaves and the gradients
+    that depend on them, for :func:`theta_hessian_gradient`; else None.
     """
 
     weights: dict[str, torch.Tensor]
     grads: dict[str, torch.Tensor]
     channel_saliency: list[tuple[float, int]]
+    graph: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
 
-def loss_gradients(net: nn.Module, batch: Batch) -> LossGradients:
+def loss_gradients(net: nn.Module, batch: Batch, create_graph: bool = False) -> LossGradients:
     """:class:`LossGradients` of ``net`` on ``batch``: one train-mode forward (hooks on every conv/linear
-    output), one backward to the weights and those outputs together."""
+    output), one backward to the weights and those outputs together (keeping its graph with
+    ``create_graph``, which the values do not depend on: bit for bit the same)."""
     params = detached_params(net)
     names = weight_names(net)
     outputs: list[tuple[nn.Module, torch.Tensor]] = []
     with forward_hooks(weighted_modules(net).values(), lambda mod, inp, out: outputs.append((mod, out))):
         loss = train_loss(net, batch, params)
-    found = torch.autograd.grad(loss, [params[k] for k in names] + [a for _, a in outputs], allow_unused=True)
+    leaves = [params[k] for k in names]
+    found = torch.autograd.grad(loss, leaves + [a for _, a in outputs], allow_unused=True, create_graph=create_graph)
     weights = {k: params[k].detach() for k in names}
-    grads = {k: torch.zeros_like(weights[k]) if g is None else g for k, g in zip(names, found)}
+    grads = {k: torch.zeros_like(weights[k]) if g is None else g.detach() for k, g in zip(names, found)}
     saliency = []
     for (module, act), grad in zip(outputs, found[len(names):]):
         if grad is not None:
-            g_nk = (act.detach() * grad).flatten(2).sum(2) if act.dim() > 2 else act.detach() * grad
+            g_nk = (act.detach() * grad.detach()).flatten(2).sum(2) if act.dim() > 2 else act.detach() * grad.detach()
             saliency.append((float((0.5 * g_nk.pow(2).mean(0)).sum()), module.weight[0].numel()))
-    return LossGradients(weights, grads, saliency)
+    graph = (leaves, [g for g in found[:len(names)] if g is not None and g.requires_grad]) if create_graph else None
+    return LossGradients(weights, grads, saliency, graph)
+
+
+def theta_hessian_gradient(found: LossGradients) -> float:
+    """theta^T H g over the conv/linear weights, H g one Hessian-vector product: the gradient of
+    g.detach() . g (g = dL/dW with its graph: ``found`` taken with ``create_graph``) by one more backward;
+    0 when no gradient depends on the weights."""
+    leaves, grads = found.graph
+    if not grads:
+        return 0.0
+    hg = torch.autograd.grad(sum((g.detach() * g).sum() for g in grads), leaves, allow_unused=True)
+    return float(sum((w.detach() * h).sum() for w, h in zip(leaves, hg) if h is not None))
 
 
 class LossGradientMetric(Metric):
-    """A proxy read off :class:`LossGradients`; those scored on one network and batch share one pass."""
+    """A proxy read off :class:`LossGradients`; those scored on one network and batch share one pass.
+
+    ``keeps_graph``: whether :meth:`from_gradients` differentiates the gradients again; the shared
+    pass keeps its graph when any metric scored beside it does.
+    """
+
+    keeps_graph = False
 
     @property
     def shared_key(self) -> str:
@@ -152,12 +175,14 @@ class LossGradientMetric(Metric):
         raise NotImplementedError
 
     def compute(self, net: nn.Module, batch: Batch) -> float:
-        return self.from_gradients(loss_gradients(net, batch))
+        return self.from_gradients(loss_gradients(net, batch, create_graph=self.keeps_graph))
 
     def compute_shared(self, net: nn.Module, batch: Batch, shared: SharedWork | None) -> float:
         if shared is None:
             return self.compute(net, batch)
-        return self.from_gradients(shared.get(self.shared_key, lambda: loss_gradients(net, batch)))
+        graph = self.keeps_graph or any(getattr(m, "keeps_graph", False) for m in shared.metrics)
+        return self.from_gradients(shared.get((self.shared_key, graph),
+                                              lambda: loss_gradients(net, batch, create_graph=graph)))
 
 
 @metric("grad_norm")
@@ -196,7 +221,7 @@ class Snip(LossGradientMetric):
 
 
 @metric("grasp")
-class Grasp(Metric):
+class Grasp(LossGradientMetric):
     """GraSP, -sum_l sum W_l * (H g)_l with g = dL/dW and H the Hessian of L over the conv/linear
     weights (Wang et al. 2020, sec. 4, S(-theta) = -theta * H g; Abdelfattah et al. 2021 sec. 3).
 
@@ -204,25 +229,17 @@ class Grasp(Metric):
     NAS-Bench-Suite-Zero) negates it because accuracy correlates positively with ``-theta^T H g``.
     We return the same ``-theta^T H g``, so higher is better and ranks agree with both references
     (HNAS seed 003 eq. 3 uses |theta^T H g| / m, a different ranking). H g is one Hessian-vector
-    product: the gradient of g.detach() . dL/dW (double backward, one forward). L: mean
+    product (:func:`theta_hessian_gradient`: one more backward through the shared pass's graph). L: mean
     cross-entropy, BN on batch statistics. Unbounded; degenerate networks score
     :data:`UNBOUNDED_WORST`.
     """
 
     worst = UNBOUNDED_WORST
     quantity = "GraSP score −Σ W ⊙ Hg"
+    keeps_graph = True
 
-    def compute(self, net: nn.Module, batch: Batch) -> float:
-        params = detached_params(net)
-        weights = [params[k] for k in weight_names(net)]
-        grads = torch.autograd.grad(train_loss(net, batch, params), weights, create_graph=True, allow_unused=True)
-        differentiable = [g for g in grads if g is not None and g.requires_grad]  # g = dL/dW, with its graph
-        if not differentiable:
-            return nonzero(0.0)
-        z = sum((g.detach() * g).sum() for g in differentiable)
-        hg = torch.autograd.grad(z, weights, allow_unused=True)
-        theta_hg = sum((w.detach() * h).sum() for w, h in zip(weights, hg) if h is not None)
-        return nonzero(-float(theta_hg))
+    def from_gradients(self, found: LossGradients) -> float:
+        return nonzero(-theta_hessian_gradient(found))
 
 
 @metric("fisher")
