@@ -141,7 +141,8 @@ def loss_gradients(net: nn.Module, batch: Batch, create_graph: bool = False) -> 
     saliency = []
     for (module, act), grad in zip(outputs, found[len(names):]):
         if grad is not None:
-            g_nk = (act.detach() * grad.detach()).flatten(2).sum(2) if act.dim() > 2 else act.detach() * grad.detach()
+            g_nk = act.detach() * grad.detach()
+            g_nk = g_nk.flatten(2).sum(2) if g_nk.dim() > 2 else g_nk
             saliency.append((float((0.5 * g_nk.pow(2).mean(0)).sum()), module.weight[0].numel()))
     graph = (leaves, [g for g in found[:len(names)] if g is not None and g.requires_grad]) if create_graph else None
     return LossGradients(weights, grads, saliency, graph)
